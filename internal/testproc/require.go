@@ -1,0 +1,39 @@
+package testproc
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// InCI reports whether the tests run under CI (CI=true), where nothing that
+// the tests need may be missing.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Require skips the test with the reason when ok is false, or fails it when
+// running under CI: a skipped test in CI is a defect.
+func Require(t testing.TB, ok bool, reason string) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if InCI() {
+		t.Fatalf("CI=true and this test cannot run: %s", reason)
+	}
+	t.Skipf("skipped: %s (runs, and must pass, under CI=true)", reason)
+}
+
+// RequireRoot requires the effective uid 0.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	Require(t, os.Geteuid() == 0, "needs root")
+}
+
+// LookPath returns the path of a program the test needs, under the same rule
+// as Require.
+func LookPath(t testing.TB, prog string) string {
+	t.Helper()
+	p, err := exec.LookPath(prog)
+	Require(t, err == nil, "needs "+prog+" in PATH")
+	return p
+}
