@@ -278,6 +278,14 @@ func (b *Box) keeper(cmd *exec.Cmd, started chan<- error) {
 	close(b.done)
 }
 
+// exited describes the end of the box's PID 1 (once done is closed).
+func (b *Box) exited() error {
+	if b.wait == nil {
+		return errors.New("PID 1 exited with status 0")
+	}
+	return fmt.Errorf("PID 1 exited: %w", b.wait)
+}
+
 // waitBooted waits for the private bus socket, then for the end of the boot.
 func (b *Box) waitBooted(ctx context.Context) (string, error) {
 	private := filepath.Join(b.Root(), "run/systemd/private")
@@ -289,7 +297,7 @@ func (b *Box) waitBooted(ctx context.Context) (string, error) {
 		}
 		select {
 		case <-b.done:
-			return "", fmt.Errorf("PID 1 exited: %w", b.wait)
+			return "", b.exited()
 		case <-ctx.Done():
 			return "", fmt.Errorf("no %s: %w", private, ctx.Err())
 		case <-tick.C:
@@ -307,7 +315,7 @@ func (b *Box) waitBooted(ctx context.Context) (string, error) {
 		}
 		select {
 		case <-b.done:
-			return "", fmt.Errorf("PID 1 exited: %w", b.wait)
+			return "", b.exited()
 		case <-ctx.Done():
 			return "", fmt.Errorf("state %q: %w", last, ctx.Err())
 		case <-tick.C:

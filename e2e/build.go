@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -117,7 +118,7 @@ func Build(t testing.TB, pkg string) string {
 
 // BuildC compiles a C program (a path relative to the module root) with
 // gcc and the given extra arguments (libraries), once per test binary, and
-// returns the binary's path in BuildDir.
+// returns the binary's path in BuildDir: NAME.c gives NAME-c.
 func BuildC(t testing.TB, src string, args ...string) string {
 	t.Helper()
 	gcc := testproc.LookPath(t, "gcc")
@@ -130,7 +131,8 @@ func BuildC(t testing.TB, src string, args ...string) string {
 			return
 		}
 		base := filepath.Base(src)
-		out := filepath.Join(dir, base[:len(base)-len(filepath.Ext(base))])
+		// sdserver.c gives sdserver-c: the name never clashes with a Go build.
+		out := filepath.Join(dir, strings.TrimSuffix(base, filepath.Ext(base))+"-c")
 		cmd := exec.Command(gcc, append([]string{"-O2", "-Wall", "-o", out, src}, args...)...)
 		cmd.Dir = root
 		e.path, e.err = out, run(cmd)

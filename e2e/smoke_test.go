@@ -22,6 +22,7 @@ FileDescriptorName=http
 		"smoke.service": `[Unit]
 Description=e2e smoke service
 Requires=smoke.socket
+StartLimitIntervalSec=0
 After=smoke.socket
 
 [Service]
@@ -53,11 +54,24 @@ func journalFiles(t *testing.T) []string {
 	return files
 }
 
-// TestSmoke boots a box, serves a socket-activated notify service in it,
-// drives load from inside its network namespace, and checks that powering
-// it off leaves nothing on the host.
+// TestSmoke boots a box, serves a socket-activated notify service in it
+// (the Go server with go-systemd, and the C server with libsystemd), drives
+// load from inside its network namespace, and checks that powering it off
+// leaves nothing on the host.
 func TestSmoke(t *testing.T) {
-	bin := Build(t, "./e2e/internal/sdserver")
+	for _, tc := range []struct {
+		name  string
+		build func(t *testing.T) string
+		start string // the server's line in the journal
+	}{
+		{"go", func(t *testing.T) string { return Build(t, "./e2e/internal/sdserver") }, "sdserver: serving on 127.0.0.1:8080"},
+		{"c", func(t *testing.T) string { return BuildC(t, "e2e/testdata/sdserver.c", "-lsystemd") }, "sdserver.c: serving as pid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { smoke(t, tc.build(t), tc.start) })
+	}
+}
+
+func smoke(t *testing.T, bin, startLine string) {
 	journalBefore := journalFiles(t)
 	box := Boot(t, Config{Share: []string{BuildDir(t)}})
 
@@ -69,9 +83,16 @@ func TestSmoke(t *testing.T) {
 
 	t0 := time.Now()
 	load := box.StartLoad(t.Context(), LoadConfig{URL: "http://127.0.0.1:8080/"})
-	load.WaitRequests(1000)
+	load.WaitRequests(500)
+	// The test servers drain without losing a request: restarts under load
+	// (the socket unit holds the socket meanwhile) fail nothing.
+	const restarts = 5
+	for range restarts {
+		box.Systemctl("restart", "smoke.service")
+		load.WaitRequests(100)
+	}
 	res := load.Stop()
-	t.Logf("smoke: %v duration=%v", res, time.Since(t0).Round(time.Millisecond))
+	t.Logf("smoke %s: %v restarts=%d duration=%v", filepath.Base(bin), res, restarts, time.Since(t0).Round(time.Millisecond))
 	if res.Failed != 0 {
 		t.Errorf("smoke: %d of %d requests failed: %v", res.Failed, res.Requests, res.Samples)
 	}
@@ -81,10 +102,10 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("smoke.service: %v, want active/running with NRestarts=0", props)
 	}
 	main := box.MainPID("smoke.service")
-	if len(res.Pids) != 1 || res.Pids[main] == 0 {
-		t.Errorf("responses by pid %v, want all from MainPID %d", res.Pids, main)
+	if len(res.Pids) != restarts+1 || res.Pids[main] == 0 {
+		t.Errorf("responses by pid %v, want %d pids, MainPID %d among them", res.Pids, restarts+1, main)
 	}
-	if j := box.Journal("smoke.service"); !strings.Contains(j, "sdserver: serving on 127.0.0.1:8080") {
+	if j := box.Journal("smoke.service"); !strings.Contains(j, startLine) {
 		t.Errorf("journal of smoke.service lacks the server's start line:\n%s", j)
 	}
 
@@ -102,6 +123,18 @@ func TestSmoke(t *testing.T) {
 	}
 	if after := journalFiles(t); !slices.Equal(journalBefore, after) {
 		t.Errorf("host journal files changed:\nbefore %v\nafter  %v", journalBefore, after)
+	}
+}
+
+// TestLoadCountsFailures checks that the load driver counts what it cannot
+// get: nothing listens on the port.
+func TestLoadCountsFailures(t *testing.T) {
+	box := Boot(t, Config{})
+	load := box.StartLoad(t.Context(), LoadConfig{URL: "http://127.0.0.1:8081/", MaxRequests: 200})
+	load.WaitRequests(100)
+	res := load.Stop()
+	if res.Requests < 100 || res.Failed != res.Requests || res.Failures[FailRefused] != res.Requests {
+		t.Errorf("load against a closed port: %v, want every request refused", res)
 	}
 }
 

@@ -3,8 +3,9 @@
 // its listener from LISTEN_FDS (the socket named by -name, else the first),
 // or listens on -listen itself, reports READY=1 and STOPPING=1, pings the
 // watchdog when WATCHDOG_USEC asks for it, and on SIGTERM drains without
-// dropping a request: it stops accepting, answers with Connection: close for
-// a lame-duck period, then shuts down.
+// dropping a request: it stops accepting, answers with Connection: close
+// until its connections are closed or a lame-duck period ends, then shuts
+// down.
 //
 // GET / answers 200 with the headers X-Pid and X-Generation (-generation);
 // ?ms=N delays the answer by N milliseconds.
@@ -20,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,7 +40,7 @@ func run() error {
 	listen := flag.String("listen", "127.0.0.1:8080", "address to listen on when not socket-activated")
 	name := flag.String("name", "http", "socket name to serve (LISTEN_FDNAMES)")
 	generation := flag.String("generation", "1", "value of the X-Generation header")
-	lameDuck := flag.Duration("lame-duck", 300*time.Millisecond, "how long to answer with Connection: close before shutting down")
+	lameDuck := flag.Duration("lame-duck", time.Second, "how long at most to answer with Connection: close before shutting down")
 	flag.Parse()
 
 	ln, err := listener(*name, *listen)
@@ -46,8 +48,22 @@ func run() error {
 		return err
 	}
 	pid := strconv.Itoa(os.Getpid())
+	var draining atomic.Bool
+	var open atomic.Int64 // connections not yet closed
 	srv := &http.Server{
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				open.Add(-1)
+			}
+		},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if draining.Load() {
+				// Lame duck: every client learns to go elsewhere.
+				w.Header().Set("Connection", "close")
+			}
 			if ms, err := strconv.Atoi(r.URL.Query().Get("ms")); err == nil && ms > 0 {
 				time.Sleep(time.Duration(ms) * time.Millisecond)
 			}
@@ -77,9 +93,13 @@ func run() error {
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	// Stop accepting (the socket itself stays open in systemd and in a
 	// successor), tell keep-alive clients to go away, then shut down.
+	// Not SetKeepAlivesEnabled(false): it closes idle connections at once,
+	// racing a client that is sending its next request on one.
 	_ = ln.Close()
-	srv.SetKeepAlivesEnabled(false)
-	time.Sleep(*lameDuck)
+	draining.Store(true)
+	for end := time.Now().Add(*lameDuck); open.Load() > 0 && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
