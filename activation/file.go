@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // Kind is what an inherited fd is.
@@ -52,6 +54,7 @@ func (k Kind) stream() bool {
 // File is one inherited fd.
 type File struct {
 	Name      string   // from LISTEN_FDNAMES; NameUnknown when it is not set
+	Aliases   []string // other names the fd came with: those of closed duplicates
 	FD        int      // the inherited fd number, 3 and up
 	Kind      Kind     // what the fd is
 	Listening bool     // a stream or seqpacket socket in the listening state
@@ -61,8 +64,25 @@ type File struct {
 
 // String describes the fd, e.g. `fd 3 "http" tcp listener 127.0.0.1:8080`.
 func (f File) String() string {
-	s := fmt.Sprintf("fd %d %q %s", f.FD, f.Name, f.describe())
+	return fmt.Sprintf("fd %d %s %s", f.FD, f.names(), f.describe())
+}
+
+// names quotes the name and the aliases, e.g. `"http" (also "stored")`.
+func (f File) names() string {
+	s := strconv.Quote(f.Name)
+	if len(f.Aliases) > 0 {
+		q := make([]string, len(f.Aliases))
+		for i, a := range f.Aliases {
+			q[i] = strconv.Quote(a)
+		}
+		s += " (also " + strings.Join(q, ", ") + ")"
+	}
 	return s
+}
+
+// named reports whether name is the fd's name or one of its aliases.
+func (f File) named(name string) bool {
+	return f.Name == name || slices.Contains(f.Aliases, name)
 }
 
 // describe is the kind, state and address, e.g. "tcp listener 127.0.0.1:80".

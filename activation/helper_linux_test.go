@@ -49,13 +49,14 @@ type report struct {
 }
 
 type reportFile struct {
-	Name      string `json:"name"`
-	FD        int    `json:"fd"`
-	Kind      string `json:"kind"`
-	Listening bool   `json:"listening,omitempty"`
-	Addr      string `json:"addr,omitempty"` // network + " " + address
-	Cloexec   bool   `json:"cloexec"`
-	Ino       uint64 `json:"ino"`
+	Name      string   `json:"name"`
+	Aliases   []string `json:"aliases,omitempty"`
+	FD        int      `json:"fd"`
+	Kind      string   `json:"kind"`
+	Listening bool     `json:"listening,omitempty"`
+	Addr      string   `json:"addr,omitempty"` // network + " " + address
+	Cloexec   bool     `json:"cloexec"`
+	Ino       uint64   `json:"ino"`
 }
 
 func cloexecFDList() []int {
@@ -142,7 +143,7 @@ func helperReceive() {
 	for _, f := range set.Files() {
 		fl, _ := unix.FcntlInt(uintptr(f.FD), unix.F_GETFD, 0)
 		r.Files = append(r.Files, reportFile{
-			Name: f.Name, FD: f.FD, Kind: f.Kind.String(), Listening: f.Listening,
+			Name: f.Name, Aliases: f.Aliases, FD: f.FD, Kind: f.Kind.String(), Listening: f.Listening,
 			Addr: addrString(f.Addr), Cloexec: fl&unix.FD_CLOEXEC != 0, Ino: inode(f.FD),
 		})
 	}

@@ -340,8 +340,8 @@ func firstGap(open []int) int {
 func TestReceiveDedup(t *testing.T) {
 	testproc.CheckFDs(t)
 	testproc.CheckGoroutines(t)
-	admin, http := listenTCP(t), listenTCP(t)
-	a, h := fileOf(t, admin), fileOf(t, http)
+	admin, http, web := listenTCP(t), listenTCP(t), listenTCP(t)
+	a, h, w := fileOf(t, admin), fileOf(t, http), fileOf(t, web)
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -355,34 +355,37 @@ func TestReceiveDedup(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev1, ev2 := os.NewFile(uintptr(e1), "eventfd1"), os.NewFile(uintptr(e2), "eventfd2")
-	for _, f := range []*os.File{a, h, pr, pw, ev1, ev2} {
+	for _, f := range []*os.File{a, h, w, pr, pw, ev1, ev2} {
 		t.Cleanup(func() { _ = f.Close() })
 	}
 	// Socket-unit fds, then fd-store copies of both (the order systemd 252
-	// was seen to use), then a pipe's two ends and two eventfds, which
-	// share inodes but are distinct.
-	files := []*os.File{a, h, h, a, pr, pw, ev1, ev2}
-	names := []string{"admin", "http", "http", "admin", "pipe", "pipe", "ev", "ev"}
-	r := runHelper(t, "receive", files, activated(names...), "listener:admin", "listener:http", "take:pipe", "take:ev")
+	// was seen to use); a socket and its copy stored without FDNAME=; a
+	// pipe's two ends and two eventfds, which share inodes but are
+	// distinct.
+	files := []*os.File{a, h, h, a, w, w, pr, pw, ev1, ev2}
+	names := []string{"admin", "http", "http", "admin", "web", "stored", "pipe", "pipe", "ev", "ev"}
+	r := runHelper(t, "receive", files, activated(names...),
+		"listener:admin", "listener:http", "listener:stored", "take:pipe", "take:ev")
 	if r.Err != "" {
 		t.Fatalf("Receive: %s", r.Err)
 	}
 	var got []string
 	for _, f := range r.Files {
-		got = append(got, fmt.Sprintf("%d %s %s", f.FD, f.Name, f.Kind))
+		got = append(got, strings.TrimSpace(fmt.Sprintf("%d %s %s %s", f.FD, f.Name, f.Kind, strings.Join(f.Aliases, ","))))
 	}
-	want := []string{"3 admin tcp", "4 http tcp", "7 pipe fifo", "8 pipe fifo", "9 ev other", "10 ev other"}
+	want := []string{"3 admin tcp", "4 http tcp", "7 web tcp stored", "9 pipe fifo", "10 pipe fifo", "11 ev other", "12 ev other"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Files (-want +got):\n%s", diff)
 	}
-	if slices.Contains(r.OpenAfter, 5) || slices.Contains(r.OpenAfter, 6) {
-		t.Errorf("duplicates fd 5 and 6 not closed: open %v", r.OpenAfter)
+	if dups := intersect(r.OpenAfter, []int{5, 6, 8}); len(dups) > 0 {
+		t.Errorf("duplicates %v not closed", dups)
 	}
 	wantLookups := []string{
 		"listener:admin -> *net.TCPListener tcp " + admin.Addr().String(),
 		"listener:http -> *net.TCPListener tcp " + http.Addr().String(),
-		`take:pipe -> fd 7 "pipe" fifo; fd 8 "pipe" fifo`,
-		`take:ev -> fd 9 "ev" other; fd 10 "ev" other`,
+		"listener:stored -> *net.TCPListener tcp " + web.Addr().String(), // the alias
+		`take:pipe -> fd 9 "pipe" fifo; fd 10 "pipe" fifo`,
+		`take:ev -> fd 11 "ev" other; fd 12 "ev" other`,
 	}
 	if diff := cmp.Diff(wantLookups, r.Lookups); diff != "" {
 		t.Errorf("lookups (-want +got):\n%s", diff)

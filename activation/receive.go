@@ -1,5 +1,10 @@
 package activation
 
+import (
+	"errors"
+	"fmt"
+)
+
 // Receive returns the sockets (and other fds) the service manager passed
 // to this process, as sd_listen_fds_with_names(3) defines them.
 //
@@ -25,16 +30,18 @@ func Receive() (*Set, error) {
 	return receive(&osSys)
 }
 
-// readEnv reads the three variables, then unsets them.
+// readEnv reads the three variables, then unsets all of them, even when
+// one fails to unset.
 func readEnv(getenv func(string) (string, bool), unsetenv func(string) error) (environ, error) {
 	var e environ
 	e.pid, e.hasPID = getenv(EnvPID)
 	e.fds, e.hasFDs = getenv(EnvFDs)
 	e.names, e.hasNames = getenv(EnvNames)
+	var errs []error
 	for _, v := range []string{EnvPID, EnvFDs, EnvNames} {
 		if err := unsetenv(v); err != nil {
-			return e, &EnvError{Var: v, Err: err}
+			errs = append(errs, fmt.Errorf("activation: unset %s: %w", v, err))
 		}
 	}
-	return e, nil
+	return e, errors.Join(errs...)
 }

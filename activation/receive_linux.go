@@ -25,6 +25,7 @@ type sys struct {
 	getsockopt  func(fd, level, opt int) (int, error)
 	getsockname func(fd int) (unix.Sockaddr, error)
 	close       func(fd int) error
+	newFile     func(fd uintptr, name string) *os.File
 }
 
 var osSys = sys{
@@ -38,6 +39,7 @@ var osSys = sys{
 	getsockopt:  unix.GetsockoptInt,
 	getsockname: unix.Getsockname,
 	close:       unix.Close,
+	newFile:     os.NewFile,
 }
 
 // nrOpen reads fs.nr_open, the kernel's ceiling on fd numbers: no fd table
@@ -89,23 +91,27 @@ func receive(sys *sys) (*Set, error) {
 	var (
 		files []File
 		dups  []int
-		seen  = map[fileID]bool{}
+		seen  = map[fileID]int{} // index in files
 	)
 	for fd := FirstFD; fd <= last; fd++ {
 		f, id, err := classify(sys, fd)
 		if err != nil {
 			return nil, err
 		}
-		if id != (fileID{}) {
-			if seen[id] {
-				dups = append(dups, fd)
-				continue
-			}
-			seen[id] = true
-		}
 		f.Name = NameUnknown
 		if names != nil {
 			f.Name = names[fd-FirstFD]
+		}
+		if id != (fileID{}) {
+			if i, ok := seen[id]; ok {
+				// A copy: its name, when another, stays reachable.
+				if !files[i].named(f.Name) {
+					files[i].Aliases = append(files[i].Aliases, f.Name)
+				}
+				dups = append(dups, fd)
+				continue
+			}
+			seen[id] = len(files)
 		}
 		files = append(files, f)
 	}
@@ -117,7 +123,7 @@ func receive(sys *sys) (*Set, error) {
 		_ = sys.close(fd)
 	}
 	for i := range files {
-		files[i].File = os.NewFile(uintptr(files[i].FD), files[i].Name)
+		files[i].File = sys.newFile(uintptr(files[i].FD), files[i].Name)
 	}
 	return &Set{files: files}, nil
 }

@@ -29,8 +29,8 @@ func (s *Set) Files() []File {
 	return slices.Clone(s.files)
 }
 
-// Names returns the distinct names of the fds the Set holds, in the order
-// of their first fd.
+// Names returns the distinct names (aliases included) of the fds the Set
+// holds, in the order of their first fd.
 func (s *Set) Names() []string {
 	if s == nil {
 		return nil
@@ -39,8 +39,10 @@ func (s *Set) Names() []string {
 	defer s.mu.Unlock()
 	var names []string
 	for _, f := range s.files {
-		if !slices.Contains(names, f.Name) {
-			names = append(names, f.Name)
+		for _, n := range append([]string{f.Name}, f.Aliases...) {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
+			}
 		}
 	}
 	return names
@@ -64,6 +66,8 @@ func (s *Set) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Lookups match an fd by its Name or one of its Aliases.
 
 // Take takes every fd named name out of the Set, whatever its kind, in fd
 // order. The caller owns their File values.
@@ -214,7 +218,7 @@ func take[T any](s *Set, name string, c conversion[T], one bool) ([]T, error) {
 	defer s.mu.Unlock()
 	var idx []int
 	for i, f := range s.files {
-		if f.Name == name && c.match(f) {
+		if f.named(name) && c.match(f) {
 			idx = append(idx, i)
 		}
 	}
@@ -224,7 +228,7 @@ func take[T any](s *Set, name string, c conversion[T], one bool) ([]T, error) {
 			e.Err = ErrAmbiguous
 		}
 		for _, f := range s.files {
-			e.Have = append(e.Have, fmt.Sprintf("%q: %s", f.Name, f.describe()))
+			e.Have = append(e.Have, f.names()+": "+f.describe())
 		}
 		return nil, e
 	}
