@@ -42,6 +42,10 @@ var osSys = sys{
 	newFile:     os.NewFile,
 }
 
+// smallFDs is the fd number below which Receive does not read the fd table
+// size: 1024, the usual soft RLIMIT_NOFILE.
+const smallFDs = 1024
+
 // nrOpen reads fs.nr_open, the kernel's ceiling on fd numbers: no fd table
 // grows past it. Without /proc there is no bound, and the per-fd checks
 // catch a count that is too large.
@@ -67,10 +71,15 @@ func receive(sys *sys) (*Set, error) {
 		return nil, err
 	}
 	last := FirstFD + n - 1
-	if limit, ok := sys.fdLimit(); ok && last >= limit {
-		return nil, &EnvError{
-			Var: EnvFDs, Value: env.fds,
-			Err: fmt.Errorf("fd %d is past the end of the fd table (fs.nr_open=%d)", last, limit),
+	// A count past the fd table is refused before any fd is touched. Below
+	// smallFDs the walk that follows is short and finds it anyway, so the
+	// table size is only read for larger counts.
+	if last >= smallFDs {
+		if limit, ok := sys.fdLimit(); ok && last >= limit {
+			return nil, &EnvError{
+				Var: EnvFDs, Value: env.fds,
+				Err: fmt.Errorf("fd %d is past the end of the fd table (fs.nr_open=%d)", last, limit),
+			}
 		}
 	}
 	// Every fd must be open before any is used; each gets close-on-exec.
