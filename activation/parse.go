@@ -74,13 +74,18 @@ func parse(env environ, self int) (n int, names []string, err error) {
 }
 
 var (
-	errEmpty     = errors.New("empty")
-	errNotNumber = errors.New("not a decimal number")
+	errEmpty       = errors.New("empty")
+	errNotNumber   = errors.New("not a decimal number")
+	errLeadingZero = errors.New("leading zero (octal to libsystemd, decimal to others)")
 )
 
-// parseDecimal accepts an optional '-' and ASCII digits, nothing else: no
-// '+', no spaces, no base prefixes. Values that do not fit report the sign
-// through ok=false and a clamped value.
+// parseDecimal accepts an optional '-' and ASCII digits without a leading
+// zero, nothing else. libsystemd's parser (strtol with base 0) also takes
+// blanks, '+', "0x", "0o", "0b" and reads "010" as 8, where go-systemd
+// reads 10: every such form is refused rather than read one way or the
+// other; systemd itself writes plain decimal. A value that does not fit an
+// int64 is clamped to MinInt64 or MaxInt64, which clamp prints as out of
+// range.
 func parseDecimal(s string) (v int64, err error) {
 	if s == "" {
 		return 0, errEmpty
@@ -93,6 +98,9 @@ func parseDecimal(s string) (v int64, err error) {
 		if digits[i] < '0' || digits[i] > '9' {
 			return 0, errNotNumber
 		}
+	}
+	if len(digits) > 1 && digits[0] == '0' {
+		return 0, errLeadingZero
 	}
 	v, err = strconv.ParseInt(s, 10, 64)
 	if err != nil { // only a range error is left: clamp, keeping the sign
@@ -144,15 +152,11 @@ func clamp(v int64) string {
 }
 
 // parseNames splits LISTEN_FDNAMES on ':' keeping empty fields, as
-// libsystemd does; like libsystemd, an empty value holds no names at all.
-// Each name must be a valid fd name (systemd's fdname_is_valid): at most
-// 255 bytes of printable ASCII.
+// libsystemd does (an empty value is one empty name). Each name must be a
+// valid fd name (systemd's fdname_is_valid): at most 255 bytes of printable
+// ASCII; libsystemd hands out any name, systemd never sets an invalid one.
 func parseNames(s string, n int) ([]string, error) {
-	count := 0
-	if s != "" {
-		count = strings.Count(s, ":") + 1
-	}
-	if count != n {
+	if count := strings.Count(s, ":") + 1; count != n {
 		return nil, fmt.Errorf("%d names for %s=%d", count, EnvFDs, n)
 	}
 	names := strings.Split(s, ":")

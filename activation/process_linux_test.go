@@ -131,6 +131,35 @@ func TestReceiveEveryKind(t *testing.T) {
 			t.Errorf("inherited path gone: %v", err)
 		}
 	}
+	// Nothing shut the sockets down: the listeners still accept here.
+	for _, i := range []int{0, 3, 5} {
+		checkAccepts(t, fs[i])
+	}
+}
+
+// checkAccepts accepts one connection on a listening socket fixture.
+func checkAccepts(t *testing.T, f fixture) {
+	t.Helper()
+	l, err := net.FileListener(f.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if ul, ok := l.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+	}
+	c, err := net.Dial(l.Addr().Network(), l.Addr().String())
+	if err != nil {
+		t.Errorf("%s: dial after the helper: %v", f.name, err)
+		return
+	}
+	defer c.Close()
+	s, err := l.Accept()
+	if err != nil {
+		t.Errorf("%s: accept after the helper: %v", f.name, err)
+		return
+	}
+	_ = s.Close()
 }
 
 func intersect(a, b []int) []int {
