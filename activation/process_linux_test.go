@@ -194,7 +194,7 @@ func TestReceiveNames(t *testing.T) {
 			args:      []string{"listener:http", "listeners:http", "listener:admin"},
 			wantNames: []string{"http", "admin", "http"},
 			want: []string{
-				`listener:http -> error: activation: 2 of listening stream socket named "http", want exactly one (have ` +
+				`listener:http -> error: activation: 2 listening stream sockets named "http", want one (have ` +
 					`"http": tcp listener ` + a.Addr().String() + `, "admin": tcp listener ` + b.Addr().String() +
 					`, "http": tcp listener ` + c.Addr().String() + `) [ErrAmbiguous]`,
 				"listeners:http -> " + addr(0) + "; " + addr(2),
