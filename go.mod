@@ -1,3 +1,8 @@
 module github.com/batonhq/baton
 
 go 1.26.8
+
+require (
+	github.com/coreos/go-systemd/v22 v22.7.0
+	github.com/google/go-cmp v0.7.0
+)
