@@ -51,6 +51,26 @@ func baton(t *testing.T, args ...string) result {
 
 func batonCmd(t *testing.T, cmd *exec.Cmd) result {
 	t.Helper()
+	r, err := runCmd(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// runCmd runs cmd with the environment without LISTEN_* variables unless
+// cmd.Env is set. Only a failure to run it is an error.
+func runCmd(cmd *exec.Cmd) (result, error) {
+	wait, err := startCmd(cmd)
+	if err != nil {
+		return result{}, err
+	}
+	return wait()
+}
+
+// startCmd starts cmd as runCmd does and returns the function that waits
+// for it.
+func startCmd(cmd *exec.Cmd) (wait func() (result, error), err error) {
 	if cmd.Env == nil {
 		for _, kv := range os.Environ() {
 			if !strings.HasPrefix(kv, "LISTEN_") {
@@ -60,16 +80,21 @@ func batonCmd(t *testing.T, cmd *exec.Cmd) result {
 	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	case err != nil:
-		t.Fatalf("%v: %v", cmd.Args, err)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%v: %w", cmd.Args, err)
 	}
-	return r
+	return func() (result, error) {
+		err := cmd.Wait()
+		r := result{stdout: out.String(), stderr: errb.String()}
+		var exit *exec.ExitError
+		switch {
+		case errors.As(err, &exit):
+			r.code = exit.ExitCode()
+		case err != nil:
+			return r, fmt.Errorf("%v: %w", cmd.Args, err)
+		}
+		return r, nil
+	}, nil
 }
 
 type usageCase struct {
