@@ -70,6 +70,8 @@ var exposureRE = regexp.MustCompile(`Overall exposure level for \S+: (\d+\.\d+)`
 // option of the case checks it; a case for a newer systemd than the
 // machine's needs BATON_SYSTEMD_TREE.
 func TestAnalyze(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
 	as := analyzers(t)
 	// The units must name programs that exist for verify to be quiet.
 	exe, err := exec.LookPath("true")

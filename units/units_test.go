@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/internal/testproc"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -254,6 +255,7 @@ func TestDuration(t *testing.T) {
 }
 
 func TestWrite(t *testing.T) {
+	testproc.CheckFDs(t)
 	dir := t.TempDir()
 	files, err := Generate(specs[1].spec)
 	if err != nil {
@@ -286,6 +288,7 @@ func TestWrite(t *testing.T) {
 }
 
 func TestWriteAllOrNothing(t *testing.T) {
+	testproc.CheckFDs(t)
 	dir := t.TempDir()
 	files, err := Generate(specs[0].spec)
 	if err != nil {

@@ -49,6 +49,8 @@ func freePort(t *testing.T, network string) int {
 // baton has exited.
 func underSocketActivate(t *testing.T, datagram bool, listen []string, names []string, args ...string) result {
 	t.Helper()
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
 	sa := testproc.LookPath(t, "systemd-socket-activate")
 	var saArgs []string
 	if datagram {
