@@ -77,6 +77,10 @@
 //   - ExecReload= names Spec.Baton (DefaultBaton, /usr/local/bin/baton):
 //     install baton there or set the path; the sandbox makes it read-only,
 //     not invisible.
+//   - The sandbox is made for a Go server: MemoryDenyWriteExecute=yes
+//     breaks JIT runtimes (Java, Node.js), and the system call filter
+//     answers EPERM to @privileged and @resources calls. Relax those with a
+//     drop-in (systemctl edit NAME.service), not with a switch.
 //   - FDStoreMax is refused with socket units: after a restart the store
 //     would pass a second copy of every socket.
 package units
