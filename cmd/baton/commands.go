@@ -160,6 +160,10 @@ func help(ctx context.Context, args []string, io stdio) error {
 		printUsage(io.Stdout)
 		return nil
 	case 1:
+		if args[0] == "help" {
+			printUsage(io.Stdout)
+			return nil
+		}
 		c, ok := lookup(args[0])
 		if !ok {
 			return &usageError{cmd: "help", err: fmt.Errorf("unknown command %q", args[0])}

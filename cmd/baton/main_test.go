@@ -115,6 +115,7 @@ func TestHelpAndUsage(t *testing.T) {
 		{args: []string{"help", "units"}, code: 0, stdout: "usage: baton units", quietError: true},
 		{args: []string{"units", "-h"}, code: 0, stdout: "-listen NAME=URL", quietError: true},
 		{args: []string{"units", "--help"}, code: 0, stdout: "usage: baton units", quietError: true},
+		{args: []string{"help", "help"}, code: 0, stdout: "usage: baton COMMAND", quietError: true},
 		{args: []string{"help", "nope"}, code: 2, stderr: `baton help: unknown command "nope"`, quietOut: true},
 		{args: []string{"help", "units", "fds"}, code: 2, stderr: "baton help: want at most one", quietOut: true},
 		{args: []string{"nope"}, code: 2, stderr: `baton: unknown command "nope"`, quietOut: true},
