@@ -14,6 +14,7 @@ import (
 // them. Adding a subcommand is one file with its type and one line here.
 var commands = []commandInfo{
 	{Name: "units", Summary: "write the .socket and .service units for a service", New: newUnitsCmd},
+	{Name: "fds", Summary: "print the file descriptors this process was handed", New: newFDsCmd},
 }
 
 // commandInfo names a subcommand and makes it.

@@ -1,5 +1,3 @@
-//go:build baton_fds
-
 package main
 
 import (
