@@ -14,7 +14,7 @@ import (
 // manager that re-binds its socket is found again.
 type conn struct {
 	fd      int
-	sa      *unix.SockaddrUnix
+	name    string // for a fresh *unix.SockaddrUnix per send: it is not safe to share
 	timeout time.Duration
 }
 
@@ -42,7 +42,7 @@ func dialConn(name string, timeout time.Duration) (*conn, error) {
 		_ = unix.Close(fd)
 		return nil, err
 	}
-	return &conn{fd: fd, sa: sa, timeout: timeout}, nil
+	return &conn{fd: fd, name: name, timeout: timeout}, nil
 }
 
 func (cn *conn) send(msg []byte, fds []int) error {
@@ -54,7 +54,7 @@ func (cn *conn) send(msg []byte, fds []int) error {
 	// but only until the timeout has passed once.
 	deadline := time.Now().Add(cn.timeout)
 	for {
-		_, err := unix.SendmsgN(cn.fd, msg, oob, cn.sa, unix.MSG_NOSIGNAL)
+		_, err := unix.SendmsgN(cn.fd, msg, oob, &unix.SockaddrUnix{Name: cn.name}, unix.MSG_NOSIGNAL)
 		switch {
 		case errors.Is(err, unix.EINTR) && time.Now().Before(deadline):
 			continue
