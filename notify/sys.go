@@ -29,3 +29,8 @@ var defaultSys = &sysenv{
 		return t.C, t.Stop
 	},
 }
+
+var (
+	noDeadline   time.Time
+	aLongTimeAgo = time.Unix(1, 0)
+)
