@@ -19,8 +19,12 @@
 //		return err // NOTIFY_SOCKET set but unusable: the error names it
 //	}
 //	defer c.Close()
-//	c.Ready()
-//	go c.RunWatchdog(ctx, notify.WatchdogConfig{}) // joined by the caller
+//	var wg sync.WaitGroup
+//	defer wg.Wait()
+//	wg.Go(func() { _ = c.RunWatchdog(ctx, notify.WatchdogConfig{}) }) // ends with ctx
+//	if err := c.Ready(); err != nil {
+//		return err
+//	}
 //
 // Without NOTIFY_SOCKET, FromEnv returns a disabled Client: every method is a
 // cheap no-op returning nil and Enabled reports false. A nil *Client behaves
@@ -35,6 +39,11 @@
 // A manager whose queue stays full makes a send fail with ErrTimeout after
 // Config.SendTimeout; no call waits longer. `vsock:` addresses (systemd
 // 253+) are refused with ErrBadSocket.
+//
+// The manager's side is here too: Listen binds a socket for a supervisor's
+// children (`baton run`) and Receive returns each datagram as a Message with
+// the sender's pid, uid and gid from SCM_CREDENTIALS and its fds, dropping
+// (as systemd does) datagrams that do not fit in MaxMessageSize.
 //
 // Messages, one method each: READY=1 (Ready), RELOADING=1 with
 // MONOTONIC_USEC= (Reloading), STOPPING=1, STATUS=, ERRNO=, BUSERROR=,
@@ -54,25 +63,35 @@
 //	WatchdogSec=10s              # sets WATCHDOG_USEC; RunWatchdog pings every 5s
 //	FileDescriptorStoreMax=16    # without it FDSTORE is ignored
 //
-// # Compared with go-systemd's daemon package
+// # Compared with go-systemd's daemon package (v22.7.0)
 //
-//	                                      go-systemd daemon       notify
-//	READY/STATUS/... as a raw string      SdNotify                Send, Ready, Status, ...
-//	no NOTIFY_SOCKET                      (false, nil)            disabled Client, nil errors, Enabled()
-//	abstract @socket                      yes                     yes
-//	unset NOTIFY_SOCKET                   bool parameter          UnsetEnv / WithoutEnv, never implicit
-//	watchdog interval                     SdWatchdogEnabled       WatchdogEnabled
-//	WATCHDOG_PID check                    yes                     yes, plus ClaimFromParent for a successor
-//	watchdog ping loop                    no                      RunWatchdog (half the interval, ctx)
-//	MAINPID hand-over in one datagram     no                      HandOver
-//	BARRIER=1 + pipe, wait for close      SdNotifyBarrier         Barrier(ctx), no-op without socket
-//	FDSTORE with SCM_RIGHTS               no                      FDStore, batches of 253, FDPOLL=0
-//	FDSTOREREMOVE, FDNAME validation      no                      FDStoreRemove, CheckFDName
-//	RELOADING=1 + MONOTONIC_USEC          no (caller builds it)   Reloading
-//	4096-byte limit                       not checked             ErrTooLong, nothing sent
-//	value with a line break (STATUS=)     sent as is              ErrInvalid, nothing sent
-//	manager's queue full                  blocks                  ErrTimeout after SendTimeout
-//	socket per message                    new socket each call    one socket per Client
+// Both send the same bytes for the same message (tested side by side), and
+// on every WATCHDOG_USEC/WATCHDOG_PID input both accept, WatchdogEnabled and
+// SdWatchdogEnabled give the same answer (tested on a grid of inputs).
+//
+//	                                  daemon (go-systemd)          notify
+//	send a raw state string           SdNotify                     Send, SendFiles
+//	READY/STOPPING/WATCHDOG           constants for SdNotify       Ready, Stopping, Watchdog
+//	STATUS, ERRNO, BUSERROR, ...      build the string yourself    Status, Errno, BusError, ...
+//	no NOTIFY_SOCKET                  (false, nil)                 disabled Client: nil errors, Enabled()
+//	abstract "@name" socket           yes                          yes
+//	bad NOTIFY_SOCKET                 net error                    *SocketError naming it, at Dial
+//	unset NOTIFY_SOCKET               bool parameter, per call     UnsetEnv / WithoutEnv, never implicit
+//	watchdog timeout, WATCHDOG_PID    SdWatchdogEnabled            WatchdogEnabled, *EnvError naming it
+//	empty WATCHDOG_USEC/_PID          "not set"                    malformed, as in libsystemd
+//	watchdog ping loop                no                           RunWatchdog (half the timeout, ctx)
+//	successor takes the watchdog      no                           WatchdogConfig.ClaimFromParent
+//	RELOADING=1 + MONOTONIC_USEC      SdNotifyMonotonicUsec, glue  Reloading
+//	MAINPID, MAINPID+READY at once    build the string yourself    MainPID, HandOver
+//	BARRIER=1 + pipe, wait for close  no                           Barrier(ctx)
+//	FDSTORE with SCM_RIGHTS           no                           FDStore, FDStoreWith (FDPOLL=0)
+//	more than 253 fds                 no                           batches, same FDNAME each
+//	FDSTOREREMOVE, FDNAME rules       no                           FDStoreRemove, CheckFDName
+//	message over 4096 bytes           sent, dropped by manager     ErrTooLong, nothing sent
+//	line break in a value             sent, splits the message     ErrInvalid, nothing sent
+//	manager's queue full              blocks                       ErrTimeout after SendTimeout
+//	socket                            one per message              one per Client, concurrent use
+//	manager side (receive, creds)     no                           Listener, Message
 //
 // # Traps
 //
@@ -86,12 +105,19 @@
 //     matters most for HandOver: if the parent exits before the manager
 //     reads MAINPID, the unit dies and takes the successor with it.
 //   - The successor cannot send its own MAINPID under NotifyAccess=main or
-//     exec: the current main process sends HandOver.
+//     exec: the current main process sends HandOver. Until then the manager
+//     drops everything the successor sends (STATUS, FDSTORE, watchdog
+//     pings: "reception only permitted for main PID").
 //   - FDSTORE is silently ignored unless FileDescriptorStoreMax= > 0, and
 //     the stored fds come back through LISTEN_FDS after the socket units' fds,
 //     possibly as duplicates of them.
 //   - RunWatchdog in a successor needs ClaimFromParent, and must claim while
 //     the parent is still alive (it compares WATCHDOG_PID with getppid).
+//   - Barrier waits as long as the manager holds the fd and ctx allows: pass
+//     a deadline (systemd closes the fd as soon as it has read the message,
+//     accepted or not).
+//   - A Message from Listener.Receive owns its Files: close them or pass
+//     them on, or they leak.
 //   - A child that is not a generation of the service (a helper program)
 //     inherits NOTIFY_SOCKET unless started with WithoutEnv; under
 //     NotifyAccess=all its messages count as the service's.

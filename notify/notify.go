@@ -213,6 +213,12 @@ func (c *Client) MainPID(pid int) error {
 // successor's service, or be rejected), and it must call Barrier before it
 // exits, so that the manager has read the message while the sender is still
 // alive to be attributed (SYSTEMD.md rules 1 and 2).
+//
+// With a watchdog: stop this process's RunWatchdog (cancel and join it) and
+// send one last Watchdog ping just before HandOver. The successor's own
+// RunWatchdog (ClaimFromParent) pings from the moment it starts, but the
+// manager drops its pings until the hand-over makes it the main process;
+// the last ping gives it a full half interval after the hand-over.
 func (c *Client) HandOver(pid int) error {
 	if pid <= 0 {
 		return invalidf("MAINPID=%d is not a pid", pid)
