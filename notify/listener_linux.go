@@ -53,6 +53,8 @@ func (l *Listener) Socket() string { return l.socket }
 
 // Receive returns the next message. It waits until one arrives, ctx ends
 // (ctx.Err() is returned itself) or the Listener is closed (net.ErrClosed).
+// Call it from one goroutine at a time: ctx works through the socket's
+// read deadline, which concurrent calls would share.
 //
 // A datagram that cannot be read whole is dropped, as the manager drops it,
 // with its fds closed: Receive then returns an error wrapping ErrTooLong
