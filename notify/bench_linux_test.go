@@ -4,6 +4,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sys/unix"
 )
 
@@ -82,6 +83,32 @@ func BenchmarkBarrier(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := c.Barrier(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReadyDisabled: the cost of a call without NOTIFY_SOCKET.
+func BenchmarkReadyDisabled(b *testing.B) {
+	c := &Client{sys: defaultSys}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.Ready(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReadyGoSystemd: go-systemd's daemon.SdNotify, for comparison
+// (it dials a new socket per call).
+func BenchmarkReadyGoSystemd(b *testing.B) {
+	r := newReceiver(b, false)
+	b.Setenv(EnvSocket, r.socket)
+	stop := r.drain()
+	defer stop()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 			b.Fatal(err)
 		}
 	}
