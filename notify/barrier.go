@@ -18,9 +18,9 @@ import (
 //
 // A process that notified the manager and is about to exit calls Barrier
 // first: the manager attributes a message to its sender's pid only while
-// that process is alive (SYSTEMD.md rule 1). The manager closes the fd
-// whether or not it accepted the message (NotifyAccess=), so the wait ends
-// even for a process that is no longer the main PID.
+// that process is alive. The manager closes the fd whether or not it
+// accepted the message (NotifyAccess=), so the wait ends even for a
+// process that is no longer the main PID (seen under systemd 252).
 //
 // On a disabled Client it returns nil at once.
 func (c *Client) Barrier(ctx context.Context) error {

@@ -96,14 +96,13 @@
 // # Traps
 //
 //   - After HandOver the old generation says nothing more to the manager:
-//     no STOPPING, READY or RELOADING (SYSTEMD.md rule 2). With
-//     NotifyAccess=all a late STOPPING=1 stops the service the successor now
-//     runs.
+//     no STOPPING, READY or RELOADING. With NotifyAccess=all a late
+//     STOPPING=1 stops the service the successor now runs.
 //   - Before exiting after any notification, call Barrier: the manager
-//     attributes a datagram by the sender's pid, and a message from a process
-//     that is gone is lost or misattributed (SYSTEMD.md rule 1). This
-//     matters most for HandOver: if the parent exits before the manager
-//     reads MAINPID, the unit dies and takes the successor with it.
+//     attributes a datagram by the sender's pid, and a message from a
+//     process that is gone is lost or misattributed. This matters most for
+//     HandOver: if the parent exits before the manager reads MAINPID, the
+//     unit dies and takes the successor with it.
 //   - The successor cannot send its own MAINPID under NotifyAccess=main or
 //     exec: the current main process sends HandOver. Until then the manager
 //     drops everything the successor sends (STATUS, FDSTORE, watchdog

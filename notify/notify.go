@@ -52,10 +52,9 @@ type Config struct {
 // A disabled Client (from FromEnv without NOTIFY_SOCKET) and a nil *Client
 // accept every call, send nothing and return nil; Enabled reports false.
 type Client struct {
-	socket  string // as given; "" when disabled
-	envVar  string // "NOTIFY_SOCKET" when from the environment
-	timeout time.Duration
-	sys     *sysenv
+	socket string // as given; "" when disabled
+	envVar string // "NOTIFY_SOCKET" when from the environment
+	sys    *sysenv
 
 	mu     sync.RWMutex // held for reading while a datagram is sent
 	conn   *conn        // nil when disabled
@@ -116,7 +115,7 @@ func (cfg Config) dial(socket, envVar string, sys *sysenv) (*Client, error) {
 	if err != nil {
 		return nil, &SocketError{Var: envVar, Socket: socket, Op: "dial", Err: err}
 	}
-	return &Client{socket: socket, envVar: envVar, timeout: timeout, sys: sys, conn: cn}, nil
+	return &Client{socket: socket, envVar: envVar, sys: sys, conn: cn}, nil
 }
 
 // Enabled reports whether the Client sends anything: false for a nil or
@@ -164,7 +163,7 @@ func (c *Client) Reloading() error {
 }
 
 // Stopping sends STOPPING=1: the service is shutting down. A generation
-// that has handed over its main PID must not send it (SYSTEMD.md rule 2).
+// that has handed over its main PID must not send it.
 func (c *Client) Stopping() error { return c.send("STOPPING=1") }
 
 // Status sends STATUS=s, a one-line status shown by systemctl status. A
@@ -212,13 +211,14 @@ func (c *Client) MainPID(pid int) error {
 // (no STOPPING, READY or RELOADING: they would now be about the
 // successor's service, or be rejected), and it must call Barrier before it
 // exits, so that the manager has read the message while the sender is still
-// alive to be attributed (SYSTEMD.md rules 1 and 2).
+// alive to be attributed.
 //
 // With a watchdog: stop this process's RunWatchdog (cancel and join it) and
 // send one last Watchdog ping just before HandOver. The successor's own
 // RunWatchdog (ClaimFromParent) pings from the moment it starts, but the
-// manager drops its pings until the hand-over makes it the main process;
-// the last ping gives it a full half interval after the hand-over.
+// manager drops its pings until the hand-over makes it the main process.
+// With the last ping just before the hand-over, the successor's first
+// accepted ping comes at most half the timeout after it.
 func (c *Client) HandOver(pid int) error {
 	if pid <= 0 {
 		return invalidf("MAINPID=%d is not a pid", pid)
