@@ -84,8 +84,7 @@ var (
 // blanks, '+', "0x", "0o", "0b" and reads "010" as 8, where go-systemd
 // reads 10: every such form is refused rather than read one way or the
 // other; systemd itself writes plain decimal. A value that does not fit an
-// int64 is clamped to MinInt64 or MaxInt64, which clamp prints as out of
-// range.
+// int64 is clamped to MinInt64 or MaxInt64: out of range either way.
 func parseDecimal(s string) (v int64, err error) {
 	if s == "" {
 		return 0, errEmpty
@@ -118,9 +117,9 @@ func parsePID(s string) (int64, error) {
 	case err != nil:
 		return 0, err
 	case v < 1:
-		return 0, fmt.Errorf("not a process id: %s is below 1", clamp(v))
+		return 0, errors.New("not a process id: below 1")
 	case v > math.MaxInt32:
-		return 0, fmt.Errorf("not a process id: %s is above %d", clamp(v), math.MaxInt32)
+		return 0, fmt.Errorf("not a process id: above %d", math.MaxInt32)
 	}
 	return v, nil
 }
@@ -131,24 +130,13 @@ func parseCount(s string) (int, error) {
 	case err != nil:
 		return 0, err
 	case v < 0:
-		return 0, fmt.Errorf("negative: %s fds, need at least 1", clamp(v))
+		return 0, errors.New("negative, need at least 1 fd")
 	case v == 0:
-		return 0, errors.New("zero fds, need at least 1")
+		return 0, errors.New("zero, need at least 1 fd")
 	case v > MaxFDs:
-		return 0, fmt.Errorf("%s fds is more than the %d possible", clamp(v), MaxFDs)
+		return 0, fmt.Errorf("more than the %d fds possible", MaxFDs)
 	}
 	return int(v), nil
-}
-
-// clamp prints a parsed value, saying "out of range" for the clamped ends.
-func clamp(v int64) string {
-	switch v {
-	case math.MinInt64:
-		return "an out-of-range negative number"
-	case math.MaxInt64:
-		return "an out-of-range number"
-	}
-	return strconv.FormatInt(v, 10)
 }
 
 // parseNames splits LISTEN_FDNAMES on ':' keeping empty fields, as
@@ -157,7 +145,11 @@ func clamp(v int64) string {
 // ASCII; libsystemd hands out any name, systemd never sets an invalid one.
 func parseNames(s string, n int) ([]string, error) {
 	if count := strings.Count(s, ":") + 1; count != n {
-		return nil, fmt.Errorf("%d names for %s=%d", count, EnvFDs, n)
+		plural := "s"
+		if count == 1 {
+			plural = ""
+		}
+		return nil, fmt.Errorf("%d name%s for %s=%d", count, plural, EnvFDs, n)
 	}
 	names := strings.Split(s, ":")
 	for i, name := range names {

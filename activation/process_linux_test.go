@@ -332,6 +332,7 @@ func TestReceiveBadInput(t *testing.T) {
 	for _, in := range inputs {
 		t.Run(in.name, func(t *testing.T) {
 			r := runHelper(t, "receive", files, in.env)
+			t.Logf("%q -> %s", in.env, r.Err)
 			if want := in.want(r); r.Err != want {
 				t.Errorf("error\n got %s\nwant %s", r.Err, want)
 			}
