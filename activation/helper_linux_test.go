@@ -127,6 +127,19 @@ func emit(r report) {
 	}
 }
 
+// initPoller makes the runtime open its poller's fds now, not during
+// Receive (whose first file opened, say /proc/sys/fs/nr_open, would do it):
+// the fds the helper sees open before Receive must be all there are.
+func initPoller() {
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(3)
+	}
+	_ = r.Close()
+	_ = w.Close()
+}
+
 func setSelfPID() {
 	if os.Getenv(envSelfPID) == "1" {
 		_ = os.Setenv(EnvPID, strconv.Itoa(os.Getpid()))
@@ -139,6 +152,7 @@ func setSelfPID() {
 // "echo:NAME": Conn(NAME), write "hello" to it), closes the Set and reports
 // which fds are left.
 func helperReceive() {
+	initPoller()
 	setSelfPID()
 	r := report{PID: os.Getpid(), OpenBefore: openFDList(), Before: fdTargets(), CloexecBefore: cloexecFDList()}
 	set, err := Receive()
@@ -261,6 +275,7 @@ func matchable(err error) string {
 // the same environment: Files(true) as files, or with the argument
 // "listeners", ListenersWithNames.
 func helperGoSystemd() {
+	initPoller()
 	setSelfPID()
 	r := report{PID: os.Getpid(), OpenBefore: openFDList()}
 	if args := testproc.Args(); len(args) > 0 && args[0] == "listeners" {
