@@ -40,7 +40,7 @@
 //	# web.socket
 //	[Socket]
 //	ListenStream=0.0.0.0:80
-//	ListenStream=/run/web/admin.sock
+//	ListenStream=/run/web/http.sock
 //	FileDescriptorName=http
 //	Service=web.service
 //
@@ -116,11 +116,16 @@
 // numbers must be plain decimal (libsystemd's strtol takes " 1", "+1",
 // "0x1", and reads "010" as 8 where go-systemd reads 10), and names must be
 // valid fd names (libsystemd hands out any; systemd never sets an invalid
-// one). go-systemd accepts more again: a LISTEN_FDNAMES whose count is not
-// LISTEN_FDS, and fds it does not check are open; it names an fd without a
-// name "LISTEN_FD_<fd>" (libsystemd and Receive: "unknown", or the empty
-// name); it does not drop fd-store copies; its ListenersWithNames also
-// returns connected TCP and unix sockets and unix datagram sockets as
-// listeners; an unparsable LISTEN_PID or LISTEN_FDS, or LISTEN_FDS=0, is
-// "not activated" to it, an error to libsystemd and Receive.
+// one).
+//
+// go-systemd differs more:
+//   - it accepts a LISTEN_FDNAMES whose count is not LISTEN_FDS, and never
+//     checks that the fds are open;
+//   - it names an fd without a name "LISTEN_FD_<fd>" (libsystemd and
+//     Receive: "unknown" when LISTEN_FDNAMES is unset, else the empty name);
+//   - it does not drop fd-store copies;
+//   - its ListenersWithNames also returns connected TCP and unix sockets and
+//     unix datagram sockets, as listeners;
+//   - an unparsable LISTEN_PID or LISTEN_FDS, or LISTEN_FDS=0, is "not
+//     activated" to it, an error to libsystemd and Receive.
 package activation
