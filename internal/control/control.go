@@ -1,0 +1,189 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+)
+
+// Codes carried in a Reply; each maps to a sentinel error.
+const (
+	CodeInProgress = "in-progress"
+	CodeDenied     = "permission-denied"
+	CodeFailed     = "failed"
+	CodeBadRequest = "bad-request"
+)
+
+var (
+	// ErrInProgress means another upgrade is already running.
+	ErrInProgress = errors.New("upgrade already in progress")
+	// ErrDenied means the caller's uid may not control the process.
+	ErrDenied = errors.New("permission denied")
+	// ErrFailed means the upgrade was attempted and failed; the old
+	// generation keeps serving.
+	ErrFailed = errors.New("upgrade failed")
+	// ErrNoServer means no baton process listens for that pid.
+	ErrNoServer = errors.New("no baton control socket")
+)
+
+// Address returns the abstract socket name of the process pid's server.
+func Address(pid int) string { return "@baton/control/" + strconv.Itoa(pid) }
+
+// Request is what a client sends.
+type Request struct {
+	Op string `json:"op"` // "reload"
+}
+
+// Reply is what the server answers.
+type Reply struct {
+	PID     int    `json:"pid,omitempty"`     // the process serving now, on success
+	Code    string `json:"code,omitempty"`    // empty on success
+	Message string `json:"message,omitempty"` // the reason, on failure
+}
+
+// Error is a failed request as the client sees it.
+type Error struct {
+	PID     int    // the process asked
+	Code    string // one of the Code constants
+	Message string
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("reload of pid %d: %s", e.PID, e.Code)
+	}
+	return fmt.Sprintf("reload of pid %d: %s", e.PID, e.Message)
+}
+
+// Unwrap returns the sentinel of the code.
+func (e *Error) Unwrap() error {
+	switch e.Code {
+	case CodeInProgress:
+		return ErrInProgress
+	case CodeDenied:
+		return ErrDenied
+	case CodeFailed:
+		return ErrFailed
+	}
+	return nil
+}
+
+// Handler performs an upgrade and returns the pid now serving. An error that
+// matches ErrInProgress is reported with that code; any other error as
+// CodeFailed with its text.
+type Handler func(ctx context.Context) (pid int, err error)
+
+// Server accepts control connections for one process.
+type Server struct {
+	ln      *net.UnixListener
+	handler Handler
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// Listen opens the server of the calling process and serves it until Close.
+func Listen(handler Handler) (*Server, error) {
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: Address(os.Getpid()), Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{ln: ln, handler: handler, ctx: ctx, cancel: cancel}
+	s.wg.Add(1)
+	go s.serve()
+	return s, nil
+}
+
+// Close stops accepting, cancels the context of running handlers and waits
+// for them to return.
+func (s *Server) Close() error {
+	err := s.ln.Close()
+	s.cancel()
+	s.wg.Wait()
+	return err
+}
+
+func (s *Server) serve() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.AcceptUnix()
+		if err != nil {
+			return // closed
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer c.Close()
+			s.handle(c)
+		}()
+	}
+}
+
+func (s *Server) handle(c *net.UnixConn) {
+	enc := json.NewEncoder(c)
+	if err := allowed(c); err != nil {
+		_ = enc.Encode(Reply{Code: CodeDenied, Message: err.Error()})
+		return
+	}
+	// Stop reading when the server closes, so a silent client cannot hold Close.
+	stop := context.AfterFunc(s.ctx, func() { _ = c.Close() })
+	defer stop()
+	var req Request
+	line, err := bufio.NewReader(c).ReadBytes('\n')
+	if err == nil {
+		err = json.Unmarshal(line, &req)
+	}
+	if err != nil || req.Op != "reload" {
+		_ = enc.Encode(Reply{Code: CodeBadRequest, Message: fmt.Sprintf("unknown request %q", line)})
+		return
+	}
+	pid, err := s.handler(s.ctx)
+	switch {
+	case err == nil:
+		_ = enc.Encode(Reply{PID: pid})
+	case errors.Is(err, ErrInProgress):
+		_ = enc.Encode(Reply{Code: CodeInProgress, Message: err.Error()})
+	default:
+		_ = enc.Encode(Reply{Code: CodeFailed, Message: err.Error()})
+	}
+}
+
+// Reload asks the baton process pid to upgrade and waits for the outcome or
+// ctx. It returns the pid serving after the upgrade.
+func Reload(ctx context.Context, pid int) (int, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", Address(pid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || isRefused(err) {
+			return 0, fmt.Errorf("pid %d: %w (is it a baton process?)", pid, ErrNoServer)
+		}
+		return 0, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+	// A server that refuses the caller replies and closes before reading the
+	// request, so a failed send still leaves that reply to read.
+	sendErr := json.NewEncoder(c).Encode(Request{Op: "reload"})
+	var r Reply
+	if err := json.NewDecoder(c).Decode(&r); err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return 0, fmt.Errorf("pid %d: no outcome: %w", pid, ctx.Err())
+		case sendErr != nil:
+			return 0, fmt.Errorf("pid %d: send request: %w", pid, sendErr)
+		}
+		return 0, fmt.Errorf("pid %d: read reply: %w", pid, err)
+	}
+	if r.Code != "" {
+		return 0, &Error{PID: pid, Code: r.Code, Message: r.Message}
+	}
+	return r.PID, nil
+}

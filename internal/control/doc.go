@@ -1,0 +1,24 @@
+// Package control is the request channel between `baton reload` and a running
+// baton process (a handoff-enabled server or `baton run`): the client asks for
+// an upgrade and waits for its outcome, so that ExecReload= is synchronous and
+// `systemctl reload` fails when the upgrade fails.
+//
+// The server listens on the abstract unix socket "@baton/control/<pid>", one
+// per process, so `baton reload --pid $MAINPID` reaches whichever generation
+// is the main process now. An abstract socket needs no writable directory and
+// lives in the network namespace, which ExecReload= shares with the service
+// even under PrivateNetwork=yes. Abstract sockets have no file permissions, so
+// every connection is checked with SO_PEERCRED: only the server's own
+// effective uid and root are served.
+//
+// The protocol is one JSON request line and one JSON reply line per
+// connection. The server serves one request at a time per connection and any
+// number of connections at once; whether a second upgrade may start while one
+// is in flight is the handler's decision (it returns ErrInProgress).
+//
+// Traps:
+//   - The socket's name is keyed by pid: a successor generation must open its
+//     own server after it starts; the predecessor's closes with it.
+//   - A client that gives up (timeout, Ctrl-C) does not cancel the upgrade: it
+//     goes on and its outcome is logged by the server's owner.
+package control
