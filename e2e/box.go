@@ -30,6 +30,7 @@ const (
 	DefaultBootTimeout     = 60 * time.Second
 	DefaultPowerOffTimeout = 20 * time.Second
 	DefaultStateRoot       = "/run/baton-e2e"
+	DefaultCommandTimeout  = 90 * time.Second
 )
 
 // bootTarget is the box's default target: basic.target and nothing else.
@@ -62,6 +63,11 @@ type Config struct {
 	// StateRoot holds the boxes' state directories; empty means
 	// DefaultStateRoot.
 	StateRoot string
+	// CommandTimeout bounds each command of Run, Systemctl, Show, Journal
+	// and Install (and never goes past the test's deadline); zero means
+	// DefaultCommandTimeout. A hung systemctl then fails the test with the
+	// box's journal instead of hanging the whole test binary.
+	CommandTimeout time.Duration
 }
 
 // Box is a running systemd in private namespaces. Its methods that take no
@@ -121,6 +127,9 @@ func Boot(t testing.TB, cfg Config) *Box {
 	}
 	if cfg.StateRoot == "" {
 		cfg.StateRoot = DefaultStateRoot
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = DefaultCommandTimeout
 	}
 	name := cfg.Name
 	if name == "" {
@@ -529,14 +538,16 @@ func (b *Box) Exec(ctx context.Context, argv ...string) (string, error) {
 	return out.String(), nil
 }
 
-// context returns a context bounded by the test's deadline, if any.
+// context returns a context for one command: CommandTimeout, and a few
+// seconds before the test's deadline at the latest.
 func (b *Box) context() (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(b.cfg.CommandTimeout)
 	if t, ok := b.t.(interface{ Deadline() (time.Time, bool) }); ok {
-		if d, ok := t.Deadline(); ok {
-			return context.WithDeadline(context.Background(), d.Add(-5*time.Second))
+		if d, ok := t.Deadline(); ok && d.Add(-5*time.Second).Before(deadline) {
+			deadline = d.Add(-5 * time.Second)
 		}
 	}
-	return context.WithTimeout(context.Background(), 2*time.Minute)
+	return context.WithDeadline(context.Background(), deadline)
 }
 
 // Run runs argv in the box and fails the test when it exits non-zero.
