@@ -156,9 +156,12 @@ func Boot(t testing.TB, cfg Config) *Box {
 		if t.Failed() {
 			b.dumpDiagnostics()
 		}
+		t0 := time.Now()
 		if err := b.Close(); err != nil {
 			t.Errorf("e2e: close box %s: %v", name, err)
+			return
 		}
+		t.Logf("box %s: powered off and removed in %v", name, time.Since(t0).Round(time.Millisecond))
 	})
 	t0 := time.Now()
 	if err := b.start(); err != nil {
@@ -639,4 +642,28 @@ func (b *Box) Journal(unit string) string {
 	// Make what journald already received visible.
 	b.Run("journalctl", "--sync")
 	return b.Run("journalctl", "--no-pager", "-o", "short-monotonic", "-u", unit)
+}
+
+// Processes returns the box's processes, pid (as the box sees it) to
+// command line with spaces between the arguments.
+func (b *Box) Processes() map[int]string {
+	b.t.Helper()
+	proc := filepath.Join(b.Root(), "proc")
+	entries, err := os.ReadDir(proc)
+	if err != nil {
+		b.t.Fatalf("e2e: processes: %v", err)
+	}
+	ps := map[int]string{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join(proc, e.Name(), "cmdline"))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		ps[pid] = strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))
+	}
+	return ps
 }

@@ -32,8 +32,9 @@
 //	func TestMain(m *testing.M) { e2e.Main(m) }
 //
 //	func TestSomething(t *testing.T) {
-//		box := e2e.Boot(t, e2e.Config{Share: []string{bin}})
-//		box.Install(filepath.Join(dir, "app.socket"), filepath.Join(dir, "app.service"))
+//		app := e2e.Build(t, "./cmd/app") // into e2e.BuildDir(t)
+//		box := e2e.Boot(t, e2e.Config{Share: []string{e2e.BuildDir(t)}})
+//		box.Install(filepath.Join(dir, "app.socket"), filepath.Join(dir, "app.service")) // ExecStart= names app
 //		box.Systemctl("start", "app.socket")
 //		load := box.StartLoad(t.Context(), e2e.LoadConfig{URL: "http://127.0.0.1:8080/"})
 //		box.Systemctl("reload", "app.service")
