@@ -230,21 +230,18 @@ func (s *service) exited(pid int) bool {
 	return ok
 }
 
-// cleanup stops whatever still runs and waits until every descendant is
-// reaped.
+// cleanup stops whatever still runs (SIGTERM, then SIGKILL after wait)
+// and waits until every descendant is reaped. Orphans are reparented to the
+// test, so signalling its children reaches every generation in the end.
 func (s *service) cleanup() {
+	sig := syscall.SIGTERM
+	deadline := time.Now().Add(wait)
 	for {
-		select {
-		case <-s.reaped:
-			return
-		case <-time.After(wait):
-			s.t.Errorf("descendants still running after %s; killing", wait)
-			s.killAll(syscall.SIGKILL)
-			<-s.reaped
-			return
-		default:
+		if sig == syscall.SIGTERM && time.Now().After(deadline) {
+			s.t.Errorf("descendants still running after %s: killing them", wait)
+			sig = syscall.SIGKILL
 		}
-		s.killAll(syscall.SIGTERM)
+		s.killAll(sig)
 		select {
 		case <-s.reaped:
 			return

@@ -55,6 +55,7 @@ func serverMain() {
 	fault := ""
 	if f := os.Getenv(envFaultFile); f != "" && os.Remove(f) == nil {
 		fault = os.Getenv(envFault)
+		_ = os.WriteFile(f+".taken", nil, 0o600)
 	}
 	cfg := Config{}
 	if d, err := time.ParseDuration(os.Getenv(envReadyTimeout)); err == nil {
@@ -71,7 +72,11 @@ func serverMain() {
 	defer up.Close()
 	if os.Getenv(envFault) == "die-after-ready" {
 		// As the predecessor: let the successor die before MAINPID.
-		up.beforeHandOver = waitExit
+		up.beforeHandOver = func(pid int) {
+			if os.Remove(os.Getenv(envFaultFile)+".taken") == nil {
+				waitExit(pid)
+			}
+		}
 	}
 	ln, err := up.Listen("http", "tcp", "127.0.0.1:0")
 	if err != nil {
