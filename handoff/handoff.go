@@ -140,7 +140,8 @@ type Upgrader struct {
 	stopWatch   func()
 	stopSignals func()
 
-	servers  []Server
+	servers  []Server // registered by Serve
+	started  []Server // those whose Serve runs
 	serveErr chan error
 	serveWG  sync.WaitGroup
 
@@ -199,12 +200,24 @@ func (u *Upgrader) File(name string, open func() (*os.File, error)) (*os.File, e
 	return f, nil
 }
 
-// Serve runs s.Serve in a goroutine owned by the Upgrader; Wait drains s
-// with s.Shutdown when the generation ends. Call it before Ready.
+// Serve registers s and runs s.Serve in a goroutine owned by the Upgrader
+// once this generation is main: at once after Ready returned, otherwise
+// when Ready makes it main. A successor thus accepts nothing before the
+// hand-over, and a successor that fails never had a connection to drop
+// (connections wait in the shared socket's backlog, or are taken by the
+// predecessor). Wait drains s with s.Shutdown when the generation ends.
 func (u *Upgrader) Serve(s Server) {
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	u.servers = append(u.servers, s)
-	u.mu.Unlock()
+	if u.main {
+		u.startLocked(s)
+	}
+}
+
+// startLocked starts s.Serve; called with u.mu held.
+func (u *Upgrader) startLocked(s Server) {
+	u.started = append(u.started, s)
 	u.serveWG.Add(1)
 	go func() {
 		defer u.serveWG.Done()
@@ -239,7 +252,7 @@ func (u *Upgrader) Wait() error {
 
 func (u *Upgrader) drain() error {
 	u.mu.Lock()
-	servers := append([]Server(nil), u.servers...)
+	servers := append([]Server(nil), u.started...)
 	u.mu.Unlock()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), u.cfg.drainTimeout())

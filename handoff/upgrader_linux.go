@@ -152,8 +152,9 @@ func (u *Upgrader) signals(sigs chan os.Signal, quit chan struct{}) {
 // (MAINPID=<self>, READY=1). It returns ErrAborted when the predecessor
 // gave up on this process, which should then exit.
 //
-// Start serving (Serve) before calling Ready: connections that arrive in
-// between wait in the socket's backlog.
+// Register the servers (Serve) before calling Ready: Ready starts them
+// when this process becomes main, before it tells the manager. Meanwhile
+// connections wait in the sockets' backlog.
 func (u *Upgrader) Ready() error {
 	u.mu.Lock()
 	if u.ready {
@@ -243,6 +244,9 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	u.writePIDFile()
 	u.startWatchdog()
 	close(u.isMain)
+	for _, s := range u.servers {
+		u.startLocked(s)
+	}
 	status := fmt.Sprintf("STATUS=serving, generation %d, pid %d", u.gen, self)
 	switch {
 	case claim:
