@@ -46,7 +46,7 @@ type receiver struct {
 	changed chan struct{}
 }
 
-func newReceiver(t *testing.T) *receiver {
+func newReceiver(t testing.TB) *receiver {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "notify")
 	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
@@ -91,7 +91,7 @@ func (r *receiver) loop() {
 }
 
 // waitFor waits until ok holds for the messages received.
-func (r *receiver) waitFor(t *testing.T, what string, ok func([]message) bool) []message {
+func (r *receiver) waitFor(t testing.TB, what string, ok func([]message) bool) []message {
 	t.Helper()
 	deadline := time.After(wait)
 	for {
@@ -123,7 +123,7 @@ func has(pid int, text string) func([]message) bool {
 
 // service is a running chain of generations of the "server" helper.
 type service struct {
-	t     *testing.T
+	t     testing.TB
 	addr  string
 	notes *receiver
 	gen1  int
@@ -143,7 +143,7 @@ type serviceOpts struct {
 // startService binds a listener as the manager would, starts generation 1
 // with it (LISTEN_FDS, LISTEN_FDNAMES=http) and a NOTIFY_SOCKET, and waits
 // for READY=1.
-func startService(t *testing.T, o serviceOpts) *service {
+func startService(t testing.TB, o serviceOpts) *service {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -449,4 +449,18 @@ func unixGet(path string) (int, error) {
 		return 0, err
 	}
 	return strconv.Atoi(h.Get("X-Pid"))
+}
+
+// rawDo makes one request and returns the response (body read).
+func (c *httpConn) rawDo(path string) (*http.Response, error) {
+	if err := c.send(path); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp, err
 }

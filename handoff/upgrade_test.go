@@ -14,14 +14,14 @@ import (
 )
 
 // reload asks pid for an upgrade as `baton reload` does.
-func reload(t *testing.T, pid int) (int, error) {
+func reload(t testing.TB, pid int) (int, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
 	return control.Reload(ctx, pid)
 }
 
-func mustReload(t *testing.T, pid int) int {
+func mustReload(t testing.TB, pid int) int {
 	t.Helper()
 	next, err := reload(t, pid)
 	if err != nil {
@@ -201,4 +201,16 @@ func TestReloadWhileDraining(t *testing.T) {
 	s.waitExit(s.gen1)
 	s.waitExit(g2)
 	s.stop(g3)
+}
+
+// BenchmarkUpgrade measures one full upgrade cycle as `baton reload` sees
+// it: request, successor start, readiness, MAINPID hand-over and BARRIER,
+// reply. The old generations drain concurrently (idle: no load).
+func BenchmarkUpgrade(b *testing.B) {
+	s := startService(b, serviceOpts{})
+	main := s.gen1
+	for b.Loop() {
+		main = mustReload(b, main)
+	}
+	s.stop(main)
 }
