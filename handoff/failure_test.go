@@ -327,3 +327,28 @@ func TestSIGHUP(t *testing.T) {
 	s.notes.waitFor(t, "STATUS from the successor", has(next, "STATUS=serving"))
 	s.stop(next)
 }
+
+// TestSuccessorStoppedBeforeHandOver: a successor that gets SIGTERM before
+// it is main declines the hand-over; the predecessor keeps serving.
+func TestSuccessorStoppedBeforeHandOver(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	s, gate, started := gated(t)
+	pending := reloadAsync(t, s.gen1)
+	succ := waitStarted(t, started)
+	if err := syscall.Kill(succ, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := <-pending
+	t.Logf("reload reported: %v", r.err)
+	if !errors.Is(r.err, control.ErrFailed) || !strings.Contains(r.err.Error(), "successor exited before ready") {
+		t.Errorf("reload = %d, %v; want the successor's failure", r.pid, r.err)
+	}
+	release(t, gate)
+	if pid, err := s.get(""); err != nil || pid != s.gen1 {
+		t.Errorf("served by %d (%v), want %d", pid, err, s.gen1)
+	}
+	next := mustReload(t, s.gen1)
+	s.waitExit(s.gen1)
+	s.stop(next)
+}

@@ -140,6 +140,12 @@ type Upgrader struct {
 	stopWatch   func()
 	stopSignals func()
 
+	// quiet is set from the hand-over on: the watchdog sends nothing more
+	// (SYSTEMD.md rule 2). It has its own lock: the watchdog never waits
+	// for an upgrade.
+	quietMu sync.Mutex
+	quiet   bool
+
 	servers  []Server // registered by Serve
 	started  []Server // those whose Serve runs
 	serveErr chan error
@@ -281,6 +287,11 @@ func (u *Upgrader) Stop() {
 	}
 	u.stopping = true
 	wait := u.upgradeDone
+	if u.parent != nil && !u.main {
+		// A successor asked to stop before the hand-over declines it: the
+		// predecessor sees the channel close and keeps serving.
+		_ = u.parent.Close()
+	}
 	u.mu.Unlock()
 	u.cancel()
 	if wait != nil {
@@ -351,4 +362,21 @@ func (u *Upgrader) Close() error {
 		err = u.mgr.Close()
 	}
 	return err
+}
+
+// setQuiet stops (or resumes) the watchdog pings of this generation; once
+// it returns no ping is in flight.
+func (u *Upgrader) setQuiet(q bool) {
+	u.quietMu.Lock()
+	u.quiet = q
+	u.quietMu.Unlock()
+}
+
+// ping sends WATCHDOG=1 unless the generation is quiet.
+func (u *Upgrader) ping(mgr notifier) {
+	u.quietMu.Lock()
+	defer u.quietMu.Unlock()
+	if !u.quiet {
+		_ = mgr.Watchdog()
+	}
 }

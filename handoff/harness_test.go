@@ -123,11 +123,12 @@ func has(pid int, text string) func([]message) bool {
 
 // service is a running chain of generations of the "server" helper.
 type service struct {
-	t     testing.TB
-	addr  string
-	notes *receiver
-	gen1  int
-	exe   string
+	t       testing.TB
+	addr    string
+	notes   *receiver
+	gen1    int
+	exe     string
+	udpAddr string
 
 	reaped    chan struct{}
 	mu        sync.Mutex
@@ -138,6 +139,7 @@ type service struct {
 type serviceOpts struct {
 	env []string
 	exe string // the executable to run (default: the test binary)
+	udp bool   // also pass a UDP socket named "echo" (and set envUDP)
 }
 
 // startService binds a listener as the manager would, starts generation 1
@@ -166,9 +168,25 @@ func startService(t testing.TB, o serviceOpts) *service {
 	}
 	env := append(cmd.Env, "NOTIFY_SOCKET="+s.notes.path)
 	env = append(env, o.env...)
+	files, names := []*os.File{lf}, []string{"http"}
+	if o.udp {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pf, err := pc.(*net.UDPConn).File()
+		_ = pc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pf.Close()
+		s.udpAddr = pc.LocalAddr().String()
+		files, names = append(files, pf), append(names, "echo")
+		env = append(env, envUDP+"=1")
+	}
 	p, err := spawn.Start(&spawn.Config{
 		Path: s.exe, Args: cmd.Args, Env: env,
-		Files: []*os.File{lf}, Names: []string{"http"},
+		Files: files, Names: names,
 		Stdout: os.Stderr, Stderr: os.Stderr, Mode: spawn.SelfFix,
 	})
 	if err != nil {

@@ -1,12 +1,15 @@
 package handoff
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +29,7 @@ const (
 	envReadyTimeout = "BATON_TEST_READY_TIMEOUT" // Config.ReadyTimeout
 	envUnix         = "BATON_TEST_UNIX"          // also serve HTTP on this unix socket path ("sock")
 	envVerbose      = "BATON_TEST_VERBOSE"       // log to stderr
+	envUDP          = "BATON_TEST_UDP"           // also answer datagrams on "echo" with the pid
 )
 
 func TestMain(m *testing.M) {
@@ -106,6 +110,14 @@ func serverMain() {
 		}
 		up.Serve(HTTP(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, uln))
 	}
+	if os.Getenv(envUDP) != "" {
+		pc, err := up.ListenPacket("echo", "udp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "server:", err)
+			os.Exit(1)
+		}
+		up.Serve(udpEcho(pc, pid))
+	}
 	switch fault {
 	case "exit":
 		os.Exit(3)
@@ -114,7 +126,7 @@ func serverMain() {
 	case "die-after-ready":
 		up.afterReadySent = func() { os.Exit(4) }
 	case "gate":
-		_ = os.WriteFile(os.Getenv(envStarted), []byte(pid), 0o600)
+		_ = writeFileAtomic(os.Getenv(envStarted), []byte(pid))
 		waitFile(os.Getenv(envGate))
 	}
 	if err := up.Ready(); err != nil {
@@ -149,5 +161,37 @@ func waitFile(name string) {
 			return
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// udpEcho answers each datagram with "<pid> <datagram>"; it stops reading
+// at Shutdown and answers what it has read.
+func udpEcho(pc net.PacketConn, pid string) Server {
+	var stopping atomic.Bool
+	done := make(chan struct{})
+	return ServerFuncs{
+		ServeFunc: func() error {
+			defer close(done)
+			buf := make([]byte, 2048)
+			for {
+				n, addr, err := pc.ReadFrom(buf)
+				if err != nil {
+					if stopping.Load() {
+						return nil
+					}
+					return err
+				}
+				_, _ = pc.WriteTo(append([]byte(pid+" "), buf[:n]...), addr)
+			}
+		},
+		ShutdownFunc: func(ctx context.Context) error {
+			stopping.Store(true)
+			_ = pc.SetReadDeadline(time.Now())
+			select {
+			case <-done:
+			case <-ctx.Done():
+			}
+			return pc.Close()
+		},
 	}
 }

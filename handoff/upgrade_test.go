@@ -2,6 +2,7 @@ package handoff
 
 import (
 	"context"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -213,4 +214,77 @@ func BenchmarkUpgrade(b *testing.B) {
 		main = mustReload(b, main)
 	}
 	s.stop(main)
+}
+
+// TestUDPUpgrades: a datagram socket passes from generation to generation;
+// every datagram sent, one at a time, is answered, across the upgrades.
+func TestUDPUpgrades(t *testing.T) {
+	testproc.CheckFDs(t)
+	s := startService(t, serviceOpts{udp: true})
+	c, err := net.Dial("udp", s.udpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ask := func(i int) string {
+		t.Helper()
+		msg := "ping " + strconv.Itoa(i)
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(wait))
+		buf := make([]byte, 2048)
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		pid, rest, _ := strings.Cut(string(buf[:n]), " ")
+		if rest != msg {
+			t.Fatalf("datagram %d answered %q", i, buf[:n])
+		}
+		return pid
+	}
+	main := s.gen1
+	seen := map[string]bool{}
+	for i := range 10 {
+		results := reloadAsync(t, main)
+		seen[ask(i)] = true
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		main = r.pid
+	}
+	if got := ask(10); got != strconv.Itoa(main) {
+		t.Errorf("answered by %s, want main %d", got, main)
+	}
+	t.Logf("10 upgrades; datagrams answered by %d generations", len(seen))
+	s.stop(main)
+}
+
+// TestWatchdogMovesToSuccessor: the main generation pings the watchdog; at
+// the hand-over the old one stops (it says nothing after BARRIER) and the
+// successor takes over.
+func TestWatchdogMovesToSuccessor(t *testing.T) {
+	s := startService(t, serviceOpts{env: []string{"WATCHDOG_USEC=20000"}})
+	s.notes.waitFor(t, "WATCHDOG=1 from generation 1", has(s.gen1, "WATCHDOG=1"))
+	next := mustReload(t, s.gen1)
+	s.notes.waitFor(t, "WATCHDOG=1 from generation 2", has(next, "WATCHDOG=1"))
+	s.waitExit(s.gen1)
+	msgs := s.notes.waitFor(t, "", func([]message) bool { return true })
+	barrier := -1
+	for i, m := range msgs {
+		if m.pid == s.gen1 && m.text == "BARRIER=1" {
+			barrier = i
+		}
+	}
+	if barrier < 0 {
+		t.Fatal("no BARRIER=1 from generation 1")
+	}
+	for _, m := range msgs[barrier+1:] {
+		if m.pid == s.gen1 {
+			t.Errorf("generation 1 said %q after the hand-over", m.text)
+		}
+	}
+	s.stop(next)
 }

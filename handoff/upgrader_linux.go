@@ -207,7 +207,7 @@ var errParentGone = errors.New("predecessor gone")
 
 func (u *Upgrader) awaitMain() error {
 	if _, err := u.parent.Write([]byte(msgReady)); err != nil {
-		return errParentGone
+		return u.channelClosed()
 	}
 	if u.afterReadySent != nil {
 		u.afterReadySent()
@@ -221,6 +221,18 @@ func (u *Upgrader) awaitMain() error {
 		return ErrAborted
 	case err == nil:
 		return fmt.Errorf("hand-over channel: unexpected %q: %w", buf[:n], ErrAborted)
+	}
+	return u.channelClosed()
+}
+
+// channelClosed tells why the hand-over channel ended without a message.
+func (u *Upgrader) channelClosed() error {
+	u.mu.Lock()
+	stopping := u.stopping
+	u.mu.Unlock()
+	if stopping {
+		// Stop closed the channel: this process declines the hand-over.
+		return ErrStopping
 	}
 	// The predecessor always says ABORT before it gives up: a silent end
 	// of the channel means it died.
@@ -284,7 +296,7 @@ func (u *Upgrader) startWatchdog() {
 	u.wg.Go(func() {
 		defer t.Stop()
 		for {
-			_ = mgr.Watchdog()
+			u.ping(mgr)
 			select {
 			case <-quit:
 				return
