@@ -57,8 +57,9 @@ func TestUpgradesUnderLoad(t *testing.T) {
 
 	l := startLoad(s.addr, 4, 4)
 	start := time.Now()
+	prev := main
 	for range upgrades - 1 {
-		main = mustReload(t, main)
+		prev, main = main, mustReload(t, main)
 	}
 	took := time.Since(start)
 	l.stop()
@@ -71,6 +72,7 @@ func TestUpgradesUnderLoad(t *testing.T) {
 	if l.requests.Load() == 0 {
 		t.Error("no request served")
 	}
+	s.waitExit(prev) // until then it may take a new connection
 	if pid, err := s.get(""); err != nil || pid != main {
 		t.Errorf("after the upgrades: served by %d (%v), want main %d", pid, err, main)
 	}
@@ -148,7 +150,9 @@ func TestUnixSocketSurvives(t *testing.T) {
 	s := startService(t, serviceOpts{env: []string{envUnix + "=" + path}})
 	main := s.gen1
 	for i := range 3 {
+		prev := main
 		main = mustReload(t, main)
+		s.waitExit(prev) // until then it may take a new connection
 		if _, err := os.Stat(path); err != nil {
 			t.Fatalf("after upgrade %d: %v", i+1, err)
 		}
@@ -244,7 +248,7 @@ func TestUDPUpgrades(t *testing.T) {
 		}
 		return pid
 	}
-	main := s.gen1
+	main, prev := s.gen1, 0
 	seen := map[string]bool{}
 	for i := range 10 {
 		results := reloadAsync(t, main)
@@ -253,8 +257,9 @@ func TestUDPUpgrades(t *testing.T) {
 		if r.err != nil {
 			t.Fatal(r.err)
 		}
-		main = r.pid
+		prev, main = main, r.pid
 	}
+	s.waitExit(prev) // until then it may read a datagram
 	if got := ask(10); got != strconv.Itoa(main) {
 		t.Errorf("answered by %s, want main %d", got, main)
 	}
