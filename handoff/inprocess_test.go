@@ -268,3 +268,41 @@ func TestTCPServerDrain(t *testing.T) {
 		t.Errorf("Serve = %v", err)
 	}
 }
+
+// BenchmarkHTTPServe compares requests on one keep-alive connection to a
+// plain http.Server and to the same server wrapped by HTTP (the steady
+// state cost of the drain bookkeeping).
+func BenchmarkHTTPServe(b *testing.B) {
+	for _, wrapped := range []bool{false, true} {
+		name := "plain"
+		if wrapped {
+			name = "handoff"
+		}
+		b.Run(name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})}
+			var s Server = ServerFuncs{
+				ServeFunc:    func() error { return srv.Serve(ln) },
+				ShutdownFunc: srv.Shutdown,
+			}
+			if wrapped {
+				s = HTTP(srv, ln)
+			}
+			go func() { _ = s.Serve() }()
+			c, err := dialHTTP("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, err := c.do("/"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			_ = c.Close()
+			_ = s.Shutdown(context.Background())
+		})
+	}
+}
