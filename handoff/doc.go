@@ -22,7 +22,9 @@
 //
 //  1. The current generation sends RELOADING=1 and MONOTONIC_USEC= (the
 //     unit shows "reloading"; on 252 `systemctl reload` waits for READY=1).
-//  2. It starts the successor with its named sockets at fds 3.. and
+//  2. It starts the executable as this process was invoked (argv[0],
+//     resolved at start: a symbolic link switched to a new release, or a
+//     file replaced by rename, takes effect) with its named sockets at fds 3.. and
 //     LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID equal to the successor's pid
 //     before its main runs (package internal/spawn, self-fix mode: no extra
 //     exec), plus a private SOCK_SEQPACKET socketpair, the hand-over

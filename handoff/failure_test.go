@@ -352,3 +352,44 @@ func TestSuccessorStoppedBeforeHandOver(t *testing.T) {
 	s.waitExit(s.gen1)
 	s.stop(next)
 }
+
+// TestSymlinkSwitch: started through a symbolic link, an upgrade runs what
+// the link points to at that moment (a release switched by renaming a new
+// link over the old one).
+func TestSymlinkSwitch(t *testing.T) {
+	dir := t.TempDir()
+	v1, v2 := filepath.Join(dir, "v1"), filepath.Join(dir, "v2")
+	installExe(t, mustExe(t), v1)
+	installExe(t, mustExe(t), v2)
+	link := filepath.Join(dir, "current")
+	if err := os.Symlink(v1, link); err != nil {
+		t.Fatal(err)
+	}
+	s := startService(t, serviceOpts{exe: link})
+	g2 := mustReload(t, s.gen1)
+	if got, want := inode(t, "/proc/"+strconv.Itoa(g2)+"/exe"), inode(t, v1); got != want {
+		t.Errorf("generation 2 runs inode %d, want v1's %d", got, want)
+	}
+	if err := os.Symlink(v2, link+".new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(link+".new", link); err != nil {
+		t.Fatal(err)
+	}
+	g3 := mustReload(t, g2)
+	if got, want := inode(t, "/proc/"+strconv.Itoa(g3)+"/exe"), inode(t, v2); got != want {
+		t.Errorf("generation 3 runs inode %d, want v2's %d", got, want)
+	}
+	s.waitExit(s.gen1)
+	s.waitExit(g2)
+	s.stop(g3)
+}
+
+func inode(t *testing.T, name string) uint64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(name, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}

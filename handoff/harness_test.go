@@ -184,8 +184,10 @@ func startService(t testing.TB, o serviceOpts) *service {
 		files, names = append(files, pf), append(names, "echo")
 		env = append(env, envUDP+"=1")
 	}
+	args := cmd.Args
+	args[0] = s.exe // as a shell or systemd starts it
 	p, err := spawn.Start(&spawn.Config{
-		Path: s.exe, Args: cmd.Args, Env: env,
+		Path: s.exe, Args: args, Env: env,
 		Files: files, Names: names,
 		Stdout: os.Stderr, Stderr: os.Stderr, Mode: spawn.SelfFix,
 	})

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,14 +42,43 @@ const (
 var startExe, startDir = startPaths()
 
 func startPaths() (exe, dir string) {
+	dir, _ = os.Getwd()
 	exe = os.Getenv(envExe)
 	_ = os.Unsetenv(envExe)
 	if exe == "" {
-		exe, _ = os.Executable()
-		exe = strings.TrimSuffix(exe, " (deleted)")
+		exe = invokedPath(dir)
 	}
-	dir, _ = os.Getwd()
 	return exe, dir
+}
+
+// invokedPath returns the path this program was started by when it names
+// the running executable: a symbolic link switched to a new release (or a
+// file replaced by rename) then takes effect at the next upgrade. Otherwise
+// it is os.Executable, the file itself.
+func invokedPath(dir string) string {
+	self, _ := os.Executable()
+	self = strings.TrimSuffix(self, " (deleted)")
+	if len(os.Args) == 0 || os.Args[0] == "" {
+		return self
+	}
+	p := os.Args[0]
+	switch {
+	case filepath.IsAbs(p):
+	case strings.ContainsRune(p, '/'):
+		p = filepath.Join(dir, p)
+	default:
+		lp, err := exec.LookPath(p)
+		if err != nil {
+			return self
+		}
+		p, _ = filepath.Abs(lp)
+	}
+	a, err1 := os.Stat(p)
+	b, err2 := os.Stat("/proc/self/exe")
+	if err1 != nil || err2 != nil || !os.SameFile(a, b) {
+		return self
+	}
+	return p
 }
 
 // New takes this process's sockets from the environment (LISTEN_FDS from
@@ -160,6 +191,10 @@ func (u *Upgrader) Ready() error {
 	if u.ready {
 		u.mu.Unlock()
 		return nil
+	}
+	if u.stopping {
+		u.mu.Unlock()
+		return ErrStopping
 	}
 	u.mu.Unlock()
 	// The control socket listens before anyone learns this pid (the
