@@ -68,7 +68,12 @@
 //	NotifyAccess=main
 //	ExecStart=/usr/local/bin/myserver
 //	ExecReload=/usr/local/bin/baton reload --pid $MAINPID
-//	KillMode=mixed
+//
+// Keep KillMode=control-group (the default): on stop every generation gets
+// SIGTERM; the main one says STOPPING=1 and drains, draining ones go on
+// draining, a half-started successor declines the hand-over and exits.
+// (KillMode=mixed would SIGKILL draining generations as soon as the main
+// process exits.)
 //
 // On systemd 253+ Type=notify-reload with ReloadSignal=SIGHUP works too.
 // `baton reload` is synchronous and reports failure; `kill -HUP $MAINPID`
