@@ -27,6 +27,10 @@ const DefaultIdleGrace = 250 * time.Millisecond
 // that sends a request at the very moment an idle connection is closed
 // sees it fail, as with any keep-alive timeout; HTTP/1.1 clients retry
 // idempotent requests in that case.
+//
+// Hijacked connections (WebSocket and the like) leave the server's
+// bookkeeping, as with http.Server.Shutdown: drain them with a Server of
+// their own (ServerFuncs) given to the same Upgrader.
 type HTTPServer struct {
 	// IdleGrace overrides DefaultIdleGrace; set it before Serve.
 	IdleGrace time.Duration
