@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/notify"
 )
 
 // Defaults for the zero Config.
@@ -137,14 +138,12 @@ type Upgrader struct {
 	done        chan struct{}
 	isMain      chan struct{} // closed when this generation became main
 	control     *control.Server
-	stopWatch   func()
 	stopSignals func()
 
-	// quiet is set from the hand-over on: the watchdog sends nothing more
-	// (SYSTEMD.md rule 2). It has its own lock: the watchdog never waits
-	// for an upgrade.
-	quietMu sync.Mutex
-	quiet   bool
+	// watchMu guards stopWatch: the watchdog runs while this generation is
+	// main and stops before MAINPID is sent (SYSTEMD.md rule 2).
+	watchMu   sync.Mutex
+	stopWatch func() // cancels and joins the watchdog goroutine
 
 	servers  []Server // registered by Serve
 	started  []Server // those whose Serve runs
@@ -316,10 +315,7 @@ func (u *Upgrader) endLocked() {
 	default:
 	}
 	close(u.done)
-	if u.stopWatch != nil {
-		u.stopWatch()
-		u.stopWatch = nil
-	}
+	u.stopWatchdog()
 	if u.control != nil {
 		c := u.control
 		u.control = nil
@@ -364,19 +360,33 @@ func (u *Upgrader) Close() error {
 	return err
 }
 
-// setQuiet stops (or resumes) the watchdog pings of this generation; once
-// it returns no ping is in flight.
-func (u *Upgrader) setQuiet(q bool) {
-	u.quietMu.Lock()
-	u.quiet = q
-	u.quietMu.Unlock()
+// startWatchdog pings the manager at half of WATCHDOG_USEC while the
+// watchdog is this process's (notify.RunWatchdog: WATCHDOG_PID unset or
+// ours; a successor makes it its own).
+func (u *Upgrader) startWatchdog(mgr notifier) {
+	u.watchMu.Lock()
+	defer u.watchMu.Unlock()
+	if u.stopWatch != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	u.wg.Go(func() {
+		defer close(done)
+		if err := mgr.RunWatchdog(ctx, notify.WatchdogConfig{}); err != nil {
+			u.log.Warn("watchdog", "err", err)
+		}
+	})
+	u.stopWatch = func() { cancel(); <-done }
 }
 
-// ping sends WATCHDOG=1 unless the generation is quiet.
-func (u *Upgrader) ping(mgr notifier) {
-	u.quietMu.Lock()
-	defer u.quietMu.Unlock()
-	if !u.quiet {
-		_ = mgr.Watchdog()
+// stopWatchdog stops the pings; once it returns none is in flight.
+func (u *Upgrader) stopWatchdog() {
+	u.watchMu.Lock()
+	stop := u.stopWatch
+	u.stopWatch = nil
+	u.watchMu.Unlock()
+	if stop != nil {
+		stop()
 	}
 }

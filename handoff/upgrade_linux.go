@@ -96,9 +96,9 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		abort(conn, "cancelled")
 		return 0, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", err, w.kill()))
 	}
-	u.setQuiet(true)
+	u.stopWatchdog()
 	if err := mgr.HandOver(pid); err != nil {
-		u.setQuiet(false)
+		u.startWatchdog(mgr)
 		abort(conn, "manager")
 		return 0, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", err, w.kill()))
 	}
@@ -115,7 +115,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		// serving and try to take the main PID back (accepted with
 		// NotifyAccess=all; see the package notes).
 		_ = mgr.HandOver(os.Getpid())
-		u.setQuiet(false)
+		u.startWatchdog(mgr)
 		return 0, fail("handover", pid, fmt.Errorf("%w during hand-over: %s", ErrSuccessorExited, w.reap(exitGrace)))
 	}
 	u.log.Info("handed over", "generation", gen, "pid", pid, "took", time.Since(start))

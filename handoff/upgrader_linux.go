@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -289,7 +288,12 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	// Everything is in place before the manager hears of it: the control
 	// socket answers as soon as READY=1 is out.
 	u.writePIDFile()
-	u.startWatchdog()
+	if u.parent != nil && os.Getenv("WATCHDOG_USEC") != "" {
+		// The predecessor left WATCHDOG_PID out: the watchdog is ours,
+		// and a program this process starts must not ping for it.
+		_ = os.Setenv("WATCHDOG_PID", strconv.Itoa(self))
+	}
+	u.startWatchdog(mgr)
 	close(u.isMain)
 	for _, s := range u.servers {
 		u.startLocked(s)
@@ -308,38 +312,6 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	}
 	u.log.Info("serving", "generation", u.gen, "pid", self)
 	return nil
-}
-
-// startWatchdog pings the manager at half of WATCHDOG_USEC when the
-// watchdog is this process's (WATCHDOG_PID unset or ours; a successor makes
-// it its own).
-func (u *Upgrader) startWatchdog() {
-	usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64)
-	if err != nil || usec <= 0 {
-		return
-	}
-	self := strconv.Itoa(os.Getpid())
-	if u.parent != nil {
-		_ = os.Setenv("WATCHDOG_PID", self)
-	}
-	if p := os.Getenv("WATCHDOG_PID"); p != "" && p != self {
-		return
-	}
-	mgr := u.mgr
-	t := time.NewTicker(time.Duration(usec) * time.Microsecond / 2)
-	quit := make(chan struct{})
-	u.wg.Go(func() {
-		defer t.Stop()
-		for {
-			u.ping(mgr)
-			select {
-			case <-quit:
-				return
-			case <-t.C:
-			}
-		}
-	})
-	u.stopWatch = func() { close(quit) }
 }
 
 // Upgrade starts the executable on disk as the successor generation with
