@@ -93,9 +93,13 @@
 // group, the successor included, is killed (KillMode), and Restart=on-failure
 // starts a fresh generation on the socket unit's sockets, which systemd
 // kept open: clients wait in the backlog instead of being refused. With
-// NotifyAccess=all the outcome depends on whether the manager handles the
-// successor's MAINPID before the SIGCHLD of the dead main process; the
-// kernel delivers the SIGCHLD first, so expect the same as with main.
+// NotifyAccess=all it is a race: the successor learns of the death when the
+// kernel closes the dead process's fds, which happens before the kernel
+// reports the exit (SIGCHLD) to the manager; if the manager reads the
+// successor's MAINPID first, MainPID moves, the old pid's exit is that of a
+// stray process and the unit stays active; if it handles the exit first,
+// the unit goes down as with NotifyAccess=main. Either way the outcome is a
+// serving service when Restart=on-failure is set.
 //
 // # Traps
 //
