@@ -393,3 +393,30 @@ func inode(t *testing.T, name string) uint64 {
 	}
 	return st.Ino
 }
+
+// TestStopRightAfterHandOver: the successor is asked to stop after it said
+// READY (systemd's SIGTERM to a fresh main PID): it waits for the
+// predecessor's answer, becomes main, says STOPPING=1 and exits cleanly.
+func TestStopRightAfterHandOver(t *testing.T) {
+	testproc.CheckFDs(t)
+	faultFile := filepath.Join(t.TempDir(), "fault")
+	s := startService(t, serviceOpts{env: []string{envFault + "=stop-after-ready", envFaultFile + "=" + faultFile}})
+	if err := os.WriteFile(faultFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	next := mustReload(t, s.gen1)
+	for _, pid := range []int{s.gen1, next} {
+		if ws := s.waitExit(pid); ws.ExitStatus() != 0 {
+			t.Errorf("pid %d exited with %v", pid, ws)
+		}
+	}
+	msgs := s.notes.waitFor(t, "STOPPING=1 from the successor", has(next, "STOPPING=1"))
+	for _, m := range msgs {
+		if m.pid == next && m.text != "STOPPING=1" {
+			t.Errorf("successor said %q", m.text)
+		}
+		if m.pid == s.gen1 && m.text == "STOPPING=1" {
+			t.Error("the predecessor said STOPPING=1 after the hand-over")
+		}
+	}
+}

@@ -129,6 +129,7 @@ type Upgrader struct {
 	mu          sync.Mutex
 	mgr         notifier // nil until this generation is main
 	ready       bool
+	readySent   bool // a successor told its predecessor READY
 	main        bool
 	handedOver  bool
 	stopping    bool
@@ -286,9 +287,11 @@ func (u *Upgrader) Stop() {
 	}
 	u.stopping = true
 	wait := u.upgradeDone
-	if u.parent != nil && !u.main {
-		// A successor asked to stop before the hand-over declines it: the
-		// predecessor sees the channel close and keeps serving.
+	if u.parent != nil && !u.main && !u.readySent {
+		// A successor asked to stop before it said READY declines the
+		// hand-over: the predecessor sees the channel close and keeps
+		// serving. After READY the predecessor's answer is awaited: on
+		// MAIN this process becomes main just to say STOPPING=1.
 		_ = u.parent.Close()
 	}
 	u.mu.Unlock()

@@ -22,7 +22,7 @@ import (
 // Knobs of the "server" helper, set by the tests in its environment (and so
 // inherited by every generation).
 const (
-	envFault        = "BATON_TEST_FAULT"         // exit, hang, die-after-ready, gate
+	envFault        = "BATON_TEST_FAULT"         // exit, hang, die-after-ready, stop-after-ready, gate
 	envFaultFile    = "BATON_TEST_FAULT_FILE"    // the fault applies once: to the successor that removes this file
 	envGate         = "BATON_TEST_GATE"          // "gate": wait for this file before Ready
 	envStarted      = "BATON_TEST_STARTED"       // "gate": create this file when waiting
@@ -125,6 +125,8 @@ func serverMain() {
 		select {}
 	case "die-after-ready":
 		up.afterReadySent = func() { os.Exit(4) }
+	case "stop-after-ready":
+		up.afterReadySent = up.Stop // what SIGTERM does
 	case "gate":
 		_ = writeFileAtomic(os.Getenv(envStarted), []byte(pid))
 		waitFile(os.Getenv(envGate))

@@ -48,7 +48,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 	sc := &spawn.Config{
 		Path: u.exe, Args: u.args, Dir: u.dir,
 		Files: files, Names: names,
-		Extra: []*os.File{theirs}, Anchor: 0, HasAnchor: true,
+		Extra: []*os.File{theirs}, Anchor: theirs,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		Mode: spawn.SelfFix,
 	}

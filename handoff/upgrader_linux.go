@@ -182,18 +182,21 @@ func (u *Upgrader) signals(sigs chan os.Signal, quit chan struct{}) {
 // (MAINPID=<self>, READY=1). It returns ErrAborted when the predecessor
 // gave up on this process, which should then exit.
 //
+// A generation stopped before (SIGTERM, Stop) gets nil at once and Wait
+// returns at once: a successor that had not said READY declined the
+// hand-over; one that had waits for the answer and, given the main PID,
+// tells the manager STOPPING=1.
+//
 // Register the servers (Serve) before calling Ready: Ready starts them
 // when this process becomes main, before it tells the manager. Meanwhile
 // connections wait in the sockets' backlog.
 func (u *Upgrader) Ready() error {
 	u.mu.Lock()
-	if u.ready {
+	if u.ready || u.stopping {
+		// Stopped before it was ready: nothing to declare (a successor
+		// has declined the hand-over in Stop); Wait returns at once.
 		u.mu.Unlock()
 		return nil
-	}
-	if u.stopping {
-		u.mu.Unlock()
-		return ErrStopping
 	}
 	u.mu.Unlock()
 	// The control socket listens before anyone learns this pid (the
@@ -214,6 +217,8 @@ func (u *Upgrader) Ready() error {
 		err := u.awaitMain()
 		_ = u.parent.Close()
 		switch {
+		case errors.Is(err, errDeclined):
+			return nil
 		case errors.Is(err, errParentGone):
 			u.log.Warn("predecessor gone before hand-over: claiming main", "predecessor", u.parentPID)
 			claim = true
@@ -240,6 +245,15 @@ func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
 var errParentGone = errors.New("predecessor gone")
 
 func (u *Upgrader) awaitMain() error {
+	// Once READY is out the predecessor decides: from then on a stop
+	// request waits for its answer (see Stop).
+	u.mu.Lock()
+	if u.stopping {
+		u.mu.Unlock()
+		return errDeclined
+	}
+	u.readySent = true
+	u.mu.Unlock()
 	if _, err := u.parent.Write([]byte(msgReady)); err != nil {
 		return u.channelClosed()
 	}
@@ -259,17 +273,19 @@ func (u *Upgrader) awaitMain() error {
 	return u.channelClosed()
 }
 
+// errDeclined: this successor was stopped before the hand-over.
+var errDeclined = errors.New("hand-over declined")
+
 // channelClosed tells why the hand-over channel ended without a message.
+// The predecessor always says ABORT before it gives up: a silent end of
+// the channel means it died. A successor asked to stop does not claim.
 func (u *Upgrader) channelClosed() error {
 	u.mu.Lock()
 	stopping := u.stopping
 	u.mu.Unlock()
 	if stopping {
-		// Stop closed the channel: this process declines the hand-over.
-		return ErrStopping
+		return errDeclined
 	}
-	// The predecessor always says ABORT before it gives up: a silent end
-	// of the channel means it died.
 	return errParentGone
 }
 
@@ -284,7 +300,20 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	self := os.Getpid()
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.mgr, u.ready, u.main = mgr, true, true
+	u.mgr, u.ready = mgr, true
+	if u.stopping {
+		// Asked to stop while the predecessor handed the main PID over:
+		// main for as long as it takes to say it stops. Nothing is
+		// started; Wait returns at once.
+		if !claim {
+			u.main = true
+			if err := mgr.Stopping(); err != nil {
+				u.log.Warn("sd_notify", "err", err)
+			}
+		}
+		return nil
+	}
+	u.main = true
 	// Everything is in place before the manager hears of it: the control
 	// socket answers as soon as READY=1 is out.
 	u.writePIDFile()
