@@ -30,6 +30,7 @@ const (
 	envUnix         = "BATON_TEST_UNIX"          // also serve HTTP on this unix socket path ("sock")
 	envVerbose      = "BATON_TEST_VERBOSE"       // log to stderr
 	envUDP          = "BATON_TEST_UDP"           // also answer datagrams on "echo" with the pid
+	envJournal      = "BATON_TEST_JOURNAL"       // append "generation N" to this file, opened once as "journal"
 )
 
 func TestMain(m *testing.M) {
@@ -117,6 +118,17 @@ func serverMain() {
 			os.Exit(1)
 		}
 		up.Serve(udpEcho(pc, pid))
+	}
+	if path := os.Getenv(envJournal); path != "" {
+		f, err := up.File("journal", func() (*os.File, error) {
+			return os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "server:", err)
+			os.Exit(1)
+		}
+		fmt.Fprintf(f, "generation %s\n", gen)
+		_ = f.Close()
 	}
 	switch fault {
 	case "exit":

@@ -2,8 +2,10 @@ package handoff
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -292,4 +294,31 @@ func TestWatchdogMovesToSuccessor(t *testing.T) {
 		}
 	}
 	s.stop(next)
+}
+
+// TestFilePassedOn: a plain file opened by generation 1 reaches the later
+// generations as the same open file, not reopened by name.
+func TestFilePassedOn(t *testing.T) {
+	testproc.CheckFDs(t)
+	path := filepath.Join(t.TempDir(), "journal")
+	s := startService(t, serviceOpts{env: []string{envJournal + "=" + path}})
+	moved := path + ".moved"
+	if err := os.Rename(path, moved); err != nil {
+		t.Fatal(err)
+	}
+	main := s.gen1
+	for range 2 {
+		main = mustReload(t, main)
+	}
+	b, err := os.ReadFile(moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(b), "generation 1\ngeneration 2\ngeneration 3\n"; got != want {
+		t.Errorf("journal = %q, want %q", got, want)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a later generation reopened the journal by name: %v", err)
+	}
+	s.stop(main)
 }
