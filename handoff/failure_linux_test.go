@@ -270,8 +270,8 @@ func TestStopDuringUpgrade(t *testing.T) {
 	s.stop(s.gen1)
 	r := <-pending
 	t.Logf("reload during stop reported: %v", r.err)
-	if r.err == nil {
-		t.Errorf("reload = %d, want an error", r.pid)
+	if r.err == nil || !strings.Contains(r.err.Error(), "generation stopping") {
+		t.Errorf("reload = %d, %v; want the upgrade abandoned for the stop", r.pid, r.err)
 	}
 	if err := syscall.Kill(succ, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("half-started successor %d still exists: %v", succ, err)
@@ -341,7 +341,7 @@ func TestSuccessorStoppedBeforeHandOver(t *testing.T) {
 	}
 	r := <-pending
 	t.Logf("reload reported: %v", r.err)
-	if !errors.Is(r.err, control.ErrFailed) || !strings.Contains(r.err.Error(), "successor exited before ready") {
+	if !errors.Is(r.err, control.ErrFailed) || !strings.Contains(r.err.Error(), "closed the hand-over channel before ready") {
 		t.Errorf("reload = %d, %v; want the successor's failure", r.pid, r.err)
 	}
 	release(t, gate)

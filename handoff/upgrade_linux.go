@@ -73,12 +73,15 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 	case err == nil && string(buf[:n]) == msgReady:
 	case ctx.Err() != nil:
 		abort(conn, "cancelled")
-		return 0, fail("ready", pid, fmt.Errorf("%w (successor killed: %s)", ctx.Err(), w.kill()))
+		return 0, fail("ready", pid, fmt.Errorf("%w (successor killed: %s)", u.cancelCause(ctx), w.kill()))
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		abort(conn, "timeout")
 		return 0, fail("ready", pid, fmt.Errorf("%w (%s; killed: %s)", ErrReadyTimeout, u.cfg.readyTimeout(), w.kill()))
 	case err != nil:
-		return 0, fail("ready", pid, fmt.Errorf("%w before ready: %s", ErrSuccessorExited, w.reap(exitGrace)))
+		if w.wait(exitGrace) {
+			return 0, fail("ready", pid, fmt.Errorf("%w before ready: %s", ErrSuccessorExited, w.reap(0)))
+		}
+		return 0, fail("ready", pid, fmt.Errorf("%w: closed the hand-over channel before ready (killed: %s)", ErrSuccessorExited, w.kill()))
 	default:
 		abort(conn, "protocol")
 		return 0, fail("ready", pid, fmt.Errorf("unexpected message %q (killed: %s)", buf[:n], w.kill()))
@@ -92,9 +95,9 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 	if w.exited() {
 		return 0, fail("handover", pid, fmt.Errorf("%w after ready, before hand-over: %s", ErrSuccessorExited, w.reap(0)))
 	}
-	if err := ctx.Err(); err != nil {
+	if ctx.Err() != nil {
 		abort(conn, "cancelled")
-		return 0, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", err, w.kill()))
+		return 0, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", u.cancelCause(ctx), w.kill()))
 	}
 	u.stopWatchdog()
 	if err := mgr.HandOver(pid); err != nil {
@@ -121,6 +124,15 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 	u.log.Info("handed over", "generation", gen, "pid", pid, "took", time.Since(start))
 	_ = p.Release()
 	return pid, nil
+}
+
+// cancelCause says why ctx ended: ErrStopping when this generation is
+// stopping, the context's own error otherwise.
+func (u *Upgrader) cancelCause(ctx context.Context) error {
+	if u.ctx.Err() != nil {
+		return ErrStopping
+	}
+	return ctx.Err()
 }
 
 func abort(c *net.UnixConn, why string) {
