@@ -68,6 +68,7 @@
 //	NotifyAccess=main
 //	ExecStart=/usr/local/bin/myserver
 //	ExecReload=/usr/local/bin/baton reload --pid $MAINPID
+//	Restart=on-failure
 //
 // Keep KillMode=control-group (the default): on stop every generation gets
 // SIGTERM; the main one says STOPPING=1 and drains, draining ones go on
