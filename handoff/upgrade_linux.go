@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	// Also, through its init, what sets LISTEN_PID in a successor before
+	// its main runs.
 	"github.com/batonhq/baton/internal/spawn"
 )
 
