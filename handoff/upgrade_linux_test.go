@@ -51,6 +51,9 @@ func TestUpgradesUnderLoad(t *testing.T) {
 	if testing.Short() {
 		upgrades = 20
 	}
+	if n, err := strconv.Atoi(os.Getenv("BATON_UPGRADES")); err == nil && n > 1 {
+		upgrades = n // longer runs by hand: BATON_UPGRADES=1000
+	}
 	s := startService(t, serviceOpts{})
 	main := mustReload(t, s.gen1) // the first successor, to compare fd counts with
 	first := main
