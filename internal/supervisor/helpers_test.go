@@ -99,7 +99,9 @@ func goChild() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(ctx)
-	_ = <-served
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		os.Exit(1)
+	}
 }
 
 func openFDs() []string {
