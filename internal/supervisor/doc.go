@@ -27,15 +27,17 @@
 //
 // NOTES
 //   - LISTEN_PID must be the pid of the process that receives the sockets,
-//     and Go cannot run code between fork and exec. The supervisor starts its
-//     own executable as a trampoline: an init function in this package sees
-//     the marker variable, sets LISTEN_PID to its pid and execs CMD in place.
-//     A program that embeds the supervisor must therefore import this package
-//     in its main binary (it does by using it) and must not start goroutines
-//     that open files in init functions that run before it.
-//   - Each CMD runs in its own process group: a terminal's Ctrl-C reaches only
-//     the supervisor, which forwards it; SIGKILL after Drain goes to the
-//     whole group, so a CMD's own children do not outlive it.
+//     and Go cannot run code between fork and exec: CMD is started through
+//     internal/spawn's trampoline (the supervisor's own executable, whose
+//     init sets LISTEN_PID and execs CMD in place). A binary that embeds the
+//     supervisor imports internal/spawn through it, which is all it needs.
+//   - The sockets are put in blocking mode once, before the first CMD, as
+//     systemd hands them over (a C server may rely on it); the mode belongs
+//     to the open file description every CMD shares, so it is never touched
+//     again while a CMD serves.
+//   - CMD stays in the supervisor's process group: a terminal's Ctrl-C
+//     reaches CMD directly as well as through the supervisor, and SIGKILL
+//     after Drain reaches CMD only, not children it started itself.
 //   - With ReapOrphans the supervisor waits for every child of the process
 //     (PID 1 of a container, or a child subreaper): nothing else in the
 //     process may wait for children then, os/exec included.

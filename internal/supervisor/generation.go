@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -39,8 +38,7 @@ func (g *generation) exited(st ExitStatus) {
 	close(g.done)
 }
 
-// open allocates what Run needs: the notify socket, /dev/null for stdin and
-// the reaper.
+// open allocates what Run needs: the notify socket and the reaper.
 func (s *Supervisor) open() error {
 	s.mu.Lock()
 	if s.running {
@@ -60,12 +58,7 @@ func (s *Supervisor) open() error {
 	if err != nil {
 		return err
 	}
-	devNull, err := os.Open(os.DevNull)
-	if err != nil {
-		_ = nc.Close()
-		return err
-	}
-	s.notify, s.devNull = nc, devNull
+	s.notify = nc
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -92,7 +85,6 @@ func (s *Supervisor) close() {
 	_ = s.notify.Close()
 	s.stopReaper()
 	s.wg.Wait()
-	_ = s.devNull.Close()
 	s.mu.Lock()
 	s.running = false
 	s.current = nil
@@ -105,20 +97,10 @@ func (s *Supervisor) start(ctx context.Context) (*generation, error) {
 	if err != nil {
 		return nil, &StartError{Path: s.cfg.Args[0], Err: fmt.Errorf("%w: %w", ErrBinaryMissing, err)}
 	}
-	files := []*os.File{s.devNull, s.cfg.Stdout, s.cfg.Stderr}
-	names := make([]string, 0, len(s.cfg.Sockets))
-	for _, sk := range s.cfg.Sockets {
-		files = append(files, sk.File)
-		names = append(names, sk.Name)
-	}
-	fds, err := rawFDs(files)
-	if err != nil {
-		return nil, &StartError{Path: path, Err: err}
-	}
-	env := s.childEnv(path, names)
+	env := s.childEnv()
 
 	s.mu.Lock()
-	proc, err := startProcess(path, s.cfg.Args, env, fds)
+	proc, err := startProcess(path, s.cfg.Args, env, nil, s.cfg.Stdout, s.cfg.Stderr, s.cfg.Sockets)
 	if err != nil {
 		s.mu.Unlock()
 		return nil, &StartError{Path: path, Err: err}
@@ -171,10 +153,10 @@ func (s *Supervisor) terminate(g *generation) {
 	}
 }
 
-// childEnv is CMD's environment: the configured one without the variables
-// the supervisor owns, plus the sockets, the notify socket and the marker
-// that makes the trampoline set LISTEN_PID.
-func (s *Supervisor) childEnv(path string, names []string) []string {
+// childEnv is CMD's environment: the configured one with the supervisor's
+// NOTIFY_SOCKET and without WATCHDOG_PID (the supervisor's, not CMD's);
+// internal/spawn adds the LISTEN_ variables.
+func (s *Supervisor) childEnv() []string {
 	base := s.cfg.Env
 	if base == nil {
 		base = os.Environ()
@@ -183,17 +165,12 @@ func (s *Supervisor) childEnv(path string, names []string) []string {
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_PID", envExec:
+		case "NOTIFY_SOCKET", "WATCHDOG_PID":
 			continue
 		}
 		env = append(env, kv)
 	}
-	if len(names) > 0 {
-		env = append(env,
-			"LISTEN_FDS="+strconv.Itoa(len(names)),
-			"LISTEN_FDNAMES="+strings.Join(names, ":"))
-	}
-	return append(env, "NOTIFY_SOCKET="+s.notify.Addr(), envExec+"="+path)
+	return append(env, "NOTIFY_SOCKET="+s.notify.Addr())
 }
 
 // retire sends SIGTERM to a replaced CMD and SIGKILL after Drain.
@@ -222,16 +199,9 @@ func (s *Supervisor) retire(g *generation) {
 	}()
 }
 
-// kill sends SIGKILL to the CMD's process group (its own children too).
+// kill sends SIGKILL to a CMD (through its pidfd: never to a reused pid).
 func (s *Supervisor) kill(g *generation) {
-	select {
-	case <-g.done:
-		return // reaped: the pid may belong to someone else now
-	default:
-	}
-	if err := killGroup(g.pid); err != nil {
-		_ = g.proc.Kill()
-	}
+	_ = g.proc.Kill()
 }
 
 // stopAll sends SIGTERM to every CMD still running and waits for them,

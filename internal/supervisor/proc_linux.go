@@ -2,101 +2,33 @@ package supervisor
 
 import (
 	"errors"
-	"fmt"
-	"math"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/batonhq/baton/internal/spawn"
 )
 
-// envExec marks a start of the supervisor's own executable as the
-// trampoline: its value is the path of CMD.
-const envExec = "BATON_SUPERVISOR_EXEC"
-
-// init runs the trampoline. Go cannot run code in the child between fork
-// and exec, and LISTEN_PID must be the pid of the process that receives the
-// sockets, which is only known in that process. So the supervisor starts
-// its own executable with the sockets already at fd 3.. (os.StartProcess
-// moves them there and clears CLOEXEC), and this init, before main and
-// before anything opens a file, sets LISTEN_PID to its own pid and execs
-// CMD in the same process: same pid, same fds, same process group.
-func init() {
-	path, ok := os.LookupEnv(envExec)
-	if !ok {
-		return
+// startProcess starts CMD through internal/spawn's trampoline, which sets
+// LISTEN_PID to CMD's own pid at exec.
+func startProcess(path string, args, env []string, stdin, stdout, stderr *os.File, socks []Socket) (*os.Process, error) {
+	c := &spawn.Config{Path: path, Args: args, Env: env, Stdin: stdin, Stdout: stdout, Stderr: stderr, Mode: spawn.Trampoline}
+	if len(socks) > 0 {
+		c.Names = make([]string, 0, len(socks))
 	}
-	env := make([]string, 0, len(os.Environ())+1)
-	for _, kv := range os.Environ() {
-		if len(kv) >= len(envExec)+1 && kv[:len(envExec)+1] == envExec+"=" {
-			continue
-		}
-		if len(kv) >= 11 && kv[:11] == "LISTEN_PID=" {
-			continue
-		}
-		env = append(env, kv)
+	for _, sk := range socks {
+		c.Files = append(c.Files, sk.File)
+		c.Names = append(c.Names, sk.Name)
 	}
-	n := 0
-	if v, ok := os.LookupEnv("LISTEN_FDS"); ok {
-		n, _ = strconv.Atoi(v)
-		env = append(env, fmt.Sprintf("LISTEN_PID=%d", os.Getpid()))
-	}
-	// Only 0-2 and the sockets may reach CMD: an fd this process inherited
-	// without CLOEXEC (from whoever started the supervisor) is closed at exec.
-	_ = unix.CloseRange(uint(3+n), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
-	err := unix.Exec(path, os.Args, env)
-	fmt.Fprintf(os.Stderr, "baton: exec %s: %v\n", path, err)
-	if errors.Is(err, unix.ENOENT) {
-		os.Exit(127)
-	}
-	os.Exit(126)
-}
-
-// startProcess starts the trampoline that becomes CMD, in its own process
-// group so that signals reach it only through the supervisor.
-//
-// It takes raw fds: os.StartProcess would call (*os.File).Fd, which puts a
-// socket's open file description, shared with the CMDs serving it, into
-// blocking mode, and a Go CMD's Accept would then block in the kernel where
-// its Close cannot interrupt it.
-func startProcess(path string, args, env []string, fds []uintptr) (*os.Process, error) {
-	// path is in env (envExec) for the trampoline.
-	pid, err := syscall.ForkExec("/proc/self/exe", args, &syscall.ProcAttr{
-		Env:   env,
-		Files: fds,
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start trampoline for %s: %w", path, err)
-	}
-	p, err := os.FindProcess(pid) // a pidfd: signals never reach a reused pid
-	if err != nil {
-		_ = unix.Kill(pid, unix.SIGKILL)
-		return nil, fmt.Errorf("pid %d: %w", pid, err)
-	}
-	return p, nil
-}
-
-// rawFDs returns the descriptors of files without changing their mode.
-func rawFDs(files []*os.File) ([]uintptr, error) {
-	fds := make([]uintptr, len(files))
-	for i, f := range files {
-		rc, err := f.SyscallConn()
-		if err != nil {
-			return nil, fmt.Errorf("fd of %s: %w", f.Name(), err)
-		}
-		if err := rc.Control(func(fd uintptr) { fds[i] = fd }); err != nil {
-			return nil, fmt.Errorf("fd of %s: %w", f.Name(), err)
-		}
-	}
-	return fds, nil
+	return spawn.Start(c)
 }
 
 // setBlocking puts a socket in blocking mode, as systemd hands them over;
 // a Go CMD makes its copy non-blocking itself. It is done once, before the
-// first CMD, never while one serves.
+// first CMD, never while one serves: the mode belongs to the open file
+// description that every CMD shares.
 func setBlocking(f *os.File) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -108,8 +40,6 @@ func setBlocking(f *os.File) error {
 	}
 	return serr
 }
-
-func killGroup(pid int) error { return unix.Kill(-pid, unix.SIGKILL) }
 
 func monotonicUsec() int64 {
 	var ts unix.Timespec

@@ -8,15 +8,12 @@ import (
 	"os"
 )
 
-const envExec = "BATON_SUPERVISOR_EXEC"
-
 var errUnsupported = fmt.Errorf("supervisor: %w on this platform", errors.ErrUnsupported)
 
-func startProcess(string, []string, []string, []uintptr) (*os.Process, error) {
+func startProcess(string, []string, []string, *os.File, *os.File, *os.File, []Socket) (*os.Process, error) {
 	return nil, errUnsupported
 }
 
-func rawFDs([]*os.File) ([]uintptr, error) { return nil, errUnsupported }
 func setBlocking(*os.File) error           { return errUnsupported }
 func killGroup(int) error                  { return errUnsupported }
 func monotonicUsec() int64                 { return 0 }

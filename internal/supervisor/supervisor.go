@@ -175,7 +175,6 @@ type Supervisor struct {
 	trigger   chan struct{} // asynchronous upgrade request (buffered 1)
 	stats     Stats
 	notify    *notifyrecv.Conn
-	devNull   *os.File
 	reaper    *reaper
 	wg        sync.WaitGroup // goroutines owned by Run
 }
