@@ -2,16 +2,20 @@ package supervisor
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/batonhq/baton/internal/notifyrecv"
+	"github.com/batonhq/baton/notify"
 )
 
 // generation is one started CMD.
@@ -54,7 +58,11 @@ func (s *Supervisor) open() error {
 			return fmt.Errorf("socket %s: %w", sk.Name, err)
 		}
 	}
-	nc, err := notifyrecv.Listen(s.cfg.NotifyAddress)
+	addr := s.cfg.NotifyAddress
+	if addr == "" {
+		addr = defaultNotifyAddress()
+	}
+	nc, err := notify.Listen(addr)
 	if err != nil {
 		return err
 	}
@@ -170,7 +178,7 @@ func (s *Supervisor) childEnv() []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env, "NOTIFY_SOCKET="+s.notify.Addr())
+	return append(env, "NOTIFY_SOCKET="+s.notify.Socket())
 }
 
 // retire sends SIGTERM to a replaced CMD and SIGKILL after Drain.
@@ -242,40 +250,54 @@ func (s *Supervisor) stopAll(state string) {
 // readNotify dispatches the CMDs' notify messages until the socket closes.
 func (s *Supervisor) readNotify() {
 	for {
-		m, err := s.notify.Read()
-		if err != nil {
-			if errors.Is(err, notifyrecv.ErrTruncated) {
-				s.log.Warn("notify message too long", "pid", m.PID)
-				continue
-			}
+		m, err := s.notify.Receive(context.Background())
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
-		s.mu.Lock()
-		g := s.byPID[m.PID]
-		current := g != nil && g == s.current
-		if g == nil {
-			s.stats.ForeignNotify++
-		} else if v, ok := m.Get("STATUS"); ok {
-			g.lastStatus = v
-		}
-		s.mu.Unlock()
-		if g == nil {
-			s.log.Debug("notify message from a process that is not a CMD", "pid", m.PID)
+		if err != nil {
+			s.log.Warn("notify message dropped", "err", err)
 			continue
 		}
-		if v, _ := m.Get("READY"); v == "1" {
-			g.markReady()
-		}
-		// The serving CMD's own state goes to the manager; READY, RELOADING,
-		// STOPPING and MAINPID are the supervisor's to say.
-		var fwd []string
-		for _, k := range []string{"STATUS", "WATCHDOG", "EXTEND_TIMEOUT_USEC", "ERRNO"} {
-			if v, ok := m.Get(k); ok && (current || k == "EXTEND_TIMEOUT_USEC") {
-				fwd = append(fwd, k+"="+v)
-			}
-		}
-		if len(fwd) > 0 {
-			s.manager(strings.Join(fwd, "\n"))
+		_ = m.Close() // no fd store here: passed fds are closed
+		s.dispatch(m)
+	}
+}
+
+func (s *Supervisor) dispatch(m *notify.Message) {
+	s.mu.Lock()
+	g := s.byPID[m.PID]
+	current := g != nil && g == s.current
+	if g == nil {
+		s.stats.ForeignNotify++
+	} else if v, ok := m.Lookup("STATUS"); ok {
+		g.lastStatus = v
+	}
+	s.mu.Unlock()
+	if g == nil {
+		s.log.Debug("notify message from a process that is not a CMD", "pid", m.PID)
+		return
+	}
+	if v, _ := m.Lookup("READY"); v == "1" {
+		g.markReady()
+	}
+	// The serving CMD's own state goes to the manager; READY, RELOADING,
+	// STOPPING and MAINPID are the supervisor's to say.
+	var fwd []string
+	for _, k := range []string{"STATUS", "WATCHDOG", "EXTEND_TIMEOUT_USEC", "ERRNO"} {
+		if v, ok := m.Lookup(k); ok && (current || k == "EXTEND_TIMEOUT_USEC") {
+			fwd = append(fwd, k+"="+v)
 		}
 	}
+	if len(fwd) > 0 {
+		s.manager(strings.Join(fwd, "\n"))
+	}
+}
+
+// defaultNotifyAddress is a fresh abstract address: the random part keeps
+// two supervisors that are both PID 1 of their own pid namespaces apart when
+// they share a network namespace.
+func defaultNotifyAddress() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "@baton/notify/" + strconv.Itoa(os.Getpid()) + "/" + hex.EncodeToString(b[:])
 }

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/batonhq/baton/internal/notifyrecv"
+	"github.com/batonhq/baton/notify"
 )
 
 // Defaults for the zero values of Config.
@@ -174,7 +174,7 @@ type Supervisor struct {
 	idle      chan struct{} // an upgrade finished (buffered 1)
 	trigger   chan struct{} // asynchronous upgrade request (buffered 1)
 	stats     Stats
-	notify    *notifyrecv.Conn
+	notify    *notify.Listener
 	reaper    *reaper
 	wg        sync.WaitGroup // goroutines owned by Run
 }

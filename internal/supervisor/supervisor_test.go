@@ -278,7 +278,7 @@ func TestForeignNotifyIgnored(t *testing.T) {
 	running(t, s)
 	s.cfg.Args = append(args[:len(args):len(args)], "hang")
 	s.cfg.ReadyTimeout = 500 * time.Millisecond
-	addr := s.notify.Addr()
+	addr := s.notify.Socket()
 	stop := make(chan struct{})
 	sent := make(chan struct{})
 	go func() {
