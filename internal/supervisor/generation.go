@@ -35,6 +35,21 @@ type generation struct {
 	lastStatus string // the CMD's last STATUS=, guarded by Supervisor.mu
 }
 
+// signal sends sig unless the process is gone (its pidfd says so, or it was
+// reaped and released).
+func (g *generation) signal(sig os.Signal) error {
+	err := g.proc.Signal(sig)
+	if err == nil || errors.Is(err, os.ErrProcessDone) {
+		return nil
+	}
+	select {
+	case <-g.done:
+		return nil
+	default:
+		return err
+	}
+}
+
 func (g *generation) markReady() { g.readyOnce.Do(func() { close(g.ready) }) }
 
 func (g *generation) exited(st ExitStatus) {
@@ -150,7 +165,7 @@ func (s *Supervisor) start(ctx context.Context) (*generation, error) {
 // terminate sends SIGTERM to a CMD that failed to start and SIGKILL after
 // Drain (it may have accepted connections before failing), and waits.
 func (s *Supervisor) terminate(g *generation) {
-	_ = g.proc.Signal(syscall.SIGTERM)
+	_ = g.signal(syscall.SIGTERM)
 	t := time.NewTimer(s.cfg.Drain)
 	defer t.Stop()
 	select {
@@ -184,7 +199,7 @@ func (s *Supervisor) childEnv() []string {
 // retire sends SIGTERM to a replaced CMD and SIGKILL after Drain.
 func (s *Supervisor) retire(g *generation) {
 	term := time.Now()
-	if err := g.proc.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := g.signal(syscall.SIGTERM); err != nil {
 		s.log.Warn("SIGTERM", "pid", g.pid, "err", err)
 	}
 	s.wg.Add(1)
@@ -228,7 +243,7 @@ func (s *Supervisor) stopAll(state string) {
 	s.mu.Unlock()
 	s.manager(state)
 	for _, g := range all {
-		_ = g.proc.Signal(syscall.SIGTERM)
+		_ = g.signal(syscall.SIGTERM)
 	}
 	t := time.NewTimer(s.cfg.Drain)
 	defer t.Stop()

@@ -254,7 +254,7 @@ func (s *Supervisor) Signal(sig os.Signal) error {
 	if g == nil {
 		return ErrNotRunning
 	}
-	return g.proc.Signal(sig)
+	return g.signal(sig)
 }
 
 // Run starts CMD, waits until it is ready and supervises it until ctx is done
