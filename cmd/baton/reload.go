@@ -96,6 +96,7 @@ func (c *reloadCommand) Run(ctx context.Context, args []string) error {
 		code, name = exitInProgress, control.CodeInProgress
 	case errors.Is(err, control.ErrDenied):
 		code, name = exitDenied, control.CodeDenied
+		err = fmt.Errorf("permission denied: %w", err)
 	case errors.Is(err, control.ErrNoServer):
 		code, name = exitNoServer, "no-server"
 	case errors.Is(err, context.DeadlineExceeded):
