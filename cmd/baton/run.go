@@ -213,8 +213,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 				continue
 			}
 			log.Info("forwarding signal", "signal", sig.String(), "pid", sup.PID())
-			if err := sup.Signal(sig); err != nil {
-				// No CMD yet (still starting): stop.
+			if err := sup.Stop(sig); err != nil {
 				cancel()
 			}
 		}

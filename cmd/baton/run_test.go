@@ -55,7 +55,7 @@ type served struct {
 func startRun(t *testing.T, cmd *exec.Cmd, url string) *served {
 	t.Helper()
 	s := &served{cmd: cmd, url: url, stderr: &bytes.Buffer{}, done: make(chan struct{})}
-	cmd.Stderr = io.MultiWriter(s.stderr, os.Stderr)
+	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func startRun(t *testing.T, cmd *exec.Cmd, url string) *served {
 		}
 		select {
 		case <-s.done:
-			t.Fatalf("baton run exited before serving: %v", s.err)
+			t.Fatalf("baton run exited before serving: %v\n%s", s.err, s.stderr)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}

@@ -38,7 +38,8 @@ const (
 var (
 	// ErrInProgress is returned by Upgrade while another upgrade runs.
 	ErrInProgress = errors.New("upgrade already in progress")
-	// ErrNotRunning is returned by Upgrade and Signal outside Run.
+	// ErrNotRunning is returned by Upgrade, Signal and Stop outside Run,
+	// and by Upgrade after Stop.
 	ErrNotRunning = errors.New("supervisor not running")
 	// ErrBinaryMissing means CMD's executable was not found or is not
 	// executable.
@@ -170,6 +171,7 @@ type Supervisor struct {
 	byPID     map[int]*generation
 	current   *generation
 	upgrading bool
+	stopped   bool          // Stop was called
 	changed   chan struct{} // closed and replaced when current changes
 	idle      chan struct{} // an upgrade finished (buffered 1)
 	trigger   chan struct{} // asynchronous upgrade request (buffered 1)
@@ -257,6 +259,30 @@ func (s *Supervisor) Signal(sig os.Signal) error {
 	return g.signal(sig)
 }
 
+// Stop sends sig to the serving CMD and ends the supervision: an upgrade in
+// flight is abandoned (its new CMD stopped), no other starts, and Run returns
+// once the serving CMD has exited, with its status. This is how a SIGTERM
+// to `baton run` is forwarded.
+func (s *Supervisor) Stop(sig os.Signal) error {
+	s.mu.Lock()
+	if !s.running {
+		s.mu.Unlock()
+		return ErrNotRunning
+	}
+	s.stopped = true
+	select {
+	case <-s.stopping:
+	default:
+		close(s.stopping)
+	}
+	g := s.current
+	s.mu.Unlock()
+	if g == nil {
+		return nil // the first start sees stopping and gives up
+	}
+	return g.signal(sig)
+}
+
 // Run starts CMD, waits until it is ready and supervises it until ctx is done
 // (then every CMD gets SIGTERM, and SIGKILL after Drain, and Run returns nil)
 // or the serving CMD exits by itself (Run returns an *ExitError). A first CMD
@@ -270,6 +296,12 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	s.manager("STATUS=starting " + s.cfg.Args[0])
 	g, err := s.start(ctx)
 	if err != nil {
+		s.mu.Lock()
+		stopped := s.stopped
+		s.mu.Unlock()
+		if stopped {
+			return nil // stopped before anything served
+		}
 		return err
 	}
 	s.mu.Lock()
@@ -297,7 +329,7 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 			return nil
 		case <-cur.done:
 			s.mu.Lock()
-			still, upgrading := s.current == cur, s.upgrading
+			still, upgrading := s.current == cur, s.upgrading && !s.stopped
 			s.mu.Unlock()
 			if !still {
 				continue
@@ -357,7 +389,7 @@ func (s *Supervisor) upgradeAsync(ctx context.Context) bool {
 func (s *Supervisor) Upgrade(ctx context.Context) (int, error) {
 	s.mu.Lock()
 	switch {
-	case !s.running || s.current == nil:
+	case !s.running || s.current == nil || s.stopped:
 		s.mu.Unlock()
 		return 0, ErrNotRunning
 	case s.upgrading:
@@ -381,6 +413,17 @@ func (s *Supervisor) Upgrade(ctx context.Context) (int, error) {
 	g, err := s.start(ctx)
 	s.mu.Lock()
 	old := s.current
+	if err == nil && s.stopped {
+		// Stopped while the new CMD started: it goes, the old one stays
+		// to receive the stop.
+		s.mu.Unlock()
+		s.terminate(g)
+		return 0, ErrNotRunning
+	}
+	if err != nil && s.stopped {
+		s.mu.Unlock()
+		return 0, fmt.Errorf("stopping: %w", err)
+	}
 	if err != nil {
 		s.stats.FailedUpgrades++
 		s.mu.Unlock()

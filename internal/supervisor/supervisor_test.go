@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -348,5 +349,43 @@ func TestWatchReplacedBinary(t *testing.T) {
 	}
 	if s.PID() == old {
 		t.Errorf("pid %d still serving after the binary was replaced", old)
+	}
+}
+
+// TestStopDuringUpgrade: a stop while a new CMD starts abandons it; Run
+// returns the serving CMD's status once it has exited.
+func TestStopDuringUpgrade(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	sock, _ := listen(t)
+	args, env := childArgs(t)
+	s, err := New(Config{Args: args, Env: env, Sockets: []Socket{sock}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	for s.PID() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	serving := s.PID()
+	s.cfg.Args = append(args[:len(args):len(args)], "hang")
+	upgraded := make(chan error, 1)
+	go func() { _, err := s.Upgrade(context.Background()); upgraded <- err }()
+	for s.Stats().Generations < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-upgraded; err == nil {
+		t.Error("the upgrade in flight succeeded after Stop")
+	}
+	var ee *ExitError
+	if err := <-done; !errors.As(err, &ee) || ee.PID != serving || ee.Status.Code != 0 {
+		t.Errorf("Run = %v, want pid %d's exit status 0", err, serving)
+	}
+	if _, err := s.Upgrade(context.Background()); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Upgrade after Run = %v, want ErrNotRunning", err)
 	}
 }
