@@ -56,13 +56,21 @@ func startRun(t *testing.T, cmd *exec.Cmd, url string) *served {
 	t.Helper()
 	s := &served{cmd: cmd, url: url, stderr: &bytes.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = s.stderr
+	// CMDs share baton's stderr: if one outlived baton, Wait would wait
+	// for it.
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { s.err = cmd.Wait(); close(s.done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-s.done
+		_ = cmd.Process.Signal(syscall.SIGTERM) // baton stops its CMDs
+		select {
+		case <-s.done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-s.done
+		}
 	})
 	for {
 		if _, err := s.get(); err == nil {
