@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -65,7 +66,9 @@ func TestRunReloadsUnderLoad(t *testing.T) {
 			seen := map[int]bool{}
 			for i := range reloads {
 				l.await(20)
-				pid, err := control.Reload(t.Context(), s.cmd.Process.Pid)
+				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+				pid, err := control.Reload(ctx, s.cmd.Process.Pid)
+				cancel()
 				if err != nil {
 					l.stop()
 					t.Fatalf("reload %d: %v\n%s", i+1, err, s.stderr)
