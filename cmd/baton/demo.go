@@ -234,8 +234,8 @@ func (d *demo) run(ctx context.Context) (*demoResult, error) {
 				exitMu.Unlock()
 			}
 		}()
-		d.say("upgrade %2d/%d  pid %d -> %d  ready in %s, first response from the new pid %s after the request",
-			i+1, d.cmd.upgrades, old, pid, ms(reloaded), ms(handoff))
+		d.say("upgrade %2d/%d  pid %d -> %d  reload answered in %s, first response from pid %d after %s",
+			i+1, d.cmd.upgrades, old, pid, ms(reloaded), pid, ms(handoff))
 	}
 	l.await(30)
 	l.stop()

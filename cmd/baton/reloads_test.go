@@ -146,4 +146,3 @@ func (l *load) stop() {
 		c.CloseIdleConnections()
 	}
 }
-
