@@ -374,7 +374,7 @@ func (s *Supervisor) upgradeAsync(ctx context.Context) bool {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if _, err := s.Upgrade(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		if _, err := s.Upgrade(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrNotRunning) {
 			s.log.Error("upgrade", "err", err)
 		}
 	}()
