@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/batonhq/baton/activation"
 )
 
 // entry is one named fd this generation holds and passes on.
@@ -28,42 +30,41 @@ type fdSet struct {
 	entries []*entry
 }
 
-// receive takes the fds of LISTEN_FDS when LISTEN_PID is this process, as
-// sd_listen_fds(3) does, and unsets the variables either way.
+// receive takes this process's fds from the manager or the predecessor
+// (activation.Receive: sd_listen_fds semantics, variables unset either
+// way), all of them, in fd order.
 func receive() (*fdSet, error) {
 	s := &fdSet{}
-	pid, hasPID := os.LookupEnv("LISTEN_PID")
-	nfds, hasFDs := os.LookupEnv("LISTEN_FDS")
-	names, hasNames := os.LookupEnv("LISTEN_FDNAMES")
-	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
-		_ = os.Unsetenv(k)
-	}
-	if !hasPID || !hasFDs || pid != strconv.Itoa(os.Getpid()) {
+	set, err := activation.Receive()
+	if errors.Is(err, activation.ErrNotActivated) {
 		return s, nil
 	}
-	n, err := strconv.Atoi(nfds)
-	if err != nil || n < 0 || n > 1<<16 {
-		return nil, fmt.Errorf("LISTEN_FDS=%q: %w", nfds, ErrBadEnvironment)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadEnvironment, err)
 	}
-	var list []string
-	if hasNames {
-		list = strings.Split(names, ":")
-		if len(list) != n {
-			return nil, fmt.Errorf("LISTEN_FDNAMES=%q has %d names for LISTEN_FDS=%d: %w", names, len(list), n, ErrBadEnvironment)
+	defer set.Close()
+	var files []activation.File
+	for _, name := range set.Names() {
+		fs, err := set.Take(name)
+		if err != nil && !errors.Is(err, activation.ErrNoSocket) {
+			for _, f := range files {
+				_ = f.File.Close()
+			}
+			return nil, err
 		}
+		files = append(files, fs...)
 	}
-	for i := range n {
-		fd := 3 + i
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
-			s.close()
-			return nil, fmt.Errorf("inherited fd %d: %w", fd, err)
+	slices.SortFunc(files, func(a, b activation.File) int { return a.FD - b.FD })
+	for _, f := range files {
+		e := &entry{name: f.Name, file: f.File, lstn: f.Listening}
+		switch f.Kind {
+		case activation.KindTCP, activation.KindUnixStream:
+			e.kind = unix.SOCK_STREAM
+		case activation.KindUnixSeqpacket:
+			e.kind = unix.SOCK_SEQPACKET
+		case activation.KindUDP, activation.KindUnixDatagram:
+			e.kind = unix.SOCK_DGRAM
 		}
-		name := "unknown"
-		if list != nil {
-			name = list[i]
-		}
-		e := &entry{name: name, file: os.NewFile(uintptr(fd), name)}
-		e.kind, e.lstn = classify(fd)
 		s.entries = append(s.entries, e)
 	}
 	return s, nil

@@ -135,11 +135,19 @@ type Upgrader struct {
 	upgradeDone chan struct{} // non-nil while an upgrade runs
 	successor   int
 	done        chan struct{}
+	isMain      chan struct{} // closed when this generation became main
 	control     *control.Server
 	stopWatch   func()
 	stopSignals func()
 
-	servers  []Server
+	// quiet is set from the hand-over on: the watchdog sends nothing more
+	// (SYSTEMD.md rule 2). It has its own lock: the watchdog never waits
+	// for an upgrade.
+	quietMu sync.Mutex
+	quiet   bool
+
+	servers  []Server // registered by Serve
+	started  []Server // those whose Serve runs
 	serveErr chan error
 	serveWG  sync.WaitGroup
 
@@ -198,12 +206,24 @@ func (u *Upgrader) File(name string, open func() (*os.File, error)) (*os.File, e
 	return f, nil
 }
 
-// Serve runs s.Serve in a goroutine owned by the Upgrader; Wait drains s
-// with s.Shutdown when the generation ends. Call it before Ready.
+// Serve registers s and runs s.Serve in a goroutine owned by the Upgrader
+// once this generation is main: at once after Ready returned, otherwise
+// when Ready makes it main. A successor thus accepts nothing before the
+// hand-over, and a successor that fails never had a connection to drop
+// (connections wait in the shared socket's backlog, or are taken by the
+// predecessor). Wait drains s with s.Shutdown when the generation ends.
 func (u *Upgrader) Serve(s Server) {
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	u.servers = append(u.servers, s)
-	u.mu.Unlock()
+	if u.main {
+		u.startLocked(s)
+	}
+}
+
+// startLocked starts s.Serve; called with u.mu held.
+func (u *Upgrader) startLocked(s Server) {
+	u.started = append(u.started, s)
 	u.serveWG.Add(1)
 	go func() {
 		defer u.serveWG.Done()
@@ -238,7 +258,7 @@ func (u *Upgrader) Wait() error {
 
 func (u *Upgrader) drain() error {
 	u.mu.Lock()
-	servers := append([]Server(nil), u.servers...)
+	servers := append([]Server(nil), u.started...)
 	u.mu.Unlock()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), u.cfg.drainTimeout())
@@ -267,6 +287,11 @@ func (u *Upgrader) Stop() {
 	}
 	u.stopping = true
 	wait := u.upgradeDone
+	if u.parent != nil && !u.main {
+		// A successor asked to stop before the hand-over declines it: the
+		// predecessor sees the channel close and keeps serving.
+		_ = u.parent.Close()
+	}
 	u.mu.Unlock()
 	u.cancel()
 	if wait != nil {
@@ -298,8 +323,13 @@ func (u *Upgrader) endLocked() {
 	if u.control != nil {
 		c := u.control
 		u.control = nil
-		// Closing waits for handlers, which may wait for u.mu: not here.
-		u.wg.Go(func() { _ = c.Close() })
+		// The request that ended this generation (a reload) is still to
+		// be answered, and handlers may wait for u.mu: not here.
+		u.wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), DefaultBarrierTimeout)
+			defer cancel()
+			_ = c.Shutdown(ctx)
+		})
 	}
 }
 
@@ -332,4 +362,21 @@ func (u *Upgrader) Close() error {
 		err = u.mgr.Close()
 	}
 	return err
+}
+
+// setQuiet stops (or resumes) the watchdog pings of this generation; once
+// it returns no ping is in flight.
+func (u *Upgrader) setQuiet(q bool) {
+	u.quietMu.Lock()
+	u.quiet = q
+	u.quietMu.Unlock()
+}
+
+// ping sends WATCHDOG=1 unless the generation is quiet.
+func (u *Upgrader) ping(mgr notifier) {
+	u.quietMu.Lock()
+	defer u.quietMu.Unlock()
+	if !u.quiet {
+		_ = mgr.Watchdog()
+	}
 }

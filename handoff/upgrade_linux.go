@@ -96,7 +96,9 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		abort(conn, "cancelled")
 		return 0, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", err, w.kill()))
 	}
+	u.setQuiet(true)
 	if err := mgr.HandOver(pid); err != nil {
+		u.setQuiet(false)
 		abort(conn, "manager")
 		return 0, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", err, w.kill()))
 	}
@@ -113,6 +115,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		// serving and try to take the main PID back (accepted with
 		// NotifyAccess=all; see the package notes).
 		_ = mgr.HandOver(os.Getpid())
+		u.setQuiet(false)
 		return 0, fail("handover", pid, fmt.Errorf("%w during hand-over: %s", ErrSuccessorExited, w.reap(exitGrace)))
 	}
 	u.log.Info("handed over", "generation", gen, "pid", pid, "took", time.Since(start))

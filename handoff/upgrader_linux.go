@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,14 +42,43 @@ const (
 var startExe, startDir = startPaths()
 
 func startPaths() (exe, dir string) {
+	dir, _ = os.Getwd()
 	exe = os.Getenv(envExe)
 	_ = os.Unsetenv(envExe)
 	if exe == "" {
-		exe, _ = os.Executable()
-		exe = strings.TrimSuffix(exe, " (deleted)")
+		exe = invokedPath(dir)
 	}
-	dir, _ = os.Getwd()
 	return exe, dir
+}
+
+// invokedPath returns the path this program was started by when it names
+// the running executable: a symbolic link switched to a new release (or a
+// file replaced by rename) then takes effect at the next upgrade. Otherwise
+// it is os.Executable, the file itself.
+func invokedPath(dir string) string {
+	self, _ := os.Executable()
+	self = strings.TrimSuffix(self, " (deleted)")
+	if len(os.Args) == 0 || os.Args[0] == "" {
+		return self
+	}
+	p := os.Args[0]
+	switch {
+	case filepath.IsAbs(p):
+	case strings.ContainsRune(p, '/'):
+		p = filepath.Join(dir, p)
+	default:
+		lp, err := exec.LookPath(p)
+		if err != nil {
+			return self
+		}
+		p, _ = filepath.Abs(lp)
+	}
+	a, err1 := os.Stat(p)
+	b, err2 := os.Stat("/proc/self/exe")
+	if err1 != nil || err2 != nil || !os.SameFile(a, b) {
+		return self
+	}
+	return p
 }
 
 // New takes this process's sockets from the environment (LISTEN_FDS from
@@ -67,7 +98,7 @@ func New(cfg Config) (*Upgrader, error) {
 	u := &Upgrader{
 		cfg: cfg, log: log, gen: 1, exe: startExe, dir: startDir, args: os.Args, fds: fds,
 		socket: os.Getenv("NOTIFY_SOCKET"), ctx: ctx, cancel: cancel,
-		done: make(chan struct{}), serveErr: make(chan error, 1),
+		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1),
 	}
 	if err := u.fromPredecessor(); err != nil {
 		cancel()
@@ -152,15 +183,33 @@ func (u *Upgrader) signals(sigs chan os.Signal, quit chan struct{}) {
 // (MAINPID=<self>, READY=1). It returns ErrAborted when the predecessor
 // gave up on this process, which should then exit.
 //
-// Start serving (Serve) before calling Ready: connections that arrive in
-// between wait in the socket's backlog.
+// Register the servers (Serve) before calling Ready: Ready starts them
+// when this process becomes main, before it tells the manager. Meanwhile
+// connections wait in the sockets' backlog.
 func (u *Upgrader) Ready() error {
 	u.mu.Lock()
 	if u.ready {
 		u.mu.Unlock()
 		return nil
 	}
+	if u.stopping {
+		u.mu.Unlock()
+		return ErrStopping
+	}
 	u.mu.Unlock()
+	// The control socket listens before anyone learns this pid (the
+	// predecessor answers `baton reload` with it); requests wait until
+	// this process is main.
+	if !u.cfg.NoControl {
+		c, err := control.Listen(u.controlRequest)
+		if err != nil {
+			u.log.Warn("control socket", "err", err)
+		} else {
+			u.mu.Lock()
+			u.control = c
+			u.mu.Unlock()
+		}
+	}
 	claim := false
 	if u.parent != nil {
 		err := u.awaitMain()
@@ -170,17 +219,30 @@ func (u *Upgrader) Ready() error {
 			u.log.Warn("predecessor gone before hand-over: claiming main", "predecessor", u.parentPID)
 			claim = true
 		case err != nil:
+			u.Stop()
 			return err
 		}
 	}
 	return u.becomeMain(claim)
 }
 
+// controlRequest serves `baton reload`.
+func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
+	select {
+	case <-u.isMain:
+	case <-u.done:
+		return 0, ErrStopping
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return u.Upgrade(ctx)
+}
+
 var errParentGone = errors.New("predecessor gone")
 
 func (u *Upgrader) awaitMain() error {
 	if _, err := u.parent.Write([]byte(msgReady)); err != nil {
-		return errParentGone
+		return u.channelClosed()
 	}
 	if u.afterReadySent != nil {
 		u.afterReadySent()
@@ -194,6 +256,18 @@ func (u *Upgrader) awaitMain() error {
 		return ErrAborted
 	case err == nil:
 		return fmt.Errorf("hand-over channel: unexpected %q: %w", buf[:n], ErrAborted)
+	}
+	return u.channelClosed()
+}
+
+// channelClosed tells why the hand-over channel ended without a message.
+func (u *Upgrader) channelClosed() error {
+	u.mu.Lock()
+	stopping := u.stopping
+	u.mu.Unlock()
+	if stopping {
+		// Stop closed the channel: this process declines the hand-over.
+		return ErrStopping
 	}
 	// The predecessor always says ABORT before it gives up: a silent end
 	// of the channel means it died.
@@ -212,6 +286,14 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.mgr, u.ready, u.main = mgr, true, true
+	// Everything is in place before the manager hears of it: the control
+	// socket answers as soon as READY=1 is out.
+	u.writePIDFile()
+	u.startWatchdog()
+	close(u.isMain)
+	for _, s := range u.servers {
+		u.startLocked(s)
+	}
 	status := fmt.Sprintf("STATUS=serving, generation %d, pid %d", u.gen, self)
 	switch {
 	case claim:
@@ -223,16 +305,6 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	}
 	if err != nil {
 		u.log.Warn("sd_notify", "err", err)
-	}
-	u.writePIDFile()
-	u.startWatchdog()
-	if !u.cfg.NoControl {
-		c, err := control.Listen(func(ctx context.Context) (int, error) { return u.Upgrade(ctx) })
-		if err != nil {
-			u.log.Warn("control socket", "err", err)
-		} else {
-			u.control = c
-		}
 	}
 	u.log.Info("serving", "generation", u.gen, "pid", self)
 	return nil
@@ -259,7 +331,7 @@ func (u *Upgrader) startWatchdog() {
 	u.wg.Go(func() {
 		defer t.Stop()
 		for {
-			_ = mgr.Watchdog()
+			u.ping(mgr)
 			select {
 			case <-quit:
 				return
