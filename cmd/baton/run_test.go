@@ -359,24 +359,28 @@ func TestRunAsPID1(t *testing.T) {
 }
 
 func TestDemoJSON(t *testing.T) {
-	cmd := exec.Command(batonBin, "demo", "--json", "--upgrades", "4", "--clients", "4")
-	r := batonCmd(t, cmd)
-	var res demoResult
-	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
-		t.Fatalf("demo --json printed %q: %v\nstderr:\n%s", r.stdout, err, r.stderr)
-	}
-	if r.code != 0 || !res.OK || res.Failed != 0 || res.Requests == 0 || res.Upgrades != 4 || res.UpgradesFailed != 0 ||
-		!res.BrokenRolled || !strings.Contains(res.BrokenError, "exit status 3") {
-		t.Errorf("demo = %d %+v\nstderr:\n%s", r.code, res, r.stderr)
-	}
-	seen := map[int]bool{}
-	for _, p := range res.PIDs {
-		seen[p] = true
-	}
-	if len(res.PIDs) != 5 || len(seen) != 5 {
-		t.Errorf("serving pids %v, want 5 distinct", res.PIDs)
-	}
-	if res.HandoffMS.N != 4 || res.HandoffMS.Min > res.HandoffMS.Median || res.HandoffMS.Median > res.HandoffMS.Max {
-		t.Errorf("handoff latencies %+v are not a summary of 4", res.HandoffMS)
+	for _, mode := range []string{"handoff", "run"} {
+		t.Run(mode, func(t *testing.T) {
+			cmd := exec.Command(batonBin, "demo", "--json", "--mode", mode, "--upgrades", "4", "--clients", "4")
+			r := batonCmd(t, cmd)
+			var res demoResult
+			if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+				t.Fatalf("demo --json printed %q: %v\nstderr:\n%s", r.stdout, err, r.stderr)
+			}
+			if r.code != 0 || !res.OK || res.Mode != mode || res.Failed != 0 || res.Requests == 0 || res.Upgrades != 4 ||
+				res.UpgradesFailed != 0 || !res.BrokenRolled || !strings.Contains(res.BrokenError, "exit status 3") {
+				t.Errorf("demo = %d %+v\nstderr:\n%s", r.code, res, r.stderr)
+			}
+			seen := map[int]bool{}
+			for _, p := range res.PIDs {
+				seen[p] = true
+			}
+			if len(res.PIDs) != 5 || len(seen) != 5 {
+				t.Errorf("serving pids %v, want 5 distinct", res.PIDs)
+			}
+			if h := res.HandoffMS; h.N != 4 || h.Min > h.Median || h.Median > h.Max {
+				t.Errorf("handoff latencies %+v are not a summary of 4", h)
+			}
+		})
 	}
 }
