@@ -368,6 +368,9 @@ func bindOne(a sockurl.Addr) (*os.File, func(), error) {
 	}
 	var s filer
 	var err error
+	if a.Network == "unix" {
+		removeStale(a.Address)
+	}
 	if a.Stream() {
 		var ln net.Listener
 		ln, err = net.Listen(a.Network, a.Address)
@@ -390,6 +393,27 @@ func bindOne(a sockurl.Addr) (*os.File, func(), error) {
 		return nil, nil, err
 	}
 	return f, func() { _ = f.Close(); _ = s.Close() }, nil
+}
+
+// removeStale removes a unix socket path that nothing listens on any more
+// (left by a baton that was killed), so that binding it again works. A
+// path that is not a socket, or that answers, is left alone.
+func removeStale(path string) {
+	if strings.HasPrefix(path, "@") {
+		return
+	}
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode().Type() != os.ModeSocket {
+		return
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		_ = c.Close()
+		return
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		_ = os.Remove(path)
+	}
 }
 
 // sockAddr describes a socket file for the log.

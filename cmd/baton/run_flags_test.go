@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,6 +48,13 @@ func TestRunHandsSockets(t *testing.T) {
 	tcp := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	udp := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
 	sock := filepath.Join(dir, "s.sock")
+	// A socket left by a killed baton: nothing listens there.
+	stale, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.(*net.UnixListener).SetUnlinkOnClose(false)
+	_ = stale.Close()
 	r := baton(t, "run", "--ready=exec", "--ready-timeout", "10s",
 		"--listen", "web=tcp://"+tcp, "--listen", "dns=udp://"+udp, "--listen", "local=unix:"+sock,
 		"--", batonBin, "fds", "--json")

@@ -344,6 +344,23 @@ func TestRunAsPID1(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// SIGHUP from outside the namespace: a new CMD (and a new orphan,
+	// reaped too).
+	first := childNamed(t, pid1, "http")
+	if err := syscall.Kill(pid1, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		all, zombies := procChildren(pid1)
+		now := childNamed(t, pid1, "http")
+		if now != 0 && now != first && len(all) == 1 && len(zombies) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGHUP baton (pid %d) has children %v, zombies %v; http %d (was %d)", pid1, all, zombies, now, first)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	// Killing CMD: baton exits with its status, 128+9. (Its pid as the
 	// test sees it: X-Pid is the one inside the namespace.)
 	serving := childNamed(t, pid1, "http")
