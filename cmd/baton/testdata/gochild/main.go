@@ -57,6 +57,7 @@ func main() {
 	if _, err := daemon.SdNotify(false, "READY=1\nSTATUS=serving from "+pid); err != nil {
 		fmt.Fprintln(os.Stderr, "gochild:", err)
 	}
+	_, _ = daemon.SdNotify(false, "WATCHDOG=1")
 	<-term
 	// Stop accepting, answer with Connection: close for a while, and
 	// never Shutdown while a connection's first request is unread.
