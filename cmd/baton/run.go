@@ -62,15 +62,15 @@ Exit status: CMD's, 1 when the first CMD does not become ready, 2 for a bad
 command line.`
 
 type runCommand struct {
-	io     stdio
-	flags  *flagSet
-	listen listenFlags
-	watch  string
-	ready  string
-	ready0 time.Duration
-	drain  time.Duration
-	poll   time.Duration
-	quiet  bool
+	io           stdio
+	flags        *flagSet
+	listen       listenFlags
+	watch        string
+	ready        string
+	readyTimeout time.Duration
+	drain        time.Duration
+	poll         time.Duration
+	quiet        bool
 }
 
 func newRunCmd(io stdio) command {
@@ -78,7 +78,7 @@ func newRunCmd(io stdio) command {
 	c.flags.Var(&c.listen, "listen", "a socket `NAME=URL` to bind (or NAME / NAME=URL to select when socket-activated); repeatable")
 	c.flags.StringVar(&c.watch, "watch", "", "upgrade when this `file` changes (typically CMD's binary)")
 	c.flags.StringVar(&c.ready, "ready", "notify", "readiness: notify (READY=1) or exec (running after --ready-timeout)")
-	c.flags.DurationVar(&c.ready0, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a new CMD has to become ready")
+	c.flags.DurationVar(&c.readyTimeout, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a new CMD has to become ready")
 	c.flags.DurationVar(&c.drain, "drain", supervisor.DefaultDrain, "how long a replaced CMD has between SIGTERM and SIGKILL")
 	c.flags.DurationVar(&c.poll, "watch-interval", supervisor.DefaultWatchInterval, "how often --watch polls")
 	c.flags.BoolVar(&c.quiet, "quiet", false, "log only warnings and errors")
@@ -128,7 +128,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	default:
 		return usagef("run", "--ready=%q: want notify or exec", c.ready)
 	}
-	if c.ready0 <= 0 || c.drain <= 0 || c.poll <= 0 {
+	if c.readyTimeout <= 0 || c.drain <= 0 || c.poll <= 0 {
 		return usagef("run", "durations must be positive")
 	}
 	level := slog.LevelInfo
@@ -165,7 +165,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		Args:          argv,
 		Sockets:       socks,
 		Ready:         mode,
-		ReadyTimeout:  c.ready0,
+		ReadyTimeout:  c.readyTimeout,
 		Drain:         c.drain,
 		Watch:         c.watch,
 		WatchInterval: c.poll,
