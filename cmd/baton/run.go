@@ -57,6 +57,11 @@ stderr are baton's; baton's own log goes to stderr.
   Type=notify
   ExecStart=/usr/bin/baton run --listen http=tcp://127.0.0.1:8080 -- /usr/bin/myserver
   ExecReload=/usr/bin/baton reload --pid $MAINPID
+  KillMode=mixed
+
+(KillMode=mixed: systemctl stop sends SIGTERM to baton alone, which passes
+it on, so CMD gets it once; SIGKILL still reaches every process at the end
+of TimeoutStopSec=.)
 
 Exit status: CMD's, 1 when the first CMD does not become ready, 2 for a bad
 command line.`
