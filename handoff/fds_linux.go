@@ -1,0 +1,234 @@
+package handoff
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/batonhq/baton/activation"
+)
+
+// entry is one named fd this generation holds and passes on.
+type entry struct {
+	name string
+	file *os.File // owned by the Upgrader; passed to successors
+	kind int      // unix.SOCK_STREAM, SOCK_DGRAM, ... or 0 for a non-socket
+	lstn bool     // a listening socket
+	used bool     // handed to the program by Listen, ListenPacket or File
+}
+
+// fdSet is the ordered set of named fds of a generation.
+type fdSet struct {
+	mu      sync.Mutex
+	entries []*entry
+}
+
+// receive takes this process's fds from the manager or the predecessor
+// (activation.Receive: sd_listen_fds semantics, variables unset either
+// way), all of them, in fd order.
+func receive() (*fdSet, error) {
+	s := &fdSet{}
+	set, err := activation.Receive()
+	if errors.Is(err, activation.ErrNotActivated) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadEnvironment, err)
+	}
+	defer set.Close()
+	var files []activation.File
+	for _, name := range set.Names() {
+		fs, err := set.Take(name)
+		if err != nil && !errors.Is(err, activation.ErrNoSocket) {
+			for _, f := range files {
+				_ = f.File.Close()
+			}
+			return nil, err
+		}
+		files = append(files, fs...)
+	}
+	slices.SortFunc(files, func(a, b activation.File) int { return a.FD - b.FD })
+	for _, f := range files {
+		e := &entry{name: f.Name, file: f.File, lstn: f.Listening}
+		switch f.Kind {
+		case activation.KindTCP, activation.KindUnixStream:
+			e.kind = unix.SOCK_STREAM
+		case activation.KindUnixSeqpacket:
+			e.kind = unix.SOCK_SEQPACKET
+		case activation.KindUDP, activation.KindUnixDatagram:
+			e.kind = unix.SOCK_DGRAM
+		}
+		s.entries = append(s.entries, e)
+	}
+	return s, nil
+}
+
+func classify(fd int) (kind int, listening bool) {
+	t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		return 0, false
+	}
+	acc, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	return t, acc == 1
+}
+
+// take returns the first unused entry named name that match accepts.
+func (s *fdSet) take(name string, match func(*entry) bool) *entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.entries {
+		if !e.used && e.name == name && match(e) {
+			e.used = true
+			return e
+		}
+	}
+	return nil
+}
+
+func (s *fdSet) add(e *entry) {
+	s.mu.Lock()
+	e.used = true
+	s.entries = append(s.entries, e)
+	s.mu.Unlock()
+}
+
+// all returns the files and names to pass to a successor, in order.
+func (s *fdSet) all() ([]*os.File, []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	files := make([]*os.File, len(s.entries))
+	names := make([]string, len(s.entries))
+	for i, e := range s.entries {
+		files[i], names[i] = e.file, e.name
+	}
+	return files, names
+}
+
+func (s *fdSet) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.entries {
+		_ = e.file.Close()
+	}
+	s.entries = nil
+}
+
+// listen returns a listener for name: inherited, or bound fresh.
+func (s *fdSet) listen(name, network, addr string) (net.Listener, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if e := s.take(name, func(e *entry) bool { return e.lstn && e.kind != unix.SOCK_DGRAM }); e != nil {
+		ln, err := net.FileListener(e.file)
+		if err != nil {
+			return nil, fmt.Errorf("inherited socket %q: %w", name, err)
+		}
+		if ul, ok := ln.(*net.UnixListener); ok {
+			ul.SetUnlinkOnClose(false)
+		}
+		return ln, nil
+	}
+	ln, err := listenFresh(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	f, err := ln.(interface{ File() (*os.File, error) }).File()
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("socket %q: %w", name, err)
+	}
+	s.add(&entry{name: name, file: f, kind: unix.SOCK_STREAM, lstn: true})
+	return ln, nil
+}
+
+func listenFresh(network, addr string) (net.Listener, error) {
+	ln, err := net.Listen(network, addr)
+	if err != nil && (network == "unix" || network == "unixpacket") && errors.Is(err, syscall.EADDRINUSE) {
+		// A path left by a process that is gone: nobody answers on it.
+		if c, derr := net.Dial(network, addr); derr == nil {
+			_ = c.Close()
+		} else if errors.Is(derr, syscall.ECONNREFUSED) {
+			_ = os.Remove(addr)
+			ln, err = net.Listen(network, addr)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ul, ok := ln.(*net.UnixListener); ok {
+		// Neither this generation nor a later one removes the path: the
+		// successor serves on it.
+		ul.SetUnlinkOnClose(false)
+	}
+	return ln, nil
+}
+
+func (s *fdSet) listenPacket(name, network, addr string) (net.PacketConn, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if e := s.take(name, func(e *entry) bool { return e.kind == unix.SOCK_DGRAM }); e != nil {
+		pc, err := net.FilePacketConn(e.file)
+		if err != nil {
+			return nil, fmt.Errorf("inherited socket %q: %w", name, err)
+		}
+		return pc, nil
+	}
+	pc, err := net.ListenPacket(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	f, err := pc.(interface{ File() (*os.File, error) }).File()
+	if err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("socket %q: %w", name, err)
+	}
+	s.add(&entry{name: name, file: f, kind: unix.SOCK_DGRAM})
+	return pc, nil
+}
+
+func (s *fdSet) file(name string, open func() (*os.File, error)) (*os.File, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if e := s.take(name, func(*entry) bool { return true }); e != nil {
+		fd, err := unix.FcntlInt(e.file.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			return nil, fmt.Errorf("inherited file %q: %w", name, err)
+		}
+		return os.NewFile(uintptr(fd), name), nil
+	}
+	f, err := open()
+	if err != nil {
+		return nil, err
+	}
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("file %q: %w", name, err)
+	}
+	nfd := -1
+	var derr error
+	if err := sc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 3) }); err != nil {
+		derr = err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("file %q: %w", name, derr)
+	}
+	kind, lstn := classify(nfd)
+	s.add(&entry{name: name, file: os.NewFile(uintptr(nfd), name), kind: kind, lstn: lstn})
+	return f, nil
+}
+
+func checkName(name string) error {
+	if name == "" || len(name) > 255 || strings.ContainsAny(name, ":\n") {
+		return fmt.Errorf("socket name %q: %w", name, ErrBadName)
+	}
+	return nil
+}

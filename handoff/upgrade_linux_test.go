@@ -1,0 +1,327 @@
+package handoff
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/internal/testproc"
+)
+
+// reload asks pid for an upgrade as `baton reload` does.
+func reload(t testing.TB, pid int) (int, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	return control.Reload(ctx, pid)
+}
+
+func mustReload(t testing.TB, pid int) int {
+	t.Helper()
+	next, err := reload(t, pid)
+	if err != nil {
+		t.Fatalf("reload of %d: %v", pid, err)
+	}
+	return next
+}
+
+// stop sends SIGTERM to the main process and waits for its clean exit.
+func (s *service) stop(main int) {
+	s.t.Helper()
+	if err := syscall.Kill(main, syscall.SIGTERM); err != nil {
+		s.t.Fatal(err)
+	}
+	if ws := s.waitExit(main); ws.ExitStatus() != 0 {
+		s.t.Errorf("main %d exited with %v", main, ws)
+	}
+}
+
+func TestUpgradesUnderLoad(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	upgrades := 200
+	if testing.Short() {
+		upgrades = 20
+	}
+	if n, err := strconv.Atoi(os.Getenv("BATON_UPGRADES")); err == nil && n > 1 {
+		upgrades = n // longer runs by hand: BATON_UPGRADES=1000
+	}
+	s := startService(t, serviceOpts{})
+	main := mustReload(t, s.gen1) // the first successor, to compare fd counts with
+	first := main
+	s.waitExit(s.gen1)
+	fds := fdCount(first)
+
+	l := startLoad(s.addr, 4, 4)
+	start := time.Now()
+	prev := main
+	for range upgrades - 1 {
+		prev, main = main, mustReload(t, main)
+	}
+	took := time.Since(start)
+	l.stop()
+	t.Logf("%d upgrades in %s (%.1f ms each) under load: %d requests, %d failures",
+		upgrades, took.Round(time.Millisecond), float64(took.Milliseconds())/float64(upgrades-1),
+		l.requests.Load(), l.failures.Load())
+	if n := l.failures.Load(); n > 0 {
+		t.Errorf("%d failed requests, first ones:\n%s", n, strings.Join(l.errs, "\n"))
+	}
+	if l.requests.Load() == 0 {
+		t.Error("no request served")
+	}
+	s.waitExit(prev) // until then it may take a new connection
+	if pid, err := s.get(""); err != nil || pid != main {
+		t.Errorf("after the upgrades: served by %d (%v), want main %d", pid, err, main)
+	}
+	// The last generation holds as many fds as the second once idle.
+	deadline := time.Now().Add(wait)
+	for fdCount(main) != fds && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := fdCount(main); n != fds {
+		t.Errorf("generation %d holds %d fds, the second held %d", upgrades+1, n, fds)
+	}
+	s.stop(main)
+	s.notes.waitFor(t, "STOPPING=1 from the last main", has(main, "STOPPING=1"))
+}
+
+// TestNotifySequence checks every datagram the manager gets during one
+// upgrade and a stop, from which process.
+func TestNotifySequence(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	s := startService(t, serviceOpts{})
+	old := s.gen1
+	next := mustReload(t, old)
+	s.waitExit(old)
+	s.notes.waitFor(t, "STATUS from the successor", has(next, "STATUS=serving, generation 2"))
+	s.stop(next)
+	msgs := s.notes.waitFor(t, "STOPPING=1", has(next, "STOPPING=1"))
+
+	type want struct {
+		pid    int
+		prefix string
+	}
+	wants := []want{
+		{old, "READY=1\nSTATUS=serving, generation 1"},
+		{old, "RELOADING=1\nMONOTONIC_USEC="},
+		{old, "MAINPID=" + strconv.Itoa(next) + "\nREADY=1"},
+		{old, "BARRIER=1"},
+		{next, "STATUS=serving, generation 2, pid " + strconv.Itoa(next)},
+		{next, "STOPPING=1"},
+	}
+	if len(msgs) != len(wants) {
+		t.Fatalf("got %d messages, want %d: %v", len(msgs), len(wants), msgs)
+	}
+	for i, w := range wants {
+		if msgs[i].pid != w.pid || !strings.HasPrefix(msgs[i].text, w.prefix) {
+			t.Errorf("message %d = %d %q, want %d %q...", i, msgs[i].pid, msgs[i].text, w.pid, w.prefix)
+		}
+	}
+	if m := msgs[2].text; m != "MAINPID="+strconv.Itoa(next)+"\nREADY=1" {
+		t.Errorf("hand-over datagram %q carries more than MAINPID and READY", m)
+	}
+}
+
+// TestGoSystemdActivation: every generation's sockets are accepted by
+// go-systemd's activation package (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES).
+func TestGoSystemdActivation(t *testing.T) {
+	s := startService(t, serviceOpts{})
+	main := s.gen1
+	for range 2 {
+		main = mustReload(t, main)
+	}
+	h, err := getHeaders("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Get("X-Activation"); got != "http" {
+		t.Errorf("go-systemd activation in generation %s saw %q, want http", h.Get("X-Generation"), got)
+	}
+	s.stop(main)
+}
+
+func TestUnixSocketSurvives(t *testing.T) {
+	testproc.CheckFDs(t)
+	path := t.TempDir() + "/s.sock"
+	s := startService(t, serviceOpts{env: []string{envUnix + "=" + path}})
+	main := s.gen1
+	for i := range 3 {
+		prev := main
+		main = mustReload(t, main)
+		s.waitExit(prev) // until then it may take a new connection
+		if _, err := os.Stat(path); err != nil {
+			t.Fatalf("after upgrade %d: %v", i+1, err)
+		}
+		if pid, err := unixGet(path); err != nil || pid != main {
+			t.Fatalf("after upgrade %d: unix socket served by %d (%v), want %d", i+1, pid, err, main)
+		}
+	}
+	s.stop(main)
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("path gone after stop: %v", err)
+	}
+}
+
+// TestReloadWhileDraining: generation 1 still has a request in flight
+// (blocked until the test releases it) while two more upgrades happen; the
+// request then completes on generation 1.
+func TestReloadWhileDraining(t *testing.T) {
+	testproc.CheckFDs(t)
+	s := startService(t, serviceOpts{})
+	c, err := dialHTTP("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if h, err := c.do("/"); err != nil || h.Get("X-Pid") != strconv.Itoa(s.gen1) {
+		t.Fatalf("first request: %v %v", h, err)
+	}
+	gate := t.TempDir() + "/gate"
+	if err := c.send("/?wait=" + gate); err != nil {
+		t.Fatal(err)
+	}
+	g2 := mustReload(t, s.gen1)
+	g3 := mustReload(t, g2)
+	if s.exited(s.gen1) {
+		t.Fatal("generation 1 exited with a request in flight")
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, err := c.receive()
+	if err != nil {
+		t.Fatalf("request in flight during two upgrades: %v", err)
+	}
+	if h.Get("X-Pid") != strconv.Itoa(s.gen1) {
+		t.Errorf("in-flight request answered with %v, want X-Pid %d", h, s.gen1)
+	}
+	// The connection goes idle and is closed once idle for IdleGrace.
+	if _, err := c.receive(); err == nil {
+		t.Error("read after the in-flight request: got a response, want EOF")
+	}
+	s.waitExit(s.gen1)
+	s.waitExit(g2)
+	s.stop(g3)
+}
+
+// BenchmarkUpgrade measures one full upgrade cycle as `baton reload` sees
+// it: request, successor start, readiness, MAINPID hand-over and BARRIER,
+// reply. The old generations drain concurrently (idle: no load).
+func BenchmarkUpgrade(b *testing.B) {
+	s := startService(b, serviceOpts{})
+	main := s.gen1
+	for b.Loop() {
+		main = mustReload(b, main)
+	}
+	s.stop(main)
+}
+
+// TestUDPUpgrades: a datagram socket passes from generation to generation;
+// every datagram sent, one at a time, is answered, across the upgrades.
+func TestUDPUpgrades(t *testing.T) {
+	testproc.CheckFDs(t)
+	s := startService(t, serviceOpts{udp: true})
+	c, err := net.Dial("udp", s.udpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ask := func(i int) string {
+		t.Helper()
+		msg := "ping " + strconv.Itoa(i)
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(wait))
+		buf := make([]byte, 2048)
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		pid, rest, _ := strings.Cut(string(buf[:n]), " ")
+		if rest != msg {
+			t.Fatalf("datagram %d answered %q", i, buf[:n])
+		}
+		return pid
+	}
+	main, prev := s.gen1, 0
+	seen := map[string]bool{}
+	for i := range 10 {
+		results := reloadAsync(t, main)
+		seen[ask(i)] = true
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		prev, main = main, r.pid
+	}
+	s.waitExit(prev) // until then it may read a datagram
+	if got := ask(10); got != strconv.Itoa(main) {
+		t.Errorf("answered by %s, want main %d", got, main)
+	}
+	t.Logf("10 upgrades; datagrams answered by %d generations", len(seen))
+	s.stop(main)
+}
+
+// TestWatchdogMovesToSuccessor: the main generation pings the watchdog; at
+// the hand-over the old one stops (it says nothing after BARRIER) and the
+// successor takes over.
+func TestWatchdogMovesToSuccessor(t *testing.T) {
+	s := startService(t, serviceOpts{env: []string{"WATCHDOG_USEC=20000"}})
+	s.notes.waitFor(t, "WATCHDOG=1 from generation 1", has(s.gen1, "WATCHDOG=1"))
+	next := mustReload(t, s.gen1)
+	s.notes.waitFor(t, "WATCHDOG=1 from generation 2", has(next, "WATCHDOG=1"))
+	s.waitExit(s.gen1)
+	msgs := s.notes.waitFor(t, "", func([]message) bool { return true })
+	barrier := -1
+	for i, m := range msgs {
+		if m.pid == s.gen1 && m.text == "BARRIER=1" {
+			barrier = i
+		}
+	}
+	if barrier < 0 {
+		t.Fatal("no BARRIER=1 from generation 1")
+	}
+	for _, m := range msgs[barrier+1:] {
+		if m.pid == s.gen1 {
+			t.Errorf("generation 1 said %q after the hand-over", m.text)
+		}
+	}
+	s.stop(next)
+}
+
+// TestFilePassedOn: a plain file opened by generation 1 reaches the later
+// generations as the same open file, not reopened by name.
+func TestFilePassedOn(t *testing.T) {
+	testproc.CheckFDs(t)
+	path := filepath.Join(t.TempDir(), "journal")
+	s := startService(t, serviceOpts{env: []string{envJournal + "=" + path}})
+	moved := path + ".moved"
+	if err := os.Rename(path, moved); err != nil {
+		t.Fatal(err)
+	}
+	main := s.gen1
+	for range 2 {
+		main = mustReload(t, main)
+	}
+	b, err := os.ReadFile(moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(b), "generation 1\ngeneration 2\ngeneration 3\n"; got != want {
+		t.Errorf("journal = %q, want %q", got, want)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a later generation reopened the journal by name: %v", err)
+	}
+	s.stop(main)
+}

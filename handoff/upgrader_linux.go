@@ -1,0 +1,213 @@
+package handoff
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Environment between a generation and its successor. New reads and unsets
+// them.
+const (
+	envFD     = "BATON_HANDOFF_FD"     // fd of the hand-over channel (a SOCK_SEQPACKET socketpair)
+	envGen    = "BATON_HANDOFF_GEN"    // the successor's generation number
+	envExe    = "BATON_HANDOFF_EXE"    // the executable path of generation 1
+	envNotify = "BATON_HANDOFF_NOTIFY" // the manager's NOTIFY_SOCKET, held back until main
+)
+
+// Messages on the hand-over channel.
+const (
+	msgReady = "READY" // successor -> predecessor: serving, ready to take over
+	msgMain  = "MAIN"  // predecessor -> successor: the manager knows you as main
+	msgAbort = "ABORT" // predecessor -> successor: upgrade abandoned, exit
+)
+
+// The executable and working directory of generation 1, taken before main
+// runs and passed on, so that a binary replaced by rename is found by path.
+var startExe, startDir = startPaths()
+
+func startPaths() (exe, dir string) {
+	dir, _ = os.Getwd()
+	exe = os.Getenv(envExe)
+	_ = os.Unsetenv(envExe)
+	if exe == "" {
+		exe = invokedPath(dir)
+	}
+	return exe, dir
+}
+
+// invokedPath returns the path this program was started by when it names
+// the running executable: a symbolic link switched to a new release (or a
+// file replaced by rename) then takes effect at the next upgrade. Otherwise
+// it is os.Executable, the file itself.
+func invokedPath(dir string) string {
+	self, _ := os.Executable()
+	self = strings.TrimSuffix(self, " (deleted)")
+	if len(os.Args) == 0 || os.Args[0] == "" {
+		return self
+	}
+	p := os.Args[0]
+	switch {
+	case filepath.IsAbs(p):
+	case strings.ContainsRune(p, '/'):
+		p = filepath.Join(dir, p)
+	default:
+		lp, err := exec.LookPath(p)
+		if err != nil {
+			return self
+		}
+		p, _ = filepath.Abs(lp)
+	}
+	a, err1 := os.Stat(p)
+	b, err2 := os.Stat("/proc/self/exe")
+	if err1 != nil || err2 != nil || !os.SameFile(a, b) {
+		return self
+	}
+	return p
+}
+
+// New takes this process's sockets from the environment (LISTEN_FDS from
+// the manager or the predecessor) and, unless Config says otherwise,
+// handles SIGHUP (upgrade), SIGTERM and SIGINT (stop). Call it once, early
+// in main.
+func New(cfg Config) (*Upgrader, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	fds, err := receive()
+	if err != nil {
+		return nil, fmt.Errorf("handoff: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	u := &Upgrader{
+		cfg: cfg, log: log, gen: 1, exe: startExe, dir: startDir, args: os.Args, fds: fds,
+		socket: os.Getenv("NOTIFY_SOCKET"), ctx: ctx, cancel: cancel,
+		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1),
+	}
+	if err := u.fromPredecessor(); err != nil {
+		cancel()
+		fds.close()
+		return nil, fmt.Errorf("handoff: %w", err)
+	}
+	if !cfg.NoSignals {
+		sigs := make(chan os.Signal, 4)
+		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+		quit := make(chan struct{})
+		u.wg.Go(func() { u.signals(sigs, quit) })
+		u.stopSignals = func() { signal.Stop(sigs); close(quit) }
+	}
+	return u, nil
+}
+
+func (u *Upgrader) signals(sigs chan os.Signal, quit chan struct{}) {
+	for {
+		select {
+		case <-quit:
+			return
+		case s := <-sigs:
+			if s != syscall.SIGHUP {
+				u.log.Info("stopping", "signal", s.String(), "generation", u.gen)
+				u.wg.Go(u.Stop)
+				continue
+			}
+			u.wg.Go(func() {
+				pid, err := u.Upgrade(u.ctx)
+				if err != nil {
+					u.log.Error("upgrade", "err", err)
+					return
+				}
+				u.log.Info("upgraded", "pid", pid)
+			})
+		}
+	}
+}
+
+// Upgrade starts the executable on disk as the successor generation with
+// this generation's sockets and waits until it is ready, then hands it the
+// main PID and returns its pid; Done is closed and the caller's Wait
+// drains this generation. On failure the successor is killed and reaped,
+// the manager is told READY=1 with STATUS= giving the reason, this
+// generation keeps serving, and the error is an *UpgradeError. While
+// another upgrade runs it returns an error wrapping ErrInProgress.
+func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
+	u.mu.Lock()
+	switch {
+	case u.handedOver:
+		pid := u.successor
+		u.mu.Unlock()
+		return 0, fmt.Errorf("%w to pid %d", ErrHandedOver, pid)
+	case u.stopping:
+		u.mu.Unlock()
+		return 0, ErrStopping
+	case !u.ready:
+		u.mu.Unlock()
+		return 0, ErrNotReady
+	case u.upgradeDone != nil:
+		u.mu.Unlock()
+		return 0, fmt.Errorf("generation %d starting: %w", u.gen+1, ErrInProgress)
+	}
+	done := make(chan struct{})
+	u.upgradeDone = done
+	mgr := u.mgr
+	u.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(u.ctx, cancel)
+	pid, err := u.upgrade(ctx, mgr)
+	stop()
+	cancel()
+
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.upgradeDone = nil
+	close(done)
+	if err != nil {
+		if !u.stopping {
+			if nerr := mgr.Send("READY=1\nSTATUS=" + oneLine("upgrade failed: "+err.Error())); nerr != nil {
+				u.log.Warn("sd_notify", "err", nerr)
+			}
+		}
+		return 0, err
+	}
+	u.handedOver, u.successor = true, pid
+	u.endLocked()
+	return pid, nil
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+func (u *Upgrader) successorEnv(gen, fd int) []string {
+	env := make([]string, 0, 64)
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "NOTIFY_SOCKET" || k == "WATCHDOG_PID" || strings.HasPrefix(k, "BATON_HANDOFF_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	env = append(env,
+		envFD+"="+strconv.Itoa(fd),
+		envGen+"="+strconv.Itoa(gen),
+		envExe+"="+u.exe,
+	)
+	if u.socket != "" {
+		env = append(env, envNotify+"="+u.socket)
+	}
+	return env
+}
+
+// Close stops signal handling too; see Close in handoff.go.
+func (u *Upgrader) closeOS() {
+	if u.stopSignals != nil {
+		u.stopSignals()
+		u.stopSignals = nil
+	}
+}
