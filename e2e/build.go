@@ -172,15 +172,13 @@ func moduleRoot() (string, error) {
 }
 
 // SystemdTree returns the directory of the second systemd version's tree
-// (BATON_SYSTEMD_TREE, default /var/cache/baton/systemd-bpo, filled by
-// .ci/fetch-systemd). Without it the test skips, or fails under CI=true.
+// (testproc.SystemdTree: BATON_SYSTEMD_TREE, default
+// /var/cache/baton/systemd-bpo, filled by .ci/fetch-systemd). Without it
+// the test skips, or fails under CI=true.
 func SystemdTree(t testing.TB) string {
 	t.Helper()
-	dir := os.Getenv("BATON_SYSTEMD_TREE")
-	if dir == "" {
-		dir = "/var/cache/baton/systemd-bpo"
-	}
-	_, err := os.Stat(filepath.Join(dir, "usr/lib/systemd/systemd"))
-	testproc.Require(t, err == nil, "needs a systemd tree in "+dir+" (.ci/fetch-systemd "+dir+")")
+	dir := testproc.SystemdTree()
+	testproc.Require(t, dir != "", "needs a newer systemd tree in $BATON_SYSTEMD_TREE or "+
+		testproc.DefaultSystemdTree+" (.ci/fetch-systemd DIR)")
 	return dir
 }
