@@ -45,6 +45,15 @@
 // Units under test refer to binaries by their host path: build them into a
 // directory given in Config.Share (see [BuildDir]).
 //
+// The package's own tests are the product's end-to-end scenarios, each
+// logging "scenario N: requests=... failed=... reloads=... duration=...":
+// reloads under keep-alive and new-connection load with units from
+// `baton units` (1), a broken new binary (2), the hardened default units
+// (3), the watchdog (5), `baton run` around a go-systemd Go server and a
+// libsystemd C server (6), Type=notify-reload on systemd 254 (7), and a
+// stop during a reload (8). The test servers for 6 are
+// e2e/internal/sdserver and e2e/testdata/sdserver.c.
+//
 // A second systemd version (Debian bookworm-backports' 254, unpacked by
 // .ci/fetch-systemd into BATON_SYSTEMD_TREE, default
 // /var/cache/baton/systemd-bpo) is overlaid on /usr in boxes booted with
