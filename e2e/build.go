@@ -46,9 +46,11 @@ type buildEntry struct {
 var builds = &buildCache{entries: map[string]*buildEntry{}}
 
 // BuildDir returns the directory holding this test binary's builds, to be
-// listed in Config.Share.
+// listed in Config.Share. Like Boot, it needs root (the directory is under
+// /run): without it the test skips, or fails under CI=true.
 func BuildDir(t testing.TB) string {
 	t.Helper()
+	testproc.RequireRoot(t)
 	dir, err := builds.directory()
 	if err != nil {
 		t.Fatalf("e2e: build directory: %v", err)
