@@ -49,6 +49,10 @@ type Config struct {
 	Timeout   time.Duration // deadline of one request, connect included; DefaultTimeout when 0
 	Seed      uint64        // seed of the slow-request choice
 
+	// Stop, when set, ends the run early: once it is closed no client
+	// starts another request (the ones in flight complete).
+	Stop <-chan struct{}
+
 	// Observe, when set, is called from the clients' goroutines for every
 	// answered request (OK or Status), with the answering pid and the time
 	// the answer was complete. It must be cheap and safe for concurrent use.
@@ -140,7 +144,7 @@ func (c *client) loop(ctx context.Context, stop time.Time) {
 	defer c.drop()
 	c.recs = make([]Record, 0, 4096)
 	dialer := net.Dialer{}
-	for ctx.Err() == nil && time.Now().Before(stop) {
+	for ctx.Err() == nil && time.Now().Before(stop) && !closed(c.cfg.Stop) {
 		slow := c.cfg.SlowShare > 0 && c.rng.Float64() < c.cfg.SlowShare
 		rec, err := c.do(ctx, &dialer, slow)
 		c.recs = append(c.recs, rec)
@@ -148,10 +152,13 @@ func (c *client) loop(ctx context.Context, stop time.Time) {
 			c.errs[rec.Class] = err
 		}
 		if c.cfg.Think > 0 {
+			t := time.NewTimer(c.cfg.Think)
 			select {
 			case <-ctx.Done():
-			case <-time.After(c.cfg.Think):
+			case <-c.cfg.Stop:
+			case <-t.C:
 			}
+			t.Stop()
 		}
 	}
 }
@@ -212,5 +219,17 @@ func (c *client) drop() {
 	if c.conn != nil {
 		_ = c.conn.Close() // the request's outcome is already recorded
 		c.conn = nil
+	}
+}
+
+func closed(ch <-chan struct{}) bool {
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }

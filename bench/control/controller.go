@@ -1,0 +1,189 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Trigger starts one upgrade.
+type Trigger interface {
+	// Fire starts an upgrade of the service whose current process (the
+	// newest that answered) is cur.
+	Fire(ctx context.Context, cur int) error
+}
+
+// Signal sends Sig to Pid, or to the current process when Pid is 0.
+type Signal struct {
+	Sig syscall.Signal
+	Pid int
+}
+
+// Fire implements Trigger.
+func (s Signal) Fire(_ context.Context, cur int) error {
+	pid := s.Pid
+	if pid == 0 {
+		pid = cur
+	}
+	if err := syscall.Kill(pid, s.Sig); err != nil {
+		return fmt.Errorf("signal %d: %w", pid, err)
+	}
+	return nil
+}
+
+// Command runs a command and waits for it, every "{pid}" in Args replaced
+// by Pid, or by the current process when Pid is 0. A non-zero exit is an
+// error carrying the command's output.
+type Command struct {
+	Args []string
+	Pid  int
+}
+
+// Fire implements Trigger.
+func (c Command) Fire(ctx context.Context, cur int) error {
+	if len(c.Args) == 0 {
+		return errors.New("command trigger: no command")
+	}
+	pid := c.Pid
+	if pid == 0 {
+		pid = cur
+	}
+	args := make([]string, len(c.Args))
+	for i, a := range c.Args {
+		args[i] = strings.ReplaceAll(a, "{pid}", strconv.Itoa(pid))
+	}
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Env = os.Environ()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Func adapts a function to Trigger.
+type Func func(ctx context.Context, cur int) error
+
+// Fire implements Trigger.
+func (f Func) Fire(ctx context.Context, cur int) error { return f(ctx, cur) }
+
+// DefaultHandoffTimeout bounds the wait for a new process to answer after a
+// trigger, when Config.HandoffTimeout is 0.
+const DefaultHandoffTimeout = 5 * time.Second
+
+// Config describes a series of upgrades.
+type Config struct {
+	Trigger Trigger
+	Tracker *Tracker
+	// Watcher, when set, watches each old generation from its handover.
+	Watcher *Watcher
+
+	// Every is the period between triggers. When 0 the next trigger fires
+	// as soon as the previous upgrade handed over (and, with MaxDraining,
+	// fewer than MaxDraining old generations are alive).
+	Every       time.Duration
+	MaxDraining int
+	Until       time.Duration // no trigger after this long; 0: no limit
+	Count       int           // at most this many triggers; 0: no limit
+
+	// HandoffTimeout bounds the wait for the new process; with Every set it
+	// is at most Every (an upgrade not done by the next tick failed).
+	HandoffTimeout time.Duration
+}
+
+// Upgrade is the outcome of one trigger.
+type Upgrade struct {
+	At      time.Time // just before the trigger fired
+	Old     int       // the current process when it fired
+	New     int       // the first new process to answer; 0 if none did
+	Handoff time.Duration
+	Err     error
+}
+
+// HandedOver is the moment the new process's first answer ended.
+func (u Upgrade) HandedOver() time.Time { return u.At.Add(u.Handoff) }
+
+// ErrNoHandoff is the error of an upgrade after which no new process
+// answered in time.
+var ErrNoHandoff = errors.New("no new process answered")
+
+// Run fires upgrades until a limit in cfg is reached or ctx is done, and
+// returns every upgrade. The load must be running: the new process is known
+// only by its answers.
+func Run(ctx context.Context, cfg Config) []Upgrade {
+	timeout := cfg.HandoffTimeout
+	if timeout <= 0 {
+		timeout = DefaultHandoffTimeout
+	}
+	if cfg.Every > 0 {
+		timeout = min(timeout, cfg.Every)
+	}
+	var ups []Upgrade
+	start := time.Now()
+	next := start
+	for ctx.Err() == nil {
+		if cfg.Count > 0 && len(ups) >= cfg.Count {
+			break
+		}
+		if cfg.Every > 0 {
+			next = next.Add(cfg.Every)
+			if !sleepUntil(ctx, next) {
+				break
+			}
+		} else if cfg.MaxDraining > 0 && cfg.Watcher != nil {
+			for cfg.Watcher.Live() >= cfg.MaxDraining {
+				if !sleepUntil(ctx, time.Now().Add(time.Millisecond)) {
+					return ups
+				}
+			}
+		}
+		if cfg.Until > 0 && time.Since(start) >= cfg.Until {
+			break
+		}
+		cur := cfg.Tracker.Current()
+		if cur == 0 {
+			var err error
+			if cur, _, err = cfg.Tracker.WaitNew(ctx, 0, time.Time{}); err != nil {
+				break
+			}
+		}
+		up := Upgrade{At: time.Now(), Old: cur}
+		up.Err = cfg.Trigger.Fire(ctx, cur)
+		if up.Err == nil {
+			wctx, cancel := context.WithDeadline(ctx, up.At.Add(timeout))
+			pid, first, err := cfg.Tracker.WaitNew(wctx, cur, up.At)
+			cancel()
+			if err != nil {
+				up.Err = fmt.Errorf("%w within %v: %w", ErrNoHandoff, timeout, err)
+			} else {
+				up.New, up.Handoff = pid, first.Sub(up.At)
+				if cfg.Watcher != nil {
+					cfg.Watcher.Watch(cur)
+				}
+			}
+		}
+		ups = append(ups, up)
+	}
+	return ups
+}
+
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
