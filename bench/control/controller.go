@@ -92,8 +92,9 @@ type Config struct {
 	Until       time.Duration // no trigger after this long; 0: no limit
 	Count       int           // at most this many triggers; 0: no limit
 
-	// HandoffTimeout bounds the wait for the new process; with Every set it
-	// is at most Every (an upgrade not done by the next tick failed).
+	// HandoffTimeout bounds the wait for the new process after Fire
+	// returns; with Every set it is at most Every (an upgrade not done by
+	// the next tick failed).
 	HandoffTimeout time.Duration
 }
 
@@ -132,7 +133,12 @@ func Run(ctx context.Context, cfg Config) []Upgrade {
 			break
 		}
 		if cfg.Every > 0 {
+			// The next tick, or now when an upgrade overran the period:
+			// late triggers are not fired in a burst.
 			next = next.Add(cfg.Every)
+			if now := time.Now(); next.Before(now) {
+				next = now
+			}
 			if !sleepUntil(ctx, next) {
 				break
 			}
@@ -156,7 +162,10 @@ func Run(ctx context.Context, cfg Config) []Upgrade {
 		up := Upgrade{At: time.Now(), Old: cur}
 		up.Err = cfg.Trigger.Fire(ctx, cur)
 		if up.Err == nil {
-			wctx, cancel := context.WithDeadline(ctx, up.At.Add(timeout))
+			// The wait starts when Fire returns: a command trigger may
+			// return only once the upgrade is done, a restart only once
+			// the old process is gone.
+			wctx, cancel := context.WithTimeout(ctx, timeout)
 			pid, first, err := cfg.Tracker.WaitNew(wctx, cur, up.At)
 			cancel()
 			if err != nil {

@@ -42,6 +42,17 @@ func (t *Tracker) Observe(pid int, end time.Time) {
 // Current is the newest process that answered, 0 before any answer.
 func (t *Tracker) Current() int { return int(t.current.Load()) }
 
+// Pids lists every process that answered.
+func (t *Tracker) Pids() []int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]int, 0, len(t.first))
+	for pid := range t.first {
+		out = append(out, pid)
+	}
+	return out
+}
+
 // Forget makes the tracker treat pid as never seen. Pids are reused by the
 // kernel; a benchmark that restarts processes forgets the ones it reaped.
 func (t *Tracker) Forget(pid int) {
