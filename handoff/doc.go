@@ -1,0 +1,107 @@
+// Package handoff upgrades a running server in place with zero downtime.
+//
+// At any moment a service has one current generation (the process the
+// manager knows as its main PID) and possibly some draining ones. A
+// generation gets its sockets from the manager (LISTEN_FDS), from its
+// predecessor (the same variables, set exactly as systemd sets them), or
+// binds them itself when started by hand. An upgrade (SIGHUP, Upgrade, or
+// `baton reload` through the control socket) starts the executable on disk
+// with the same arguments and working directory; when the successor is
+// ready, the current generation hands it the main PID (MAINPID=, READY=1,
+// BARRIER=1), stops accepting, drains under a deadline and exits. If the
+// successor fails it is killed and the current generation keeps serving.
+//
+//	up, err := handoff.New(handoff.Config{})
+//	defer up.Close()
+//	ln, err := up.Listen("http", "tcp", "127.0.0.1:8080")
+//	up.Serve(handoff.HTTP(&http.Server{Handler: h}, ln))
+//	err = up.Ready() // READY=1, or take over from the predecessor
+//	err = up.Wait()  // until handed over or stopped, then drained
+//
+// # The upgrade, step by step
+//
+//  1. The current generation sends RELOADING=1 and MONOTONIC_USEC= (the
+//     unit shows "reloading"; on 252 `systemctl reload` waits for READY=1).
+//  2. It starts the successor with its named sockets at fds 3.. and
+//     LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID equal to the successor's pid
+//     before its main runs (package internal/spawn, self-fix mode: no extra
+//     exec), plus a private SOCK_SEQPACKET socketpair, the hand-over
+//     channel, at the fd after the sockets (BATON_HANDOFF_FD). The
+//     successor does not see NOTIFY_SOCKET: it is held back in
+//     BATON_HANDOFF_NOTIFY until the successor is main, so nothing in it
+//     talks to the manager too early.
+//  3. The successor serves, calls Ready, which writes READY on the channel
+//     and waits.
+//  4. Within ReadyTimeout, the current generation checks the successor is
+//     still alive, sends MAINPID=<successor> and READY=1 in one datagram,
+//     waits for BARRIER=1, and writes MAIN on the channel. From then on it
+//     says nothing to the manager (SYSTEMD.md rule 2): it closes Done,
+//     stops accepting and drains; the successor restores NOTIFY_SOCKET,
+//     takes the watchdog (WATCHDOG_PID=self), writes the PID file, opens
+//     its control socket and sends STATUS=.
+//  5. On any failure (cannot start, missing binary, exits early, not ready
+//     in time, dies between ready and hand-over, stop requested) the
+//     successor gets ABORT, is killed and reaped, the manager gets READY=1
+//     with STATUS=upgrade failed: <reason>, and Upgrade returns an
+//     *UpgradeError (`baton reload` prints it and exits non-zero).
+//
+// At most one upgrade runs at a time; another request gets an error
+// wrapping ErrInProgress. Once handed over, a generation refuses upgrades
+// (ErrHandedOver): the new main accepts them, also while older
+// generations still drain.
+//
+// # Unit file
+//
+//	[Socket]
+//	ListenStream=127.0.0.1:8080
+//	FileDescriptorName=http
+//
+//	[Service]
+//	Type=notify
+//	NotifyAccess=main
+//	ExecStart=/usr/local/bin/myserver
+//	ExecReload=/usr/local/bin/baton reload --pid $MAINPID
+//	KillMode=mixed
+//
+// On systemd 253+ Type=notify-reload with ReloadSignal=SIGHUP works too.
+// `baton reload` is synchronous and reports failure; `kill -HUP $MAINPID`
+// is fire-and-forget.
+//
+// # Predecessor killed mid-upgrade
+//
+// When the current generation dies (SIGKILL, crash) after starting a
+// successor but before MAINPID, the successor sees its hand-over channel
+// close without ABORT, claims the main PID itself (MAINPID=<self>,
+// READY=1, STATUS=) and serves. Without a manager (started by hand, or under
+// a supervisor that reads the PID file) that completes the upgrade. Under
+// systemd the main process's death is what the manager acts on (SYSTEMD.md,
+// "parent exits before MAINPID is accepted"): with NotifyAccess=main the
+// successor's message is rejected ("reception only permitted for main
+// PID"), the unit leaves active (Result=signal), the rest of the control
+// group, the successor included, is killed (KillMode), and Restart=on-failure
+// starts a fresh generation on the socket unit's sockets, which systemd
+// kept open: clients wait in the backlog instead of being refused. With
+// NotifyAccess=all the outcome depends on whether the manager handles the
+// successor's MAINPID before the SIGCHLD of the dead main process; the
+// kernel delivers the SIGCHLD first, so expect the same as with main.
+//
+// # Traps
+//
+//   - Create the Upgrader before anything reads LISTEN_FDS or
+//     NOTIFY_SOCKET, and never spawn programs before New: it unsets its
+//     variables.
+//   - A successor must call Ready; until then it is not main and must not
+//     use sd_notify itself (it cannot: NOTIFY_SOCKET is held back).
+//   - HTTPServer wraps srv.Handler and srv.ConnState; set them before
+//     calling HTTP. HTTP/2 connections are drained by http.Server.Shutdown
+//     only (their ConnState does not follow requests).
+//   - The sockets are shared open file descriptions: O_NONBLOCK set by one
+//     generation is seen by the others. Never shutdown(2) a listening
+//     socket; Close it.
+//   - A unix socket path is never removed, neither on hand-over nor on
+//     stop; a stale path nobody answers on is replaced at the next bind.
+//   - A successor that dies after the manager accepted its MAINPID but
+//     before it read MAIN cannot be undone: the old generation tries to
+//     take the main PID back (MAINPID=<self>, accepted only with
+//     NotifyAccess=all), keeps serving and reports the error.
+package handoff

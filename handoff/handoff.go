@@ -1,0 +1,335 @@
+package handoff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/batonhq/baton/internal/control"
+)
+
+// Defaults for the zero Config.
+const (
+	DefaultReadyTimeout = 5 * time.Second
+	DefaultDrainTimeout = 30 * time.Second
+	// DefaultBarrierTimeout bounds the wait for the manager to confirm it
+	// read the hand-over (BARRIER=1).
+	DefaultBarrierTimeout = 5 * time.Second
+)
+
+// Config configures an Upgrader. The zero value is valid.
+type Config struct {
+	// ReadyTimeout bounds the time from starting a successor to its
+	// readiness (DefaultReadyTimeout when zero).
+	ReadyTimeout time.Duration
+	// DrainTimeout bounds the drain of a generation that handed over or
+	// was stopped (DefaultDrainTimeout when zero); then servers are
+	// force-closed.
+	DrainTimeout time.Duration
+	// PIDFile, when set, is rewritten atomically with the pid of the
+	// current main process each time a generation becomes main.
+	PIDFile string
+	// Logger receives what the Upgrader does; nil means silence.
+	Logger *slog.Logger
+	// NoSignals leaves SIGHUP, SIGTERM and SIGINT alone; by default SIGHUP
+	// starts an upgrade and SIGTERM and SIGINT stop the generation.
+	NoSignals bool
+	// NoControl disables the control socket used by `baton reload`.
+	NoControl bool
+}
+
+func (c *Config) readyTimeout() time.Duration {
+	if c.ReadyTimeout > 0 {
+		return c.ReadyTimeout
+	}
+	return DefaultReadyTimeout
+}
+
+func (c *Config) drainTimeout() time.Duration {
+	if c.DrainTimeout > 0 {
+		return c.DrainTimeout
+	}
+	return DefaultDrainTimeout
+}
+
+var (
+	// ErrInProgress is returned (wrapped) by Upgrade while another upgrade
+	// runs. It is the value `baton reload` reports as "in progress".
+	ErrInProgress = control.ErrInProgress
+	// ErrNotReady is returned by Upgrade before Ready.
+	ErrNotReady = errors.New("handoff: generation not ready")
+	// ErrHandedOver is returned by Upgrade in a generation that already
+	// handed over to its successor.
+	ErrHandedOver = errors.New("handoff: generation already handed over")
+	// ErrStopping is returned by Upgrade once the generation is stopping.
+	ErrStopping = errors.New("handoff: generation stopping")
+	// ErrAborted is returned by Ready in a successor whose predecessor gave
+	// up on it (timeout, stop). The process should exit.
+	ErrAborted = errors.New("handoff: predecessor aborted the upgrade")
+	// ErrReadyTimeout is wrapped by the UpgradeError of a successor that
+	// was not ready within ReadyTimeout.
+	ErrReadyTimeout = errors.New("not ready in time")
+	// ErrSuccessorExited is wrapped by the UpgradeError of a successor that
+	// exited (or closed its hand-over channel) before the hand-over.
+	ErrSuccessorExited = errors.New("successor exited")
+	// ErrBadEnvironment is wrapped when LISTEN_FDS or a BATON_HANDOFF_
+	// variable is malformed.
+	ErrBadEnvironment = errors.New("malformed environment")
+	// ErrBadName is wrapped for a socket name that LISTEN_FDNAMES cannot
+	// carry (empty, over 255 bytes, ':' or newline).
+	ErrBadName = errors.New("invalid socket name")
+	// ErrNotSupported is returned by New on systems other than Linux.
+	ErrNotSupported = errors.New("handoff: not supported on this system")
+)
+
+// UpgradeError describes a failed upgrade: the successor was killed and
+// reaped, and this generation keeps serving.
+type UpgradeError struct {
+	Generation int    // the successor's generation number
+	PID        int    // the successor's pid, 0 when it never started
+	Stage      string // "start", "ready" or "handover"
+	Err        error
+}
+
+func (e *UpgradeError) Error() string {
+	if e.PID == 0 {
+		return fmt.Sprintf("upgrade to generation %d: %s: %v", e.Generation, e.Stage, e.Err)
+	}
+	return fmt.Sprintf("upgrade to generation %d (pid %d): %s: %v", e.Generation, e.PID, e.Stage, e.Err)
+}
+
+func (e *UpgradeError) Unwrap() error { return e.Err }
+
+// Upgrader manages one generation of the process: its named sockets, its
+// readiness, the upgrades it starts and its end. Create it with New at the
+// top of main, before anything else reads the environment.
+type Upgrader struct {
+	cfg  Config
+	log  *slog.Logger
+	gen  int
+	exe  string
+	dir  string
+	args []string
+	fds  *fdSet
+
+	parent    *net.UnixConn // hand-over channel from the predecessor; nil in generation 1
+	parentPID int
+	socket    string // the manager's NOTIFY_SOCKET, "" when none
+
+	ctx    context.Context // cancelled by stop and Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu          sync.Mutex
+	mgr         notifier // nil until this generation is main
+	ready       bool
+	main        bool
+	handedOver  bool
+	stopping    bool
+	closed      bool
+	upgradeDone chan struct{} // non-nil while an upgrade runs
+	successor   int
+	done        chan struct{}
+	control     *control.Server
+	stopWatch   func()
+	stopSignals func()
+
+	servers  []Server
+	serveErr chan error
+	serveWG  sync.WaitGroup
+
+	// beforeHandOver, when set (tests), runs after the successor is ready
+	// and before the liveness check and MAINPID.
+	beforeHandOver func(pid int)
+	// afterReadySent, when set (tests), runs in a successor right after it
+	// told its predecessor it is ready.
+	afterReadySent func()
+}
+
+// Generation returns this process's generation: 1 for a process started
+// by hand or by the manager, n+1 for the successor of generation n.
+func (u *Upgrader) Generation() int { return u.gen }
+
+// Done is closed when this generation must stop serving: it handed over to
+// a successor, or a stop was requested (SIGTERM, SIGINT, Stop).
+func (u *Upgrader) Done() <-chan struct{} { return u.done }
+
+// HandedOver reports whether a successor is now the main process.
+func (u *Upgrader) HandedOver() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.handedOver
+}
+
+// Listen returns a stream listener for name: the inherited socket with that
+// name (from the manager's LISTEN_FDS or the predecessor), or a socket
+// bound now with net.Listen(network, addr). The listener is the net
+// package's own (no wrapper); a unix socket path is never removed by Close.
+func (u *Upgrader) Listen(name, network, addr string) (net.Listener, error) {
+	ln, err := u.fds.listen(name, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("handoff: listen %s: %w", name, err)
+	}
+	return ln, nil
+}
+
+// ListenPacket is Listen for datagram sockets (net.ListenPacket).
+func (u *Upgrader) ListenPacket(name, network, addr string) (net.PacketConn, error) {
+	pc, err := u.fds.listenPacket(name, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("handoff: listen packet %s: %w", name, err)
+	}
+	return pc, nil
+}
+
+// File returns the inherited file named name, or the one open returns,
+// which is then passed to successors. The caller owns (and closes) the
+// returned file; the Upgrader keeps its own copy.
+func (u *Upgrader) File(name string, open func() (*os.File, error)) (*os.File, error) {
+	f, err := u.fds.file(name, open)
+	if err != nil {
+		return nil, fmt.Errorf("handoff: file %s: %w", name, err)
+	}
+	return f, nil
+}
+
+// Serve runs s.Serve in a goroutine owned by the Upgrader; Wait drains s
+// with s.Shutdown when the generation ends. Call it before Ready.
+func (u *Upgrader) Serve(s Server) {
+	u.mu.Lock()
+	u.servers = append(u.servers, s)
+	u.mu.Unlock()
+	u.serveWG.Add(1)
+	go func() {
+		defer u.serveWG.Done()
+		if err := s.Serve(); err != nil {
+			select {
+			case u.serveErr <- err:
+			default:
+			}
+		}
+	}()
+}
+
+// Wait blocks until the generation ends (handed over, stopped, or a server
+// given to Serve failed), then drains every server under DrainTimeout and
+// returns. It returns nil after a clean hand-over or stop, the server's
+// error when one failed, or the drain's error (ctx.Err() of the deadline
+// when servers had to be force-closed).
+func (u *Upgrader) Wait() error {
+	var failed error
+	select {
+	case <-u.done:
+	case failed = <-u.serveErr:
+		u.log.Error("server failed, stopping", "err", failed)
+		u.Stop()
+	}
+	err := u.drain()
+	if failed != nil {
+		return failed
+	}
+	return err
+}
+
+func (u *Upgrader) drain() error {
+	u.mu.Lock()
+	servers := append([]Server(nil), u.servers...)
+	u.mu.Unlock()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), u.cfg.drainTimeout())
+	defer cancel()
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		wg.Go(func() { errs[i] = s.Shutdown(ctx) })
+	}
+	wg.Wait()
+	u.serveWG.Wait()
+	err := errors.Join(errs...)
+	u.log.Info("drained", "generation", u.gen, "took", time.Since(start), "err", err)
+	return err
+}
+
+// Stop ends the generation gracefully: an upgrade in flight is abandoned
+// (its successor killed), the manager is told STOPPING=1 when this
+// generation is the main process, and Done is closed. SIGTERM and SIGINT
+// call it.
+func (u *Upgrader) Stop() {
+	u.mu.Lock()
+	if u.stopping {
+		u.mu.Unlock()
+		return
+	}
+	u.stopping = true
+	wait := u.upgradeDone
+	u.mu.Unlock()
+	u.cancel()
+	if wait != nil {
+		<-wait
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.main && !u.handedOver {
+		if err := u.mgr.Stopping(); err != nil {
+			u.log.Warn("sd_notify", "err", err)
+		}
+		u.removePIDFile()
+	}
+	u.endLocked()
+}
+
+// endLocked closes Done once and stops what only the main generation runs.
+func (u *Upgrader) endLocked() {
+	select {
+	case <-u.done:
+		return
+	default:
+	}
+	close(u.done)
+	if u.stopWatch != nil {
+		u.stopWatch()
+		u.stopWatch = nil
+	}
+	if u.control != nil {
+		c := u.control
+		u.control = nil
+		// Closing waits for handlers, which may wait for u.mu: not here.
+		u.wg.Go(func() { _ = c.Close() })
+	}
+}
+
+// Close releases everything the Upgrader holds: signal handlers, the
+// control socket, the kept copies of the sockets, the manager connection.
+// It stops the generation first if Wait did not. Listeners and servers
+// handed to the program are the program's to close.
+func (u *Upgrader) Close() error {
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return nil
+	}
+	u.closed = true
+	u.mu.Unlock()
+	u.Stop()
+	u.cancel()
+	u.mu.Lock()
+	u.closeOS()
+	u.mu.Unlock()
+	u.wg.Wait()
+	u.fds.close()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var err error
+	if u.parent != nil {
+		_ = u.parent.Close()
+	}
+	if u.mgr != nil {
+		err = u.mgr.Close()
+	}
+	return err
+}

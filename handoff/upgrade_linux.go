@@ -1,0 +1,184 @@
+package handoff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/batonhq/baton/internal/spawn"
+)
+
+// exitGrace is how long a successor that closed its hand-over channel gets
+// to exit on its own (so its real exit status is reported) before it is
+// killed.
+const exitGrace = time.Second
+
+// upgrade runs one upgrade attempt; see Upgrade.
+func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
+	gen := u.gen + 1
+	fail := func(stage string, pid int, err error) error {
+		return &UpgradeError{Generation: gen, PID: pid, Stage: stage, Err: err}
+	}
+	start := time.Now()
+	if err := mgr.Reloading(); err != nil {
+		u.log.Warn("sd_notify", "err", err)
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fail("start", 0, fmt.Errorf("socketpair: %w", err))
+	}
+	theirs := os.NewFile(uintptr(pair[1]), "handoff-successor")
+	defer theirs.Close()
+	mine := os.NewFile(uintptr(pair[0]), "handoff")
+	fc, err := net.FileConn(mine)
+	_ = mine.Close()
+	if err != nil {
+		return 0, fail("start", 0, fmt.Errorf("hand-over channel: %w", err))
+	}
+	conn := fc.(*net.UnixConn)
+	defer conn.Close()
+
+	files, names := u.fds.all()
+	sc := &spawn.Config{
+		Path: u.exe, Args: u.args, Dir: u.dir,
+		Files: files, Names: names,
+		Extra: []*os.File{theirs}, Anchor: 0, HasAnchor: true,
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Mode: spawn.SelfFix,
+	}
+	sc.Env = u.successorEnv(gen, sc.FD(0))
+	p, err := spawn.Start(sc)
+	if err != nil {
+		return 0, fail("start", 0, err)
+	}
+	_ = theirs.Close()
+	pid := p.Pid
+	u.log.Info("successor started", "generation", gen, "pid", pid, "exe", u.exe)
+	w := newWatched(p)
+	defer w.close()
+
+	// Readiness.
+	_ = conn.SetReadDeadline(time.Now().Add(u.cfg.readyTimeout()))
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
+	var buf [64]byte
+	n, err := conn.Read(buf[:])
+	stop()
+	switch {
+	case err == nil && string(buf[:n]) == msgReady:
+	case ctx.Err() != nil:
+		abort(conn, "cancelled")
+		return 0, fail("ready", pid, fmt.Errorf("%w (successor killed: %s)", ctx.Err(), w.kill()))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		abort(conn, "timeout")
+		return 0, fail("ready", pid, fmt.Errorf("%w (%s; killed: %s)", ErrReadyTimeout, u.cfg.readyTimeout(), w.kill()))
+	case err != nil:
+		return 0, fail("ready", pid, fmt.Errorf("%w before ready: %s", ErrSuccessorExited, w.reap(exitGrace)))
+	default:
+		abort(conn, "protocol")
+		return 0, fail("ready", pid, fmt.Errorf("unexpected message %q (killed: %s)", buf[:n], w.kill()))
+	}
+	u.log.Info("successor ready", "generation", gen, "pid", pid, "took", time.Since(start))
+
+	// Hand-over.
+	if u.beforeHandOver != nil {
+		u.beforeHandOver(pid)
+	}
+	if w.exited() {
+		return 0, fail("handover", pid, fmt.Errorf("%w after ready, before hand-over: %s", ErrSuccessorExited, w.reap(0)))
+	}
+	if err := ctx.Err(); err != nil {
+		abort(conn, "cancelled")
+		return 0, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", err, w.kill()))
+	}
+	if err := mgr.HandOver(pid); err != nil {
+		abort(conn, "manager")
+		return 0, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", err, w.kill()))
+	}
+	bctx, cancel := context.WithTimeout(context.Background(), DefaultBarrierTimeout)
+	err = mgr.Barrier(bctx)
+	cancel()
+	if err != nil {
+		// MAINPID is sent; the manager most likely has it. Going on is
+		// the lesser evil: taking it back is not possible.
+		u.log.Warn("sd_notify barrier after MAINPID", "err", err)
+	}
+	if _, err := conn.Write([]byte(msgMain)); err != nil {
+		// The successor died after the manager was told it is main. Keep
+		// serving and try to take the main PID back (accepted with
+		// NotifyAccess=all; see the package notes).
+		_ = mgr.HandOver(os.Getpid())
+		return 0, fail("handover", pid, fmt.Errorf("%w during hand-over: %s", ErrSuccessorExited, w.reap(exitGrace)))
+	}
+	u.log.Info("handed over", "generation", gen, "pid", pid, "took", time.Since(start))
+	_ = p.Release()
+	return pid, nil
+}
+
+func abort(c *net.UnixConn, why string) {
+	_, _ = c.Write([]byte(msgAbort + " " + why))
+}
+
+// watched is a started successor with a pidfd to see its exit without
+// reaping it.
+type watched struct {
+	p     *os.Process
+	pidfd int
+}
+
+func newWatched(p *os.Process) *watched {
+	fd, err := unix.PidfdOpen(p.Pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		fd = -1
+	}
+	return &watched{p: p, pidfd: fd}
+}
+
+func (w *watched) close() {
+	if w.pidfd >= 0 {
+		_ = unix.Close(w.pidfd)
+	}
+}
+
+// exited waits up to d for the process to exit and reports whether it did.
+func (w *watched) wait(d time.Duration) bool {
+	if w.pidfd < 0 {
+		return false
+	}
+	deadline := time.Now().Add(d)
+	for {
+		ms := int(time.Until(deadline) / time.Millisecond)
+		if ms < 0 {
+			ms = 0
+		}
+		fds := []unix.PollFd{{Fd: int32(w.pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, ms)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return err == nil && n > 0
+	}
+}
+
+func (w *watched) exited() bool { return w.wait(0) }
+
+// reap gives the process up to grace to exit, kills it otherwise, and
+// returns how it ended.
+func (w *watched) reap(grace time.Duration) string {
+	if !w.wait(grace) {
+		_ = w.p.Kill()
+	}
+	st, err := w.p.Wait()
+	if err != nil {
+		return err.Error()
+	}
+	return strings.TrimSpace(st.String())
+}
+
+// kill kills and reaps the process.
+func (w *watched) kill() string { return w.reap(0) }

@@ -1,0 +1,172 @@
+package spawn
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Mode selects how LISTEN_PID is made equal to the child's pid.
+type Mode int
+
+const (
+	// Trampoline re-executes the calling binary, which sets LISTEN_PID and
+	// execs the target. Works for any target.
+	Trampoline Mode = iota
+	// SelfFix execs the target directly; the target must import this
+	// package, whose init sets LISTEN_PID.
+	SelfFix
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Trampoline:
+		return "trampoline"
+	case SelfFix:
+		return "selffix"
+	}
+	return "Mode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// Environment variables used between a parent and its child.
+const (
+	// EnvExec carries "<ppid>:<keep>:<anchor fd>:<path>" to the
+	// trampoline; keep counts the fds from 3 the child must keep, anchor is
+	// "-" when there is none.
+	EnvExec = "BATON_SPAWN_EXEC"
+	// EnvFix carries "<ppid>:<keep>:<anchor fd>" to a SelfFix target.
+	EnvFix = "BATON_SPAWN_FIX"
+)
+
+// ErrUnsupported is returned on systems other than Linux.
+var ErrUnsupported = errors.New("spawn: not supported on this system")
+
+// Config describes a process to start. Path and Args are required.
+type Config struct {
+	// Path is the executable; it is resolved when the process starts, so a
+	// file replaced by rename is the new file.
+	Path string
+	// Args is the argument vector, including argv[0].
+	Args []string
+	// Dir is the working directory; empty means the caller's.
+	Dir string
+	// Env is the environment; nil means the caller's. LISTEN_PID,
+	// LISTEN_FDS, LISTEN_FDNAMES and this package's markers are replaced.
+	Env []string
+	// Files are passed at fds 3, 4, ... and counted in LISTEN_FDS. When
+	// Files is empty no LISTEN_ variables are set.
+	Files []*os.File
+	// Names are the LISTEN_FDNAMES entries, one per file (no ':'). Nil
+	// leaves LISTEN_FDNAMES unset.
+	Names []string
+	// Extra files follow Files (at 3+len(Files), ...) and are not counted
+	// in LISTEN_FDS; the caller tells the child about them.
+	Extra []*os.File
+	// Anchor, when set, is the index in Extra of a unix socket created by
+	// the caller (socketpair); the child uses its peer credentials to
+	// recognise the marker even after the caller died.
+	Anchor int
+	// HasAnchor says Anchor is set (index 0 is valid).
+	HasAnchor bool
+	// Stdin, Stdout, Stderr: nil means /dev/null.
+	Stdin, Stdout, Stderr *os.File
+	// Mode selects how LISTEN_PID is set (default Trampoline).
+	Mode Mode
+}
+
+// FD returns the descriptor number the child sees for Extra[i].
+func (c *Config) FD(i int) int { return 3 + len(c.Files) + i }
+
+// env builds the child's environment. self is the parent's pid.
+func (c *Config) env(self int) ([]string, error) {
+	if c.Names != nil && len(c.Names) != len(c.Files) {
+		return nil, fmt.Errorf("spawn: %d names for %d files", len(c.Names), len(c.Files))
+	}
+	for _, n := range c.Names {
+		if strings.ContainsRune(n, ':') {
+			return nil, fmt.Errorf("spawn: fd name %q contains ':'", n)
+		}
+	}
+	base := c.Env
+	if base == nil {
+		base = os.Environ()
+	}
+	env := make([]string, 0, len(base)+5)
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", EnvExec, EnvFix:
+			continue
+		}
+		env = append(env, kv)
+	}
+	anchor := "-"
+	if c.HasAnchor {
+		if c.Anchor < 0 || c.Anchor >= len(c.Extra) {
+			return nil, fmt.Errorf("spawn: anchor index %d out of range", c.Anchor)
+		}
+		anchor = strconv.Itoa(c.FD(c.Anchor))
+	}
+	marker := strconv.Itoa(self) + ":" + strconv.Itoa(len(c.Files)+len(c.Extra)) + ":" + anchor
+	switch c.Mode {
+	case Trampoline:
+		env = append(env, EnvExec+"="+marker+":"+c.Path)
+	case SelfFix:
+		env = append(env, EnvFix+"="+marker)
+	default:
+		return nil, fmt.Errorf("spawn: unknown mode %d", int(c.Mode))
+	}
+	if len(c.Files) > 0 {
+		// The placeholder never equals the child's pid: a child that does
+		// not fix it sees "not activated", never someone else's fds.
+		env = append(env, "LISTEN_PID="+strconv.Itoa(self), "LISTEN_FDS="+strconv.Itoa(len(c.Files)))
+		if c.Names != nil {
+			env = append(env, "LISTEN_FDNAMES="+strings.Join(c.Names, ":"))
+		}
+	}
+	return env, nil
+}
+
+// marker is a parsed EnvExec or EnvFix value.
+type marker struct {
+	ppid   int
+	keep   int    // fds 3 .. 3+keep-1 belong to the child
+	anchor int    // -1 when none
+	path   string // EnvExec only
+}
+
+// parseMarker parses "<ppid>:<keep>:<anchor>" and, withPath, ":<path>".
+func parseMarker(v string, withPath bool) (marker, bool) {
+	n := 3
+	if withPath {
+		n = 4
+	}
+	f := strings.SplitN(v, ":", n)
+	if len(f) != n {
+		return marker{}, false
+	}
+	var m marker
+	var err1, err2 error
+	m.ppid, err1 = strconv.Atoi(f[0])
+	m.keep, err2 = strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil || m.ppid <= 0 || m.keep < 0 {
+		return marker{}, false
+	}
+	m.anchor = -1
+	if f[2] != "-" {
+		a, err := strconv.Atoi(f[2])
+		if err != nil || a < 3 || a >= 3+m.keep {
+			return marker{}, false
+		}
+		m.anchor = a
+	}
+	if withPath {
+		if f[3] == "" {
+			return marker{}, false
+		}
+		m.path = f[3]
+	}
+	return m, true
+}

@@ -1,0 +1,150 @@
+package spawn
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+func init() {
+	// Runs in every binary that imports this package, before main.
+	if v, ok := os.LookupEnv(EnvExec); ok {
+		_ = os.Unsetenv(EnvExec)
+		if m, ok := parseMarker(v, true); ok && ours(m.ppid, m.anchor) {
+			closeStray(3 + m.keep)
+			trampoline(m.path)
+		}
+	}
+	if v, ok := os.LookupEnv(EnvFix); ok {
+		_ = os.Unsetenv(EnvFix)
+		if m, ok := parseMarker(v, false); ok && ours(m.ppid, m.anchor) {
+			closeStray(3 + m.keep)
+			if os.Getenv("LISTEN_PID") == strconv.Itoa(m.ppid) {
+				_ = os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+			}
+		}
+	}
+}
+
+// closeStray closes the descriptors from first on that are not
+// close-on-exec: they were inherited by accident (the caller's own parent
+// leaked them to it), since everything Go opens is close-on-exec.
+func closeStray(first int) {
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	names, _ := d.Readdirnames(-1)
+	self := int(d.Fd())
+	for _, n := range names {
+		fd, err := strconv.Atoi(n)
+		if err != nil || fd < first || fd == self {
+			continue
+		}
+		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && fl&unix.FD_CLOEXEC == 0 {
+			_ = unix.Close(fd)
+		}
+	}
+	_ = d.Close()
+}
+
+// ours reports whether the marker was meant for this process: its parent is
+// ppid, or the anchor socket was created by ppid.
+func ours(ppid, anchor int) bool {
+	if unix.Getppid() == ppid {
+		return true
+	}
+	if anchor < 0 {
+		return false
+	}
+	cred, err := unix.GetsockoptUcred(anchor, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	return err == nil && int(cred.Pid) == ppid
+}
+
+// trampoline sets LISTEN_PID and replaces the process with path. It only
+// returns on an exec error, which it reports like a shell and exits 127.
+func trampoline(path string) {
+	if _, ok := os.LookupEnv("LISTEN_FDS"); ok {
+		_ = os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+	}
+	err := unix.Exec(path, os.Args, os.Environ())
+	fmt.Fprintf(os.Stderr, "spawn: exec %s: %v\n", path, err)
+	os.Exit(127)
+}
+
+// Start starts the process described by c and returns it. The caller must
+// Wait for it.
+func Start(c *Config) (*os.Process, error) {
+	if c.Path == "" || len(c.Args) == 0 {
+		return nil, fmt.Errorf("spawn: Path and Args are required")
+	}
+	env, err := c.env(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	var fds []uintptr
+	defer func() {
+		for _, fd := range fds {
+			_ = unix.Close(int(fd))
+		}
+	}()
+	for _, f := range []*os.File{c.Stdin, c.Stdout, c.Stderr} {
+		if f == nil {
+			fd, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return nil, fmt.Errorf("spawn: open %s: %w", os.DevNull, err)
+			}
+			fds = append(fds, uintptr(fd))
+			continue
+		}
+		fd, err := dup(f)
+		if err != nil {
+			return nil, err
+		}
+		fds = append(fds, uintptr(fd))
+	}
+	for _, f := range append(c.Files[:len(c.Files):len(c.Files)], c.Extra...) {
+		fd, err := dup(f)
+		if err != nil {
+			return nil, err
+		}
+		fds = append(fds, uintptr(fd))
+	}
+	path := c.Path
+	if c.Mode == Trampoline {
+		path = "/proc/self/exe"
+	}
+	attr := &syscall.ProcAttr{Dir: c.Dir, Env: env, Files: fds}
+	pid, _, err := syscall.StartProcess(path, c.Args, attr)
+	if err != nil {
+		return nil, fmt.Errorf("spawn: start %s: %w", c.Path, err)
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil { // cannot happen on Linux
+		return nil, fmt.Errorf("spawn: find pid %d: %w", pid, err)
+	}
+	return p, nil
+}
+
+// dup returns a CLOEXEC duplicate of f's descriptor without touching its
+// blocking mode (see the package traps).
+func dup(f *os.File) (int, error) {
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return -1, fmt.Errorf("spawn: %s: %w", f.Name(), err)
+	}
+	nfd := -1
+	var derr error
+	if err := sc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 3)
+	}); err != nil {
+		return -1, fmt.Errorf("spawn: %s: %w", f.Name(), err)
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("spawn: dup %s: %w", f.Name(), derr)
+	}
+	return nfd, nil
+}
