@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -83,17 +85,27 @@ func TestProcFiles(t *testing.T) {
 }
 
 func TestTriggers(t *testing.T) {
-	if err := (Signal{Sig: syscall.Signal(0)}).Fire(t.Context(), os.Getpid()); err != nil {
-		t.Errorf("signal 0 to self: %v", err)
+	if old, err := (Signal{Sig: syscall.Signal(0)}).Fire(t.Context(), os.Getpid()); err != nil || old != os.Getpid() {
+		t.Errorf("signal 0 to self: %d, %v", old, err)
+	}
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if old, err := (Signal{Sig: syscall.Signal(0), PidFile: pidfile}).Fire(t.Context(), 1); err != nil || old != os.Getpid() {
+		t.Errorf("signal 0 through the pid file: %d, %v", old, err)
+	}
+	if old, err := (Signal{Sig: syscall.Signal(0), Pid: os.Getpid()}).Fire(t.Context(), 1); err != nil || old != 0 {
+		t.Errorf("signal 0 to a fixed pid: %d, %v", old, err)
 	}
 	sh, err := exec.LookPath("sh")
 	if err != nil {
 		t.Skip("no sh")
 	}
-	if err := (Command{Args: []string{sh, "-c", `test "$0" = 42`, "{pid}"}}).Fire(t.Context(), 42); err != nil {
+	if _, err := (Command{Args: []string{sh, "-c", `test "$0" = 42`, "{pid}"}}).Fire(t.Context(), 42); err != nil {
 		t.Errorf("command with {pid}: %v", err)
 	}
-	if err := (Command{Args: []string{sh, "-c", "echo no; exit 3"}}).Fire(t.Context(), 1); err == nil {
+	if _, err := (Command{Args: []string{sh, "-c", "echo no; exit 3"}}).Fire(t.Context(), 1); err == nil {
 		t.Error("failing command gave no error")
 	}
 }

@@ -14,46 +14,59 @@ import (
 
 // Trigger starts one upgrade.
 type Trigger interface {
-	// Fire starts an upgrade of the service whose current process (the
-	// newest that answered) is cur.
-	Fire(ctx context.Context, cur int) error
+	// Fire starts an upgrade of the service whose newest answering process
+	// is cur. It returns the pid of the generation it asked to upgrade (the
+	// one that will become old), or 0 when that is cur.
+	Fire(ctx context.Context, cur int) (old int, err error)
 }
 
-// Signal sends Sig to Pid, or to the current process when Pid is 0.
+// Signal sends Sig to the pid in PidFile when set (falling back to the
+// current process when the file cannot be read), to Pid when set, or else
+// to the current process.
 type Signal struct {
-	Sig syscall.Signal
-	Pid int
+	Sig     syscall.Signal
+	Pid     int
+	PidFile string
 }
 
 // Fire implements Trigger.
-func (s Signal) Fire(_ context.Context, cur int) error {
-	pid := s.Pid
-	if pid == 0 {
-		pid = cur
-	}
+func (s Signal) Fire(_ context.Context, cur int) (int, error) {
+	pid, old := target(s.Pid, s.PidFile, cur)
 	if err := syscall.Kill(pid, s.Sig); err != nil {
-		return fmt.Errorf("signal %d: %w", pid, err)
+		return old, fmt.Errorf("signal %d: %w", pid, err)
 	}
-	return nil
+	return old, nil
+}
+
+// target picks the pid to address: the pid file's, the fixed one, or cur.
+// old is the generation that will be replaced (0 when it is cur).
+func target(fixed int, pidfile string, cur int) (pid, old int) {
+	if pidfile != "" {
+		if p, err := ReadPidfile(pidfile); err == nil {
+			return p, p
+		}
+	}
+	if fixed != 0 {
+		return fixed, 0
+	}
+	return cur, cur
 }
 
 // Command runs a command and waits for it, every "{pid}" in Args replaced
-// by Pid, or by the current process when Pid is 0. A non-zero exit is an
-// error carrying the command's output.
+// by the pid chosen as for Signal. A non-zero exit is an error carrying the
+// command's output.
 type Command struct {
-	Args []string
-	Pid  int
+	Args    []string
+	Pid     int
+	PidFile string
 }
 
 // Fire implements Trigger.
-func (c Command) Fire(ctx context.Context, cur int) error {
+func (c Command) Fire(ctx context.Context, cur int) (int, error) {
 	if len(c.Args) == 0 {
-		return errors.New("command trigger: no command")
+		return 0, errors.New("command trigger: no command")
 	}
-	pid := c.Pid
-	if pid == 0 {
-		pid = cur
-	}
+	pid, old := target(c.Pid, c.PidFile, cur)
 	args := make([]string, len(c.Args))
 	for i, a := range c.Args {
 		args[i] = strings.ReplaceAll(a, "{pid}", strconv.Itoa(pid))
@@ -62,16 +75,16 @@ func (c Command) Fire(ctx context.Context, cur int) error {
 	cmd.Env = os.Environ()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return old, fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
-	return nil
+	return old, nil
 }
 
 // Func adapts a function to Trigger.
-type Func func(ctx context.Context, cur int) error
+type Func func(ctx context.Context, cur int) (int, error)
 
 // Fire implements Trigger.
-func (f Func) Fire(ctx context.Context, cur int) error { return f(ctx, cur) }
+func (f Func) Fire(ctx context.Context, cur int) (int, error) { return f(ctx, cur) }
 
 // DefaultHandoffTimeout bounds the wait for a new process to answer after a
 // trigger, when Config.HandoffTimeout is 0.
@@ -160,7 +173,12 @@ func Run(ctx context.Context, cfg Config) []Upgrade {
 			}
 		}
 		up := Upgrade{At: time.Now(), Old: cur}
-		up.Err = cfg.Trigger.Fire(ctx, cur)
+		var old int
+		old, up.Err = cfg.Trigger.Fire(ctx, cur)
+		if old != 0 {
+			up.Old = old
+		}
+		cur = up.Old
 		if up.Err == nil {
 			// The wait starts when Fire returns: a command trigger may
 			// return only once the upgrade is done, a restart only once

@@ -43,11 +43,15 @@ type Config struct {
 	Clients   int           // concurrent clients; DefaultClients when 0
 	Duration  time.Duration // requests start only within this span; DefaultDuration when 0
 	Mode      Mode
-	SlowShare float64       // share of requests sent as /?ms=SlowMS, 0..1
-	SlowMS    int           // sleep asked of slow requests; DefaultSlowMS when 0
-	Think     time.Duration // pause of each client between two requests
-	Timeout   time.Duration // deadline of one request, connect included; DefaultTimeout when 0
-	Seed      uint64        // seed of the slow-request choice
+	SlowShare float64 // share of requests sent as /?ms=SlowMS, 0..1
+	// SlowClients are added to Clients and send only /?ms=SlowMS requests,
+	// so that slow requests are always in flight without starving the
+	// fast ones.
+	SlowClients int
+	SlowMS      int           // sleep asked of slow requests; DefaultSlowMS when 0
+	Think       time.Duration // pause of each client between two requests
+	Timeout     time.Duration // deadline of one request, connect included; DefaultTimeout when 0
+	Seed        uint64        // seed of the slow-request choice
 
 	// Stop, when set, ends the run early: once it is closed no client
 	// starts another request (the ones in flight complete).
@@ -99,7 +103,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res := &Result{Start: time.Now(), Errors: map[Class]error{}}
 	stop := res.Start.Add(cfg.Duration)
-	clients := make([]*client, cfg.Clients)
+	clients := make([]*client, cfg.Clients+max(cfg.SlowClients, 0))
 	var wg sync.WaitGroup
 	for i := range clients {
 		c := &client{
@@ -109,6 +113,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			slow:  AppendRequest(nil, fmt.Sprintf("/?ms=%d", cfg.SlowMS), cfg.Mode == NewConn),
 			fast:  AppendRequest(nil, "/", cfg.Mode == NewConn),
 			errs:  map[Class]error{},
+			share: cfg.SlowShare,
+		}
+		if i >= cfg.Clients {
+			c.share = 1
 		}
 		clients[i] = c
 		wg.Go(func() { c.loop(ctx, stop) })
@@ -138,6 +146,7 @@ type client struct {
 	br         *bufio.Reader
 	recs       []Record
 	errs       map[Class]error
+	share      float64 // of slow requests
 }
 
 func (c *client) loop(ctx context.Context, stop time.Time) {
@@ -145,7 +154,7 @@ func (c *client) loop(ctx context.Context, stop time.Time) {
 	c.recs = make([]Record, 0, 4096)
 	dialer := net.Dialer{}
 	for ctx.Err() == nil && time.Now().Before(stop) && !closed(c.cfg.Stop) {
-		slow := c.cfg.SlowShare > 0 && c.rng.Float64() < c.cfg.SlowShare
+		slow := c.share >= 1 || c.share > 0 && c.rng.Float64() < c.share
 		rec, err := c.do(ctx, &dialer, slow)
 		c.recs = append(c.recs, rec)
 		if err != nil && c.errs[rec.Class] == nil {

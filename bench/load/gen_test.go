@@ -167,11 +167,13 @@ func TestRunKeepAliveAndNewConn(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			observed := 0
 			res, err := Run(context.Background(), Config{
-				Addr:      addr,
-				Clients:   2,
-				Duration:  30 * time.Millisecond,
-				Mode:      mode,
-				SlowShare: 0.5,
+				Addr:        addr,
+				Clients:     2,
+				SlowClients: 1,
+				Duration:    30 * time.Millisecond,
+				Mode:        mode,
+				SlowShare:   0.5,
+				SlowMS:      1,
 				Observe: func(pid int, _ time.Time) {
 					mu.Lock()
 					defer mu.Unlock()
@@ -192,13 +194,20 @@ func TestRunKeepAliveAndNewConn(t *testing.T) {
 			if observed != counts[OK] {
 				t.Errorf("observed %d answers, want %d", observed, counts[OK])
 			}
+			slow := 0
 			for _, r := range res.Records {
+				if r.Slow {
+					slow++
+				}
 				if r.Pid != 11 || r.Generation != 2 || r.End < r.Start {
 					t.Fatalf("record %+v", r)
 				}
 				if mode == NewConn && r.Reused {
 					t.Fatalf("reused connection in new-conn mode: %+v", r)
 				}
+			}
+			if slow == 0 {
+				t.Error("no slow request")
 			}
 		})
 	}

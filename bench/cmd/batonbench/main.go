@@ -33,6 +33,7 @@ type runEnv struct {
 	results string
 	date    string
 	floor   map[string]time.Duration // server binary -> floor p50
+	records bool                     // write every request of each run as CSV
 }
 
 func main() {
@@ -58,6 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	scenList := fs.String("scenarios", "steady,upgrade/keep-alive,upgrade/new-conn,long-drain,soak", "comma-separated `scenarios`")
 	root := fs.String("gobench", "", "repository `root` in which to run the core's Go benchmarks (none when empty)")
 	benchtime := fs.String("benchtime", "200ms", "-benchtime of the Go benchmarks")
+	records := fs.Bool("records", false, "also write every request of each upgrade run as CSV (large)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,9 +75,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", errno)
 	}
 
+	// This run's logs and per-run files replace the previous run's.
+	for _, pat := range []string{"*.log", "*.upgrades.jsonl", "*.records.csv"} {
+		old, _ := filepath.Glob(filepath.Join(*results, pat))
+		for _, f := range old {
+			_ = os.Remove(f) // best effort: a stale file only misleads
+		}
+	}
+
 	t0 := time.Now()
 	stamp := t0.UTC().Format("20060102T150405Z")
-	env := &runEnv{bins: &bins{dir: *binDir}, results: *results, date: t0.UTC().Format("2006-01-02"), floor: map[string]time.Duration{}}
+	env := &runEnv{bins: &bins{dir: *binDir}, results: *results, date: t0.UTC().Format("2006-01-02"), floor: map[string]time.Duration{}, records: *records}
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(stderr, "[%5.1fs] %s\n", time.Since(t0).Seconds(), fmt.Sprintf(format, a...))
 	}
@@ -142,7 +152,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		},
 		{
 			name:      "long-drain",
-			load:      load.Config{Clients: 16, Duration: scaled(10 * time.Second), Mode: load.KeepAlive, SlowShare: 0.05, SlowMS: 1000, Think: time.Millisecond},
+			load:      load.Config{Clients: 8, SlowClients: 8, Duration: scaled(10 * time.Second), Mode: load.KeepAlive, SlowMS: 1000, Think: time.Millisecond},
 			every:     300 * time.Millisecond,
 			drainWait: 10 * time.Second,
 		},

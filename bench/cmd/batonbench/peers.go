@@ -53,7 +53,6 @@ func (b *bins) has(name string) bool {
 // peers lists every peer, in table order.
 func peers() []*peer {
 	listen := func(addr string) []string { return []string{"-listen", addr} }
-	hup := func(_ *bins, _ *instance) control.Trigger { return control.Signal{Sig: syscall.SIGHUP} }
 	return []*peer{
 		{
 			name:     "baton",
@@ -62,7 +61,9 @@ func peers() []*peer {
 			args: func(b *bins, addr, dir string) []string {
 				return []string{"http", "-listen", addr, "-pidfile", filepath.Join(dir, "http.pid")}
 			},
-			trigger:  hup,
+			trigger: func(_ *bins, inst *instance) control.Trigger {
+				return control.Signal{Sig: syscall.SIGHUP, PidFile: filepath.Join(inst.dir, "http.pid")}
+			},
 			upgrades: true,
 			needs:    []string{"http"},
 		},
@@ -73,8 +74,8 @@ func peers() []*peer {
 			args: func(b *bins, addr, dir string) []string {
 				return []string{"http", "-listen", addr, "-pidfile", filepath.Join(dir, "http.pid")}
 			},
-			trigger: func(b *bins, _ *instance) control.Trigger {
-				return control.Command{Args: []string{b.path("baton"), "reload", "--pid", "{pid}"}}
+			trigger: func(b *bins, inst *instance) control.Trigger {
+				return control.Command{Args: []string{b.path("baton"), "reload", "--pid", "{pid}"}, PidFile: filepath.Join(inst.dir, "http.pid")}
 			},
 			upgrades: true,
 			needs:    []string{"http", "baton"},
@@ -99,8 +100,10 @@ func peers() []*peer {
 			args: func(_ *bins, addr, dir string) []string {
 				return []string{"tableflip", "-listen", addr, "-pid-file", filepath.Join(dir, "tableflip.pid")}
 			},
-			serial:   true,
-			trigger:  hup,
+			serial: true,
+			trigger: func(_ *bins, inst *instance) control.Trigger {
+				return control.Signal{Sig: syscall.SIGHUP, PidFile: filepath.Join(inst.dir, "tableflip.pid")}
+			},
 			upgrades: true,
 			needs:    []string{"tableflip"},
 		},
@@ -133,6 +136,7 @@ type instance struct {
 	log  *os.File
 	cmd  *exec.Cmd
 	addr string
+	dir  string // the peer's pid files
 }
 
 // start runs the peer's first process in a process group of its own.
@@ -141,7 +145,7 @@ func start(ctx context.Context, b *bins, p *peer, addr, dir, logPath string) (*i
 	if err != nil {
 		return nil, err
 	}
-	inst := &instance{b: b, argv: p.args(b, addr, dir), log: lf, addr: addr}
+	inst := &instance{b: b, argv: p.args(b, addr, dir), log: lf, addr: addr, dir: dir}
 	if err := inst.spawn(); err != nil {
 		lf.Close()
 		return nil, err
@@ -168,12 +172,13 @@ func (inst *instance) spawn() error {
 func (inst *instance) supervisor() int { return inst.cmd.Process.Pid }
 
 // restart is the naive upgrade: SIGTERM, wait for the exit, start again.
-func (inst *instance) restart(_ context.Context, _ int) error {
+func (inst *instance) restart(_ context.Context, _ int) (int, error) {
+	old := inst.cmd.Process.Pid
 	if err := inst.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return fmt.Errorf("stop: %w", err)
+		return old, fmt.Errorf("stop: %w", err)
 	}
 	_ = inst.cmd.Wait() // exit status of a stopped server: not an error here
-	return inst.spawn()
+	return old, inst.spawn()
 }
 
 // kill ends every process of the peer: its process group and the pids

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -195,6 +196,14 @@ func runUpgrades(ctx context.Context, env *runEnv, p *peer, sc scenario) (*row, 
 		cancel()
 	}
 	summarize(r, res, ups, w, env.floor[p.server])
+	if env.records {
+		if err := writeRecords(filepath.Join(env.results, fmt.Sprintf("%s-%s.records.csv", p.name, strings.ReplaceAll(sc.name, "/", "-"))), res); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeUpgrades(filepath.Join(env.results, fmt.Sprintf("%s-%s.upgrades.jsonl", p.name, strings.ReplaceAll(sc.name, "/", "-"))), res.Start, ups, w); err != nil {
+		return nil, err
+	}
 	if r.FD != nil && r.FD.End == 0 {
 		r.FD, r.RSSKiB = nil, nil
 	}
@@ -353,4 +362,47 @@ func steadyOnce(ctx context.Context, env *runEnv, p *peer, cfg load.Config) (*lo
 		return nil, errors.New("steady run took no time")
 	}
 	return res, nil
+}
+
+// writeUpgrades writes one JSON line per upgrade, for a closer look at a
+// run than the table gives.
+func writeUpgrades(path string, t0 time.Time, ups []control.Upgrade, w *control.Watcher) error {
+	type line struct {
+		AtMS      float64 `json:"at_ms"`
+		Old       int     `json:"old"`
+		New       int     `json:"new,omitempty"`
+		HandoffMS float64 `json:"handoff_ms,omitempty"`
+		OldExitMS float64 `json:"old_exit_after_handover_ms,omitempty"`
+		Err       string  `json:"error,omitempty"`
+	}
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	for _, u := range ups {
+		l := line{AtMS: ms(u.At.Sub(t0)), Old: u.Old, New: u.New}
+		if u.Err != nil {
+			l.Err = u.Err.Error()
+		} else {
+			l.HandoffMS = ms(u.Handoff)
+			if w != nil {
+				if exit, ok := w.Exited(u.Old); ok {
+					l.OldExitMS = ms(exit.Sub(u.HandedOver()))
+				}
+			}
+		}
+		_ = enc.Encode(l) // plain values always encode
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// writeRecords writes every request as CSV: start and end in ms since the
+// load started, answering pid and generation, class, slow, reused.
+func writeRecords(path string, res *load.Result) error {
+	var b strings.Builder
+	b.WriteString("start_ms,end_ms,pid,generation,class,slow,reused\n")
+	recs := slices.Clone(res.Records)
+	slices.SortFunc(recs, func(a, b load.Record) int { return int(a.Start - b.Start) })
+	for _, r := range recs {
+		fmt.Fprintf(&b, "%.3f,%.3f,%d,%d,%s,%t,%t\n", ms(r.Start), ms(r.End), r.Pid, r.Generation, r.Class, r.Slow, r.Reused)
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
