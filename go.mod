@@ -2,4 +2,8 @@ module github.com/batonhq/baton
 
 go 1.26.8
 
-require golang.org/x/sys v0.50.0 // indirect
+require (
+	github.com/coreos/go-systemd/v22 v22.7.0
+	github.com/google/go-cmp v0.7.0
+	golang.org/x/sys v0.50.0
+)

@@ -2,8 +2,7 @@
 // line and in unit specs: tcp://HOST:PORT, tcp4://, tcp6://, udp://HOST:PORT
 // (udp4, udp6), and unix:/abs/path for a unix stream socket (unix:@name for
 // an abstract one). Each parses into the network and address that net.Listen
-// and net.ListenPacket take, and formats back into the value systemd expects
-// in ListenStream= or ListenDatagram=.
+// and net.ListenPacket take.
 //
 // Traps:
 //   - A TCP or UDP address needs an explicit port (1-65535); port 0 is refused

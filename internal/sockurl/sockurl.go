@@ -44,19 +44,6 @@ func (a Addr) String() string {
 	return a.Network + "://" + a.Address
 }
 
-// Systemd returns the value for ListenStream= or ListenDatagram=.
-func (a Addr) Systemd() string {
-	switch a.Network {
-	case "tcp4", "udp4", "tcp6", "udp6":
-		return a.Address // the host literal already pins the family
-	}
-	host, port, err := net.SplitHostPort(a.Address)
-	if err == nil && host == "" {
-		return port // every address, both families
-	}
-	return a.Address
-}
-
 // Parse parses tcp://, tcp4://, tcp6://, udp://, udp4://, udp6:// and unix:
 // addresses.
 func Parse(s string) (Addr, error) {

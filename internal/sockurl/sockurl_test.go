@@ -8,16 +8,15 @@ import (
 
 func TestParse(t *testing.T) {
 	tests := []struct {
-		in      string
-		want    Addr
-		systemd string
+		in   string
+		want Addr
 	}{
-		{in: "tcp://127.0.0.1:8080", want: Addr{"tcp", "127.0.0.1:8080"}, systemd: "127.0.0.1:8080"},
-		{in: "tcp://:8080", want: Addr{"tcp", ":8080"}, systemd: "8080"},
-		{in: "tcp6://[::1]:80", want: Addr{"tcp6", "[::1]:80"}, systemd: "[::1]:80"},
-		{in: "udp://0.0.0.0:53", want: Addr{"udp", "0.0.0.0:53"}, systemd: "0.0.0.0:53"},
-		{in: "unix:/run/app.sock", want: Addr{"unix", "/run/app.sock"}, systemd: "/run/app.sock"},
-		{in: "unix:@app", want: Addr{"unix", "@app"}, systemd: "@app"},
+		{in: "tcp://127.0.0.1:8080", want: Addr{"tcp", "127.0.0.1:8080"}},
+		{in: "tcp://:8080", want: Addr{"tcp", ":8080"}},
+		{in: "tcp6://[::1]:80", want: Addr{"tcp6", "[::1]:80"}},
+		{in: "udp://0.0.0.0:53", want: Addr{"udp", "0.0.0.0:53"}},
+		{in: "unix:/run/app.sock", want: Addr{"unix", "/run/app.sock"}},
+		{in: "unix:@app", want: Addr{"unix", "@app"}},
 	}
 	for _, tt := range tests {
 		got, err := Parse(tt.in)
@@ -27,9 +26,6 @@ func TestParse(t *testing.T) {
 		}
 		if got != tt.want {
 			t.Errorf("Parse(%q) = %+v, want %+v", tt.in, got, tt.want)
-		}
-		if s := got.Systemd(); s != tt.systemd {
-			t.Errorf("Parse(%q).Systemd() = %q, want %q", tt.in, s, tt.systemd)
 		}
 		if back, err := Parse(got.String()); err != nil || back != got {
 			t.Errorf("round trip of %q: %+v, %v", tt.in, back, err)

@@ -1,0 +1,180 @@
+package activation
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// The activation variables (sd_listen_fds(3)).
+const (
+	EnvPID   = "LISTEN_PID"
+	EnvFDs   = "LISTEN_FDS"
+	EnvNames = "LISTEN_FDNAMES"
+)
+
+// Names systemd gives fds it has no FileDescriptorName= for.
+const (
+	NameUnknown    = "unknown"    // LISTEN_FDNAMES not set
+	NameConnection = "connection" // the connected socket of an Accept=yes service
+	NameStored     = "stored"     // an fd-store entry saved without FDNAME=
+)
+
+const (
+	// FirstFD is the first inherited fd (SD_LISTEN_FDS_START).
+	FirstFD = 3
+	// MaxFDs is the largest count LISTEN_FDS may hold (INT_MAX - 3), as in
+	// libsystemd.
+	MaxFDs = math.MaxInt32 - FirstFD
+	// MaxNameLen is the longest name LISTEN_FDNAMES may hold (FDNAME_MAX).
+	MaxNameLen = 255
+)
+
+// environ is what the three variables held: set reports presence, as an
+// empty value is not an absent one.
+type environ struct {
+	pid, fds, names          string
+	hasPID, hasFDs, hasNames bool
+}
+
+// parse decides from the variables alone, without touching an fd, whether
+// they are for process self, and returns the fd count and one name per fd,
+// or nil names when LISTEN_FDNAMES is not set (every name is then
+// NameUnknown; the slice is not built here, as the count may be huge before
+// the fds are checked). Its order follows sd_listen_fds_with_names: LISTEN_PID first (absent or
+// another process: not activated), then LISTEN_FDS, then the names.
+func parse(env environ, self int) (n int, names []string, err error) {
+	if !env.hasPID {
+		return 0, nil, fmt.Errorf("%w: %s is not set", ErrNotActivated, EnvPID)
+	}
+	pid, err := parsePID(env.pid)
+	if err != nil {
+		return 0, nil, &EnvError{Var: EnvPID, Value: env.pid, Err: err}
+	}
+	if pid != int64(self) {
+		return 0, nil, fmt.Errorf("%w: %s=%d is another process (this is %d)", ErrNotActivated, EnvPID, pid, self)
+	}
+	if !env.hasFDs {
+		return 0, nil, fmt.Errorf("%w: %s=%d but %s is not set", ErrNotActivated, EnvPID, pid, EnvFDs)
+	}
+	n, err = parseCount(env.fds)
+	if err != nil {
+		return 0, nil, &EnvError{Var: EnvFDs, Value: env.fds, Err: err}
+	}
+	if !env.hasNames {
+		return n, nil, nil
+	}
+	names, err = parseNames(env.names, n)
+	if err != nil {
+		return 0, nil, &EnvError{Var: EnvNames, Value: env.names, Err: err}
+	}
+	return n, names, nil
+}
+
+var (
+	errEmpty     = errors.New("empty")
+	errNotNumber = errors.New("not a decimal number")
+)
+
+// parseDecimal accepts an optional '-' and ASCII digits, nothing else: no
+// '+', no spaces, no base prefixes. Values that do not fit report the sign
+// through ok=false and a clamped value.
+func parseDecimal(s string) (v int64, err error) {
+	if s == "" {
+		return 0, errEmpty
+	}
+	digits := strings.TrimPrefix(s, "-")
+	if digits == "" {
+		return 0, errNotNumber
+	}
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return 0, errNotNumber
+		}
+	}
+	v, err = strconv.ParseInt(s, 10, 64)
+	if err != nil { // only a range error is left: clamp, keeping the sign
+		if s[0] == '-' {
+			return math.MinInt64, nil
+		}
+		return math.MaxInt64, nil
+	}
+	return v, nil
+}
+
+func parsePID(s string) (int64, error) {
+	v, err := parseDecimal(s)
+	switch {
+	case err != nil:
+		return 0, err
+	case v < 1:
+		return 0, fmt.Errorf("not a process id: %s is below 1", clamp(v))
+	case v > math.MaxInt32:
+		return 0, fmt.Errorf("not a process id: %s is above %d", clamp(v), math.MaxInt32)
+	}
+	return v, nil
+}
+
+func parseCount(s string) (int, error) {
+	v, err := parseDecimal(s)
+	switch {
+	case err != nil:
+		return 0, err
+	case v < 0:
+		return 0, fmt.Errorf("negative: %s fds, need at least 1", clamp(v))
+	case v == 0:
+		return 0, errors.New("zero fds, need at least 1")
+	case v > MaxFDs:
+		return 0, fmt.Errorf("%s fds is more than the %d possible", clamp(v), MaxFDs)
+	}
+	return int(v), nil
+}
+
+// clamp prints a parsed value, saying "out of range" for the clamped ends.
+func clamp(v int64) string {
+	switch v {
+	case math.MinInt64:
+		return "an out-of-range negative number"
+	case math.MaxInt64:
+		return "an out-of-range number"
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+// parseNames splits LISTEN_FDNAMES on ':' keeping empty fields, as
+// libsystemd does; like libsystemd, an empty value holds no names at all.
+// Each name must be a valid fd name (systemd's fdname_is_valid): at most
+// 255 bytes of printable ASCII.
+func parseNames(s string, n int) ([]string, error) {
+	count := 0
+	if s != "" {
+		count = strings.Count(s, ":") + 1
+	}
+	if count != n {
+		return nil, fmt.Errorf("%d names for %s=%d", count, EnvFDs, n)
+	}
+	names := strings.Split(s, ":")
+	for i, name := range names {
+		if err := checkName(name); err != nil {
+			return nil, fmt.Errorf("name for fd %d %w", FirstFD+i, err)
+		}
+	}
+	return names, nil
+}
+
+func checkName(name string) error {
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("is %d bytes, more than %d", len(name), MaxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c < ' ' || c == 0x7f:
+			return fmt.Errorf("has control character %q at byte %d", c, i)
+		case c > 0x7f:
+			return fmt.Errorf("has non-ASCII byte 0x%02x at byte %d", c, i)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,21 @@
+// Package main is the baton command: zero-downtime upgrades for programs
+// that speak systemd's socket activation and sd_notify, and the tools
+// around them.
+//
+//	baton units   write the .socket and .service units for a service
+//	baton fds     print the file descriptors this process was handed
+//	baton help    list the commands, or show one command's usage
+//
+// Each subcommand is a type with Run(ctx, args) error and its own
+// flag.FlagSet, in a file of its own, listed once in the registry in
+// commands.go. main only maps the error to an exit status: 0 success (and
+// -h), 1 failure, 2 usage error (a bad flag, argument or spec value); a
+// command may pick another status by returning an error with an
+// ExitCode() int method.
+//
+// Traps:
+//   - SIGINT and SIGTERM cancel the context given to Run; a command that
+//     must outlive them handles the signals itself.
+//   - -h prints to stdout and exits 0; a usage error prints to stderr and
+//     exits 2.
+package main

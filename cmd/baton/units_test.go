@@ -1,0 +1,174 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// exampleArgs is the README's example.
+var exampleArgs = []string{
+	"units", "--name", "myapp", "--exec", "/usr/local/bin/myapp -config /etc/myapp.toml",
+	"--listen", "http=tcp://:8080", "--listen", "admin=unix:/run/myapp/admin.sock",
+	"--drain", "1m", "--watchdog", "30s",
+}
+
+func TestUnitsStdout(t *testing.T) {
+	r := baton(t, exampleArgs...)
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("exit status %d, stderr:\n%s", r.code, r.stderr)
+	}
+	path := filepath.Join("testdata", "units-example.golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(r.stdout), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./cmd/baton -update creates it)", err)
+	}
+	if diff := cmp.Diff(string(want), r.stdout); diff != "" {
+		t.Errorf("baton units output differs from %s (-want +got):\n%s", path, diff)
+	}
+}
+
+func TestUnitsOut(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new", "dir")
+	r := baton(t, append(exampleArgs, "--out", dir)...)
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("exit status %d, stderr:\n%s", r.code, r.stderr)
+	}
+	names := []string{"myapp.service", "myapp-http.socket", "myapp-admin.socket"}
+	var wantOut, fromFiles strings.Builder
+	for i, n := range names {
+		wantOut.WriteString(filepath.Join(dir, n) + "\n")
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			fromFiles.WriteString("\n")
+		}
+		fromFiles.WriteString("# " + n + "\n" + string(b))
+	}
+	if r.stdout != wantOut.String() {
+		t.Errorf("stdout %q, want the paths %q", r.stdout, wantOut.String())
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(names) {
+		t.Errorf("%d entries in %s, want %d", len(entries), dir, len(names))
+	}
+	printed := baton(t, exampleArgs...)
+	if diff := cmp.Diff(printed.stdout, fromFiles.String()); diff != "" {
+		t.Errorf("files differ from the printed units (-printed +files):\n%s", diff)
+	}
+}
+
+// TestUnitsBadSpec runs each bad spec with --out: exit status 2, a message
+// naming the flag and the value, and nothing written (not even the
+// directory).
+func TestUnitsBadSpec(t *testing.T) {
+	base := func(extra ...string) []string {
+		args := map[string]string{"--name": "app", "--exec": "/bin/app -x", "--listen": "http=tcp://127.0.0.1:8080"}
+		var out []string
+		for i := 0; i+1 < len(extra); i += 2 {
+			args[extra[i]] = extra[i+1]
+		}
+		for _, k := range []string{"--name", "--exec", "--listen"} {
+			if v := args[k]; v != "" {
+				out = append(out, k, v)
+			}
+			delete(args, k)
+		}
+		for k, v := range args {
+			out = append(out, k, v)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		args []string
+		want []string // each in stderr
+	}{
+		{"missing name", base("--name", ""), []string{"--name is required"}},
+		{"missing exec", base("--exec", ""), []string{"--exec is required"}},
+		{"name systemd cannot use", base("--name", "my/app"), []string{"--name", `"my/app"`}},
+		{"name with space", base("--name", "my app"), []string{"--name", `"my app"`}},
+		{"relative exec", base("--exec", "bin/app -x"), []string{"--exec", `"bin/app"`, "not absolute"}},
+		{"unterminated quote", base("--exec", `/bin/app "x`), []string{"--exec", "unterminated"}},
+		{"duplicate socket", append(base(), "--listen", "http=tcp://127.0.0.1:8081"), []string{`--listen "http=tcp://127.0.0.1:8081"`, "duplicate socket name"}},
+		{"listen without name", base("--listen", "tcp://127.0.0.1:8080"), []string{`--listen "tcp://127.0.0.1:8080"`, "NAME=URL"}},
+		{"port out of range", base("--listen", "http=tcp://127.0.0.1:70000"), []string{`"tcp://127.0.0.1:70000"`, "out of range"}},
+		{"port zero", base("--listen", "http=udp://127.0.0.1:0"), []string{`"udp://127.0.0.1:0"`, "out of range"}},
+		{"relative unix path", base("--listen", "admin=unix:run/admin.sock"), []string{`"unix:run/admin.sock"`, "not absolute"}},
+		{"bad socket name", base("--listen", "a:b=tcp://127.0.0.1:8080"), []string{`"a:b"`}},
+		{"reserved socket name", base("--listen", "stored=tcp://127.0.0.1:8080"), []string{`"stored"`, "reserved"}},
+		{"relative baton", base("--baton", "baton"), []string{"--baton", `"baton"`}},
+		{"old systemd", base("--systemd-version", "219"), []string{"--systemd-version", `"219"`}},
+		{"fdstore with sockets", base("--fdstore", "4"), []string{"--fdstore", `"4"`}},
+		{"allow-ip without network", base("--allow-ip", "10.0.0.0/8"), []string{"--allow-ip", `"10.0.0.0/8"`}},
+		{"root user", base("--user", "root"), []string{"--user", `"root"`}},
+		{"negative watchdog", base("--watchdog", "-1s"), []string{"--watchdog", `"-1s"`}},
+		{"zero drain", base("--drain", "0"), []string{"--drain"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "out")
+			r := baton(t, append(append([]string{"units"}, tt.args...), "--out", dir)...)
+			if r.code != 2 {
+				t.Errorf("exit status %d, want 2", r.code)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr does not contain %q:\n%s", w, r.stderr)
+				}
+			}
+			if !strings.HasPrefix(r.stderr, "baton units: ") {
+				t.Errorf("stderr does not start with \"baton units: \":\n%s", r.stderr)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout not empty:\n%s", r.stdout)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("%s exists after a bad spec (%v)", dir, err)
+			}
+		})
+	}
+}
+
+func TestSplitWords(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"/bin/app", []string{"/bin/app"}},
+		{"  /bin/app  -x\t1 ", []string{"/bin/app", "-x", "1"}},
+		{`/bin/app 'a b' "c d" e\ f`, []string{"/bin/app", "a b", "c d", "e f"}},
+		{`/bin/app "say \"hi\"" 'it''s' "\n"`, []string{"/bin/app", `say "hi"`, "its", `\n`}},
+		{`/bin/app "" ''`, []string{"/bin/app", "", ""}},
+		{`/bin/app a"b"c`, []string{"/bin/app", "abc"}},
+		{"", nil},
+	}
+	for _, tt := range tests {
+		got, err := splitWords(tt.in)
+		if err != nil {
+			t.Errorf("splitWords(%q): %v", tt.in, err)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("splitWords(%q) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+	for _, bad := range []string{`a "b`, `a 'b`, `a\`} {
+		if _, err := splitWords(bad); err == nil {
+			t.Errorf("splitWords(%q): no error", bad)
+		}
+	}
+}
