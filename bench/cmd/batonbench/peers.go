@@ -37,6 +37,9 @@ type peer struct {
 	// upgrades is false for the plain baseline.
 	upgrades bool
 	needs    []string // binaries this peer needs
+	// subcommand, when set, is a baton subcommand this peer needs
+	// (checked with `baton help NAME`).
+	subcommand string
 }
 
 type bins struct {
@@ -77,8 +80,9 @@ func peers() []*peer {
 			trigger: func(b *bins, inst *instance) control.Trigger {
 				return control.Command{Args: []string{b.path("baton"), "reload", "--pid", "{pid}"}, PidFile: filepath.Join(inst.dir, "http.pid")}
 			},
-			upgrades: true,
-			needs:    []string{"http", "baton"},
+			upgrades:   true,
+			needs:      []string{"http", "baton"},
+			subcommand: "reload",
 		},
 		{
 			name:     "baton-run",
@@ -90,8 +94,9 @@ func peers() []*peer {
 			trigger: func(_ *bins, inst *instance) control.Trigger {
 				return control.Signal{Sig: syscall.SIGHUP, Pid: inst.supervisor()}
 			},
-			upgrades: true,
-			needs:    []string{"baton", "gosystemd"},
+			upgrades:   true,
+			needs:      []string{"baton", "gosystemd"},
+			subcommand: "run",
 		},
 		{
 			name:     "tableflip",
@@ -257,6 +262,11 @@ func (p *peer) missing(b *bins) error {
 	for _, n := range p.needs {
 		if !b.has(n) {
 			return fmt.Errorf("%w: %s", errMissing, b.path(n))
+		}
+	}
+	if p.subcommand != "" {
+		if out, err := exec.Command(b.path("baton"), "help", p.subcommand).CombinedOutput(); err != nil {
+			return fmt.Errorf("%w: baton %s (%s)", errMissing, p.subcommand, lastLine(string(out)))
 		}
 	}
 	return nil
