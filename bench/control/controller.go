@@ -102,8 +102,18 @@ type Config struct {
 	// fewer than MaxDraining old generations are alive).
 	Every       time.Duration
 	MaxDraining int
+	// Settle is a pause after the MaxDraining wait, for a peer that must
+	// notice its parent's exit before it accepts an upgrade.
+	Settle      time.Duration
 	Until       time.Duration // no trigger after this long; 0: no limit
-	Count       int           // at most this many triggers; 0: no limit
+	Count       int           // stop after this many upgrades handed over; 0: no limit
+	MaxAttempts int           // stop after this many triggers; 0: no limit
+
+	// PidFile, when set, is the service's pid file: after a handover the
+	// next trigger waits (up to HandoffTimeout) until it names the new
+	// process, so that a signal never goes to a generation that already
+	// handed over.
+	PidFile string
 
 	// HandoffTimeout bounds the wait for the new process after Fire
 	// returns; with Every set it is at most Every (an upgrade not done by
@@ -139,10 +149,11 @@ func Run(ctx context.Context, cfg Config) []Upgrade {
 		timeout = min(timeout, cfg.Every)
 	}
 	var ups []Upgrade
+	handed := 0
 	start := time.Now()
 	next := start
 	for ctx.Err() == nil {
-		if cfg.Count > 0 && len(ups) >= cfg.Count {
+		if cfg.Count > 0 && handed >= cfg.Count || cfg.MaxAttempts > 0 && len(ups) >= cfg.MaxAttempts {
 			break
 		}
 		if cfg.Every > 0 {
@@ -156,10 +167,15 @@ func Run(ctx context.Context, cfg Config) []Upgrade {
 				break
 			}
 		} else if cfg.MaxDraining > 0 && cfg.Watcher != nil {
+			waited := false
 			for cfg.Watcher.Live() >= cfg.MaxDraining {
+				waited = true
 				if !sleepUntil(ctx, time.Now().Add(time.Millisecond)) {
 					return ups
 				}
+			}
+			if waited && cfg.Settle > 0 && !sleepUntil(ctx, time.Now().Add(cfg.Settle)) {
+				break
 			}
 		}
 		if cfg.Until > 0 && time.Since(start) >= cfg.Until {
@@ -190,8 +206,12 @@ func Run(ctx context.Context, cfg Config) []Upgrade {
 				up.Err = fmt.Errorf("%w within %v: %w", ErrNoHandoff, timeout, err)
 			} else {
 				up.New, up.Handoff = pid, first.Sub(up.At)
+				handed++
 				if cfg.Watcher != nil {
 					cfg.Watcher.Watch(cur)
+				}
+				if cfg.PidFile != "" {
+					waitPidfile(ctx, cfg.PidFile, pid, timeout)
 				}
 			}
 		}
@@ -212,5 +232,18 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 		return false
 	case <-timer.C:
 		return true
+	}
+}
+
+// waitPidfile waits until path names pid, or for at most limit.
+func waitPidfile(ctx context.Context, path string, pid int, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if p, err := ReadPidfile(path); err == nil && p == pid {
+			return
+		}
+		if !sleepUntil(ctx, time.Now().Add(time.Millisecond)) {
+			return
+		}
 	}
 }

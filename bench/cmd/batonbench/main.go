@@ -163,7 +163,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			maxDraining:    4,
 			drainWait:      35 * time.Second,
 			sampleProcs:    true,
-			handoffTimeout: 2 * time.Second,
+			handoffTimeout: 500 * time.Millisecond,
 		},
 	}
 

@@ -31,6 +31,8 @@ type peer struct {
 	// restart marks the naive stop-and-start peer: there is no handover
 	// and no old generation.
 	restart bool
+	// pidfile names the peer's pid file in its directory, if it has one.
+	pidfile string
 	// serial marks a peer that refuses an upgrade while an old generation
 	// is alive: the soak waits for the old one to exit before the next.
 	serial bool
@@ -67,6 +69,7 @@ func peers() []*peer {
 			trigger: func(_ *bins, inst *instance) control.Trigger {
 				return control.Signal{Sig: syscall.SIGHUP, PidFile: filepath.Join(inst.dir, "http.pid")}
 			},
+			pidfile:  "http.pid",
 			upgrades: true,
 			needs:    []string{"http"},
 		},
@@ -80,6 +83,7 @@ func peers() []*peer {
 			trigger: func(b *bins, inst *instance) control.Trigger {
 				return control.Command{Args: []string{b.path("baton"), "reload", "--pid", "{pid}"}, PidFile: filepath.Join(inst.dir, "http.pid")}
 			},
+			pidfile:    "http.pid",
 			upgrades:   true,
 			needs:      []string{"http", "baton"},
 			subcommand: "reload",
@@ -109,6 +113,7 @@ func peers() []*peer {
 			trigger: func(_ *bins, inst *instance) control.Trigger {
 				return control.Signal{Sig: syscall.SIGHUP, PidFile: filepath.Join(inst.dir, "tableflip.pid")}
 			},
+			pidfile:  "tableflip.pid",
 			upgrades: true,
 			needs:    []string{"tableflip"},
 		},

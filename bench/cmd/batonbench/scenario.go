@@ -164,8 +164,16 @@ func runUpgrades(ctx context.Context, env *runEnv, p *peer, sc scenario) (*row, 
 		Count:       sc.count,
 		MaxDraining: sc.maxDraining,
 	}
+	if p.pidfile != "" {
+		ccfg.PidFile = filepath.Join(dir, p.pidfile)
+	}
 	if p.serial && ccfg.MaxDraining > 0 {
-		ccfg.MaxDraining = 1 // it refuses an upgrade while its parent lives
+		// It refuses an upgrade while its parent lives, and must have
+		// noticed the exit first.
+		ccfg.MaxDraining, ccfg.Settle = 1, 5*time.Millisecond
+	}
+	if sc.count > 0 {
+		ccfg.MaxAttempts = sc.count + sc.count/10
 	}
 	if sc.handoffTimeout > 0 {
 		ccfg.HandoffTimeout = sc.handoffTimeout
