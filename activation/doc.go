@@ -40,7 +40,7 @@
 //	# web.socket
 //	[Socket]
 //	ListenStream=0.0.0.0:80
-//	ListenStream=/run/web/admin.sock
+//	ListenStream=/run/web/http.sock
 //	FileDescriptorName=http
 //	Service=web.service
 //
@@ -62,14 +62,19 @@
 //
 // # Errors
 //
-// Not being activated is not an error: Receive returns an error matching
-// ErrNotActivated. A malformed variable is an *EnvError naming the variable
-// and its value (LISTEN_FDS="abc", "0", "-1", too large, fds not open,
-// LISTEN_FDNAMES with the wrong count, a name over 255 bytes or with a
-// control character). A failing system call is an *FDError. A lookup that
-// misses is a *LookupError matching ErrNoSocket (or ErrAmbiguous when one
-// was wanted and several match) and lists what the Set holds. On any error
-// Receive returns no Set and has wrapped or closed no fd.
+// Not being activated is not a failure: Receive returns an error matching
+// ErrNotActivated (LISTEN_PID unset or another process's, or LISTEN_FDS
+// unset) and the program opens its own sockets. A malformed variable is an
+// *EnvError naming the variable and its value: LISTEN_PID or LISTEN_FDS
+// that is not plain decimal (letters, blanks, '+', "0x", a leading zero),
+// out of range, zero or negative; fds that are not open or lie past the fd
+// table; LISTEN_FDNAMES with the wrong count, a name over 255 bytes, a name
+// with a control character or a non-ASCII byte. A failing system call is an
+// *FDError. On any error Receive returns a nil Set and has wrapped or
+// closed no fd (close-on-exec may have been set on some): with variables
+// that cannot be trusted, fds 3 and up may not be inherited ones. A lookup
+// that misses is a *LookupError matching ErrNoSocket (or ErrAmbiguous when
+// one was wanted and several match), listing what the Set holds.
 //
 // # Traps
 //
@@ -78,34 +83,49 @@
 //     fds may share a name: all fds of one socket unit do.
 //   - Fd-store entries follow the socket-unit fds and can be copies of them
 //     (LISTEN_FDNAMES=admin:http:http:admin after a restart with FDSTORE=1).
-//     Receive keeps the first fd of each socket and closes the copies; it
-//     compares device, inode and access mode, and never merges anonymous
-//     inodes (eventfds and the like), which all share one inode.
+//     Receive keeps the first fd of each file and closes the copies; a
+//     copy's other name (say "stored") becomes an alias of the kept fd, and
+//     lookups find it under either. Copies are recognised by device, inode
+//     and access mode; anonymous inodes (eventfds and the like) all share
+//     one inode and are never merged, nor are the two ends of a pipe.
 //   - Never shutdown(2) an inherited socket: the socket unit, a sibling
 //     process or the next generation still uses it. Never unlink an
 //     inherited unix socket's path: the socket unit owns it. A unix listener
 //     a process creates itself needs SetUnlinkOnClose(false) before it is
 //     handed over.
-//   - The variables are unset by Receive before it returns, on every path:
-//     call it before starting any process, so that a child does not mistake
-//     them for its own (LISTEN_PID guards that only as long as pids are not
-//     reused).
-//   - Call Receive early, before opening files: it trusts LISTEN_FDS once
-//     LISTEN_PID matches, and fds 3 .. 3+n-1 are then taken to be the
-//     inherited ones.
+//   - Receive unsets the variables before it returns, on every path. Call
+//     it before starting any process, so that no child mistakes them for
+//     its own (LISTEN_PID guards that only as long as pids are not reused).
+//   - Call Receive early, before opening files: once LISTEN_PID matches it
+//     trusts LISTEN_FDS, and takes fds 3 .. 3+n-1 to be the inherited ones.
 //   - The net values returned by lookups do not have the inherited fd
 //     numbers. To pass a socket on, use its File method, or keep the
-//     *os.File from Take.
+//     *os.File from File or Take.
+//   - systemd's Accept=yes names the connection "connection";
+//     systemd-socket-activate --accept (252) names it after --fdname, or
+//     leaves it "unknown".
 //   - Only Linux receives fds; elsewhere Receive says ErrNotActivated or
 //     errors.ErrUnsupported.
 //
-// # Compared with go-systemd
+// # Compared with libsystemd and go-systemd
 //
-// github.com/coreos/go-systemd/v22/activation gives the same fds and names
-// for every input both accept. It accepts more: a LISTEN_FDNAMES whose count
-// differs from LISTEN_FDS, fds that are not open, LISTEN_FDS="+2"; it names
-// fds without a name "LISTEN_FD_<fd>" where libsystemd and this package say
-// "unknown" (or keep the empty name); it does not drop fd-store duplicates;
-// its ListenersWithNames also returns connected TCP sockets and unix
-// datagram sockets as listeners.
+// The tests run libsystemd's sd_listen_fds_with_names and
+// github.com/coreos/go-systemd/v22/activation side by side with Receive.
+// Every input libsystemd refuses, Receive refuses; where all accept, the
+// fds and names agree. Receive is stricter than libsystemd in two ways:
+// numbers must be plain decimal (libsystemd's strtol takes " 1", "+1",
+// "0x1", and reads "010" as 8 where go-systemd reads 10), and names must be
+// valid fd names (libsystemd hands out any; systemd never sets an invalid
+// one).
+//
+// go-systemd differs more:
+//   - it accepts a LISTEN_FDNAMES whose count is not LISTEN_FDS, and never
+//     checks that the fds are open;
+//   - it names an fd without a name "LISTEN_FD_<fd>" (libsystemd and
+//     Receive: "unknown" when LISTEN_FDNAMES is unset, else the empty name);
+//   - it does not drop fd-store copies;
+//   - its ListenersWithNames also returns connected TCP and unix sockets and
+//     unix datagram sockets, as listeners;
+//   - an unparsable LISTEN_PID or LISTEN_FDS, or LISTEN_FDS=0, is "not
+//     activated" to it, an error to libsystemd and Receive.
 package activation

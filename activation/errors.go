@@ -66,7 +66,7 @@ func (e *LookupError) Error() string {
 	if e.Found == 0 {
 		return fmt.Sprintf("activation: no %s named %q (have %s)", e.Want, e.Name, have)
 	}
-	return fmt.Sprintf("activation: %d of %s named %q, want exactly one (have %s)", e.Found, e.Want, e.Name, have)
+	return fmt.Sprintf("activation: %d %ss named %q, want one (have %s)", e.Found, e.Want, e.Name, have)
 }
 
 func (e *LookupError) Unwrap() error { return e.Err }

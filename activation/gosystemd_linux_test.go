@@ -34,6 +34,8 @@ func TestSameAsGoSystemd(t *testing.T) {
 		env   []string
 		// oursRejects: this package refuses the input, go-systemd takes it.
 		oursRejects bool
+		// theirsNone: go-systemd says not activated, this package refuses.
+		theirsNone bool
 	}{
 		{name: "every kind, named", files: all, env: activated(names...)},
 		{name: "names not set", files: all, env: []string{self, EnvFDs + "=" + strconv.Itoa(len(all))}},
@@ -42,12 +44,15 @@ func TestSameAsGoSystemd(t *testing.T) {
 		{name: "fd-store copies", files: []*os.File{tcp, udp, udp, tcp}, env: activated("admin", "http", "http", "admin")},
 		{name: "fewer fds than passed", files: all, env: activated("tcp", "conn")},
 		{name: "special names", files: []*os.File{tcp, udp}, env: activated(NameConnection, NameStored)},
-		{name: "leading zeros", files: []*os.File{tcp}, env: []string{self, EnvFDs + "=01", EnvNames + "=x"}},
+		{name: "LISTEN_FDNAMES empty", files: []*os.File{tcp}, env: []string{self, EnvFDs + "=1", EnvNames + "="}},
+		{name: "leading zero", files: []*os.File{tcp}, env: []string{self, EnvFDs + "=01", EnvNames + "=x"}, oursRejects: true},
 		{name: "too few names", files: []*os.File{tcp, udp}, env: []string{self, EnvFDs + "=2", EnvNames + "=x"}, oursRejects: true},
 		{name: "too many names", files: []*os.File{tcp}, env: []string{self, EnvFDs + "=1", EnvNames + "=x:y"}, oursRejects: true},
-		{name: "LISTEN_FDNAMES empty", files: []*os.File{tcp}, env: []string{self, EnvFDs + "=1", EnvNames + "="}, oursRejects: true},
 		{name: "LISTEN_FDS with plus sign", files: []*os.File{tcp}, env: []string{self, EnvFDs + "=+1", EnvNames + "=x"}, oursRejects: true},
 		{name: "name with control character", files: []*os.File{tcp}, env: []string{self, EnvFDs + "=1", EnvNames + "=a\tb"}, oursRejects: true},
+		{name: "LISTEN_PID unparsable", files: []*os.File{tcp}, env: []string{EnvPID + "=abc", EnvFDs + "=1"}, theirsNone: true},
+		{name: "LISTEN_PID empty", files: []*os.File{tcp}, env: []string{EnvPID + "=", EnvFDs + "=1"}, theirsNone: true},
+		{name: "LISTEN_FDS zero", files: []*os.File{tcp}, env: []string{self, EnvFDs + "=0"}, theirsNone: true},
 		{name: "name over 255 bytes", files: []*os.File{tcp}, env: []string{self, EnvFDs + "=1", EnvNames + "=" + strings.Repeat("n", 256)}, oursRejects: true},
 	}
 	for _, tt := range tests {
@@ -56,6 +61,13 @@ func TestSameAsGoSystemd(t *testing.T) {
 			ours := runHelper(t, "receive", tt.files, tt.env)
 			if len(theirs.EnvLeft) > 0 || len(ours.EnvLeft) > 0 {
 				t.Errorf("variables left set: go-systemd %q, Receive %q", theirs.EnvLeft, ours.EnvLeft)
+			}
+			if tt.theirsNone {
+				if len(theirs.Files) > 0 || ours.Err == "" || ours.NotActivated {
+					t.Errorf("go-systemd: %d files, want none; Receive: %q, want an error", len(theirs.Files), ours.Err)
+				}
+				t.Logf("go-systemd: not activated; Receive: %s", ours.Err)
+				return
 			}
 			if len(theirs.Files) == 0 {
 				t.Fatalf("go-systemd refused the input")

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,9 +41,10 @@ type report struct {
 	Unsupported   bool                `json:"unsupported,omitempty"`
 	EnvLeft       []string            `json:"envLeft,omitempty"`   // LISTEN_* still set after Receive
 	OpenBefore    []int               `json:"openBefore"`          // fds 3.. open before Receive
+	Before        map[int]string      `json:"before"`              // the same, and what they are
 	CloexecBefore []int               `json:"cloexecBefore"`       // fds 3.. with FD_CLOEXEC before Receive
-	OpenAfter     []int               `json:"openAfter"`           // fds 3.. open after Receive
-	OpenClosed    []int               `json:"openClosed"`          // fds 3.. open after Set.Close (and lookups)
+	After         map[int]string      `json:"after"`               // fds 3.. open after Receive, and what they are
+	Closed        map[int]string      `json:"closed"`              // the same after the lookups and Set.Close
 	Files         []reportFile        `json:"files,omitempty"`     // Set.Files
 	Lookups       []string            `json:"lookups,omitempty"`   // one line per lookup argument
 	Listeners     map[string][]string `json:"listeners,omitempty"` // go-systemd's ListenersWithNames
@@ -67,6 +69,20 @@ func cloexecFDList() []int {
 		}
 	}
 	return fds
+}
+
+// fdTargets maps the open fds from 3 up to what /proc says they are
+// ("socket:[123]", "pipe:[45]", "anon_inode:[eventfd]", a path).
+func fdTargets() map[int]string {
+	m := map[int]string{}
+	for _, fd := range openFDList() {
+		target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+		if err != nil {
+			target = "?" + err.Error()
+		}
+		m[fd] = target
+	}
+	return m
 }
 
 func openFDList() []int {
@@ -111,6 +127,19 @@ func emit(r report) {
 	}
 }
 
+// initPoller makes the runtime open its poller's fds now, not during
+// Receive (whose first file opened, say /proc/sys/fs/nr_open, would do it):
+// the fds the helper sees open before Receive must be all there are.
+func initPoller() {
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(3)
+	}
+	_ = r.Close()
+	_ = w.Close()
+}
+
 func setSelfPID() {
 	if os.Getenv(envSelfPID) == "1" {
 		_ = os.Setenv(EnvPID, strconv.Itoa(os.Getpid()))
@@ -123,11 +152,12 @@ func setSelfPID() {
 // "echo:NAME": Conn(NAME), write "hello" to it), closes the Set and reports
 // which fds are left.
 func helperReceive() {
+	initPoller()
 	setSelfPID()
-	r := report{PID: os.Getpid(), OpenBefore: openFDList(), CloexecBefore: cloexecFDList()}
+	r := report{PID: os.Getpid(), OpenBefore: openFDList(), Before: fdTargets(), CloexecBefore: cloexecFDList()}
 	set, err := Receive()
 	r.EnvLeft = leftEnv()
-	r.OpenAfter = openFDList()
+	r.After = fdTargets()
 	if err != nil {
 		r.Err = err.Error()
 		r.NotActivated = errors.Is(err, ErrNotActivated)
@@ -162,7 +192,7 @@ func helperReceive() {
 			r.Lookups = append(r.Lookups, "close taken: "+err.Error())
 		}
 	}
-	r.OpenClosed = openFDList()
+	r.Closed = fdTargets()
 	emit(r)
 }
 
@@ -245,6 +275,7 @@ func matchable(err error) string {
 // the same environment: Files(true) as files, or with the argument
 // "listeners", ListenersWithNames.
 func helperGoSystemd() {
+	initPoller()
 	setSelfPID()
 	r := report{PID: os.Getpid(), OpenBefore: openFDList()}
 	if args := testproc.Args(); len(args) > 0 && args[0] == "listeners" {
@@ -267,7 +298,7 @@ func helperGoSystemd() {
 		}
 	}
 	r.EnvLeft = leftEnv()
-	r.OpenClosed = openFDList()
+	r.Closed = fdTargets()
 	emit(r)
 }
 
@@ -308,6 +339,36 @@ func withoutListenEnv(env []string) []string {
 	for _, kv := range env {
 		if !strings.HasPrefix(kv, "LISTEN_") {
 			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// changed returns the fds of before that after no longer has, or has as
+// something else.
+func changed(before, after map[int]string) []int {
+	var out []int
+	for fd, target := range before {
+		if after[fd] != target {
+			out = append(out, fd)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// stillOpen returns the fds among fds whose file (as before names it) is
+// open anywhere in after. Anonymous inodes are skipped: all eventfds look
+// alike, the runtime's own included.
+func stillOpen(before, after map[int]string, fds []int) []int {
+	open := map[string]bool{}
+	for _, target := range after {
+		open[target] = true
+	}
+	var out []int
+	for _, fd := range fds {
+		if t := before[fd]; open[t] && !strings.HasPrefix(t, "anon_inode:") {
+			out = append(out, fd)
 		}
 	}
 	return out

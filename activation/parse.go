@@ -74,13 +74,17 @@ func parse(env environ, self int) (n int, names []string, err error) {
 }
 
 var (
-	errEmpty     = errors.New("empty")
-	errNotNumber = errors.New("not a decimal number")
+	errEmpty       = errors.New("empty")
+	errNotNumber   = errors.New("not a decimal number")
+	errLeadingZero = errors.New("leading zero (octal to libsystemd, decimal to others)")
 )
 
-// parseDecimal accepts an optional '-' and ASCII digits, nothing else: no
-// '+', no spaces, no base prefixes. Values that do not fit report the sign
-// through ok=false and a clamped value.
+// parseDecimal accepts an optional '-' and ASCII digits without a leading
+// zero, nothing else. libsystemd's parser (strtol with base 0) also takes
+// blanks, '+', "0x", "0o", "0b" and reads "010" as 8, where go-systemd
+// reads 10: every such form is refused rather than read one way or the
+// other; systemd itself writes plain decimal. A value that does not fit an
+// int64 is clamped to MinInt64 or MaxInt64: out of range either way.
 func parseDecimal(s string) (v int64, err error) {
 	if s == "" {
 		return 0, errEmpty
@@ -93,6 +97,9 @@ func parseDecimal(s string) (v int64, err error) {
 		if digits[i] < '0' || digits[i] > '9' {
 			return 0, errNotNumber
 		}
+	}
+	if len(digits) > 1 && digits[0] == '0' {
+		return 0, errLeadingZero
 	}
 	v, err = strconv.ParseInt(s, 10, 64)
 	if err != nil { // only a range error is left: clamp, keeping the sign
@@ -110,9 +117,9 @@ func parsePID(s string) (int64, error) {
 	case err != nil:
 		return 0, err
 	case v < 1:
-		return 0, fmt.Errorf("not a process id: %s is below 1", clamp(v))
+		return 0, errors.New("not a process id: below 1")
 	case v > math.MaxInt32:
-		return 0, fmt.Errorf("not a process id: %s is above %d", clamp(v), math.MaxInt32)
+		return 0, fmt.Errorf("not a process id: above %d", math.MaxInt32)
 	}
 	return v, nil
 }
@@ -123,37 +130,26 @@ func parseCount(s string) (int, error) {
 	case err != nil:
 		return 0, err
 	case v < 0:
-		return 0, fmt.Errorf("negative: %s fds, need at least 1", clamp(v))
+		return 0, errors.New("negative, need at least 1 fd")
 	case v == 0:
-		return 0, errors.New("zero fds, need at least 1")
+		return 0, errors.New("zero, need at least 1 fd")
 	case v > MaxFDs:
-		return 0, fmt.Errorf("%s fds is more than the %d possible", clamp(v), MaxFDs)
+		return 0, fmt.Errorf("more than the %d fds possible", MaxFDs)
 	}
 	return int(v), nil
 }
 
-// clamp prints a parsed value, saying "out of range" for the clamped ends.
-func clamp(v int64) string {
-	switch v {
-	case math.MinInt64:
-		return "an out-of-range negative number"
-	case math.MaxInt64:
-		return "an out-of-range number"
-	}
-	return strconv.FormatInt(v, 10)
-}
-
 // parseNames splits LISTEN_FDNAMES on ':' keeping empty fields, as
-// libsystemd does; like libsystemd, an empty value holds no names at all.
-// Each name must be a valid fd name (systemd's fdname_is_valid): at most
-// 255 bytes of printable ASCII.
+// libsystemd does (an empty value is one empty name). Each name must be a
+// valid fd name (systemd's fdname_is_valid): at most 255 bytes of printable
+// ASCII; libsystemd hands out any name, systemd never sets an invalid one.
 func parseNames(s string, n int) ([]string, error) {
-	count := 0
-	if s != "" {
-		count = strings.Count(s, ":") + 1
-	}
-	if count != n {
-		return nil, fmt.Errorf("%d names for %s=%d", count, EnvFDs, n)
+	if count := strings.Count(s, ":") + 1; count != n {
+		plural := "s"
+		if count == 1 {
+			plural = ""
+		}
+		return nil, fmt.Errorf("%d name%s for %s=%d", count, plural, EnvFDs, n)
 	}
 	names := strings.Split(s, ":")
 	for i, name := range names {

@@ -28,7 +28,7 @@ func TestParse(t *testing.T) {
 		{"duplicate names", set("4242", "4", "admin:http:http:admin"), 4, []string{"admin", "http", "http", "admin"}},
 		{"empty fields kept", set("4242", "3", ":x:"), 3, []string{"", "x", ""}},
 		{"one empty field of two", set("4242", "2", ":"), 2, []string{"", ""}},
-		{"leading zeros", set("04242", "01", "a"), 1, []string{"a"}},
+		{"empty value is one empty name", set("4242", "1", ""), 1, []string{""}},
 		{"name of 255 bytes", set("4242", "1", long), 1, []string{long}},
 		{"printable ASCII", set("4242", "1", "a b~!@#$%^&*()=.-_/\\'\"`{}[]|<>,?;"), 1, []string{"a b~!@#$%^&*()=.-_/\\'\"`{}[]|<>,?;"}},
 		{"special names", set("4242", "3", "connection:stored:unknown"), 3, []string{"connection", "stored", "unknown"}},
@@ -95,20 +95,28 @@ var badInputs = []struct {
 		`activation: LISTEN_PID="+4242": not a decimal number`,
 	},
 	{
+		"LISTEN_PID leading zero", set("04242", "1", "a"), EnvPID,
+		`activation: LISTEN_PID="04242": leading zero (octal to libsystemd, decimal to others)`,
+	},
+	{
+		"LISTEN_PID hex", set("0x1092", "1", "a"), EnvPID,
+		`activation: LISTEN_PID="0x1092": not a decimal number`,
+	},
+	{
 		"LISTEN_PID zero", set("0", "1", "a"), EnvPID,
-		`activation: LISTEN_PID="0": not a process id: 0 is below 1`,
+		`activation: LISTEN_PID="0": not a process id: below 1`,
 	},
 	{
 		"LISTEN_PID negative", set("-4242", "1", "a"), EnvPID,
-		`activation: LISTEN_PID="-4242": not a process id: -4242 is below 1`,
+		`activation: LISTEN_PID="-4242": not a process id: below 1`,
 	},
 	{
 		"LISTEN_PID huge", set("99999999999999999999", "1", "a"), EnvPID,
-		`activation: LISTEN_PID="99999999999999999999": not a process id: an out-of-range number is above 2147483647`,
+		`activation: LISTEN_PID="99999999999999999999": not a process id: above 2147483647`,
 	},
 	{
 		"LISTEN_PID above int32", set("2147483648", "1", "a"), EnvPID,
-		`activation: LISTEN_PID="2147483648": not a process id: 2147483648 is above 2147483647`,
+		`activation: LISTEN_PID="2147483648": not a process id: above 2147483647`,
 	},
 	{
 		"LISTEN_FDS letters", set("4242", "abc", "a"), EnvFDs,
@@ -135,24 +143,36 @@ var badInputs = []struct {
 		`activation: LISTEN_FDS="0x1": not a decimal number`,
 	},
 	{
+		"LISTEN_FDS leading zero", set("4242", "01", "a"), EnvFDs,
+		`activation: LISTEN_FDS="01": leading zero (octal to libsystemd, decimal to others)`,
+	},
+	{
+		"LISTEN_FDS octal", set("4242", "010", "a:b:c:d:e:f:g:h"), EnvFDs,
+		`activation: LISTEN_FDS="010": leading zero (octal to libsystemd, decimal to others)`,
+	},
+	{
+		"LISTEN_FDS double zero", set("4242", "00", "a"), EnvFDs,
+		`activation: LISTEN_FDS="00": leading zero (octal to libsystemd, decimal to others)`,
+	},
+	{
 		"LISTEN_FDS negative", set("4242", "-1", "a"), EnvFDs,
-		`activation: LISTEN_FDS="-1": negative: -1 fds, need at least 1`,
+		`activation: LISTEN_FDS="-1": negative, need at least 1 fd`,
 	},
 	{
 		"LISTEN_FDS very negative", set("4242", "-99999999999999999999", "a"), EnvFDs,
-		`activation: LISTEN_FDS="-99999999999999999999": negative: an out-of-range negative number fds, need at least 1`,
+		`activation: LISTEN_FDS="-99999999999999999999": negative, need at least 1 fd`,
 	},
 	{
 		"LISTEN_FDS zero", set("4242", "0", ""), EnvFDs,
-		`activation: LISTEN_FDS="0": zero fds, need at least 1`,
+		`activation: LISTEN_FDS="0": zero, need at least 1 fd`,
 	},
 	{
 		"LISTEN_FDS above INT_MAX-3", set("4242", "2147483645", "a"), EnvFDs,
-		`activation: LISTEN_FDS="2147483645": 2147483645 fds is more than the 2147483644 possible`,
+		`activation: LISTEN_FDS="2147483645": more than the 2147483644 fds possible`,
 	},
 	{
 		"LISTEN_FDS huge", set("4242", "99999999999999999999", "a"), EnvFDs,
-		`activation: LISTEN_FDS="99999999999999999999": an out-of-range number fds is more than the 2147483644 possible`,
+		`activation: LISTEN_FDS="99999999999999999999": more than the 2147483644 fds possible`,
 	},
 	{
 		"LISTEN_FDNAMES too few", set("4242", "3", "a:b"), EnvNames,
@@ -163,8 +183,8 @@ var badInputs = []struct {
 		`activation: LISTEN_FDNAMES="a:b": 2 names for LISTEN_FDS=1`,
 	},
 	{
-		"LISTEN_FDNAMES empty", set("4242", "1", ""), EnvNames,
-		`activation: LISTEN_FDNAMES="": 0 names for LISTEN_FDS=1`,
+		"LISTEN_FDNAMES empty for two", set("4242", "2", ""), EnvNames,
+		`activation: LISTEN_FDNAMES="": 1 name for LISTEN_FDS=2`,
 	},
 	{
 		"name over 255 bytes", set("4242", "2", "ok:"+strings.Repeat("x", 256)), EnvNames,

@@ -78,10 +78,10 @@ func TestReceiveEveryKind(t *testing.T) {
 		}
 	}
 	// (The runtime may open its poller's fds on the way: new fds are fine.)
-	if closed := without(r.OpenBefore, r.OpenAfter); len(closed) > 0 {
+	if closed := changed(r.Before, r.After); len(closed) > 0 {
 		t.Errorf("Receive closed fds %v", closed)
 	}
-	if left := intersect(r.OpenClosed, passed); len(left) > 0 {
+	if left := stillOpen(r.Before, r.Closed, passed); len(left) > 0 {
 		t.Errorf("inherited fds %v still open after the lookups and Close", left)
 	}
 
@@ -131,6 +131,35 @@ func TestReceiveEveryKind(t *testing.T) {
 			t.Errorf("inherited path gone: %v", err)
 		}
 	}
+	// Nothing shut the sockets down: the listeners still accept here.
+	for _, i := range []int{0, 3, 5} {
+		checkAccepts(t, fs[i])
+	}
+}
+
+// checkAccepts accepts one connection on a listening socket fixture.
+func checkAccepts(t *testing.T, f fixture) {
+	t.Helper()
+	l, err := net.FileListener(f.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if ul, ok := l.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+	}
+	c, err := net.Dial(l.Addr().Network(), l.Addr().String())
+	if err != nil {
+		t.Errorf("%s: dial after the helper: %v", f.name, err)
+		return
+	}
+	defer c.Close()
+	s, err := l.Accept()
+	if err != nil {
+		t.Errorf("%s: accept after the helper: %v", f.name, err)
+		return
+	}
+	_ = s.Close()
 }
 
 func intersect(a, b []int) []int {
@@ -165,7 +194,7 @@ func TestReceiveNames(t *testing.T) {
 			args:      []string{"listener:http", "listeners:http", "listener:admin"},
 			wantNames: []string{"http", "admin", "http"},
 			want: []string{
-				`listener:http -> error: activation: 2 of listening stream socket named "http", want exactly one (have ` +
+				`listener:http -> error: activation: 2 listening stream sockets named "http", want one (have ` +
 					`"http": tcp listener ` + a.Addr().String() + `, "admin": tcp listener ` + b.Addr().String() +
 					`, "http": tcp listener ` + c.Addr().String() + `) [ErrAmbiguous]`,
 				"listeners:http -> " + addr(0) + "; " + addr(2),
@@ -303,6 +332,7 @@ func TestReceiveBadInput(t *testing.T) {
 	for _, in := range inputs {
 		t.Run(in.name, func(t *testing.T) {
 			r := runHelper(t, "receive", files, in.env)
+			t.Logf("%q -> %s", in.env, r.Err)
 			if want := in.want(r); r.Err != want {
 				t.Errorf("error\n got %s\nwant %s", r.Err, want)
 			}
@@ -318,11 +348,11 @@ func TestReceiveBadInput(t *testing.T) {
 			if len(r.Files) > 0 {
 				t.Errorf("error with files: %v", r.Files)
 			}
-			if closed := without(r.OpenBefore, r.OpenAfter); len(closed) > 0 {
+			if closed := changed(r.Before, r.After); len(closed) > 0 {
 				t.Errorf("Receive closed fds %v on error", closed)
 			}
-			if !slices.Contains(r.OpenClosed, FirstFD) || !slices.Contains(r.OpenClosed, FirstFD+1) {
-				t.Errorf("inherited fds closed on error: open after Close: %v", r.OpenClosed)
+			if closed := changed(map[int]string{3: r.Before[3], 4: r.Before[4]}, r.Closed); len(closed) > 0 {
+				t.Errorf("inherited fds %v closed after an error (the count is not to be trusted)", closed)
 			}
 		})
 	}
@@ -377,8 +407,11 @@ func TestReceiveDedup(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Files (-want +got):\n%s", diff)
 	}
-	if dups := intersect(r.OpenAfter, []int{5, 6, 8}); len(dups) > 0 {
-		t.Errorf("duplicates %v not closed", dups)
+	if dups := intersect(changed(r.Before, r.After), []int{5, 6, 8}); len(dups) != 3 {
+		t.Errorf("of the duplicates 5, 6, 8 only %v closed", dups)
+	}
+	if other := without(changed(r.Before, r.After), []int{5, 6, 8}); len(other) > 0 {
+		t.Errorf("fds %v closed", other)
 	}
 	wantLookups := []string{
 		"listener:admin -> *net.TCPListener tcp " + admin.Addr().String(),
@@ -390,7 +423,7 @@ func TestReceiveDedup(t *testing.T) {
 	if diff := cmp.Diff(wantLookups, r.Lookups); diff != "" {
 		t.Errorf("lookups (-want +got):\n%s", diff)
 	}
-	if left := intersect(r.OpenClosed, fdRange(FirstFD, len(files))); len(left) > 0 {
+	if left := stillOpen(r.Before, r.Closed, fdRange(FirstFD, len(files))); len(left) > 0 {
 		t.Errorf("inherited fds %v still open after the lookups and Close", left)
 	}
 }

@@ -14,13 +14,14 @@ import (
 // an error that errors.Is ErrNotActivated, and a nil *Set (an empty one):
 // the process was not socket-activated. A malformed variable gives an
 // *EnvError; a failing system call on an fd an *FDError. On an error no fd
-// was wrapped or closed: the inherited fds are left as they were, since
-// their count is not to be trusted.
+// was wrapped or closed (close-on-exec may have been set on some), since
+// the count is not to be trusted.
 //
 // On success every fd from 3 to 3+LISTEN_FDS-1 has close-on-exec set and
 // is classified; an fd that duplicates an earlier one (same device, inode
 // and access mode: a socket that came both from its socket unit and from
-// the fd store) is closed, the earlier fd and its name kept.
+// the fd store) is closed, the earlier fd kept, and the copy's name, when
+// it is another, added to the kept fd's Aliases.
 //
 // Call it once, early in main, before the process opens files or starts
 // other processes. On platforms other than Linux it returns

@@ -42,6 +42,10 @@ var osSys = sys{
 	newFile:     os.NewFile,
 }
 
+// smallFDs is the fd number below which Receive does not read the fd table
+// size: 1024, the usual soft RLIMIT_NOFILE.
+const smallFDs = 1024
+
 // nrOpen reads fs.nr_open, the kernel's ceiling on fd numbers: no fd table
 // grows past it. Without /proc there is no bound, and the per-fd checks
 // catch a count that is too large.
@@ -67,53 +71,12 @@ func receive(sys *sys) (*Set, error) {
 		return nil, err
 	}
 	last := FirstFD + n - 1
-	if limit, ok := sys.fdLimit(); ok && last >= limit {
-		return nil, &EnvError{
-			Var: EnvFDs, Value: env.fds,
-			Err: fmt.Errorf("fd %d is past the end of the fd table (fs.nr_open=%d)", last, limit),
-		}
+	if err := checkFDs(sys, env.fds, last); err != nil {
+		return nil, err
 	}
-	// Every fd must be open before any is used; each gets close-on-exec.
-	for fd := FirstFD; fd <= last; fd++ {
-		flags, err := sys.fcntl(fd, unix.F_GETFD, 0)
-		if errors.Is(err, unix.EBADF) {
-			return nil, &EnvError{Var: EnvFDs, Value: env.fds, Err: fmt.Errorf("fd %d is not open: %w", fd, err)}
-		}
-		if err != nil {
-			return nil, &FDError{FD: fd, Op: "get fd flags", Err: err}
-		}
-		if flags&unix.FD_CLOEXEC == 0 {
-			if _, err := sys.fcntl(fd, unix.F_SETFD, flags|unix.FD_CLOEXEC); err != nil {
-				return nil, &FDError{FD: fd, Op: "set close-on-exec", Err: err}
-			}
-		}
-	}
-	var (
-		files []File
-		dups  []int
-		seen  = map[fileID]int{} // index in files
-	)
-	for fd := FirstFD; fd <= last; fd++ {
-		f, id, err := classify(sys, fd)
-		if err != nil {
-			return nil, err
-		}
-		f.Name = NameUnknown
-		if names != nil {
-			f.Name = names[fd-FirstFD]
-		}
-		if id != (fileID{}) {
-			if i, ok := seen[id]; ok {
-				// A copy: its name, when another, stays reachable.
-				if !files[i].named(f.Name) {
-					files[i].Aliases = append(files[i].Aliases, f.Name)
-				}
-				dups = append(dups, fd)
-				continue
-			}
-			seen[id] = len(files)
-		}
-		files = append(files, f)
+	files, dups, err := classifyAll(sys, names, last)
+	if err != nil {
+		return nil, err
 	}
 	// Nothing can fail from here on.
 	for _, fd := range dups {
@@ -126,6 +89,66 @@ func receive(sys *sys) (*Set, error) {
 		files[i].File = sys.newFile(uintptr(files[i].FD), files[i].Name)
 	}
 	return &Set{files: files}, nil
+}
+
+// checkFDs checks that every fd from 3 to last is open, and sets
+// close-on-exec on each. value is LISTEN_FDS, for errors.
+func checkFDs(sys *sys, value string, last int) error {
+	// A count past the fd table is refused before any fd is touched. Below
+	// smallFDs the walk that follows is short and finds it anyway, so the
+	// table size is only read for larger counts.
+	if last >= smallFDs {
+		if limit, ok := sys.fdLimit(); ok && last >= limit {
+			return &EnvError{
+				Var: EnvFDs, Value: value,
+				Err: fmt.Errorf("fd %d is past the end of the fd table (fs.nr_open=%d)", last, limit),
+			}
+		}
+	}
+	for fd := FirstFD; fd <= last; fd++ {
+		flags, err := sys.fcntl(fd, unix.F_GETFD, 0)
+		if errors.Is(err, unix.EBADF) {
+			return &EnvError{Var: EnvFDs, Value: value, Err: fmt.Errorf("fd %d is not open: %w", fd, err)}
+		}
+		if err != nil {
+			return &FDError{FD: fd, Op: "get fd flags", Err: err}
+		}
+		if flags&unix.FD_CLOEXEC == 0 {
+			if _, err := sys.fcntl(fd, unix.F_SETFD, flags|unix.FD_CLOEXEC); err != nil {
+				return &FDError{FD: fd, Op: "set close-on-exec", Err: err}
+			}
+		}
+	}
+	return nil
+}
+
+// classifyAll classifies the fds from 3 to last and names them (names nil:
+// all NameUnknown). It returns the distinct files, in fd order, and the
+// fds that are copies of an earlier one, whose names it made aliases.
+func classifyAll(sys *sys, names []string, last int) (files []File, dups []int, err error) {
+	seen := map[fileID]int{} // index in files
+	for fd := FirstFD; fd <= last; fd++ {
+		f, id, err := classify(sys, fd)
+		if err != nil {
+			return nil, nil, err
+		}
+		f.Name = NameUnknown
+		if names != nil {
+			f.Name = names[fd-FirstFD]
+		}
+		if id != (fileID{}) {
+			if i, ok := seen[id]; ok {
+				if !files[i].named(f.Name) {
+					files[i].Aliases = append(files[i].Aliases, f.Name)
+				}
+				dups = append(dups, fd)
+				continue
+			}
+			seen[id] = len(files)
+		}
+		files = append(files, f)
+	}
+	return files, dups, nil
 }
 
 // fileID identifies an open file for de-duplication; the zero value means

@@ -240,7 +240,7 @@ func TestReceiveSeamFailures(t *testing.T) {
 		{"SO_PROTOCOL fails", "getsockopt SO_PROTOCOL 3", errIO, `activation: fd 3: getsockopt SO_PROTOCOL: input/output error`},
 		{"SO_ACCEPTCONN fails", "getsockopt SO_ACCEPTCONN 3", errIO, `activation: fd 3: getsockopt SO_ACCEPTCONN: input/output error`},
 		{"getsockname fails", "getsockname 4", errIO, `activation: fd 4: getsockname: input/output error`},
-		{"fd table", "", nil, `activation: LISTEN_FDS="5": fd 7 is past the end of the fd table (fs.nr_open=7)`},
+		{"fd table", "", nil, `activation: LISTEN_FDS="5000": fd 5002 is past the end of the fd table (fs.nr_open=5000)`},
 		{"unsetenv fails", "unsetenv LISTEN_FDS 0", unix.ENOMEM, `activation: unset LISTEN_FDS: cannot allocate memory`},
 	}
 	for _, tt := range tests {
@@ -256,7 +256,8 @@ func TestReceiveSeamFailures(t *testing.T) {
 			if tt.fail != "" {
 				k.fail[tt.fail] = tt.err
 			} else {
-				k.limit = 7
+				k.limit = 5000
+				k.env[EnvFDs] = "5000"
 			}
 			set, err := receive(k.sys())
 			if err == nil {

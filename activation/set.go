@@ -8,9 +8,9 @@ import (
 	"sync"
 )
 
-// Set holds the fds a process received. Lookups by name take fds out of the
-// Set: from then on the caller owns what it got, and Close closes only what
-// is left. A nil *Set is an empty Set (what Receive returns with an error).
+// Set holds the fds a process received. Lookups by name (an fd's Name or
+// one of its Aliases) take fds out of the Set: from then on the caller owns
+// what it got, and Close closes only what is left. A nil *Set is an empty Set (what Receive returns with an error).
 // The methods are safe for concurrent use.
 type Set struct {
 	mu    sync.Mutex
@@ -26,7 +26,11 @@ func (s *Set) Files() []File {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.files)
+	files := slices.Clone(s.files)
+	for i := range files {
+		files[i].Aliases = slices.Clone(files[i].Aliases)
+	}
+	return files
 }
 
 // Names returns the distinct names (aliases included) of the fds the Set
@@ -66,8 +70,6 @@ func (s *Set) Close() error {
 	}
 	return errors.Join(errs...)
 }
-
-// Lookups match an fd by its Name or one of its Aliases.
 
 // Take takes every fd named name out of the Set, whatever its kind, in fd
 // order. The caller owns their File values.

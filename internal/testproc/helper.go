@@ -74,7 +74,8 @@ func Command(t testing.TB, name string, args ...string) *exec.Cmd {
 		t.Fatalf("testproc: %v", err)
 	}
 	cmd := exec.Command(exe, append([]string{"-test.run=^$", "--"}, args...)...)
-	cmd.Env = append(os.Environ(), EnvHelper+"="+name)
+	// A race-enabled helper would otherwise sleep a second at exit.
+	cmd.Env = append(os.Environ(), EnvHelper+"="+name, "GORACE=atexit_sleep_ms=0")
 	cmd.Stderr = os.Stderr
 	return cmd
 }
