@@ -15,6 +15,9 @@ import (
 var commands = []commandInfo{
 	{Name: "units", Summary: "write the .socket and .service units for a service", New: newUnitsCmd},
 	{Name: "fds", Summary: "print the file descriptors this process was handed", New: newFDsCmd},
+	{Name: "run", Summary: "run a program with its sockets and upgrade it without downtime", New: newRunCmd},
+	{Name: "reload", Summary: "upgrade a running baton process and wait for the outcome", New: newReloadCmd},
+	{Name: "demo", Summary: "show zero-downtime upgrades of the example server under load", New: newDemoCmd},
 }
 
 // commandInfo names a subcommand and makes it.

@@ -1,0 +1,408 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/batonhq/baton/activation"
+	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/internal/sockurl"
+	"github.com/batonhq/baton/internal/supervisor"
+	"github.com/batonhq/baton/notify"
+)
+
+const runUsage = `
+baton run [--listen NAME=URL]... [--watch PATH] [--ready notify|exec]
+          [--ready-timeout D] [--drain D] -- CMD [ARG]...
+
+Holds the sockets and runs CMD with them, as systemd would: at fd 3, 4, ...
+with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (CMD's own pid), and a
+NOTIFY_SOCKET of baton's own. CMD is ready when it sends READY=1. Any
+program that speaks these protocols works: Go with go-systemd or baton's
+activation and notify packages, C with libsystemd's sd_listen_fds(3).
+
+On SIGHUP, 'baton reload --pid PID', or a change of the --watch'ed file (a
+rebuilt binary), baton starts a new CMD from the file on disk, waits for
+its READY=1, then sends SIGTERM to the old one, which has --drain to exit
+before SIGKILL. The sockets never close, so no connection is refused. A new
+CMD that exits, is not ready in --ready-timeout or cannot be found is
+stopped and the old one keeps serving; the reason is logged, sent to
+systemd as STATUS= and returned to 'baton reload'.
+
+Sockets: --listen NAME=URL binds tcp://HOST:PORT, udp://HOST:PORT or
+unix:/PATH (unix:@NAME abstract). When systemd started baton with sockets
+(LISTEN_FDS), baton passes those on; --listen NAME then selects the ones
+named NAME, and --listen NAME=URL the one bound to URL, renamed NAME.
+
+--ready=exec is for programs that do not send READY=1: CMD is ready when it
+is still running --ready-timeout after its start (pick a short one).
+
+Under systemd (Type=notify) baton stays the main process: it sends READY=1
+when the first CMD is ready, RELOADING=1 and READY=1 around each upgrade,
+and forwards the serving CMD's STATUS= and WATCHDOG= messages. As PID 1 of
+a container it reaps orphans. SIGTERM, SIGINT and SIGQUIT go to the serving
+CMD; baton exits with its status (128+N for signal N). CMD's stdout and
+stderr are baton's; baton's own log goes to stderr.
+
+  [Service]
+  Type=notify
+  ExecStart=/usr/bin/baton run --listen http=tcp://127.0.0.1:8080 -- /usr/bin/myserver
+  ExecReload=/usr/bin/baton reload --pid $MAINPID
+
+Exit status: CMD's, 1 when the first CMD does not become ready, 2 for a bad
+command line.`
+
+type runCommand struct {
+	io     stdio
+	flags  *flagSet
+	listen listenFlags
+	watch  string
+	ready  string
+	ready0 time.Duration
+	drain  time.Duration
+	poll   time.Duration
+	quiet  bool
+}
+
+func newRunCmd(io stdio) command {
+	c := &runCommand{io: io, flags: newFlagSet("run", runUsage, io.Stdout)}
+	c.flags.Var(&c.listen, "listen", "a socket `NAME=URL` to bind (or NAME / NAME=URL to select when socket-activated); repeatable")
+	c.flags.StringVar(&c.watch, "watch", "", "upgrade when this `file` changes (typically CMD's binary)")
+	c.flags.StringVar(&c.ready, "ready", "notify", "readiness: notify (READY=1) or exec (running after --ready-timeout)")
+	c.flags.DurationVar(&c.ready0, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a new CMD has to become ready")
+	c.flags.DurationVar(&c.drain, "drain", supervisor.DefaultDrain, "how long a replaced CMD has between SIGTERM and SIGKILL")
+	c.flags.DurationVar(&c.poll, "watch-interval", supervisor.DefaultWatchInterval, "how often --watch polls")
+	c.flags.BoolVar(&c.quiet, "quiet", false, "log only warnings and errors")
+	return c
+}
+
+// listenFlags collects --listen values.
+type listenFlags []listenSpec
+
+type listenSpec struct {
+	name string
+	addr *sockurl.Addr // nil: select by name
+}
+
+func (l *listenFlags) String() string { return "" }
+
+func (l *listenFlags) Set(v string) error {
+	name, u, hasURL := strings.Cut(v, "=")
+	if name == "" || strings.ContainsRune(name, ':') || len(name) > 255 {
+		return fmt.Errorf("socket name %q: want 1-255 characters without ':'", name)
+	}
+	spec := listenSpec{name: name}
+	if hasURL {
+		a, err := sockurl.Parse(u)
+		if err != nil {
+			return err
+		}
+		spec.addr = &a
+	}
+	*l = append(*l, spec)
+	return nil
+}
+
+func (c *runCommand) Run(ctx context.Context, args []string) error {
+	if err := c.flags.parse(args); err != nil {
+		return err
+	}
+	argv := c.flags.Args()
+	if len(argv) == 0 {
+		return usagef("run", "no command: want baton run [FLAGS] -- CMD [ARG]...")
+	}
+	var mode supervisor.ReadyMode
+	switch c.ready {
+	case "notify":
+	case "exec":
+		mode = supervisor.ReadyExec
+	default:
+		return usagef("run", "--ready=%q: want notify or exec", c.ready)
+	}
+	if c.ready0 <= 0 || c.drain <= 0 || c.poll <= 0 {
+		return usagef("run", "durations must be positive")
+	}
+	level := slog.LevelInfo
+	if c.quiet {
+		level = slog.LevelWarn
+	}
+	log := slog.New(slog.NewTextHandler(c.io.Stderr, &slog.HandlerOptions{Level: level})).With("from", "baton")
+
+	// The manager's socket is baton's; CMD gets its own (the supervisor
+	// replaces NOTIFY_SOCKET in CMD's environment).
+	mgr, err := notify.FromEnv()
+	if err != nil {
+		log.Warn("not notifying the service manager", "err", err)
+	}
+	defer mgr.Close()
+
+	socks, closeSocks, err := c.sockets()
+	if err != nil {
+		return err
+	}
+	defer closeSocks()
+	for _, sk := range socks {
+		log.Info("socket", "name", sk.Name, "addr", sockAddr(sk.File))
+	}
+
+	pid1 := os.Getpid() == 1
+	if !pid1 {
+		// Orphans of CMD's own children come to baton, not to init.
+		if err := setSubreaper(); err != nil {
+			log.Warn("child subreaper", "err", err)
+		}
+	}
+	cfg := supervisor.Config{
+		Args:          argv,
+		Sockets:       socks,
+		Ready:         mode,
+		ReadyTimeout:  c.ready0,
+		Drain:         c.drain,
+		Watch:         c.watch,
+		WatchInterval: c.poll,
+		ReapOrphans:   true,
+		Logger:        log,
+	}
+	if mgr.Enabled() {
+		cfg.Manager = mgr.Send
+	}
+	sup, err := supervisor.New(cfg)
+	if err != nil {
+		return err
+	}
+
+	// main cancels ctx on SIGINT and SIGTERM; baton run forwards them
+	// instead, so it listens itself, and its Run gets a context of its own.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+
+	srv, err := control.Listen(func(ctx context.Context) (int, error) {
+		pid, err := sup.Upgrade(ctx)
+		if errors.Is(err, supervisor.ErrInProgress) {
+			return 0, fmt.Errorf("%w: %w", control.ErrInProgress, err)
+		}
+		return pid, err
+	})
+	if err != nil {
+		log.Warn("no control socket: baton reload will not reach this process", "err", err)
+	} else {
+		defer srv.Close()
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- sup.Run(runCtx) }()
+	for {
+		select {
+		case err := <-done:
+			return c.exit(err, log)
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				sup.Trigger()
+				continue
+			}
+			log.Info("forwarding signal", "signal", sig.String(), "pid", sup.PID())
+			if err := sup.Stop(sig); err != nil {
+				cancel()
+			}
+		}
+	}
+}
+
+// exit turns Run's outcome into baton's: CMD's exit status.
+func (c *runCommand) exit(err error, log *slog.Logger) error {
+	var ee *supervisor.ExitError
+	var se *supervisor.StartError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ee):
+		log.Info("exiting with the serving process's status", "pid", ee.PID, "status", ee.Status.String())
+		return &exitError{code: ee.Status.ShellCode()}
+	case errors.As(err, &se):
+		return fmt.Errorf("first start: %w", err)
+	}
+	return err
+}
+
+// sockets returns the sockets for CMD: inherited from systemd, or bound
+// here. close releases them.
+func (c *runCommand) sockets() ([]supervisor.Socket, func(), error) {
+	set, err := activation.Receive()
+	switch {
+	case errors.Is(err, activation.ErrNotActivated):
+		return c.bind()
+	case err != nil:
+		return nil, nil, err
+	}
+	socks, err := c.selectInherited(set)
+	if err != nil {
+		_ = set.Close()
+		return nil, nil, err
+	}
+	return socks, func() {
+		for _, s := range socks {
+			_ = s.File.Close()
+		}
+		_ = set.Close()
+	}, nil
+}
+
+// selectInherited applies --listen to the inherited fds.
+func (c *runCommand) selectInherited(set *activation.Set) ([]supervisor.Socket, error) {
+	if len(c.listen) == 0 {
+		var socks []supervisor.Socket
+		for _, f := range set.Files() {
+			fs, err := set.Take(f.Name) // "" when taken with an earlier name
+			if err != nil {
+				continue
+			}
+			for _, t := range fs {
+				socks = append(socks, supervisor.Socket{Name: t.Name, File: t.File})
+			}
+		}
+		return socks, nil
+	}
+	var socks []supervisor.Socket
+	for _, l := range c.listen {
+		if l.addr == nil {
+			fs, err := set.Take(l.name)
+			if err != nil {
+				return nil, fmt.Errorf("--listen %s: %w", l.name, err)
+			}
+			for _, f := range fs {
+				socks = append(socks, supervisor.Socket{Name: l.name, File: f.File})
+			}
+			continue
+		}
+		found := false
+		for _, f := range set.Files() {
+			if f.Addr == nil || !sameAddr(*l.addr, f.Addr) {
+				continue
+			}
+			fs, err := set.Take(f.Name)
+			if err != nil {
+				return nil, err
+			}
+			for _, t := range fs {
+				if t.FD == f.FD {
+					socks = append(socks, supervisor.Socket{Name: l.name, File: t.File})
+					found = true
+				} else {
+					_ = t.File.Close()
+				}
+			}
+			break
+		}
+		if !found {
+			return nil, fmt.Errorf("--listen %s=%s: no inherited socket is bound there (have %v)", l.name, l.addr, set.Files())
+		}
+	}
+	return socks, nil
+}
+
+// sameAddr reports whether the inherited socket's address is u.
+func sameAddr(u sockurl.Addr, a net.Addr) bool {
+	if u.Network == "unix" {
+		return a.Network() == "unix" && a.String() == u.Address
+	}
+	if u.Stream() != strings.HasPrefix(a.Network(), "tcp") {
+		return false
+	}
+	want, err := net.ResolveTCPAddr("tcp", u.Address) // numeric: no lookup
+	if err != nil {
+		return false
+	}
+	got, err := net.ResolveTCPAddr("tcp", a.String())
+	if err != nil {
+		return false
+	}
+	return want.Port == got.Port && (want.IP == nil || want.IP.Equal(got.IP) ||
+		(want.IP.IsUnspecified() && got.IP.IsUnspecified()))
+}
+
+// bind creates the --listen sockets.
+func (c *runCommand) bind() ([]supervisor.Socket, func(), error) {
+	var (
+		socks   []supervisor.Socket
+		closers []func()
+	)
+	release := func() {
+		for _, f := range closers {
+			f()
+		}
+	}
+	for _, l := range c.listen {
+		if l.addr == nil {
+			release()
+			return nil, nil, usagef("run", "--listen %s: want NAME=URL (not started with sockets)", l.name)
+		}
+		f, closeFn, err := bindOne(*l.addr)
+		if err != nil {
+			release()
+			return nil, nil, fmt.Errorf("--listen %s=%s: %w", l.name, l.addr, err)
+		}
+		socks = append(socks, supervisor.Socket{Name: l.name, File: f})
+		closers = append(closers, closeFn)
+	}
+	return socks, release, nil
+}
+
+// bindOne binds a socket and returns a file for CMD; closeFn closes both
+// (and removes a unix socket's path, which baton created).
+func bindOne(a sockurl.Addr) (*os.File, func(), error) {
+	type filer interface {
+		File() (*os.File, error)
+		Close() error
+	}
+	var s filer
+	var err error
+	if a.Stream() {
+		var ln net.Listener
+		ln, err = net.Listen(a.Network, a.Address)
+		if err == nil {
+			s = ln.(filer)
+		}
+	} else {
+		var pc net.PacketConn
+		pc, err = net.ListenPacket(a.Network, a.Address)
+		if err == nil {
+			s = pc.(filer)
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := s.File()
+	if err != nil {
+		_ = s.Close()
+		return nil, nil, err
+	}
+	return f, func() { _ = f.Close(); _ = s.Close() }, nil
+}
+
+// sockAddr describes a socket file for the log.
+func sockAddr(f *os.File) string {
+	if ln, err := net.FileListener(f); err == nil {
+		defer ln.Close()
+		return ln.Addr().Network() + "://" + ln.Addr().String()
+	}
+	if pc, err := net.FilePacketConn(f); err == nil {
+		defer pc.Close()
+		return pc.LocalAddr().Network() + "://" + pc.LocalAddr().String()
+	}
+	return f.Name()
+}
+
+var _ flag.Value = (*listenFlags)(nil)

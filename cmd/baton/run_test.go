@@ -1,0 +1,374 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/batonhq/baton/internal/testproc"
+)
+
+// buildExample builds examples/http into dir/http.
+func buildExample(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "http")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../examples/http").CombinedOutput(); err != nil {
+		t.Fatalf("go build examples/http: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// install replaces path by rename with an executable holding content.
+func install(t *testing.T, path string, content []byte) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, content, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// served is a `baton run` process under test.
+type served struct {
+	cmd    *exec.Cmd
+	url    string
+	stderr *bytes.Buffer
+	done   chan struct{}
+	err    error
+}
+
+// startRun starts `baton run ARGS` (binary, environment) and waits until
+// url answers.
+func startRun(t *testing.T, cmd *exec.Cmd, url string) *served {
+	t.Helper()
+	s := &served{cmd: cmd, url: url, stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	cmd.Stderr = s.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.err = cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-s.done
+	})
+	for {
+		if _, err := s.get(); err == nil {
+			return s
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("baton run exited before serving: %v\n%s", s.err, s.stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// get returns the X-Pid of one response.
+func (s *served) get() (int, error) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(s.url)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return strconv.Atoi(resp.Header.Get("X-Pid"))
+}
+
+// exitCode waits for baton run to exit and returns its status.
+func (s *served) exitCode(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("baton run did not exit")
+	}
+	var ee *exec.ExitError
+	if errors.As(s.err, &ee) {
+		return ee.ExitCode()
+	}
+	if s.err != nil {
+		t.Fatal(s.err)
+	}
+	return 0
+}
+
+func reload(t *testing.T, args ...string) result {
+	t.Helper()
+	return baton(t, append([]string{"reload"}, args...)...)
+}
+
+func TestRunAndReload(t *testing.T) {
+	testproc.CheckFDs(t)
+	dir := t.TempDir()
+	bin := buildExample(t, dir)
+	good, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	s := startRun(t, exec.Command(batonBin, "run", "--drain", "10s", "--listen", "http=tcp://"+addr, "--", bin, "-listen", addr), "http://"+addr+"/")
+	baton := strconv.Itoa(s.cmd.Process.Pid)
+	serving, err := s.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("success", func(t *testing.T) {
+		r := reload(t, "--pid", baton)
+		pid, err := strconv.Atoi(strings.TrimSpace(r.stdout))
+		if r.code != 0 || err != nil {
+			t.Fatalf("baton reload = %d %q %q, want 0 and a pid", r.code, r.stdout, r.stderr)
+		}
+		if got, _ := s.get(); got != pid || pid == serving {
+			t.Errorf("after reload to pid %d (was %d), pid %d answers", pid, serving, got)
+		}
+		serving = pid
+	})
+	t.Run("pidfile and json", func(t *testing.T) {
+		pf := filepath.Join(t.TempDir(), "pid")
+		if err := os.WriteFile(pf, []byte(baton+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := reload(t, "--pidfile", pf, "--json")
+		var out reloadJSON
+		if err := json.Unmarshal([]byte(r.stdout), &out); r.code != 0 || err != nil || out.PID == 0 || out.PID == serving {
+			t.Fatalf("baton reload --json = %d %q %q", r.code, r.stdout, r.stderr)
+		}
+		serving = out.PID
+	})
+	failures := []struct {
+		name    string
+		content []byte // nil: remove the binary
+		code    int
+		want    string
+	}{
+		{name: "child exits", content: []byte("#!/bin/sh\nexit 3\n"), code: 1, want: "child exited with exit status 3"},
+		{name: "binary missing", code: 1, want: "binary missing"},
+	}
+	for _, tt := range failures {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.content == nil {
+				if err := os.Remove(bin); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				install(t, bin, tt.content)
+			}
+			defer install(t, bin, good)
+			r := reload(t, "--pid", baton)
+			if r.code != tt.code || !strings.Contains(r.stderr, tt.want) || r.stdout != "" {
+				t.Errorf("baton reload = %d %q %q; want %d saying %q", r.code, r.stdout, r.stderr, tt.code, tt.want)
+			}
+			if got, _ := s.get(); got != serving {
+				t.Errorf("after the failed reload pid %d answers, want %d", got, serving)
+			}
+		})
+	}
+	t.Run("in progress", func(t *testing.T) {
+		// A new version that never says READY=1 keeps the first reload
+		// waiting; the second one is refused meanwhile.
+		install(t, bin, []byte("#!/bin/sh\nexec sleep 60\n"))
+		first := exec.Command(batonBin, "reload", "--pid", baton)
+		wait, err := startCmd(first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sleeper := 0
+		for sleeper == 0 {
+			sleeper = childNamed(t, s.cmd.Process.Pid, "sleep")
+			time.Sleep(5 * time.Millisecond)
+		}
+		r := reload(t, "--pid", baton)
+		if r.code != exitInProgress || !strings.Contains(r.stderr, "upgrade already in progress") {
+			t.Errorf("second reload = %d %q, want %d: in progress", r.code, r.stderr, exitInProgress)
+		}
+		install(t, bin, good)
+		_ = syscall.Kill(sleeper, syscall.SIGKILL)
+		r, err = wait()
+		if err != nil || r.code != 1 || !strings.Contains(r.stderr, "killed by signal") {
+			t.Errorf("first reload = %d %q %v, want 1: killed", r.code, r.stderr, err)
+		}
+	})
+	t.Run("no server", func(t *testing.T) {
+		r := reload(t, "--pid", strconv.Itoa(os.Getpid()))
+		if r.code != exitNoServer || !strings.Contains(r.stderr, "no baton control socket") {
+			t.Errorf("reload of the test process = %d %q, want %d", r.code, r.stderr, exitNoServer)
+		}
+	})
+	t.Run("permission denied", func(t *testing.T) {
+		testproc.RequireRoot(t)
+		shared, err := os.MkdirTemp("", "baton-shared-") // t.TempDir's parent is 0700
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(shared)
+		if err := os.Chmod(shared, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(batonBin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := filepath.Join(shared, "baton")
+		if err := os.WriteFile(other, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(other, "reload", "--pid", baton)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		r := batonCmd(t, cmd)
+		if r.code != exitDenied || !strings.Contains(r.stderr, "permission denied") {
+			t.Errorf("reload as uid 65534 = %d %q, want %d: permission denied", r.code, r.stderr, exitDenied)
+		}
+	})
+
+	// SIGTERM goes to the serving process; baton exits with its status.
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := s.exitCode(t); code != 0 {
+		t.Errorf("baton run exited %d after SIGTERM, want 0 (the server's status)\n%s", code, s.stderr)
+	}
+}
+
+// childNamed returns the pid of a child of ppid whose command is comm, or 0.
+func childNamed(t *testing.T, ppid int, comm string) int {
+	t.Helper()
+	for _, pid := range children(t, ppid) {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.TrimSpace(string(b)) == comm {
+			return pid
+		}
+	}
+	return 0
+}
+
+// children lists the children of ppid and, with zombies, those not reaped.
+func children(t *testing.T, ppid int) []int {
+	t.Helper()
+	kids, _ := procChildren(ppid)
+	return kids
+}
+
+func procChildren(ppid int) (kids, zombies []int) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		rest := string(b[bytes.LastIndexByte(b, ')')+2:])
+		f := strings.Fields(rest)
+		if len(f) < 2 || f[1] != strconv.Itoa(ppid) {
+			continue
+		}
+		kids = append(kids, pid)
+		if f[0] == "Z" {
+			zombies = append(zombies, pid)
+		}
+	}
+	return kids, zombies
+}
+
+func TestRunSelectsInheritedSocket(t *testing.T) {
+	sa := testproc.LookPath(t, "systemd-socket-activate")
+	bin := buildExample(t, t.TempDir())
+	port := freePort(t, "tcp")
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	// systemd hands baton a socket named "web"; baton passes it on as
+	// "http", the name the example asks for.
+	cmd := exec.Command(sa, "-l", addr, "--fdname=web", batonBin, "run",
+		"--listen", "http=tcp://"+addr, "--", bin, "-listen", "127.0.0.1:1")
+	s := startRun(t, cmd, "http://"+addr+"/")
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.exitCode(t)
+	if !strings.Contains(s.stderr.String(), "name=http addr=tcp://"+addr) {
+		t.Errorf("baton did not pass the inherited socket on as http:\n%s", s.stderr)
+	}
+}
+
+// TestRunAsPID1 runs baton as PID 1 of a new pid namespace: a grandchild
+// orphaned inside is reaped by baton, and baton exits with CMD's status.
+func TestRunAsPID1(t *testing.T) {
+	testproc.RequireRoot(t)
+	unshare := testproc.LookPath(t, "unshare")
+	bin := buildExample(t, t.TempDir())
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	// The shell starts a background sleep in a subshell that exits at
+	// once: the sleep is orphaned and re-parented to PID 1, baton.
+	script := fmt.Sprintf("(sleep 0.2 &); exec %s -listen %s", bin, addr)
+	cmd := exec.Command(unshare, "--pid", "--fork", "--kill-child", batonBin, "run",
+		"--listen", "http=tcp://"+addr, "--", "/bin/sh", "-c", script)
+	s := startRun(t, cmd, "http://"+addr+"/")
+	kids := children(t, s.cmd.Process.Pid)
+	if len(kids) != 1 {
+		t.Fatalf("unshare has children %v, want baton alone", kids)
+	}
+	pid1 := kids[0]
+	// Until the orphan is gone, baton has it (or its zombie) as a child.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		all, zombies := procChildren(pid1)
+		if len(all) == 1 && len(zombies) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("baton (pid %d) still has children %v, zombies %v", pid1, all, zombies)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Killing CMD: baton exits with its status, 128+9. (Its pid as the
+	// test sees it: X-Pid is the one inside the namespace.)
+	serving := childNamed(t, pid1, "http")
+	if serving == 0 {
+		t.Fatalf("no child named http under baton (pid %d)", pid1)
+	}
+	if err := syscall.Kill(serving, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if code := s.exitCode(t); code != 128+9 {
+		t.Errorf("baton as PID 1 exited %d, want 137 (CMD killed by SIGKILL)\n%s", code, s.stderr)
+	}
+}
+
+func TestDemoJSON(t *testing.T) {
+	cmd := exec.Command(batonBin, "demo", "--json", "--upgrades", "4", "--clients", "4")
+	r := batonCmd(t, cmd)
+	var res demoResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("demo --json printed %q: %v\nstderr:\n%s", r.stdout, err, r.stderr)
+	}
+	if r.code != 0 || !res.OK || res.Failed != 0 || res.Requests == 0 || res.Upgrades != 4 || res.UpgradesFailed != 0 ||
+		!res.BrokenRolled || !strings.Contains(res.BrokenError, "exit status 3") {
+		t.Errorf("demo = %d %+v\nstderr:\n%s", r.code, res, r.stderr)
+	}
+	seen := map[int]bool{}
+	for _, p := range res.PIDs {
+		seen[p] = true
+	}
+	if len(res.PIDs) != 5 || len(seen) != 5 {
+		t.Errorf("serving pids %v, want 5 distinct", res.PIDs)
+	}
+	if res.HandoffMS.N != 4 || res.HandoffMS.Min > res.HandoffMS.Median || res.HandoffMS.Median > res.HandoffMS.Max {
+		t.Errorf("handoff latencies %+v are not a summary of 4", res.HandoffMS)
+	}
+}

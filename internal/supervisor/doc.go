@@ -1,0 +1,50 @@
+// Package supervisor is the engine of `baton run`: it holds a service's
+// sockets and runs a program (CMD) that serves them, and replaces that
+// program with a fresh copy without closing the sockets, so no client sees a
+// refused connection.
+//
+// The model: at any moment there is one serving CMD and possibly some
+// draining ones. The sockets belong to the supervisor; every CMD gets them at
+// fd 3.. with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID set to its own pid,
+// exactly as systemd would start it, plus a NOTIFY_SOCKET of the
+// supervisor's own. An upgrade starts a new CMD, waits for its READY=1, makes
+// it the serving one, then sends SIGTERM to the old one, which has Drain to
+// finish before SIGKILL. A new CMD that exits, is not ready in time, or
+// cannot be found is killed and reported (a *StartError); the old one keeps
+// serving. One upgrade runs at a time.
+//
+// Under systemd the supervisor stays the main process. It tells the manager
+// READY=1 once the first CMD is ready, RELOADING=1 (with MONOTONIC_USEC) and
+// READY=1 around every upgrade, STOPPING=1 at the end, and forwards the
+// serving CMD's STATUS= and WATCHDOG= messages; it never sends MAINPID=.
+//
+//	[Service]
+//	Type=notify
+//	NotifyAccess=main
+//	ExecStart=/usr/bin/baton run --listen http=tcp://:8080 -- /usr/bin/myserver
+//	ExecReload=/usr/bin/baton reload --pid $MAINPID
+//	KillMode=mixed
+//
+// NOTES
+//   - LISTEN_PID must be the pid of the process that receives the sockets,
+//     and Go cannot run code between fork and exec: CMD is started through
+//     internal/spawn's trampoline (the supervisor's own executable, whose
+//     init sets LISTEN_PID and execs CMD in place). A binary that embeds the
+//     supervisor imports internal/spawn through it, which is all it needs.
+//   - The sockets are put in blocking mode once, before the first CMD, as
+//     systemd hands them over (a C server may rely on it); the mode belongs
+//     to the open file description every CMD shares, so it is never touched
+//     again while a CMD serves.
+//   - CMD stays in the supervisor's process group: a terminal's Ctrl-C
+//     reaches CMD directly as well as through the supervisor, and SIGKILL
+//     after Drain reaches CMD only, not children it started itself.
+//   - With ReapOrphans the supervisor waits for every child of the process
+//     (PID 1 of a container, or a child subreaper): nothing else in the
+//     process may wait for children then, os/exec included.
+//   - Notify messages are accepted only from the pid of a CMD the
+//     supervisor started (SO_PASSCRED); a wrapper script that forks instead
+//     of exec'ing never becomes ready.
+//   - The binary is looked up again at every start: a binary replaced by
+//     rename takes effect at the next upgrade, and a missing one fails that
+//     upgrade only.
+package supervisor

@@ -1,0 +1,280 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/batonhq/baton/internal/testproc"
+)
+
+func TestMain(m *testing.M) {
+	testproc.Register("go-child", goChild)
+	testproc.Main(m)
+}
+
+// goChild is a server as a Go user writes it with go-systemd: sockets from
+// activation, readiness through daemon.SdNotify, and a drain on SIGTERM
+// (listener closed, a lame-duck period answering with Connection: close,
+// then Shutdown). Its first argument is a mode: serve, exit N, hang, noready.
+func goChild() {
+	args := testproc.Args()
+	mode := "serve"
+	if len(args) > 0 {
+		mode = args[0]
+	}
+	if f := os.Getenv("CHILD_FDS_FILE"); f != "" {
+		_ = os.WriteFile(f, []byte(strings.Join(openFDs(), " ")), 0o600)
+	}
+	switch mode {
+	case "exit":
+		code, _ := strconv.Atoi(args[1])
+		os.Exit(code)
+	case "hang":
+		select {}
+	}
+	lns, err := activation.ListenersWithNames()
+	if err != nil || len(lns["http"]) != 1 {
+		fmt.Fprintf(os.Stderr, "go-child: want one socket named http: %v, %v\n", lns, err)
+		os.Exit(3)
+	}
+	ln := lns["http"][0]
+	var lameDuck atomic.Bool
+	var fresh atomic.Int64 // connections accepted whose first request is not read yet
+	pid := strconv.Itoa(os.Getpid())
+	seen := sync.Map{}
+	srv := &http.Server{ConnState: func(c net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			fresh.Add(1)
+			seen.Store(c, true)
+		default:
+			if _, ok := seen.LoadAndDelete(c); ok {
+				fresh.Add(-1)
+			}
+		}
+	}, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("X-Pid", pid)
+		if lameDuck.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		_, _ = io.WriteString(w, pid+"\n")
+	})}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	if mode != "noready" {
+		_, _ = daemon.SdNotify(false, "READY=1\nSTATUS=serving from "+pid)
+		_, _ = daemon.SdNotify(false, "WATCHDOG=1")
+	}
+	<-term
+	// Drain: no more accepts; answer with Connection: close for a while;
+	// never Shutdown while a connection's first request is unread, since
+	// net/http drops a request it reads after Shutdown began.
+	_ = ln.Close()
+	lameDuck.Store(true)
+	time.Sleep(100 * time.Millisecond)
+	for i := 0; i < 100 && fresh.Load() > 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		os.Exit(1)
+	}
+}
+
+func openFDs() []string {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	var fds []string
+	for _, e := range ents {
+		// Leave out the runtime's own (cgroup limits, poller) and ReadDir's.
+		t, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err == nil && !strings.HasPrefix(t, "/proc/") && !strings.HasPrefix(t, "/sys/fs/cgroup/") && !strings.HasPrefix(t, "anon_inode:") {
+			fds = append(fds, e.Name())
+		}
+	}
+	return fds
+}
+
+// childArgs returns Args that run the named helper of this test binary.
+func childArgs(t *testing.T, mode ...string) (args, env []string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]string{exe, "-test.run=^$", "--"}, mode...),
+		append(os.Environ(), testproc.EnvHelper+"=go-child")
+}
+
+// listen binds a loopback TCP socket and returns it as a Socket named http.
+func listen(t *testing.T) (Socket, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ln.(*net.TCPListener).File()
+	_ = ln.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return Socket{Name: "http", File: f}, "http://" + ln.Addr().String() + "/"
+}
+
+// running runs s until the test ends and returns once a CMD serves.
+func running(t *testing.T, s *Supervisor) <-chan error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	for s.PID() == 0 {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("Run returned before serving: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return done
+}
+
+// load drives keep-alive and new-connection clients until stop is closed.
+type load struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	errs       []error
+	pids       map[string]bool
+	wg         sync.WaitGroup
+	stop       chan struct{}
+	clients    []*http.Client
+}
+
+func startLoad(url string, clients int) *load {
+	l := &load{stop: make(chan struct{}), pids: map[string]bool{}}
+	for i := range clients {
+		tr := &http.Transport{DisableKeepAlives: i%2 == 1}
+		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		l.clients = append(l.clients, c)
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				l.get(c, url)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) get(c *http.Client, url string) {
+	resp, err := c.Get(url)
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+	}
+	if err != nil {
+		l.failed.Add(1)
+		l.mu.Lock()
+		if len(l.errs) < 5 {
+			l.errs = append(l.errs, err)
+		}
+		l.mu.Unlock()
+		return
+	}
+	l.ok.Add(1)
+	l.mu.Lock()
+	l.pids[resp.Header.Get("X-Pid")] = true
+	l.mu.Unlock()
+}
+
+func (l *load) finish(t *testing.T) {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	for _, c := range l.clients {
+		c.CloseIdleConnections()
+	}
+	t.Logf("load: %d requests, %d failed, %d pids answered", l.ok.Load(), l.failed.Load(), len(l.pids))
+	if n := l.failed.Load(); n > 0 {
+		t.Errorf("%d requests failed, first: %v", n, errors.Join(l.errs...))
+	}
+}
+
+// waitRequests returns once n more requests have succeeded.
+func (l *load) waitRequests(n int64) {
+	want := l.ok.Load() + n
+	for l.ok.Load() < want && l.failed.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// buildC compiles testdata/child.c against libsystemd.
+func buildC(t *testing.T) string {
+	t.Helper()
+	gcc := testproc.LookPath(t, "gcc")
+	pc := testproc.LookPath(t, "pkg-config")
+	flags, err := exec.Command(pc, "--cflags", "--libs", "libsystemd").Output()
+	testproc.Require(t, err == nil, "needs libsystemd-dev (pkg-config libsystemd)")
+	out := filepath.Join(t.TempDir(), "child")
+	args := slices.Concat([]string{"-O2", "-Wall", "-o", out, filepath.Join("testdata", "child.c")}, strings.Fields(string(flags)))
+	if b, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, b)
+	}
+	return out
+}
+
+// recorder collects what the supervisor tells the service manager.
+type recorder struct {
+	mu     sync.Mutex
+	states []string
+}
+
+func (r *recorder) notify(state string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.states = append(r.states, state)
+	return nil
+}
+
+func (r *recorder) all() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.states)
+}
