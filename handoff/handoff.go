@@ -135,6 +135,7 @@ type Upgrader struct {
 	upgradeDone chan struct{} // non-nil while an upgrade runs
 	successor   int
 	done        chan struct{}
+	isMain      chan struct{} // closed when this generation became main
 	control     *control.Server
 	stopWatch   func()
 	stopSignals func()
@@ -298,8 +299,13 @@ func (u *Upgrader) endLocked() {
 	if u.control != nil {
 		c := u.control
 		u.control = nil
-		// Closing waits for handlers, which may wait for u.mu: not here.
-		u.wg.Go(func() { _ = c.Close() })
+		// The request that ended this generation (a reload) is still to
+		// be answered, and handlers may wait for u.mu: not here.
+		u.wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), DefaultBarrierTimeout)
+			defer cancel()
+			_ = c.Shutdown(ctx)
+		})
 	}
 }
 

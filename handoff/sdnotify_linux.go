@@ -76,9 +76,22 @@ func (n *sdNotifier) Barrier(ctx context.Context) error {
 		_ = w.Close()
 		return fmt.Errorf("sd_notify barrier: %w", err)
 	}
+	// net refuses WriteMsgUnix on a connected datagram socket: sendmsg
+	// on the raw fd.
+	cc, err := n.conn.SyscallConn()
+	if err != nil {
+		_ = w.Close()
+		return fmt.Errorf("sd_notify barrier: %w", err)
+	}
 	var werr error
-	if err := sc.Control(func(fd uintptr) {
-		_, _, werr = n.conn.WriteMsgUnix([]byte("BARRIER=1"), unix.UnixRights(int(fd)), nil)
+	if err := sc.Control(func(pipe uintptr) {
+		rights := unix.UnixRights(int(pipe))
+		if err := cc.Write(func(fd uintptr) bool {
+			werr = unix.Sendmsg(int(fd), []byte("BARRIER=1"), rights, nil, 0)
+			return !errors.Is(werr, unix.EAGAIN)
+		}); err != nil && werr == nil {
+			werr = err
+		}
 	}); err != nil && werr == nil {
 		werr = err
 	}

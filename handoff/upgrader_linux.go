@@ -67,7 +67,7 @@ func New(cfg Config) (*Upgrader, error) {
 	u := &Upgrader{
 		cfg: cfg, log: log, gen: 1, exe: startExe, dir: startDir, args: os.Args, fds: fds,
 		socket: os.Getenv("NOTIFY_SOCKET"), ctx: ctx, cancel: cancel,
-		done: make(chan struct{}), serveErr: make(chan error, 1),
+		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1),
 	}
 	if err := u.fromPredecessor(); err != nil {
 		cancel()
@@ -161,6 +161,19 @@ func (u *Upgrader) Ready() error {
 		return nil
 	}
 	u.mu.Unlock()
+	// The control socket listens before anyone learns this pid (the
+	// predecessor answers `baton reload` with it); requests wait until
+	// this process is main.
+	if !u.cfg.NoControl {
+		c, err := control.Listen(u.controlRequest)
+		if err != nil {
+			u.log.Warn("control socket", "err", err)
+		} else {
+			u.mu.Lock()
+			u.control = c
+			u.mu.Unlock()
+		}
+	}
 	claim := false
 	if u.parent != nil {
 		err := u.awaitMain()
@@ -170,10 +183,23 @@ func (u *Upgrader) Ready() error {
 			u.log.Warn("predecessor gone before hand-over: claiming main", "predecessor", u.parentPID)
 			claim = true
 		case err != nil:
+			u.Stop()
 			return err
 		}
 	}
 	return u.becomeMain(claim)
+}
+
+// controlRequest serves `baton reload`.
+func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
+	select {
+	case <-u.isMain:
+	case <-u.done:
+		return 0, ErrStopping
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return u.Upgrade(ctx)
 }
 
 var errParentGone = errors.New("predecessor gone")
@@ -212,6 +238,11 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.mgr, u.ready, u.main = mgr, true, true
+	// Everything is in place before the manager hears of it: the control
+	// socket answers as soon as READY=1 is out.
+	u.writePIDFile()
+	u.startWatchdog()
+	close(u.isMain)
 	status := fmt.Sprintf("STATUS=serving, generation %d, pid %d", u.gen, self)
 	switch {
 	case claim:
@@ -223,16 +254,6 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	}
 	if err != nil {
 		u.log.Warn("sd_notify", "err", err)
-	}
-	u.writePIDFile()
-	u.startWatchdog()
-	if !u.cfg.NoControl {
-		c, err := control.Listen(func(ctx context.Context) (int, error) { return u.Upgrade(ctx) })
-		if err != nil {
-			u.log.Warn("control socket", "err", err)
-		} else {
-			u.control = c
-		}
 	}
 	u.log.Info("serving", "generation", u.gen, "pid", self)
 	return nil

@@ -110,6 +110,28 @@ func (s *Server) Close() error {
 	return err
 }
 
+// Shutdown stops accepting requests and waits until those in flight are
+// answered; when ctx ends first it is Close and returns ctx.Err(). A process
+// that must answer the request that ends it (a successful reload) uses
+// Shutdown, not Close.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.ln.Close()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return err
+	case <-ctx.Done():
+		s.cancel()
+		<-done
+		return ctx.Err()
+	}
+}
+
 func (s *Server) serve() {
 	defer s.wg.Done()
 	for {

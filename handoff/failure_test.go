@@ -1,0 +1,329 @@
+package handoff
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/internal/testproc"
+)
+
+// copyExe copies the test binary to a directory of the test's own, so that
+// a test can remove or replace it.
+func copyExe(t *testing.T) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "server")
+	installExe(t, self, dst)
+	return dst
+}
+
+// installExe puts a copy of src at dst by rename, as a package manager
+// does.
+func installExe(t *testing.T, src, dst string) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	tmp := dst + ".new"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var successorPID = regexp.MustCompile(`\(pid (\d+)\)`)
+
+func TestUpgradeFailures(t *testing.T) {
+	tests := []struct {
+		name    string
+		fault   string   // one-shot fault of the successor
+		env     []string // more knobs
+		breakIt func(t *testing.T, exe string)
+		fixIt   func(t *testing.T, exe string)
+		want    []string // in the error and in STATUS=
+	}{
+		{
+			name:    "binary missing",
+			breakIt: func(t *testing.T, exe string) { _ = os.Remove(exe) },
+			fixIt:   func(t *testing.T, exe string) { installExe(t, mustExe(t), exe) },
+			want:    []string{"start", "no such file or directory"},
+		},
+		{
+			name: "broken new binary",
+			breakIt: func(t *testing.T, exe string) {
+				script := filepath.Join(t.TempDir(), "broken")
+				if err := os.WriteFile(script, []byte("#!/bin/sh\necho broken >&2\nexit 3\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				installExe(t, script, exe)
+			},
+			fixIt: func(t *testing.T, exe string) { installExe(t, mustExe(t), exe) },
+			want:  []string{"successor exited before ready: exit status 3"},
+		},
+		{
+			name:  "exits before ready",
+			fault: "exit",
+			want:  []string{"successor exited before ready: exit status 3"},
+		},
+		{
+			name:  "not ready in time",
+			fault: "hang",
+			env:   []string{envReadyTimeout + "=300ms"},
+			want:  []string{"not ready in time (300ms; killed: signal: killed)"},
+		},
+		{
+			name:  "dies after ready, before hand-over",
+			fault: "die-after-ready",
+			want:  []string{"successor exited after ready, before hand-over: exit status 4"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testproc.CheckFDs(t)
+			testproc.CheckGoroutines(t)
+			exe := copyExe(t)
+			faultFile := filepath.Join(t.TempDir(), "fault")
+			env := append([]string{envFault + "=" + tt.fault, envFaultFile + "=" + faultFile}, tt.env...)
+			s := startService(t, serviceOpts{exe: exe, env: env})
+			if tt.fault != "" {
+				if err := os.WriteFile(faultFile, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.breakIt != nil {
+				tt.breakIt(t, exe)
+			}
+
+			l := startLoad(s.addr, 2, 2)
+			_, err := reload(t, s.gen1)
+			if _, gerr := s.get(""); gerr != nil {
+				t.Errorf("request right after the failed upgrade: %v", gerr)
+			}
+			l.stop()
+			t.Logf("%s: reload reported %v; %d requests, %d failures", tt.name, err, l.requests.Load(), l.failures.Load())
+			if !errors.Is(err, control.ErrFailed) {
+				t.Fatalf("reload = %v, want a failure", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("reload error %q does not say %q", err, w)
+				}
+			}
+			if n := l.failures.Load(); n > 0 {
+				t.Errorf("%d failed requests during the failed upgrade:\n%s", n, strings.Join(l.errs, "\n"))
+			}
+			// The successor, if one started, is gone (killed and reaped).
+			if m := successorPID.FindStringSubmatch(err.Error()); m != nil {
+				pid, _ := strconv.Atoi(m[1])
+				if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+					t.Errorf("successor %d still exists: kill 0 = %v", pid, err)
+				}
+			}
+			// The manager was told: still ready, and why the upgrade failed.
+			s.notes.waitFor(t, "READY=1 with the failure", func(msgs []message) bool {
+				last := msgs[len(msgs)-1]
+				return last.pid == s.gen1 && strings.HasPrefix(last.text, "READY=1\nSTATUS=upgrade failed: ") &&
+					strings.Contains(last.text, tt.want[0])
+			})
+			if pid, err := s.get(""); err != nil || pid != s.gen1 {
+				t.Errorf("after the failure served by %d (%v), want %d", pid, err, s.gen1)
+			}
+
+			// The next upgrade works.
+			if tt.fixIt != nil {
+				tt.fixIt(t, exe)
+			}
+			next := mustReload(t, s.gen1)
+			if tt.fixIt != nil {
+				// The new file on disk runs, not the one generation 1 ran.
+				var want, got syscall.Stat_t
+				if err := syscall.Stat(exe, &want); err != nil {
+					t.Fatal(err)
+				}
+				if err := syscall.Stat("/proc/"+strconv.Itoa(next)+"/exe", &got); err != nil {
+					t.Fatal(err)
+				}
+				if want.Ino != got.Ino {
+					t.Errorf("successor runs inode %d, the file on disk is %d", got.Ino, want.Ino)
+				}
+			}
+			s.waitExit(s.gen1)
+			s.stop(next)
+		})
+	}
+}
+
+func mustExe(t *testing.T) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return self
+}
+
+// gated starts a service whose next successor waits for the test to
+// release it; it returns the service, the file that releases it and the
+// file the successor writes its pid to once started.
+func gated(t *testing.T) (s *service, gate, started string) {
+	t.Helper()
+	dir := t.TempDir()
+	gate, started = filepath.Join(dir, "gate"), filepath.Join(dir, "started")
+	faultFile := filepath.Join(dir, "fault")
+	s = startService(t, serviceOpts{env: []string{
+		envFault + "=gate", envFaultFile + "=" + faultFile, envGate + "=" + gate, envStarted + "=" + started,
+	}})
+	if err := os.WriteFile(faultFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return s, gate, started
+}
+
+// waitStarted waits for the gated successor and returns its pid.
+func waitStarted(t *testing.T, started string) int {
+	t.Helper()
+	waitFile(started)
+	b, err := os.ReadFile(started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+func release(t *testing.T, gate string) {
+	t.Helper()
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type result struct {
+	pid int
+	err error
+}
+
+func reloadAsync(t *testing.T, pid int) <-chan result {
+	ch := make(chan result, 1)
+	go func() {
+		p, err := reload(t, pid)
+		ch <- result{p, err}
+	}()
+	return ch
+}
+
+func TestConcurrentReloadInProgress(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	s, gate, started := gated(t)
+	first := reloadAsync(t, s.gen1)
+	succ := waitStarted(t, started)
+	_, err := reload(t, s.gen1)
+	if !errors.Is(err, control.ErrInProgress) {
+		t.Errorf("second reload = %v, want in progress", err)
+	}
+	// SIGHUP during the upgrade is refused the same way (and changes
+	// nothing).
+	if err := syscall.Kill(s.gen1, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	release(t, gate)
+	r := <-first
+	if r.err != nil || r.pid != succ {
+		t.Fatalf("first reload = %d, %v; want %d", r.pid, r.err, succ)
+	}
+	s.waitExit(s.gen1)
+	s.stop(succ)
+}
+
+func TestStopDuringUpgrade(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	s, _, started := gated(t)
+	pending := reloadAsync(t, s.gen1)
+	succ := waitStarted(t, started)
+	s.stop(s.gen1)
+	r := <-pending
+	t.Logf("reload during stop reported: %v", r.err)
+	if r.err == nil {
+		t.Errorf("reload = %d, want an error", r.pid)
+	}
+	if err := syscall.Kill(succ, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("half-started successor %d still exists: %v", succ, err)
+	}
+	msgs := s.notes.waitFor(t, "STOPPING=1", has(s.gen1, "STOPPING=1"))
+	last := msgs[len(msgs)-1]
+	if last.text != "STOPPING=1" {
+		t.Errorf("last message %q, want STOPPING=1", last.text)
+	}
+	for _, m := range msgs {
+		if strings.Contains(m.text, "MAINPID") || m.pid == succ {
+			t.Errorf("unexpected message %d %q", m.pid, m.text)
+		}
+	}
+}
+
+func TestPredecessorKilledMidUpgrade(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	s, gate, started := gated(t)
+	pending := reloadAsync(t, s.gen1)
+	succ := waitStarted(t, started)
+	if err := syscall.Kill(s.gen1, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.waitExit(s.gen1)
+	if r := <-pending; r.err == nil {
+		t.Errorf("reload of a killed process = %d, want an error", r.pid)
+	}
+	release(t, gate)
+	s.notes.waitFor(t, "the successor claiming main", has(succ, "MAINPID="+strconv.Itoa(succ)+"\nREADY=1"))
+	if pid, err := s.get(""); err != nil || pid != succ {
+		t.Fatalf("served by %d (%v), want the successor %d", pid, err, succ)
+	}
+	next := mustReload(t, succ)
+	s.waitExit(succ)
+	s.stop(next)
+}
+
+func TestSIGHUP(t *testing.T) {
+	s := startService(t, serviceOpts{})
+	if err := syscall.Kill(s.gen1, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	msgs := s.notes.waitFor(t, "MAINPID", has(s.gen1, "MAINPID="))
+	var next int
+	for _, m := range msgs {
+		if v, ok := strings.CutPrefix(m.text, "MAINPID="); ok {
+			next, _ = strconv.Atoi(strings.TrimSuffix(v, "\nREADY=1"))
+		}
+	}
+	s.waitExit(s.gen1)
+	s.notes.waitFor(t, "STATUS from the successor", has(next, "STATUS=serving"))
+	s.stop(next)
+}

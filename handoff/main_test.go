@@ -1,0 +1,153 @@
+package handoff
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	"golang.org/x/sys/unix"
+
+	"github.com/batonhq/baton/internal/testproc"
+)
+
+// Knobs of the "server" helper, set by the tests in its environment (and so
+// inherited by every generation).
+const (
+	envFault        = "BATON_TEST_FAULT"         // exit, hang, die-after-ready, gate
+	envFaultFile    = "BATON_TEST_FAULT_FILE"    // the fault applies once: to the successor that removes this file
+	envGate         = "BATON_TEST_GATE"          // "gate": wait for this file before Ready
+	envStarted      = "BATON_TEST_STARTED"       // "gate": create this file when waiting
+	envReadyTimeout = "BATON_TEST_READY_TIMEOUT" // Config.ReadyTimeout
+	envUnix         = "BATON_TEST_UNIX"          // also serve HTTP on this unix socket path ("sock")
+	envVerbose      = "BATON_TEST_VERBOSE"       // log to stderr
+)
+
+func TestMain(m *testing.M) {
+	testproc.Register("server", serverMain)
+	if _, helper := os.LookupEnv(testproc.EnvHelper); !helper {
+		// Generations orphaned by their exiting predecessors are reparented
+		// to the test, which reaps them (reaper in harness_test.go).
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			fmt.Fprintln(os.Stderr, "subreaper:", err)
+			os.Exit(2)
+		}
+	}
+	testproc.Main(m)
+}
+
+var goSystemdFiles []*os.File
+
+// serverMain is examples/http with fault injection.
+func serverMain() {
+	// What go-systemd's activation sees, before New unsets the variables.
+	// The files stay referenced: their finalizers would close fds 3...
+	goSystemdFiles = activation.Files(false)
+	var seen []string
+	for _, f := range goSystemdFiles {
+		seen = append(seen, f.Name())
+	}
+	fault := ""
+	if f := os.Getenv(envFaultFile); f != "" && os.Remove(f) == nil {
+		fault = os.Getenv(envFault)
+		_ = os.WriteFile(f+".taken", nil, 0o600)
+	}
+	cfg := Config{}
+	if d, err := time.ParseDuration(os.Getenv(envReadyTimeout)); err == nil {
+		cfg.ReadyTimeout = d
+	}
+	if os.Getenv(envVerbose) != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
+	}
+	up, err := New(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		os.Exit(1)
+	}
+	defer up.Close()
+	if os.Getenv(envFault) == "die-after-ready" {
+		// As the predecessor: let the successor die before MAINPID.
+		up.beforeHandOver = func(pid int) {
+			if os.Remove(os.Getenv(envFaultFile)+".taken") == nil {
+				waitExit(pid)
+			}
+		}
+	}
+	ln, err := up.Listen("http", "tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		os.Exit(1)
+	}
+	pid, gen := strconv.Itoa(os.Getpid()), strconv.Itoa(up.Generation())
+	activated := strings.Join(seen, ",")
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ms, err := strconv.Atoi(r.URL.Query().Get("ms")); err == nil && ms > 0 {
+			time.Sleep(min(time.Duration(ms)*time.Millisecond, 10*time.Second))
+		}
+		if gate := r.URL.Query().Get("wait"); gate != "" {
+			waitFile(gate)
+		}
+		w.Header().Set("X-Pid", pid)
+		w.Header().Set("X-Generation", gen)
+		w.Header().Set("X-Activation", activated)
+		fmt.Fprintf(w, "pid %s generation %s\n", pid, gen)
+	})
+	up.Serve(HTTP(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, ln))
+	if path := os.Getenv(envUnix); path != "" {
+		uln, err := up.Listen("sock", "unix", path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "server:", err)
+			os.Exit(1)
+		}
+		up.Serve(HTTP(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, uln))
+	}
+	switch fault {
+	case "exit":
+		os.Exit(3)
+	case "hang":
+		select {}
+	case "die-after-ready":
+		up.afterReadySent = func() { os.Exit(4) }
+	case "gate":
+		_ = os.WriteFile(os.Getenv(envStarted), []byte(pid), 0o600)
+		waitFile(os.Getenv(envGate))
+	}
+	if err := up.Ready(); err != nil {
+		fmt.Fprintln(os.Stderr, "server: ready:", err)
+		os.Exit(1)
+	}
+	if err := up.Wait(); err != nil {
+		fmt.Fprintln(os.Stderr, "server: wait:", err)
+		os.Exit(1)
+	}
+}
+
+// waitExit blocks until pid has exited (it stays a zombie: not reaped).
+func waitExit(pid int) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	for {
+		_, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, -1)
+		if err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// waitFile returns once name exists.
+func waitFile(name string) {
+	for {
+		if _, err := os.Stat(name); err == nil {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
