@@ -59,6 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	scenList := fs.String("scenarios", "steady,upgrade/keep-alive,upgrade/new-conn,long-drain,soak", "comma-separated `scenarios`")
 	root := fs.String("gobench", "", "repository `root` in which to run the core's Go benchmarks (none when empty)")
 	benchtime := fs.String("benchtime", "200ms", "-benchtime of the Go benchmarks")
+	label := fs.String("label", "", "free `text` for the table's first line (bench/run passes the commit)")
 	records := fs.Bool("records", false, "also write every request of each upgrade run as CSV (large)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -84,6 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	t0 := time.Now()
+	load0 := loadavg()
 	stamp := t0.UTC().Format("20060102T150405Z")
 	env := &runEnv{bins: &bins{dir: *binDir}, results: *results, date: t0.UTC().Format("2006-01-02"), floor: map[string]time.Duration{}, records: *records}
 	logf := func(format string, a ...any) {
@@ -222,7 +224,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	slices.SortStableFunc(rows, func(a, b *row) int { return peerOrder(all, a.Peer) - peerOrder(all, b.Peer) })
 
 	var table strings.Builder
-	fmt.Fprintf(&table, "baton bench, %s, %d cores, %.0fs\n\n", env.date, runtime.NumCPU(), time.Since(t0).Seconds())
+	fmt.Fprintf(&table, "baton bench, %s, %d cores, %.0f s, load average %s at the start and %s at the end", env.date, runtime.NumCPU(), time.Since(t0).Seconds(), load0, loadavg())
+	if *label != "" {
+		fmt.Fprintf(&table, ", %s", *label)
+	}
+	table.WriteString("\n\n")
 	writeTable(&table, rows)
 	table.WriteString("\n")
 	writeFloors(&table, floors)
@@ -272,4 +278,17 @@ func peerOrder(all []*peer, name string) int {
 		}
 	}
 	return len(all)
+}
+
+// loadavg is the 1-minute load average, "?" when unknown.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
