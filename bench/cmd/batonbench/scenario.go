@@ -54,6 +54,9 @@ type row struct {
 	Latency        map[string]float64 `json:"latency_ms,omitempty"`
 	OverlapLatency map[string]float64 `json:"overlap_latency_ms,omitempty"`
 	OverlapN       int                `json:"overlap_requests"`
+	// The same for the fast requests only (no ?ms=N), the table's columns.
+	FastLatency        map[string]float64 `json:"fast_latency_ms,omitempty"`
+	FastOverlapLatency map[string]float64 `json:"fast_overlap_latency_ms,omitempty"`
 
 	Upgrades      int                `json:"upgrades"`
 	UpgradesOK    int                `json:"upgrades_ok"`
@@ -228,13 +231,16 @@ func summarize(r *row, res *load.Result, ups []control.Upgrade, w *control.Watch
 		r.RPS = float64(r.OK) / res.Elapsed.Seconds()
 	}
 
-	var all, over []time.Duration
+	var all, over, fast, fastOver []time.Duration
 	lastAnswer := map[int32]time.Duration{}
 	done := slices.DeleteFunc(slices.Clone(ups), func(u control.Upgrade) bool { return u.Err != nil })
 	sort.Slice(done, func(i, j int) bool { return done[i].At.Before(done[j].At) })
 	for _, rec := range res.Records {
 		lat := rec.End - rec.Start
 		all = append(all, lat)
+		if !rec.Slow {
+			fast = append(fast, lat)
+		}
 		if rec.Class == load.OK && rec.End > lastAnswer[rec.Pid] {
 			lastAnswer[rec.Pid] = rec.End
 		}
@@ -244,6 +250,9 @@ func summarize(r *row, res *load.Result, ups []control.Upgrade, w *control.Watch
 		i := sort.Search(len(done), func(i int) bool { return !done[i].HandedOver().Before(start) })
 		if i < len(done) && !done[i].At.After(end) {
 			over = append(over, lat)
+			if !rec.Slow {
+				fastOver = append(fastOver, lat)
+			}
 		}
 	}
 	r.Latency = quantMS(load.Summarize(all))
@@ -251,6 +260,12 @@ func summarize(r *row, res *load.Result, ups []control.Upgrade, w *control.Watch
 		r.OverlapLatency = quantMS(load.Summarize(over))
 	}
 	r.OverlapN = len(over)
+	if len(fast) > 0 {
+		r.FastLatency = quantMS(load.Summarize(fast))
+	}
+	if len(fastOver) > 0 {
+		r.FastOverlapLatency = quantMS(load.Summarize(fastOver))
+	}
 
 	r.Upgrades, r.UpgradesOK = len(ups), len(done)
 	seen := map[string]bool{}
