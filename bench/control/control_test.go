@@ -55,6 +55,9 @@ func TestProcFiles(t *testing.T) {
 	if kb, err := RSSKiB(os.Getpid()); err != nil || kb <= 0 {
 		t.Fatalf("RSSKiB(self) = %d, %v", kb, err)
 	}
+	if _, err := CPUTime(os.Getpid()); err != nil {
+		t.Fatalf("CPUTime(self): %v", err)
+	}
 	truePath, err := exec.LookPath("true")
 	if err != nil {
 		t.Skip("no true(1)")
@@ -78,6 +81,9 @@ func TestProcFiles(t *testing.T) {
 	}
 	if exited, err := State(pid); err != nil || !exited {
 		t.Fatalf("State(reaped) = %v, %v", exited, err)
+	}
+	if _, err := CPUTime(pid); !errors.Is(err, ErrGone) {
+		t.Fatalf("CPUTime(reaped) err = %v", err)
 	}
 	if _, err := FDCount(pid); !errors.Is(err, ErrGone) {
 		t.Fatalf("FDCount(reaped) err = %v", err)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // ErrGone is returned for a process that no longer exists.
@@ -92,4 +93,35 @@ var errESRCH = syscall.ESRCH
 func reap(pid int) {
 	var ws syscall.WaitStatus
 	_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil) // ECHILD: not ours
+}
+
+// userHZ is the unit of the times in /proc/PID/stat (USER_HZ, 100 on
+// every Linux architecture Go supports).
+const userHZ = 100
+
+// CPUTime is the user plus system CPU time pid has used, all its threads
+// included, at the kernel's 10 ms accounting resolution.
+func CPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("cpu time of %d: %w", pid, ErrGone)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cpu time of %d: %w", pid, err)
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("cpu time of %d: parse /proc/%d/stat", pid, pid)
+	}
+	// After "pid (comm) ": state is field 3, utime 14 and stime 15.
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("cpu time of %d: short /proc/%d/stat", pid, pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("cpu time of %d: parse utime %q stime %q", pid, f[11], f[12])
+	}
+	return time.Duration(ut+st) * time.Second / userHZ, nil
 }

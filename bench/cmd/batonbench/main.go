@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	results := fs.String("results", "results", "`dir`ectory for the table, the JSON lines and the peers' logs")
 	scale := fs.Float64("scale", 1, "multiply every load duration by `f` (2 doubles the run)")
 	soak := fs.Int("soak", 1000, "consecutive upgrades in the soak")
-	rounds := fs.Int("rounds", 5, "interleaved rounds of the steady-state comparison")
+	rounds := fs.Int("rounds", 30, "interleaved rounds of the steady-state comparison")
 	floorN := fs.Int("floor", 20, "starts per binary for the fork-exec floor")
 	peerList := fs.String("peers", "baton,baton-reload,baton-run,tableflip,naive", "comma-separated `peers`")
 	scenList := fs.String("scenarios", "steady,upgrade/keep-alive,upgrade/new-conn,long-drain,soak", "comma-separated `scenarios`")
@@ -177,14 +177,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					ps = append(ps, p)
 				}
 			}
-			cfg := load.Config{Clients: 8, Duration: scaled(2 * time.Second), Mode: load.KeepAlive}
+			cfg := load.Config{Clients: 8, Duration: scaled(250 * time.Millisecond), Mode: load.KeepAlive}
 			logf("steady: %d rounds of %v per peer", *rounds, cfg.Duration)
 			rs, err := runSteady(ctx, env, ps, plain, *rounds, cfg)
 			if err != nil {
 				return fmt.Errorf("steady: %w", err)
 			}
 			for _, r := range rs {
-				logf("steady %s: %.0f req/s, ratio %.3f", r.Peer, r.RPS, r.ThroughputRatio)
+				logf("steady %s: %.0f req/s, median ratio %.3f", r.Peer, r.RPS, r.ThroughputRatio)
 			}
 			rows = append(rows, rs...)
 			continue

@@ -11,7 +11,7 @@ import (
 
 // writeTable prints the side-by-side markdown table of every row.
 func writeTable(w io.Writer, rows []*row) {
-	fmt.Fprintln(w, "| peer | scenario | requests | failed | upgrades ok | handoff p50 / p90 / max (ms) | p50 ÷ floor | old gen exits after handover p50 / max (ms) | … after its last answer p50 / max (ms) | fast-request latency p99 all / overlapping an upgrade (ms) | throughput ÷ plain | fd start→end | RSS MiB start→end |")
+	fmt.Fprintln(w, "| peer | scenario | requests | failed | upgrades ok | handoff p50 / p90 / max (ms) | p50 ÷ floor | old gen exits after handover p50 / max (ms) | … after its last answer p50 / max (ms) | fast-request latency p99 all / overlapping an upgrade (ms) | throughput ÷ plain (CPU per request ÷ plain) | fd start→end | RSS MiB start→end |")
 	fmt.Fprintln(w, "|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range rows {
 		if r.Skipped != "" {
@@ -29,7 +29,7 @@ func writeTable(w io.Writer, rows []*row) {
 			dash(r.OldLife != nil, fmt.Sprintf("%.0f / %.0f", r.OldLife["p50"], r.OldLife["max"])+aliveNote(r)),
 			dash(r.OldLinger != nil, fmt.Sprintf("%.1f / %.1f", r.OldLinger["p50"], r.OldLinger["max"])),
 			fmt.Sprintf("%.1f / %s", r.FastLatency["p99"], dash(r.FastOverlapLatency != nil, fmt.Sprintf("%.1f", r.FastOverlapLatency["p99"]))),
-			dash(r.ThroughputRatio > 0, fmt.Sprintf("%.3f", r.ThroughputRatio)),
+			dash(r.ThroughputRatio > 0, fmt.Sprintf("%.3f (%.3f)", r.ThroughputRatio, r.CPURatio)),
 			fdCell(r),
 			rssCell(r),
 		}

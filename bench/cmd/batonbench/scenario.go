@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -72,6 +71,11 @@ type row struct {
 
 	ThroughputRatio float64   `json:"throughput_ratio,omitempty"`
 	RoundRatios     []float64 `json:"round_ratios,omitempty"`
+	// Server CPU time (user+system, every process of the peer) per
+	// answered request in the steady state, and its ratio to plain's:
+	// unlike throughput, barely moved by the machine's other load.
+	CPUPerRequestUS float64 `json:"cpu_per_request_us,omitempty"`
+	CPURatio        float64 `json:"cpu_per_request_ratio,omitempty"`
 
 	FD            *span `json:"fd,omitempty"`
 	RSSKiB        *span `json:"rss_kib,omitempty"`
@@ -311,80 +315,114 @@ func summarize(r *row, res *load.Result, ups []control.Upgrade, w *control.Watch
 	}
 }
 
-// runSteady measures throughput without upgrades: every peer in turn, in a
-// rotating order, rounds times; the ratio is against the plain peer.
+// runSteady measures throughput without upgrades. Every peer runs at once
+// (idle while not measured); each round loads each peer in turn for
+// cfg.Duration, in a rotating order, so that a change in the machine's
+// other load hits all peers alike. The ratio is the median over rounds of a
+// peer's rate over the plain peer's rate in the same round.
 func runSteady(ctx context.Context, env *runEnv, ps []*peer, base *peer, rounds int, cfg load.Config) ([]*row, error) {
 	all := append([]*peer{base}, ps...)
-	type acc struct {
-		ok      int
-		elapsed time.Duration
-		res     []*load.Result
-		rates   []float64
-	}
-	accs := make([]acc, len(all))
-	for round := range rounds {
-		for k := range all {
-			i := (k + round) % len(all)
-			p := all[i]
-			res, err := steadyOnce(ctx, env, p, cfg)
-			if err != nil {
-				return nil, err
-			}
-			c := load.Count(res.Records)
-			accs[i].ok += c[load.OK]
-			accs[i].elapsed += res.Elapsed
-			accs[i].res = append(accs[i].res, res)
-			accs[i].rates = append(accs[i].rates, float64(c[load.OK])/res.Elapsed.Seconds())
-		}
-	}
-	baseRate := float64(accs[0].ok) / accs[0].elapsed.Seconds()
-	var rows []*row
-	for i, p := range all {
-		merged := &load.Result{Elapsed: accs[i].elapsed}
-		for _, res := range accs[i].res {
-			merged.Records = append(merged.Records, res.Records...)
-		}
-		r := &row{Date: env.date, Peer: p.name, Scenario: "steady", Mode: cfg.Mode.String(), Clients: cfg.Clients}
-		summarize(r, merged, nil, nil, 0)
-		r.ThroughputRatio = r.RPS / baseRate
-		for j, rate := range accs[i].rates {
-			r.RoundRatios = append(r.RoundRatios, rate/accs[0].rates[j])
-		}
-		rows = append(rows, r)
-	}
-	return rows, nil
-}
-
-func steadyOnce(ctx context.Context, env *runEnv, p *peer, cfg load.Config) (*load.Result, error) {
+	insts := make([]*instance, len(all))
 	dir, err := os.MkdirTemp("", "batonbench-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
+	defer func() {
+		for _, inst := range insts {
+			if inst != nil {
+				inst.kill()
+			}
+		}
+	}()
+	pids := make([][]int, len(all)) // the processes whose CPU time counts
+	for i, p := range all {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		pdir := filepath.Join(dir, p.name)
+		if err := os.Mkdir(pdir, 0o755); err != nil {
+			return nil, err
+		}
+		if insts[i], err = start(ctx, env.bins, p, addr, pdir, filepath.Join(env.results, p.name+"-steady.log")); err != nil {
+			return nil, err
+		}
+		resp, err := probe(addr, time.Second)
+		if err != nil {
+			return nil, err
+		}
+		pids[i] = []int{resp.Pid}
+		if sup := insts[i].supervisor(); sup != resp.Pid {
+			pids[i] = append(pids[i], sup)
+		}
 	}
-	inst, err := start(ctx, env.bins, p, addr, dir, filepath.Join(env.results, p.name+"-steady.log"))
-	if err != nil {
-		return nil, err
+	cpu := func(i int) time.Duration {
+		var sum time.Duration
+		for _, pid := range pids[i] {
+			d, err := control.CPUTime(pid)
+			if err == nil {
+				sum += d
+			}
+		}
+		return sum
 	}
-	defer inst.kill()
-	// Warm up the server's connections and the runtime before measuring.
-	warm := cfg
-	warm.Addr, warm.Duration = addr, 200*time.Millisecond
-	if _, err := load.Run(ctx, warm); err != nil {
-		return nil, err
+	type acc struct {
+		merged load.Result
+		rates  []float64
+		cpu    time.Duration
 	}
-	cfg.Addr = addr
-	res, err := load.Run(ctx, cfg)
-	if err != nil {
-		return nil, err
+	accs := make([]acc, len(all))
+	for round := -1; round < rounds; round++ { // round -1 warms up, unrecorded
+		for k := range all {
+			i := (k + max(round, 0)) % len(all)
+			c := cfg
+			c.Addr = insts[i].addr
+			cpu0 := cpu(i)
+			res, err := load.Run(ctx, c)
+			accs[i].cpu += cpu(i) - cpu0
+			if err != nil {
+				return nil, err
+			}
+			if round < 0 {
+				continue
+			}
+			accs[i].merged.Records = append(accs[i].merged.Records, res.Records...)
+			accs[i].merged.Elapsed += res.Elapsed
+			accs[i].rates = append(accs[i].rates, float64(load.Count(res.Records)[load.OK])/res.Elapsed.Seconds())
+		}
 	}
-	if res.Elapsed <= 0 {
-		return nil, errors.New("steady run took no time")
+	var rows []*row
+	for i, p := range all {
+		r := &row{Date: env.date, Peer: p.name, Scenario: "steady", Mode: cfg.Mode.String(), Clients: cfg.Clients}
+		summarize(r, &accs[i].merged, nil, nil, 0)
+		for j, rate := range accs[i].rates {
+			r.RoundRatios = append(r.RoundRatios, rate/accs[0].rates[j])
+		}
+		r.ThroughputRatio = median(r.RoundRatios)
+		if r.OK > 0 {
+			r.CPUPerRequestUS = float64(accs[i].cpu.Microseconds()) / float64(r.OK)
+		}
+		rows = append(rows, r)
 	}
-	return res, nil
+	for _, r := range rows {
+		if rows[0].CPUPerRequestUS > 0 {
+			r.CPURatio = r.CPUPerRequestUS / rows[0].CPUPerRequestUS
+		}
+	}
+	return rows, nil
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // writeUpgrades writes one JSON line per upgrade, for a closer look at a
