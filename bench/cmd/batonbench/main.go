@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	scale := fs.Float64("scale", 1, "multiply every load duration by `f` (2 doubles the run)")
 	soak := fs.Int("soak", 1000, "consecutive upgrades in the soak")
 	rounds := fs.Int("rounds", 30, "interleaved rounds of the steady-state comparison")
-	floorN := fs.Int("floor", 20, "starts per binary for the fork-exec floor")
+	floorN := fs.Int("floor", 40, "starts per binary for the fork-exec floor (half before the scenarios, half after)")
 	peerList := fs.String("peers", "baton,baton-reload,baton-run,tableflip,naive", "comma-separated `peers`")
 	scenList := fs.String("scenarios", "steady,upgrade/keep-alive,upgrade/new-conn,long-drain,soak", "comma-separated `scenarios`")
 	root := fs.String("gobench", "", "repository `root` in which to run the core's Go benchmarks (none when empty)")
@@ -118,25 +118,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	// The floor of every server binary in use.
-	var floors []*floorRow
+	// The floor of every server binary in use: half the starts now, half
+	// after the scenarios, so that the machine's load at one moment does
+	// not set it.
+	floorPeers := map[string][]string{} // server binary -> peers
+	var servers []string
+	floorSamples := map[string][]time.Duration{}
 	for _, p := range append(slices.Clone(active), plain) {
-		if _, done := env.floor[p.server]; done {
-			for _, f := range floors {
-				if f.Server == p.server && !slices.Contains(f.Peers, p.name) {
-					f.Peers = append(f.Peers, p.name)
-				}
+		if _, ok := floorPeers[p.server]; !ok {
+			servers = append(servers, p.server)
+		}
+		if !slices.Contains(floorPeers[p.server], p.name) {
+			floorPeers[p.server] = append(floorPeers[p.server], p.name)
+		}
+	}
+	measureFloors := func(n int) error {
+		for _, server := range servers {
+			p := byName[floorPeers[server][0]]
+			ds, err := measureFloor(ctx, env.bins, p, n)
+			if err != nil {
+				return err
 			}
-			continue
+			floorSamples[server] = append(floorSamples[server], ds...)
+			env.floor[server] = load.Summarize(slices.Clone(floorSamples[server])).P50
+			logf("floor %s: p50 %.2f ms over %d starts", server, ms(env.floor[server]), len(floorSamples[server]))
 		}
-		ds, err := measureFloor(ctx, env.bins, p, *floorN)
-		if err != nil {
-			return err
-		}
-		q := load.Summarize(ds)
-		env.floor[p.server] = q.P50
-		floors = append(floors, &floorRow{Date: env.date, Kind: "floor", Server: p.server, Peers: []string{p.name}, N: q.N, MS: quantMS(q)})
-		logf("floor %s: p50 %.2f ms", p.server, ms(q.P50))
+		return nil
+	}
+	if err := measureFloors((*floorN + 1) / 2); err != nil {
+		return err
 	}
 
 	scenarios := []scenario{
@@ -213,6 +223,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			logf("%s %s: %d requests, %d failed %v, %d/%d upgrades, handoff p50 %.1f ms", p.name, sc.name, r.Requests, r.Failed, r.Failures, r.UpgradesOK, r.Upgrades, r.Handoff["p50"])
 			rows = append(rows, r)
+		}
+	}
+
+	if err := measureFloors(*floorN / 2); err != nil {
+		return err
+	}
+	var floors []*floorRow
+	for _, server := range servers {
+		q := load.Summarize(floorSamples[server])
+		floors = append(floors, &floorRow{Date: env.date, Kind: "floor", Server: server, Peers: floorPeers[server], N: q.N, MS: quantMS(q)})
+	}
+	for _, r := range rows {
+		if f := env.floor[r.Server]; f > 0 && r.Handoff != nil {
+			r.FloorMS = ms(f)
+			r.FloorRatio = r.Handoff["p50"] / r.FloorMS
 		}
 	}
 

@@ -39,6 +39,7 @@ type span struct {
 type row struct {
 	Date      string  `json:"date"`
 	Peer      string  `json:"peer"`
+	Server    string  `json:"server,omitempty"` // the binary whose floor applies
 	Scenario  string  `json:"scenario"`
 	Mode      string  `json:"mode"`
 	Clients   int     `json:"clients"`
@@ -87,7 +88,7 @@ type row struct {
 
 // runUpgrades runs one scenario against one peer.
 func runUpgrades(ctx context.Context, env *runEnv, p *peer, sc scenario) (*row, error) {
-	r := &row{Date: env.date, Peer: p.name, Scenario: sc.name, Mode: sc.load.Mode.String(), Clients: sc.load.Clients}
+	r := &row{Date: env.date, Peer: p.name, Server: p.server, Scenario: sc.name, Mode: sc.load.Mode.String(), Clients: sc.load.Clients}
 	dir, err := os.MkdirTemp("", "batonbench-")
 	if err != nil {
 		return nil, err
@@ -210,7 +211,7 @@ func runUpgrades(ctx context.Context, env *runEnv, p *peer, sc scenario) (*row, 
 		_ = w.WaitAll(dctx) // the ones still alive are reported
 		cancel()
 	}
-	summarize(r, res, ups, w, env.floor[p.server])
+	summarize(r, res, ups, w, 0) // the floor ratio is set once the floor is complete
 	if env.records {
 		if err := writeRecords(filepath.Join(env.results, fmt.Sprintf("%s-%s.records.csv", p.name, strings.ReplaceAll(sc.name, "/", "-"))), res); err != nil {
 			return nil, err
