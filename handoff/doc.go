@@ -22,23 +22,30 @@
 //
 //  1. The current generation sends RELOADING=1 and MONOTONIC_USEC= (the
 //     unit shows "reloading"; on 252 `systemctl reload` waits for READY=1).
-//  2. It starts the successor with its named sockets at fds 3.. and
-//     LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID equal to the successor's pid
-//     before its main runs (package internal/spawn, self-fix mode: no extra
-//     exec), plus a private SOCK_SEQPACKET socketpair, the hand-over
-//     channel, at the fd after the sockets (BATON_HANDOFF_FD). The
-//     successor does not see NOTIFY_SOCKET: it is held back in
-//     BATON_HANDOFF_NOTIFY until the successor is main, so nothing in it
-//     talks to the manager too early.
-//  3. The successor serves, calls Ready, which writes READY on the channel
-//     and waits.
+//  2. It starts the executable as this process was invoked (argv[0],
+//     resolved at start: a symbolic link switched to a new release, or a
+//     file replaced by rename, takes effect), same arguments and working
+//     directory, with its named sockets at fds 3.. and LISTEN_FDS,
+//     LISTEN_FDNAMES and LISTEN_PID equal to the successor's pid before
+//     its main runs. (internal/spawn, self-fix mode: an init function in
+//     the successor, which imports this package, sets LISTEN_PID; the
+//     alternative, a re-exec trampoline, costs about 2.3 ms more and
+//     doubles the start-up floor.) One more fd follows the sockets: the
+//     hand-over channel, a private SOCK_SEQPACKET socketpair
+//     (BATON_HANDOFF_FD). The successor does not see NOTIFY_SOCKET: it is
+//     held back in BATON_HANDOFF_NOTIFY until the successor is main, so
+//     nothing in it talks to the manager too early.
+//  3. The successor initialises and calls Ready, which writes READY on the
+//     channel and waits. Its servers (Serve) are not started yet: a
+//     successor that fails never accepted a connection, so it drops none.
 //  4. Within ReadyTimeout, the current generation checks the successor is
 //     still alive, sends MAINPID=<successor> and READY=1 in one datagram,
 //     waits for BARRIER=1, and writes MAIN on the channel. From then on it
 //     says nothing to the manager (SYSTEMD.md rule 2): it closes Done,
 //     stops accepting and drains; the successor restores NOTIFY_SOCKET,
-//     takes the watchdog (WATCHDOG_PID=self), writes the PID file, opens
-//     its control socket and sends STATUS=.
+//     starts its servers, takes the watchdog (WATCHDOG_PID=self), writes
+//     the PID file and sends STATUS=. (Its control socket was opened before
+//     READY, so the pid the predecessor reports can be reloaded at once.)
 //  5. On any failure (cannot start, missing binary, exits early, not ready
 //     in time, dies between ready and hand-over, stop requested) the
 //     successor gets ABORT, is killed and reaped, the manager gets READY=1
@@ -61,11 +68,36 @@
 //	NotifyAccess=main
 //	ExecStart=/usr/local/bin/myserver
 //	ExecReload=/usr/local/bin/baton reload --pid $MAINPID
-//	KillMode=mixed
+//	Restart=on-failure
+//
+// Keep KillMode=control-group (the default): on stop every generation gets
+// SIGTERM; the main one says STOPPING=1 and drains, draining ones go on
+// draining, a half-started successor declines the hand-over and exits.
+// (KillMode=mixed would SIGKILL draining generations as soon as the main
+// process exits.)
 //
 // On systemd 253+ Type=notify-reload with ReloadSignal=SIGHUP works too.
 // `baton reload` is synchronous and reports failure; `kill -HUP $MAINPID`
 // is fire-and-forget.
+//
+// # Without a socket unit: the fd store
+//
+// A service that binds its own sockets keeps them across `systemctl
+// restart` and crashes through systemd's fd store: the main generation
+// sends every socket and file it opened itself (not the inherited ones)
+// once, with FDSTORE=1 and FDNAME=<name>, before READY=1. systemd keeps
+// them while the unit lives and passes them to the next process it starts
+// as LISTEN_FDS, where Listen finds them by name; meanwhile connections
+// wait in the backlog instead of being refused. `systemctl stop` empties
+// the store. It takes FileDescriptorStoreMax= in the unit (`baton units
+// --fdstore N`, for a unit without --listen); Config.NoFDStore turns it off.
+//
+//	[Service]
+//	Type=notify
+//	ExecStart=/usr/local/bin/myserver
+//	ExecReload=/usr/local/bin/baton reload --pid $MAINPID
+//	FileDescriptorStoreMax=8
+//	Restart=on-failure
 //
 // # Predecessor killed mid-upgrade
 //
@@ -81,9 +113,13 @@
 // group, the successor included, is killed (KillMode), and Restart=on-failure
 // starts a fresh generation on the socket unit's sockets, which systemd
 // kept open: clients wait in the backlog instead of being refused. With
-// NotifyAccess=all the outcome depends on whether the manager handles the
-// successor's MAINPID before the SIGCHLD of the dead main process; the
-// kernel delivers the SIGCHLD first, so expect the same as with main.
+// NotifyAccess=all it is a race: the successor learns of the death when the
+// kernel closes the dead process's fds, which happens before the kernel
+// reports the exit (SIGCHLD) to the manager; if the manager reads the
+// successor's MAINPID first, MainPID moves, the old pid's exit is that of a
+// stray process and the unit stays active; if it handles the exit first,
+// the unit goes down as with NotifyAccess=main. Either way the outcome is a
+// serving service when Restart=on-failure is set.
 //
 // # Traps
 //
@@ -91,7 +127,12 @@
 //     NOTIFY_SOCKET, and never spawn programs before New: it unsets its
 //     variables.
 //   - A successor must call Ready; until then it is not main and must not
-//     use sd_notify itself (it cannot: NOTIFY_SOCKET is held back).
+//     use sd_notify itself (it cannot: NOTIFY_SOCKET is held back), nor
+//     accept connections outside Serve: one it accepted and then died with
+//     would be lost.
+//   - Another library reading LISTEN_FDS without unsetting it (go-systemd's
+//     activation.Files(false)) creates *os.File values for fds 3..: keep
+//     them referenced, their finalizers would close the sockets.
 //   - HTTPServer wraps srv.Handler and srv.ConnState; set them before
 //     calling HTTP. HTTP/2 connections are drained by http.Server.Shutdown
 //     only (their ConnState does not follow requests).

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/batonhq/baton/activation"
 )
 
 // entry is one named fd this generation holds and passes on.
@@ -20,6 +22,9 @@ type entry struct {
 	kind int      // unix.SOCK_STREAM, SOCK_DGRAM, ... or 0 for a non-socket
 	lstn bool     // a listening socket
 	used bool     // handed to the program by Listen, ListenPacket or File
+	// fresh: opened by this process (not inherited), so the manager's fd
+	// store does not hold it yet; stored: sent to the fd store.
+	fresh, stored bool
 }
 
 // fdSet is the ordered set of named fds of a generation.
@@ -28,42 +33,41 @@ type fdSet struct {
 	entries []*entry
 }
 
-// receive takes the fds of LISTEN_FDS when LISTEN_PID is this process, as
-// sd_listen_fds(3) does, and unsets the variables either way.
+// receive takes this process's fds from the manager or the predecessor
+// (activation.Receive: sd_listen_fds semantics, variables unset either
+// way), all of them, in fd order.
 func receive() (*fdSet, error) {
 	s := &fdSet{}
-	pid, hasPID := os.LookupEnv("LISTEN_PID")
-	nfds, hasFDs := os.LookupEnv("LISTEN_FDS")
-	names, hasNames := os.LookupEnv("LISTEN_FDNAMES")
-	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
-		_ = os.Unsetenv(k)
-	}
-	if !hasPID || !hasFDs || pid != strconv.Itoa(os.Getpid()) {
+	set, err := activation.Receive()
+	if errors.Is(err, activation.ErrNotActivated) {
 		return s, nil
 	}
-	n, err := strconv.Atoi(nfds)
-	if err != nil || n < 0 || n > 1<<16 {
-		return nil, fmt.Errorf("LISTEN_FDS=%q: %w", nfds, ErrBadEnvironment)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadEnvironment, err)
 	}
-	var list []string
-	if hasNames {
-		list = strings.Split(names, ":")
-		if len(list) != n {
-			return nil, fmt.Errorf("LISTEN_FDNAMES=%q has %d names for LISTEN_FDS=%d: %w", names, len(list), n, ErrBadEnvironment)
+	defer set.Close()
+	var files []activation.File
+	for _, name := range set.Names() {
+		fs, err := set.Take(name)
+		if err != nil && !errors.Is(err, activation.ErrNoSocket) {
+			for _, f := range files {
+				_ = f.File.Close()
+			}
+			return nil, err
 		}
+		files = append(files, fs...)
 	}
-	for i := range n {
-		fd := 3 + i
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
-			s.close()
-			return nil, fmt.Errorf("inherited fd %d: %w", fd, err)
+	slices.SortFunc(files, func(a, b activation.File) int { return a.FD - b.FD })
+	for _, f := range files {
+		e := &entry{name: f.Name, file: f.File, lstn: f.Listening}
+		switch f.Kind {
+		case activation.KindTCP, activation.KindUnixStream:
+			e.kind = unix.SOCK_STREAM
+		case activation.KindUnixSeqpacket:
+			e.kind = unix.SOCK_SEQPACKET
+		case activation.KindUDP, activation.KindUnixDatagram:
+			e.kind = unix.SOCK_DGRAM
 		}
-		name := "unknown"
-		if list != nil {
-			name = list[i]
-		}
-		e := &entry{name: name, file: os.NewFile(uintptr(fd), name)}
-		e.kind, e.lstn = classify(fd)
 		s.entries = append(s.entries, e)
 	}
 	return s, nil
@@ -91,11 +95,27 @@ func (s *fdSet) take(name string, match func(*entry) bool) *entry {
 	return nil
 }
 
+// add records a file this process opened itself.
 func (s *fdSet) add(e *entry) {
 	s.mu.Lock()
-	e.used = true
+	e.used, e.fresh = true, true
 	s.entries = append(s.entries, e)
 	s.mu.Unlock()
+}
+
+// unstored returns the entries opened by this process that the manager's
+// fd store does not hold yet, and marks them stored.
+func (s *fdSet) unstored() []*entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var es []*entry
+	for _, e := range s.entries {
+		if e.fresh && !e.stored {
+			e.stored = true
+			es = append(es, e)
+		}
+	}
+	return es
 }
 
 // all returns the files and names to pass to a successor, in order.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/notify"
 )
 
 // Defaults for the zero Config.
@@ -41,6 +42,16 @@ type Config struct {
 	NoSignals bool
 	// NoControl disables the control socket used by `baton reload`.
 	NoControl bool
+	// NoFDStore keeps the sockets and files this process opens itself
+	// (Listen, ListenPacket and File when nothing was inherited) out of
+	// the manager's fd store. By default the main generation sends each
+	// of them once with FDSTORE=1 and FDNAME=<name>, so a service without
+	// a socket unit keeps its sockets across `systemctl restart` and a
+	// crash with Restart=: the next process receives them as LISTEN_FDS
+	// and no connection is refused meanwhile. systemd ignores the message
+	// unless the unit sets FileDescriptorStoreMax= (`baton units
+	// --fdstore N`).
+	NoFDStore bool
 }
 
 func (c *Config) readyTimeout() time.Duration {
@@ -128,6 +139,7 @@ type Upgrader struct {
 	mu          sync.Mutex
 	mgr         notifier // nil until this generation is main
 	ready       bool
+	readySent   bool // a successor told its predecessor READY
 	main        bool
 	handedOver  bool
 	stopping    bool
@@ -137,10 +149,15 @@ type Upgrader struct {
 	done        chan struct{}
 	isMain      chan struct{} // closed when this generation became main
 	control     *control.Server
-	stopWatch   func()
 	stopSignals func()
 
-	servers  []Server
+	// watchMu guards stopWatch: the watchdog runs while this generation is
+	// main and stops before MAINPID is sent (SYSTEMD.md rule 2).
+	watchMu   sync.Mutex
+	stopWatch func() // cancels and joins the watchdog goroutine
+
+	servers  []Server // registered by Serve
+	started  []Server // those whose Serve runs
 	serveErr chan error
 	serveWG  sync.WaitGroup
 
@@ -176,6 +193,7 @@ func (u *Upgrader) Listen(name, network, addr string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("handoff: listen %s: %w", name, err)
 	}
+	u.storeFDs()
 	return ln, nil
 }
 
@@ -185,6 +203,7 @@ func (u *Upgrader) ListenPacket(name, network, addr string) (net.PacketConn, err
 	if err != nil {
 		return nil, fmt.Errorf("handoff: listen packet %s: %w", name, err)
 	}
+	u.storeFDs()
 	return pc, nil
 }
 
@@ -196,15 +215,28 @@ func (u *Upgrader) File(name string, open func() (*os.File, error)) (*os.File, e
 	if err != nil {
 		return nil, fmt.Errorf("handoff: file %s: %w", name, err)
 	}
+	u.storeFDs()
 	return f, nil
 }
 
-// Serve runs s.Serve in a goroutine owned by the Upgrader; Wait drains s
-// with s.Shutdown when the generation ends. Call it before Ready.
+// Serve registers s and runs s.Serve in a goroutine owned by the Upgrader
+// once this generation is main: at once after Ready returned, otherwise
+// when Ready makes it main. A successor thus accepts nothing before the
+// hand-over, and a successor that fails never had a connection to drop
+// (connections wait in the shared socket's backlog, or are taken by the
+// predecessor). Wait drains s with s.Shutdown when the generation ends.
 func (u *Upgrader) Serve(s Server) {
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	u.servers = append(u.servers, s)
-	u.mu.Unlock()
+	if u.main {
+		u.startLocked(s)
+	}
+}
+
+// startLocked starts s.Serve; called with u.mu held.
+func (u *Upgrader) startLocked(s Server) {
+	u.started = append(u.started, s)
 	u.serveWG.Add(1)
 	go func() {
 		defer u.serveWG.Done()
@@ -239,7 +271,7 @@ func (u *Upgrader) Wait() error {
 
 func (u *Upgrader) drain() error {
 	u.mu.Lock()
-	servers := append([]Server(nil), u.servers...)
+	servers := append([]Server(nil), u.started...)
 	u.mu.Unlock()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), u.cfg.drainTimeout())
@@ -268,6 +300,13 @@ func (u *Upgrader) Stop() {
 	}
 	u.stopping = true
 	wait := u.upgradeDone
+	if u.parent != nil && !u.main && !u.readySent {
+		// A successor asked to stop before it said READY declines the
+		// hand-over: the predecessor sees the channel close and keeps
+		// serving. After READY the predecessor's answer is awaited: on
+		// MAIN this process becomes main just to say STOPPING=1.
+		_ = u.parent.Close()
+	}
 	u.mu.Unlock()
 	u.cancel()
 	if wait != nil {
@@ -292,10 +331,7 @@ func (u *Upgrader) endLocked() {
 	default:
 	}
 	close(u.done)
-	if u.stopWatch != nil {
-		u.stopWatch()
-		u.stopWatch = nil
-	}
+	u.stopWatchdog()
 	if u.control != nil {
 		c := u.control
 		u.control = nil
@@ -338,4 +374,35 @@ func (u *Upgrader) Close() error {
 		err = u.mgr.Close()
 	}
 	return err
+}
+
+// startWatchdog pings the manager at half of WATCHDOG_USEC while the
+// watchdog is this process's (notify.RunWatchdog: WATCHDOG_PID unset or
+// ours; a successor makes it its own).
+func (u *Upgrader) startWatchdog(mgr notifier) {
+	u.watchMu.Lock()
+	defer u.watchMu.Unlock()
+	if u.stopWatch != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	u.wg.Go(func() {
+		defer close(done)
+		if err := mgr.RunWatchdog(ctx, notify.WatchdogConfig{}); err != nil {
+			u.log.Warn("watchdog", "err", err)
+		}
+	})
+	u.stopWatch = func() { cancel(); <-done }
+}
+
+// stopWatchdog stops the pings; once it returns none is in flight.
+func (u *Upgrader) stopWatchdog() {
+	u.watchMu.Lock()
+	stop := u.stopWatch
+	u.stopWatch = nil
+	u.watchMu.Unlock()
+	if stop != nil {
+		stop()
+	}
 }

@@ -16,10 +16,21 @@ const DefaultIdleGrace = 250 * time.Millisecond
 
 // HTTPServer drains an *http.Server without losing a request (SYSTEMD.md,
 // golang/go#65802): Shutdown closes the listener, then serves a lame-duck
-// period in which every response carries "Connection: close" and a
-// keep-alive connection is closed only once it has been idle for IdleGrace
+// period in which every request carries "Connection: close" in its
+// response and a keep-alive connection is closed only once it has been
+// idle for IdleGrace (counted from the start of the drain at the earliest)
 // with no request bytes waiting; it ends as soon as the last connection is
 // gone, then calls http.Server.Shutdown, and Close when ctx ends first.
+//
+// A request whose handler started before the drain is answered as usual;
+// its connection then goes idle and is closed after IdleGrace. A client
+// that sends a request at the very moment an idle connection is closed
+// sees it fail, as with any keep-alive timeout; HTTP/1.1 clients retry
+// idempotent requests in that case.
+//
+// Hijacked connections (WebSocket and the like) leave the server's
+// bookkeeping, as with http.Server.Shutdown: drain them with a Server of
+// their own (ServerFuncs) given to the same Upgrader.
 type HTTPServer struct {
 	// IdleGrace overrides DefaultIdleGrace; set it before Serve.
 	IdleGrace time.Duration
@@ -68,10 +79,15 @@ func (s *HTTPServer) grace() time.Duration {
 
 func (s *HTTPServer) connState(c net.Conn, st http.ConnState) {
 	switch st {
+	// Steady state costs a lock-free map read and an atomic store per
+	// change; the clock is read only while draining (Shutdown stamps the
+	// connections idle when it starts).
 	case http.StateNew:
 		ci := &connInfo{}
 		ci.state.Store(int32(st))
-		ci.since.Store(time.Now().UnixNano())
+		if s.draining.Load() {
+			ci.since.Store(time.Now().UnixNano())
+		}
 		s.conns.Store(c, ci)
 		s.open.Add(1)
 	case http.StateActive:
@@ -81,10 +97,12 @@ func (s *HTTPServer) connState(c net.Conn, st http.ConnState) {
 	case http.StateIdle:
 		if v, ok := s.conns.Load(c); ok {
 			ci := v.(*connInfo)
-			ci.since.Store(time.Now().UnixNano())
-			ci.state.Store(int32(st))
 			if s.draining.Load() {
+				ci.since.Store(time.Now().UnixNano())
+				ci.state.Store(int32(st))
 				s.poke()
+			} else {
+				ci.state.Store(int32(st))
 			}
 		}
 	case http.StateHijacked, http.StateClosed:
@@ -130,6 +148,12 @@ func (s *HTTPServer) Shutdown(ctx context.Context) error {
 		_ = s.srv.Close()
 		return ctx.Err()
 	}
+	// Idle since when is not tracked before the drain: count from now.
+	now := time.Now().UnixNano()
+	s.conns.Range(func(_, v any) bool {
+		v.(*connInfo).since.Store(now)
+		return true
+	})
 	grace := s.grace()
 	t := time.NewTimer(grace)
 	defer t.Stop()

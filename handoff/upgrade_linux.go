@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	// Also, through its init, what sets LISTEN_PID in a successor before
+	// its main runs.
 	"github.com/batonhq/baton/internal/spawn"
 )
 
@@ -48,7 +50,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 	sc := &spawn.Config{
 		Path: u.exe, Args: u.args, Dir: u.dir,
 		Files: files, Names: names,
-		Extra: []*os.File{theirs}, Anchor: 0, HasAnchor: true,
+		Extra: []*os.File{theirs}, Anchor: theirs,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		Mode: spawn.SelfFix,
 	}
@@ -73,12 +75,15 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 	case err == nil && string(buf[:n]) == msgReady:
 	case ctx.Err() != nil:
 		abort(conn, "cancelled")
-		return 0, fail("ready", pid, fmt.Errorf("%w (successor killed: %s)", ctx.Err(), w.kill()))
+		return 0, fail("ready", pid, fmt.Errorf("%w (successor killed: %s)", u.cancelCause(ctx), w.kill()))
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		abort(conn, "timeout")
 		return 0, fail("ready", pid, fmt.Errorf("%w (%s; killed: %s)", ErrReadyTimeout, u.cfg.readyTimeout(), w.kill()))
 	case err != nil:
-		return 0, fail("ready", pid, fmt.Errorf("%w before ready: %s", ErrSuccessorExited, w.reap(exitGrace)))
+		if w.wait(exitGrace) {
+			return 0, fail("ready", pid, fmt.Errorf("%w before ready: %s", ErrSuccessorExited, w.reap(0)))
+		}
+		return 0, fail("ready", pid, fmt.Errorf("%w: closed the hand-over channel before ready (killed: %s)", ErrSuccessorExited, w.kill()))
 	default:
 		abort(conn, "protocol")
 		return 0, fail("ready", pid, fmt.Errorf("unexpected message %q (killed: %s)", buf[:n], w.kill()))
@@ -92,11 +97,13 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 	if w.exited() {
 		return 0, fail("handover", pid, fmt.Errorf("%w after ready, before hand-over: %s", ErrSuccessorExited, w.reap(0)))
 	}
-	if err := ctx.Err(); err != nil {
+	if ctx.Err() != nil {
 		abort(conn, "cancelled")
-		return 0, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", err, w.kill()))
+		return 0, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", u.cancelCause(ctx), w.kill()))
 	}
+	u.stopWatchdog()
 	if err := mgr.HandOver(pid); err != nil {
+		u.startWatchdog(mgr)
 		abort(conn, "manager")
 		return 0, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", err, w.kill()))
 	}
@@ -113,11 +120,21 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		// serving and try to take the main PID back (accepted with
 		// NotifyAccess=all; see the package notes).
 		_ = mgr.HandOver(os.Getpid())
+		u.startWatchdog(mgr)
 		return 0, fail("handover", pid, fmt.Errorf("%w during hand-over: %s", ErrSuccessorExited, w.reap(exitGrace)))
 	}
 	u.log.Info("handed over", "generation", gen, "pid", pid, "took", time.Since(start))
 	_ = p.Release()
 	return pid, nil
+}
+
+// cancelCause says why ctx ended: ErrStopping when this generation is
+// stopping, the context's own error otherwise.
+func (u *Upgrader) cancelCause(ctx context.Context) error {
+	if u.ctx.Err() != nil {
+		return ErrStopping
+	}
+	return ctx.Err()
 }
 
 func abort(c *net.UnixConn, why string) {

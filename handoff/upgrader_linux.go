@@ -2,21 +2,15 @@ package handoff
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
-
-	"golang.org/x/sys/unix"
-
-	"github.com/batonhq/baton/internal/control"
-	_ "github.com/batonhq/baton/internal/spawn" // sets LISTEN_PID in a successor before main
 )
 
 // Environment between a generation and its successor. New reads and unsets
@@ -40,14 +34,43 @@ const (
 var startExe, startDir = startPaths()
 
 func startPaths() (exe, dir string) {
+	dir, _ = os.Getwd()
 	exe = os.Getenv(envExe)
 	_ = os.Unsetenv(envExe)
 	if exe == "" {
-		exe, _ = os.Executable()
-		exe = strings.TrimSuffix(exe, " (deleted)")
+		exe = invokedPath(dir)
 	}
-	dir, _ = os.Getwd()
 	return exe, dir
+}
+
+// invokedPath returns the path this program was started by when it names
+// the running executable: a symbolic link switched to a new release (or a
+// file replaced by rename) then takes effect at the next upgrade. Otherwise
+// it is os.Executable, the file itself.
+func invokedPath(dir string) string {
+	self, _ := os.Executable()
+	self = strings.TrimSuffix(self, " (deleted)")
+	if len(os.Args) == 0 || os.Args[0] == "" {
+		return self
+	}
+	p := os.Args[0]
+	switch {
+	case filepath.IsAbs(p):
+	case strings.ContainsRune(p, '/'):
+		p = filepath.Join(dir, p)
+	default:
+		lp, err := exec.LookPath(p)
+		if err != nil {
+			return self
+		}
+		p, _ = filepath.Abs(lp)
+	}
+	a, err1 := os.Stat(p)
+	b, err2 := os.Stat("/proc/self/exe")
+	if err1 != nil || err2 != nil || !os.SameFile(a, b) {
+		return self
+	}
+	return p
 }
 
 // New takes this process's sockets from the environment (LISTEN_FDS from
@@ -84,43 +107,6 @@ func New(cfg Config) (*Upgrader, error) {
 	return u, nil
 }
 
-// fromPredecessor picks up the hand-over channel of a successor.
-func (u *Upgrader) fromPredecessor() error {
-	v, ok := os.LookupEnv(envFD)
-	gen := os.Getenv(envGen)
-	notify := os.Getenv(envNotify)
-	for _, k := range []string{envFD, envGen, envNotify} {
-		_ = os.Unsetenv(k)
-	}
-	if !ok {
-		return nil
-	}
-	fd, err := strconv.Atoi(v)
-	if err != nil || fd < 3 {
-		return fmt.Errorf("%s=%q: %w", envFD, v, ErrBadEnvironment)
-	}
-	n, err := strconv.Atoi(gen)
-	if err != nil || n < 2 {
-		return fmt.Errorf("%s=%q: %w", envGen, gen, ErrBadEnvironment)
-	}
-	if t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || t != unix.SOCK_SEQPACKET {
-		return fmt.Errorf("%s=%q: not a hand-over channel: %w", envFD, v, ErrBadEnvironment)
-	}
-	unix.CloseOnExec(fd)
-	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
-	if err != nil {
-		return fmt.Errorf("hand-over channel: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "handoff")
-	c, err := net.FileConn(f)
-	_ = f.Close()
-	if err != nil {
-		return fmt.Errorf("hand-over channel: %w", err)
-	}
-	u.parent, u.parentPID, u.gen, u.socket = c.(*net.UnixConn), int(cred.Pid), n, notify
-	return nil
-}
-
 func (u *Upgrader) signals(sigs chan os.Signal, quit chan struct{}) {
 	for {
 		select {
@@ -142,153 +128,6 @@ func (u *Upgrader) signals(sigs chan os.Signal, quit chan struct{}) {
 			})
 		}
 	}
-}
-
-// Ready declares this generation ready to serve. In generation 1 it tells
-// the manager READY=1. In a successor it tells the predecessor and waits
-// until the predecessor has handed the main PID over (MAINPID, READY=1,
-// BARRIER); only then does this process talk to the manager. If the
-// predecessor dies first, this process claims the main PID itself
-// (MAINPID=<self>, READY=1). It returns ErrAborted when the predecessor
-// gave up on this process, which should then exit.
-//
-// Start serving (Serve) before calling Ready: connections that arrive in
-// between wait in the socket's backlog.
-func (u *Upgrader) Ready() error {
-	u.mu.Lock()
-	if u.ready {
-		u.mu.Unlock()
-		return nil
-	}
-	u.mu.Unlock()
-	// The control socket listens before anyone learns this pid (the
-	// predecessor answers `baton reload` with it); requests wait until
-	// this process is main.
-	if !u.cfg.NoControl {
-		c, err := control.Listen(u.controlRequest)
-		if err != nil {
-			u.log.Warn("control socket", "err", err)
-		} else {
-			u.mu.Lock()
-			u.control = c
-			u.mu.Unlock()
-		}
-	}
-	claim := false
-	if u.parent != nil {
-		err := u.awaitMain()
-		_ = u.parent.Close()
-		switch {
-		case errors.Is(err, errParentGone):
-			u.log.Warn("predecessor gone before hand-over: claiming main", "predecessor", u.parentPID)
-			claim = true
-		case err != nil:
-			u.Stop()
-			return err
-		}
-	}
-	return u.becomeMain(claim)
-}
-
-// controlRequest serves `baton reload`.
-func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
-	select {
-	case <-u.isMain:
-	case <-u.done:
-		return 0, ErrStopping
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-	return u.Upgrade(ctx)
-}
-
-var errParentGone = errors.New("predecessor gone")
-
-func (u *Upgrader) awaitMain() error {
-	if _, err := u.parent.Write([]byte(msgReady)); err != nil {
-		return errParentGone
-	}
-	if u.afterReadySent != nil {
-		u.afterReadySent()
-	}
-	var buf [64]byte
-	n, err := u.parent.Read(buf[:])
-	switch {
-	case err == nil && string(buf[:n]) == msgMain:
-		return nil
-	case err == nil && strings.HasPrefix(string(buf[:n]), msgAbort):
-		return ErrAborted
-	case err == nil:
-		return fmt.Errorf("hand-over channel: unexpected %q: %w", buf[:n], ErrAborted)
-	}
-	// The predecessor always says ABORT before it gives up: a silent end
-	// of the channel means it died.
-	return errParentGone
-}
-
-func (u *Upgrader) becomeMain(claim bool) error {
-	if u.parent != nil && u.socket != "" {
-		_ = os.Setenv("NOTIFY_SOCKET", u.socket)
-	}
-	mgr, err := dialNotifier(u.socket)
-	if err != nil {
-		return fmt.Errorf("handoff: %w", err)
-	}
-	self := os.Getpid()
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.mgr, u.ready, u.main = mgr, true, true
-	// Everything is in place before the manager hears of it: the control
-	// socket answers as soon as READY=1 is out.
-	u.writePIDFile()
-	u.startWatchdog()
-	close(u.isMain)
-	status := fmt.Sprintf("STATUS=serving, generation %d, pid %d", u.gen, self)
-	switch {
-	case claim:
-		err = mgr.Send("MAINPID=" + strconv.Itoa(self) + "\nREADY=1\n" + status)
-	case u.parent == nil:
-		err = mgr.Send("READY=1\n" + status)
-	default:
-		err = mgr.Send(status)
-	}
-	if err != nil {
-		u.log.Warn("sd_notify", "err", err)
-	}
-	u.log.Info("serving", "generation", u.gen, "pid", self)
-	return nil
-}
-
-// startWatchdog pings the manager at half of WATCHDOG_USEC when the
-// watchdog is this process's (WATCHDOG_PID unset or ours; a successor makes
-// it its own).
-func (u *Upgrader) startWatchdog() {
-	usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64)
-	if err != nil || usec <= 0 {
-		return
-	}
-	self := strconv.Itoa(os.Getpid())
-	if u.parent != nil {
-		_ = os.Setenv("WATCHDOG_PID", self)
-	}
-	if p := os.Getenv("WATCHDOG_PID"); p != "" && p != self {
-		return
-	}
-	mgr := u.mgr
-	t := time.NewTicker(time.Duration(usec) * time.Microsecond / 2)
-	quit := make(chan struct{})
-	u.wg.Go(func() {
-		defer t.Stop()
-		for {
-			_ = mgr.Watchdog()
-			select {
-			case <-quit:
-				return
-			case <-t.C:
-			}
-		}
-	})
-	u.stopWatch = func() { close(quit) }
 }
 
 // Upgrade starts the executable on disk as the successor generation with

@@ -32,14 +32,14 @@ func (a analyzer) run(t *testing.T, dir string, args ...string) (stdout, stderr 
 }
 
 // analyzers returns the machine's systemd-analyze and, when
-// BATON_SYSTEMD_TREE names an unpacked newer systemd (.ci/fetch-systemd),
+// testproc.SystemdTree names an unpacked newer systemd (.ci/fetch-systemd),
 // that one too.
 func analyzers(t *testing.T) []analyzer {
 	t.Helper()
 	host := analyzer{path: testproc.LookPath(t, "systemd-analyze")}
 	host.version = analyzeVersion(t, host)
 	as := []analyzer{host}
-	if tree := os.Getenv("BATON_SYSTEMD_TREE"); tree != "" {
+	if tree := testproc.SystemdTree(); tree != "" {
 		libs, _ := filepath.Glob(filepath.Join(tree, "usr/lib/*/systemd"))
 		tr := analyzer{
 			path: filepath.Join(tree, "usr/bin/systemd-analyze"),

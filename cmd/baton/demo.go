@@ -24,7 +24,7 @@ import (
 )
 
 const demoUsage = `
-baton demo [--upgrades N] [--clients C] [--mode run|handoff] [--json]
+baton demo [--upgrades N] [--clients C] [--mode handoff|run] [--json]
 
 Shows a zero-downtime upgrade in one command, with nothing but this
 repository: builds examples/http (into the user cache directory, re-used
@@ -37,9 +37,9 @@ process keeps serving, and prints requests, failed requests, upgrades,
 handoff latency (from the reload request to the first response from the
 new process) and how long the old processes took to exit.
 
---mode run (the default) runs it under 'baton run', which holds the socket
-and replaces the process; --mode handoff runs the example alone: it
-upgrades itself with package handoff.
+--mode handoff (the default) runs the example alone: it upgrades itself
+with package handoff. --mode run runs it under 'baton run', which holds
+the socket and replaces the process.
 
 Run it from the repository: go run ./cmd/baton demo
 
@@ -59,7 +59,7 @@ func newDemoCmd(io stdio) command {
 	c := &demoCommand{io: io, flags: newFlagSet("demo", demoUsage, io.Stdout)}
 	c.flags.IntVar(&c.upgrades, "upgrades", 20, "successful upgrades to perform")
 	c.flags.IntVar(&c.clients, "clients", 8, "concurrent clients")
-	c.flags.StringVar(&c.mode, "mode", "run", "run (under baton run) or handoff (the example upgrades itself)")
+	c.flags.StringVar(&c.mode, "mode", "handoff", "handoff (the example upgrades itself) or run (under baton run)")
 	c.flags.BoolVar(&c.json, "json", false, "print the results as JSON on stdout (progress goes to stderr)")
 	return c
 }
@@ -234,8 +234,8 @@ func (d *demo) run(ctx context.Context) (*demoResult, error) {
 				exitMu.Unlock()
 			}
 		}()
-		d.say("upgrade %2d/%d  pid %d -> %d  ready in %s, first response from the new pid %s after the request",
-			i+1, d.cmd.upgrades, old, pid, ms(reloaded), ms(handoff))
+		d.say("upgrade %2d/%d  pid %d -> %d  reload answered in %s, first response from pid %d after %s",
+			i+1, d.cmd.upgrades, old, pid, ms(reloaded), pid, ms(handoff))
 	}
 	l.await(30)
 	l.stop()

@@ -2,6 +2,9 @@
 // that speak systemd's socket activation and sd_notify, and the tools
 // around them.
 //
+//	baton run     hold sockets and run a program with them; upgrade it in place
+//	baton reload  ask a running baton process to upgrade, and wait for the outcome
+//	baton demo    a live server upgraded under load, in one command
 //	baton units   write the .socket and .service units for a service
 //	baton fds     print the file descriptors this process was handed
 //	baton help    list the commands, or show one command's usage
@@ -11,7 +14,8 @@
 // commands.go. main only maps the error to an exit status: 0 success (and
 // -h), 1 failure, 2 usage error (a bad flag, argument or spec value); a
 // command may pick another status by returning an error with an
-// ExitCode() int method.
+// ExitCode() int method (baton reload: 3 in progress, 4 permission denied,
+// 5 no baton process or no outcome in time; baton run: its CMD's status).
 //
 // Traps:
 //   - SIGINT and SIGTERM cancel the context given to Run; a command that

@@ -57,20 +57,25 @@ stderr are baton's; baton's own log goes to stderr.
   Type=notify
   ExecStart=/usr/bin/baton run --listen http=tcp://127.0.0.1:8080 -- /usr/bin/myserver
   ExecReload=/usr/bin/baton reload --pid $MAINPID
+  KillMode=mixed
+
+(KillMode=mixed: systemctl stop sends SIGTERM to baton alone, which passes
+it on, so CMD gets it once; SIGKILL still reaches every process at the end
+of TimeoutStopSec=.)
 
 Exit status: CMD's, 1 when the first CMD does not become ready, 2 for a bad
 command line.`
 
 type runCommand struct {
-	io     stdio
-	flags  *flagSet
-	listen listenFlags
-	watch  string
-	ready  string
-	ready0 time.Duration
-	drain  time.Duration
-	poll   time.Duration
-	quiet  bool
+	io           stdio
+	flags        *flagSet
+	listen       listenFlags
+	watch        string
+	ready        string
+	readyTimeout time.Duration
+	drain        time.Duration
+	poll         time.Duration
+	quiet        bool
 }
 
 func newRunCmd(io stdio) command {
@@ -78,7 +83,7 @@ func newRunCmd(io stdio) command {
 	c.flags.Var(&c.listen, "listen", "a socket `NAME=URL` to bind (or NAME / NAME=URL to select when socket-activated); repeatable")
 	c.flags.StringVar(&c.watch, "watch", "", "upgrade when this `file` changes (typically CMD's binary)")
 	c.flags.StringVar(&c.ready, "ready", "notify", "readiness: notify (READY=1) or exec (running after --ready-timeout)")
-	c.flags.DurationVar(&c.ready0, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a new CMD has to become ready")
+	c.flags.DurationVar(&c.readyTimeout, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a new CMD has to become ready")
 	c.flags.DurationVar(&c.drain, "drain", supervisor.DefaultDrain, "how long a replaced CMD has between SIGTERM and SIGKILL")
 	c.flags.DurationVar(&c.poll, "watch-interval", supervisor.DefaultWatchInterval, "how often --watch polls")
 	c.flags.BoolVar(&c.quiet, "quiet", false, "log only warnings and errors")
@@ -128,7 +133,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	default:
 		return usagef("run", "--ready=%q: want notify or exec", c.ready)
 	}
-	if c.ready0 <= 0 || c.drain <= 0 || c.poll <= 0 {
+	if c.readyTimeout <= 0 || c.drain <= 0 || c.poll <= 0 {
 		return usagef("run", "durations must be positive")
 	}
 	level := slog.LevelInfo
@@ -165,7 +170,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		Args:          argv,
 		Sockets:       socks,
 		Ready:         mode,
-		ReadyTimeout:  c.ready0,
+		ReadyTimeout:  c.readyTimeout,
 		Drain:         c.drain,
 		Watch:         c.watch,
 		WatchInterval: c.poll,
@@ -368,6 +373,9 @@ func bindOne(a sockurl.Addr) (*os.File, func(), error) {
 	}
 	var s filer
 	var err error
+	if a.Network == "unix" {
+		removeStale(a.Address)
+	}
 	if a.Stream() {
 		var ln net.Listener
 		ln, err = net.Listen(a.Network, a.Address)
@@ -390,6 +398,27 @@ func bindOne(a sockurl.Addr) (*os.File, func(), error) {
 		return nil, nil, err
 	}
 	return f, func() { _ = f.Close(); _ = s.Close() }, nil
+}
+
+// removeStale removes a unix socket path that nothing listens on any more
+// (left by a baton that was killed), so that binding it again works. A
+// path that is not a socket, or that answers, is left alone.
+func removeStale(path string) {
+	if strings.HasPrefix(path, "@") {
+		return
+	}
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode().Type() != os.ModeSocket {
+		return
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		_ = c.Close()
+		return
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		_ = os.Remove(path)
+	}
 }
 
 // sockAddr describes a socket file for the log.

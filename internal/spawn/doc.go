@@ -24,11 +24,13 @@
 //     placeholder with getpid() before main runs. Cost: nothing measurable.
 //
 // Measured on the shared 2-core development box, start to "child main
-// running" (BenchmarkStart, this package's test binary as the target, -count
-// 5): Trampoline 6.0-7.2 ms, SelfFix 3.7-6.2 ms (medians 6.2 and 4.6): the
-// trampoline costs one more Go runtime start-up, about 1.5 ms. handoff uses
-// SelfFix for its successors (they are the same program, so they import this
-// package); `baton run` uses Trampoline, the only way for a foreign CMD.
+// running" (BenchmarkStart, this package's test binary as the target,
+// -count 8): SelfFix 2.6-3.8 ms (median 3.1), Trampoline 4.9-7.6 ms (median
+// 5.4). The trampoline costs one more execve and Go runtime start-up of the
+// calling binary, about 2.3 ms, roughly doubling the floor. handoff uses
+// SelfFix for its successors (they are the same program, so they import
+// this package); Trampoline is for a foreign CMD (`baton run`), where it is
+// the only way.
 //
 // The marker is never acted on by accident: it is removed from the
 // environment before anything else runs, and it is honoured only when it

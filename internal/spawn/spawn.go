@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -64,12 +65,10 @@ type Config struct {
 	// Extra files follow Files (at 3+len(Files), ...) and are not counted
 	// in LISTEN_FDS; the caller tells the child about them.
 	Extra []*os.File
-	// Anchor, when set, is the index in Extra of a unix socket created by
-	// the caller (socketpair); the child uses its peer credentials to
-	// recognise the marker even after the caller died.
-	Anchor int
-	// HasAnchor says Anchor is set (index 0 is valid).
-	HasAnchor bool
+	// Anchor, when set, is one of Extra: a unix socket the caller created
+	// (socketpair); the child checks its peer credentials to recognise the
+	// marker even when the caller died before the child's init ran.
+	Anchor *os.File
 	// Stdin, Stdout, Stderr: nil means /dev/null.
 	Stdin, Stdout, Stderr *os.File
 	// Mode selects how LISTEN_PID is set (default Trampoline).
@@ -103,11 +102,12 @@ func (c *Config) env(self int) ([]string, error) {
 		env = append(env, kv)
 	}
 	anchor := "-"
-	if c.HasAnchor {
-		if c.Anchor < 0 || c.Anchor >= len(c.Extra) {
-			return nil, fmt.Errorf("spawn: anchor index %d out of range", c.Anchor)
+	if c.Anchor != nil {
+		i := slices.Index(c.Extra, c.Anchor)
+		if i < 0 {
+			return nil, fmt.Errorf("spawn: the anchor %s is not one of the extra files", c.Anchor.Name())
 		}
-		anchor = strconv.Itoa(c.FD(c.Anchor))
+		anchor = strconv.Itoa(c.FD(i))
 	}
 	marker := strconv.Itoa(self) + ":" + strconv.Itoa(len(c.Files)+len(c.Extra)) + ":" + anchor
 	switch c.Mode {

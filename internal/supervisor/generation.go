@@ -281,7 +281,9 @@ func (s *Supervisor) readNotify() {
 func (s *Supervisor) dispatch(m *notify.Message) {
 	s.mu.Lock()
 	g := s.byPID[m.PID]
-	current := g != nil && g == s.current
+	// The first CMD speaks for the service from its start on; a new one
+	// only once it has taken over.
+	current := g != nil && (g == s.current || s.current == nil)
 	if g == nil {
 		s.stats.ForeignNotify++
 	} else if v, ok := m.Lookup("STATUS"); ok {

@@ -93,7 +93,7 @@ func goChild() {
 	_ = ln.Close()
 	lameDuck.Store(true)
 	time.Sleep(100 * time.Millisecond)
-	for i := 0; i < 100 && fresh.Load() > 0; i++ {
+	for i := 0; i < 500 && fresh.Load() > 0; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

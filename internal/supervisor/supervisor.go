@@ -343,7 +343,14 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 				}
 				continue
 			}
-			s.log.Warn("serving process exited", "pid", cur.pid, "status", cur.status.String())
+			s.mu.Lock()
+			asked := s.stopped
+			s.mu.Unlock()
+			level := slog.LevelWarn
+			if asked {
+				level = slog.LevelInfo
+			}
+			s.log.Log(ctx, level, "serving process exited", "pid", cur.pid, "status", cur.status.String())
 			s.stopAll(fmt.Sprintf("STOPPING=1\nSTATUS=pid %d: %s", cur.pid, cur.status))
 			return &ExitError{PID: cur.pid, Status: cur.status}
 		case <-changed:
@@ -374,7 +381,7 @@ func (s *Supervisor) upgradeAsync(ctx context.Context) bool {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if _, err := s.Upgrade(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		if _, err := s.Upgrade(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrNotRunning) {
 			s.log.Error("upgrade", "err", err)
 		}
 	}()

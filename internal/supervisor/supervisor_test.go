@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -90,6 +91,37 @@ func TestUpgradesCChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	running(t, s)
+	// No fd of this process reaches the child but stdio and the socket.
+	// (The child's own short-lived fds, sd_notify's socket or an accepted
+	// connection, are not ours.)
+	mine := map[string]bool{}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil {
+			mine[link] = true
+		}
+	}
+	var sockFD uintptr // not File.Fd: it would make the shared socket blocking
+	rc, err := sock.File.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = rc.Control(func(fd uintptr) { sockFD = fd })
+	sockLink, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", sockFD))
+	ents, err = os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.PID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		link, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", s.PID(), e.Name()))
+		fd, _ := strconv.Atoi(e.Name())
+		if fd > 3 && mine[link] || fd == 3 && link != sockLink {
+			t.Errorf("the C child has fd %d -> %s", fd, link)
+		}
+	}
 	upgradeUnderLoad(t, s, url)
 }
 

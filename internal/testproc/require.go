@@ -37,3 +37,20 @@ func LookPath(t testing.TB, prog string) string {
 	Require(t, err == nil, "needs "+prog+" in PATH")
 	return p
 }
+
+// DefaultSystemdTree is where .ci/fetch-systemd unpacks a newer systemd
+// (Debian bookworm-backports) when BATON_SYSTEMD_TREE does not say.
+const DefaultSystemdTree = "/var/cache/baton/systemd-bpo"
+
+// SystemdTree returns the unpacked newer systemd the tests may use, from
+// BATON_SYSTEMD_TREE or DefaultSystemdTree, or "" when there is none.
+func SystemdTree() string {
+	dir := os.Getenv("BATON_SYSTEMD_TREE")
+	if dir == "" {
+		dir = DefaultSystemdTree
+	}
+	if _, err := os.Stat(dir + "/usr/lib/systemd/systemd"); err != nil {
+		return ""
+	}
+	return dir
+}

@@ -38,14 +38,14 @@ int main(void) {
 			continue;
 		/* Read the request head (small requests only). A connection
 		 * that sends nothing is closed unanswered, as any server closes
-		 * an idle connection: after 5 s, or 200 ms once stopping. */
+		 * an idle connection: after 5 s, or 2 s once stopping. */
 		char buf[4096];
 		size_t got = 0;
 		int complete = 0;
 		buf[0] = 0;
 		while (got < sizeof buf - 1) {
 			struct pollfd q = {.fd = c, .events = POLLIN};
-			int pr = poll(&q, 1, stop ? 200 : 5000);
+			int pr = poll(&q, 1, stop ? 2000 : 5000);
 			if (pr < 0 && errno == EINTR)
 				continue;
 			if (pr <= 0)

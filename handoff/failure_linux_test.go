@@ -270,8 +270,8 @@ func TestStopDuringUpgrade(t *testing.T) {
 	s.stop(s.gen1)
 	r := <-pending
 	t.Logf("reload during stop reported: %v", r.err)
-	if r.err == nil {
-		t.Errorf("reload = %d, want an error", r.pid)
+	if r.err == nil || !strings.Contains(r.err.Error(), "generation stopping") {
+		t.Errorf("reload = %d, %v; want the upgrade abandoned for the stop", r.pid, r.err)
 	}
 	if err := syscall.Kill(succ, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("half-started successor %d still exists: %v", succ, err)
@@ -326,4 +326,97 @@ func TestSIGHUP(t *testing.T) {
 	s.waitExit(s.gen1)
 	s.notes.waitFor(t, "STATUS from the successor", has(next, "STATUS=serving"))
 	s.stop(next)
+}
+
+// TestSuccessorStoppedBeforeHandOver: a successor that gets SIGTERM before
+// it is main declines the hand-over; the predecessor keeps serving.
+func TestSuccessorStoppedBeforeHandOver(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	s, gate, started := gated(t)
+	pending := reloadAsync(t, s.gen1)
+	succ := waitStarted(t, started)
+	if err := syscall.Kill(succ, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := <-pending
+	t.Logf("reload reported: %v", r.err)
+	if !errors.Is(r.err, control.ErrFailed) || !strings.Contains(r.err.Error(), "closed the hand-over channel before ready") {
+		t.Errorf("reload = %d, %v; want the successor's failure", r.pid, r.err)
+	}
+	release(t, gate)
+	if pid, err := s.get(""); err != nil || pid != s.gen1 {
+		t.Errorf("served by %d (%v), want %d", pid, err, s.gen1)
+	}
+	next := mustReload(t, s.gen1)
+	s.waitExit(s.gen1)
+	s.stop(next)
+}
+
+// TestSymlinkSwitch: started through a symbolic link, an upgrade runs what
+// the link points to at that moment (a release switched by renaming a new
+// link over the old one).
+func TestSymlinkSwitch(t *testing.T) {
+	dir := t.TempDir()
+	v1, v2 := filepath.Join(dir, "v1"), filepath.Join(dir, "v2")
+	installExe(t, mustExe(t), v1)
+	installExe(t, mustExe(t), v2)
+	link := filepath.Join(dir, "current")
+	if err := os.Symlink(v1, link); err != nil {
+		t.Fatal(err)
+	}
+	s := startService(t, serviceOpts{exe: link})
+	g2 := mustReload(t, s.gen1)
+	if got, want := inode(t, "/proc/"+strconv.Itoa(g2)+"/exe"), inode(t, v1); got != want {
+		t.Errorf("generation 2 runs inode %d, want v1's %d", got, want)
+	}
+	if err := os.Symlink(v2, link+".new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(link+".new", link); err != nil {
+		t.Fatal(err)
+	}
+	g3 := mustReload(t, g2)
+	if got, want := inode(t, "/proc/"+strconv.Itoa(g3)+"/exe"), inode(t, v2); got != want {
+		t.Errorf("generation 3 runs inode %d, want v2's %d", got, want)
+	}
+	s.waitExit(s.gen1)
+	s.waitExit(g2)
+	s.stop(g3)
+}
+
+func inode(t *testing.T, name string) uint64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(name, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+// TestStopRightAfterHandOver: the successor is asked to stop after it said
+// READY (systemd's SIGTERM to a fresh main PID): it waits for the
+// predecessor's answer, becomes main, says STOPPING=1 and exits cleanly.
+func TestStopRightAfterHandOver(t *testing.T) {
+	testproc.CheckFDs(t)
+	faultFile := filepath.Join(t.TempDir(), "fault")
+	s := startService(t, serviceOpts{env: []string{envFault + "=stop-after-ready", envFaultFile + "=" + faultFile}})
+	if err := os.WriteFile(faultFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	next := mustReload(t, s.gen1)
+	for _, pid := range []int{s.gen1, next} {
+		if ws := s.waitExit(pid); ws.ExitStatus() != 0 {
+			t.Errorf("pid %d exited with %v", pid, ws)
+		}
+	}
+	msgs := s.notes.waitFor(t, "STOPPING=1 from the successor", has(next, "STOPPING=1"))
+	for _, m := range msgs {
+		if m.pid == next && m.text != "STOPPING=1" {
+			t.Errorf("successor said %q", m.text)
+		}
+		if m.pid == s.gen1 && m.text == "STOPPING=1" {
+			t.Error("the predecessor said STOPPING=1 after the hand-over")
+		}
+	}
 }

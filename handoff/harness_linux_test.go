@@ -32,6 +32,8 @@ const wait = 30 * time.Second
 type message struct {
 	pid  int
 	text string
+	// local: the unix socket path (or "?") of each fd that came with it
+	local []string
 }
 
 // receiver is a NOTIFY_SOCKET as the manager has it: SO_PASSCRED for the
@@ -46,7 +48,7 @@ type receiver struct {
 	changed chan struct{}
 }
 
-func newReceiver(t *testing.T) *receiver {
+func newReceiver(t testing.TB) *receiver {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "notify")
 	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
@@ -78,6 +80,13 @@ func (r *receiver) loop() {
 			}
 			if fds, err := unix.ParseUnixRights(&scm); err == nil {
 				for _, fd := range fds {
+					local := "?"
+					if sa, err := unix.Getsockname(fd); err == nil {
+						if ua, ok := sa.(*unix.SockaddrUnix); ok {
+							local = ua.Name
+						}
+					}
+					m.local = append(m.local, local)
 					_ = unix.Close(fd)
 				}
 			}
@@ -91,7 +100,7 @@ func (r *receiver) loop() {
 }
 
 // waitFor waits until ok holds for the messages received.
-func (r *receiver) waitFor(t *testing.T, what string, ok func([]message) bool) []message {
+func (r *receiver) waitFor(t testing.TB, what string, ok func([]message) bool) []message {
 	t.Helper()
 	deadline := time.After(wait)
 	for {
@@ -123,11 +132,12 @@ func has(pid int, text string) func([]message) bool {
 
 // service is a running chain of generations of the "server" helper.
 type service struct {
-	t     *testing.T
-	addr  string
-	notes *receiver
-	gen1  int
-	exe   string
+	t       testing.TB
+	addr    string
+	notes   *receiver
+	gen1    int
+	exe     string
+	udpAddr string
 
 	reaped    chan struct{}
 	mu        sync.Mutex
@@ -138,12 +148,13 @@ type service struct {
 type serviceOpts struct {
 	env []string
 	exe string // the executable to run (default: the test binary)
+	udp bool   // also pass a UDP socket named "echo" (and set envUDP)
 }
 
 // startService binds a listener as the manager would, starts generation 1
 // with it (LISTEN_FDS, LISTEN_FDNAMES=http) and a NOTIFY_SOCKET, and waits
 // for READY=1.
-func startService(t *testing.T, o serviceOpts) *service {
+func startService(t testing.TB, o serviceOpts) *service {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -166,9 +177,27 @@ func startService(t *testing.T, o serviceOpts) *service {
 	}
 	env := append(cmd.Env, "NOTIFY_SOCKET="+s.notes.path)
 	env = append(env, o.env...)
+	files, names := []*os.File{lf}, []string{"http"}
+	if o.udp {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pf, err := pc.(*net.UDPConn).File()
+		_ = pc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pf.Close()
+		s.udpAddr = pc.LocalAddr().String()
+		files, names = append(files, pf), append(names, "echo")
+		env = append(env, envUDP+"=1")
+	}
+	args := cmd.Args
+	args[0] = s.exe // as a shell or systemd starts it
 	p, err := spawn.Start(&spawn.Config{
-		Path: s.exe, Args: cmd.Args, Env: env,
-		Files: []*os.File{lf}, Names: []string{"http"},
+		Path: s.exe, Args: args, Env: env,
+		Files: files, Names: names,
 		Stdout: os.Stderr, Stderr: os.Stderr, Mode: spawn.SelfFix,
 	})
 	if err != nil {
@@ -449,4 +478,18 @@ func unixGet(path string) (int, error) {
 		return 0, err
 	}
 	return strconv.Atoi(h.Get("X-Pid"))
+}
+
+// rawDo makes one request and returns the response (body read).
+func (c *httpConn) rawDo(path string) (*http.Response, error) {
+	if err := c.send(path); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp, err
 }

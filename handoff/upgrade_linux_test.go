@@ -2,7 +2,10 @@ package handoff
 
 import (
 	"context"
+	"errors"
+	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,14 +17,14 @@ import (
 )
 
 // reload asks pid for an upgrade as `baton reload` does.
-func reload(t *testing.T, pid int) (int, error) {
+func reload(t testing.TB, pid int) (int, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
 	return control.Reload(ctx, pid)
 }
 
-func mustReload(t *testing.T, pid int) int {
+func mustReload(t testing.TB, pid int) int {
 	t.Helper()
 	next, err := reload(t, pid)
 	if err != nil {
@@ -48,6 +51,9 @@ func TestUpgradesUnderLoad(t *testing.T) {
 	if testing.Short() {
 		upgrades = 20
 	}
+	if n, err := strconv.Atoi(os.Getenv("BATON_UPGRADES")); err == nil && n > 1 {
+		upgrades = n // longer runs by hand: BATON_UPGRADES=1000
+	}
 	s := startService(t, serviceOpts{})
 	main := mustReload(t, s.gen1) // the first successor, to compare fd counts with
 	first := main
@@ -56,8 +62,9 @@ func TestUpgradesUnderLoad(t *testing.T) {
 
 	l := startLoad(s.addr, 4, 4)
 	start := time.Now()
+	prev := main
 	for range upgrades - 1 {
-		main = mustReload(t, main)
+		prev, main = main, mustReload(t, main)
 	}
 	took := time.Since(start)
 	l.stop()
@@ -70,6 +77,7 @@ func TestUpgradesUnderLoad(t *testing.T) {
 	if l.requests.Load() == 0 {
 		t.Error("no request served")
 	}
+	s.waitExit(prev) // until then it may take a new connection
 	if pid, err := s.get(""); err != nil || pid != main {
 		t.Errorf("after the upgrades: served by %d (%v), want main %d", pid, err, main)
 	}
@@ -147,7 +155,9 @@ func TestUnixSocketSurvives(t *testing.T) {
 	s := startService(t, serviceOpts{env: []string{envUnix + "=" + path}})
 	main := s.gen1
 	for i := range 3 {
+		prev := main
 		main = mustReload(t, main)
+		s.waitExit(prev) // until then it may take a new connection
 		if _, err := os.Stat(path); err != nil {
 			t.Fatalf("after upgrade %d: %v", i+1, err)
 		}
@@ -158,6 +168,38 @@ func TestUnixSocketSurvives(t *testing.T) {
 	s.stop(main)
 	if _, err := os.Stat(path); err != nil {
 		t.Errorf("path gone after stop: %v", err)
+	}
+}
+
+// TestFDStore: generation 1 puts the unix socket it bound itself (not the
+// inherited TCP one) into the manager's fd store, once, before READY=1;
+// its successors inherit it and store nothing.
+func TestFDStore(t *testing.T) {
+	testproc.CheckFDs(t)
+	path := t.TempDir() + "/s.sock"
+	s := startService(t, serviceOpts{env: []string{envUnix + "=" + path}})
+	next := mustReload(t, s.gen1)
+	s.waitExit(s.gen1)
+	s.stop(next)
+	msgs := s.notes.waitFor(t, "STOPPING=1", has(next, "STOPPING=1"))
+	var stored []message
+	storedBeforeReady := false
+	for _, m := range msgs {
+		if strings.HasPrefix(m.text, "FDSTORE=") {
+			stored = append(stored, m)
+		}
+		if m.pid == s.gen1 && strings.HasPrefix(m.text, "READY=1") {
+			storedBeforeReady = len(stored) == 1
+		}
+	}
+	if len(stored) != 1 || stored[0].pid != s.gen1 || stored[0].text != "FDSTORE=1\nFDNAME=sock" {
+		t.Fatalf("fd store messages %v, want one \"FDSTORE=1\\nFDNAME=sock\" from generation 1 (pid %d)", stored, s.gen1)
+	}
+	if !storedBeforeReady {
+		t.Errorf("FDSTORE did not come before READY=1: %v", msgs)
+	}
+	if got := stored[0].local; len(got) != 1 || got[0] != path {
+		t.Errorf("FDSTORE carried sockets bound at %q, want [%q]", got, path)
 	}
 }
 
@@ -201,4 +243,117 @@ func TestReloadWhileDraining(t *testing.T) {
 	s.waitExit(s.gen1)
 	s.waitExit(g2)
 	s.stop(g3)
+}
+
+// BenchmarkUpgrade measures one full upgrade cycle as `baton reload` sees
+// it: request, successor start, readiness, MAINPID hand-over and BARRIER,
+// reply. The old generations drain concurrently (idle: no load).
+func BenchmarkUpgrade(b *testing.B) {
+	s := startService(b, serviceOpts{})
+	main := s.gen1
+	for b.Loop() {
+		main = mustReload(b, main)
+	}
+	s.stop(main)
+}
+
+// TestUDPUpgrades: a datagram socket passes from generation to generation;
+// every datagram sent, one at a time, is answered, across the upgrades.
+func TestUDPUpgrades(t *testing.T) {
+	testproc.CheckFDs(t)
+	s := startService(t, serviceOpts{udp: true})
+	c, err := net.Dial("udp", s.udpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ask := func(i int) string {
+		t.Helper()
+		msg := "ping " + strconv.Itoa(i)
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(wait))
+		buf := make([]byte, 2048)
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		pid, rest, _ := strings.Cut(string(buf[:n]), " ")
+		if rest != msg {
+			t.Fatalf("datagram %d answered %q", i, buf[:n])
+		}
+		return pid
+	}
+	main, prev := s.gen1, 0
+	seen := map[string]bool{}
+	for i := range 10 {
+		results := reloadAsync(t, main)
+		seen[ask(i)] = true
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		prev, main = main, r.pid
+	}
+	s.waitExit(prev) // until then it may read a datagram
+	if got := ask(10); got != strconv.Itoa(main) {
+		t.Errorf("answered by %s, want main %d", got, main)
+	}
+	t.Logf("10 upgrades; datagrams answered by %d generations", len(seen))
+	s.stop(main)
+}
+
+// TestWatchdogMovesToSuccessor: the main generation pings the watchdog; at
+// the hand-over the old one stops (it says nothing after BARRIER) and the
+// successor takes over.
+func TestWatchdogMovesToSuccessor(t *testing.T) {
+	s := startService(t, serviceOpts{env: []string{"WATCHDOG_USEC=20000"}})
+	s.notes.waitFor(t, "WATCHDOG=1 from generation 1", has(s.gen1, "WATCHDOG=1"))
+	next := mustReload(t, s.gen1)
+	s.notes.waitFor(t, "WATCHDOG=1 from generation 2", has(next, "WATCHDOG=1"))
+	s.waitExit(s.gen1)
+	msgs := s.notes.waitFor(t, "", func([]message) bool { return true })
+	barrier := -1
+	for i, m := range msgs {
+		if m.pid == s.gen1 && m.text == "BARRIER=1" {
+			barrier = i
+		}
+	}
+	if barrier < 0 {
+		t.Fatal("no BARRIER=1 from generation 1")
+	}
+	for _, m := range msgs[barrier+1:] {
+		if m.pid == s.gen1 {
+			t.Errorf("generation 1 said %q after the hand-over", m.text)
+		}
+	}
+	s.stop(next)
+}
+
+// TestFilePassedOn: a plain file opened by generation 1 reaches the later
+// generations as the same open file, not reopened by name.
+func TestFilePassedOn(t *testing.T) {
+	testproc.CheckFDs(t)
+	path := filepath.Join(t.TempDir(), "journal")
+	s := startService(t, serviceOpts{env: []string{envJournal + "=" + path}})
+	moved := path + ".moved"
+	if err := os.Rename(path, moved); err != nil {
+		t.Fatal(err)
+	}
+	main := s.gen1
+	for range 2 {
+		main = mustReload(t, main)
+	}
+	b, err := os.ReadFile(moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(b), "generation 1\ngeneration 2\ngeneration 3\n"; got != want {
+		t.Errorf("journal = %q, want %q", got, want)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a later generation reopened the journal by name: %v", err)
+	}
+	s.stop(main)
 }

@@ -1,12 +1,15 @@
 package handoff
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,13 +22,15 @@ import (
 // Knobs of the "server" helper, set by the tests in its environment (and so
 // inherited by every generation).
 const (
-	envFault        = "BATON_TEST_FAULT"         // exit, hang, die-after-ready, gate
+	envFault        = "BATON_TEST_FAULT"         // exit, hang, die-after-ready, stop-after-ready, gate
 	envFaultFile    = "BATON_TEST_FAULT_FILE"    // the fault applies once: to the successor that removes this file
 	envGate         = "BATON_TEST_GATE"          // "gate": wait for this file before Ready
 	envStarted      = "BATON_TEST_STARTED"       // "gate": create this file when waiting
 	envReadyTimeout = "BATON_TEST_READY_TIMEOUT" // Config.ReadyTimeout
 	envUnix         = "BATON_TEST_UNIX"          // also serve HTTP on this unix socket path ("sock")
 	envVerbose      = "BATON_TEST_VERBOSE"       // log to stderr
+	envUDP          = "BATON_TEST_UDP"           // also answer datagrams on "echo" with the pid
+	envJournal      = "BATON_TEST_JOURNAL"       // append "generation N" to this file, opened once as "journal"
 )
 
 func TestMain(m *testing.M) {
@@ -106,6 +111,25 @@ func serverMain() {
 		}
 		up.Serve(HTTP(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, uln))
 	}
+	if os.Getenv(envUDP) != "" {
+		pc, err := up.ListenPacket("echo", "udp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "server:", err)
+			os.Exit(1)
+		}
+		up.Serve(udpEcho(pc, pid))
+	}
+	if path := os.Getenv(envJournal); path != "" {
+		f, err := up.File("journal", func() (*os.File, error) {
+			return os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "server:", err)
+			os.Exit(1)
+		}
+		fmt.Fprintf(f, "generation %s\n", gen)
+		_ = f.Close()
+	}
 	switch fault {
 	case "exit":
 		os.Exit(3)
@@ -113,8 +137,10 @@ func serverMain() {
 		select {}
 	case "die-after-ready":
 		up.afterReadySent = func() { os.Exit(4) }
+	case "stop-after-ready":
+		up.afterReadySent = up.Stop // what SIGTERM does
 	case "gate":
-		_ = os.WriteFile(os.Getenv(envStarted), []byte(pid), 0o600)
+		_ = writeFileAtomic(os.Getenv(envStarted), []byte(pid))
 		waitFile(os.Getenv(envGate))
 	}
 	if err := up.Ready(); err != nil {
@@ -149,5 +175,37 @@ func waitFile(name string) {
 			return
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// udpEcho answers each datagram with "<pid> <datagram>"; it stops reading
+// at Shutdown and answers what it has read.
+func udpEcho(pc net.PacketConn, pid string) Server {
+	var stopping atomic.Bool
+	done := make(chan struct{})
+	return ServerFuncs{
+		ServeFunc: func() error {
+			defer close(done)
+			buf := make([]byte, 2048)
+			for {
+				n, addr, err := pc.ReadFrom(buf)
+				if err != nil {
+					if stopping.Load() {
+						return nil
+					}
+					return err
+				}
+				_, _ = pc.WriteTo(append([]byte(pid+" "), buf[:n]...), addr)
+			}
+		},
+		ShutdownFunc: func(ctx context.Context) error {
+			stopping.Store(true)
+			_ = pc.SetReadDeadline(time.Now())
+			select {
+			case <-done:
+			case <-ctx.Done():
+			}
+			return pc.Close()
+		},
 	}
 }

@@ -1,0 +1,332 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Defaults for LoadConfig's zero values.
+const (
+	DefaultLoadClients     = 2
+	DefaultLoadMaxRequests = 2_000_000
+	DefaultLoadMaxDuration = 3 * time.Minute
+	DefaultLoadTimeout     = 10 * time.Second
+)
+
+// Failure kinds counted by the load driver.
+const (
+	FailRefused   = "refused"    // ECONNREFUSED at dial
+	FailReset     = "reset"      // ECONNRESET or EPIPE
+	FailEOF       = "eof"        // connection closed before a full response
+	FailTimeout   = "timeout"    // no response within LoadConfig.Timeout
+	FailBadStatus = "bad-status" // a response other than 200
+	FailOther     = "other"      // anything else (the sample says what)
+)
+
+// maxSamples is how many failure messages a LoadResult keeps.
+const maxSamples = 10
+
+// LoadConfig describes HTTP/1.1 load from inside a box. The zero value, given
+// a URL, runs two keep-alive and two new-connection clients.
+type LoadConfig struct {
+	// URL is the target, an http:// URL with an IP address and port.
+	URL string
+	// KeepAlive is the number of clients that reuse their connection until
+	// the server closes it (Connection: close), then open a new one.
+	KeepAlive int
+	// NewConn is the number of clients that open a connection per request.
+	// When both are zero, each is DefaultLoadClients.
+	NewConn int
+	// MaxRequests bounds the number of requests; zero means
+	// DefaultLoadMaxRequests.
+	MaxRequests int64
+	// MaxDuration bounds the run; zero means DefaultLoadMaxDuration.
+	MaxDuration time.Duration
+	// Timeout bounds each request, dial included; zero means
+	// DefaultLoadTimeout.
+	Timeout time.Duration
+	// Pause is each client's pause between two requests.
+	Pause time.Duration
+}
+
+// LoadResult counts the requests made by a load run. Every request that did
+// not end in a complete 200 response is a failure, whatever the cause: no
+// retries.
+type LoadResult struct {
+	Requests int64
+	Failed   int64
+	Failures map[string]int64 // by kind (Fail* constants)
+	Samples  []string         // the first failures' messages
+	Pids     map[int]int64    // responses by X-Pid header (0: none)
+	Duration time.Duration
+}
+
+// String formats the counts on one line.
+func (r LoadResult) String() string {
+	kinds := make([]string, 0, len(r.Failures))
+	for k, n := range r.Failures {
+		kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
+	}
+	slices.Sort(kinds)
+	s := fmt.Sprintf("requests=%d failed=%d pids=%d", r.Requests, r.Failed, len(r.Pids))
+	if len(kinds) > 0 {
+		s += " (" + strings.Join(kinds, " ") + ")"
+	}
+	return s
+}
+
+// Load is a running load driver; Stop ends it.
+type Load struct {
+	box      *Box
+	cfg      LoadConfig
+	addr     string // host:port
+	request  string // the request line and headers, without Connection
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+	start    time.Time
+	issued   atomic.Int64
+	done     atomic.Int64
+	failed   atomic.Int64
+
+	mu       sync.Mutex
+	failures map[string]int64
+	samples  []string
+	pids     map[int]int64
+}
+
+// StartLoad starts HTTP/1.1 clients in the box's network namespace. They
+// run until Stop, ctx's end, MaxRequests or MaxDuration, whichever comes
+// first; a request in flight then still completes.
+func (b *Box) StartLoad(ctx context.Context, cfg LoadConfig) *Load {
+	b.t.Helper()
+	u, err := url.Parse(cfg.URL)
+	if err != nil || u.Scheme != "http" || u.Port() == "" {
+		b.t.Fatalf("e2e: load: bad URL %q", cfg.URL)
+	}
+	if cfg.KeepAlive == 0 && cfg.NewConn == 0 {
+		cfg.KeepAlive, cfg.NewConn = DefaultLoadClients, DefaultLoadClients
+	}
+	if cfg.MaxRequests <= 0 {
+		cfg.MaxRequests = DefaultLoadMaxRequests
+	}
+	if cfg.MaxDuration <= 0 {
+		cfg.MaxDuration = DefaultLoadMaxDuration
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultLoadTimeout
+	}
+	path := u.RequestURI()
+	l := &Load{
+		box:      b,
+		cfg:      cfg,
+		addr:     u.Host,
+		request:  "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUser-Agent: baton-e2e\r\n",
+		stop:     make(chan struct{}),
+		start:    time.Now(),
+		failures: map[string]int64{},
+		pids:     map[int]int64{},
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.MaxDuration)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer cancel()
+		select {
+		case <-ctx.Done():
+			l.halt()
+		case <-l.stop:
+		}
+	}()
+	for i := range cfg.KeepAlive + cfg.NewConn {
+		l.wg.Add(1)
+		go l.client(i < cfg.KeepAlive)
+	}
+	return l
+}
+
+// Requests returns the number of requests completed so far, failed or not.
+func (l *Load) Requests() int64 { return l.done.Load() }
+
+// Failed returns the number of failed requests so far.
+func (l *Load) Failed() int64 { return l.failed.Load() }
+
+// WaitRequests waits until n more requests than now have completed, or the
+// load stopped; it lets a test make sure load ran across an event.
+func (l *Load) WaitRequests(n int64) {
+	target := l.done.Load() + n
+	for l.done.Load() < target {
+		select {
+		case <-l.stop:
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func (l *Load) halt() { l.stopOnce.Do(func() { close(l.stop) }) }
+
+// Stop ends the load, waits for the requests in flight and returns the
+// counts.
+func (l *Load) Stop() LoadResult {
+	l.halt()
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return LoadResult{
+		Requests: l.done.Load(),
+		Failed:   l.failed.Load(),
+		Failures: maps(l.failures),
+		Samples:  slices.Clone(l.samples),
+		Pids:     maps(l.pids),
+		Duration: time.Since(l.start),
+	}
+}
+
+func maps[K comparable, V any](m map[K]V) map[K]V {
+	c := make(map[K]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// client sends requests one after the other until the load stops.
+func (l *Load) client(keepAlive bool) {
+	defer l.wg.Done()
+	var c *clientConn
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	for {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		if l.issued.Add(1) > l.cfg.MaxRequests {
+			l.halt()
+			return
+		}
+		var pid int
+		var err error
+		c, pid, err = l.do(c, keepAlive)
+		l.record(pid, err)
+		if l.cfg.Pause > 0 {
+			select {
+			case <-l.stop:
+				return
+			case <-time.After(l.cfg.Pause):
+			}
+		}
+	}
+}
+
+type clientConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+// do makes one request on c (a new connection when c is nil) and returns
+// the connection to use next (nil: open a new one).
+func (l *Load) do(c *clientConn, keepAlive bool) (*clientConn, int, error) {
+	deadline := time.Now().Add(l.cfg.Timeout)
+	if c == nil {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		conn, err := l.box.Dial(ctx, "tcp", l.addr)
+		cancel()
+		if err != nil {
+			return nil, 0, fmt.Errorf("dial: %w", err)
+		}
+		c = &clientConn{Conn: conn, br: bufio.NewReader(conn)}
+	}
+	fail := func(err error) (*clientConn, int, error) {
+		c.Close()
+		return nil, 0, err
+	}
+	_ = c.SetDeadline(deadline)
+	req := l.request
+	if !keepAlive {
+		req += "Connection: close\r\n"
+	}
+	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
+		return fail(fmt.Errorf("write: %w", err))
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return fail(fmt.Errorf("read response: %w", err))
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return fail(fmt.Errorf("read body: %w", err))
+	}
+	pid, _ := strconv.Atoi(resp.Header.Get("X-Pid"))
+	if resp.StatusCode != http.StatusOK {
+		err = &statusError{resp.Status}
+	}
+	if !keepAlive || resp.Close || err != nil {
+		c.Close()
+		return nil, pid, err
+	}
+	return c, pid, nil
+}
+
+type statusError struct{ status string }
+
+func (e *statusError) Error() string { return "status " + e.status }
+
+func (l *Load) record(pid int, err error) {
+	l.done.Add(1)
+	if err == nil {
+		l.mu.Lock()
+		l.pids[pid]++
+		l.mu.Unlock()
+		return
+	}
+	l.failed.Add(1)
+	kind := classify(err)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failures[kind]++
+	if len(l.samples) < maxSamples {
+		l.samples = append(l.samples, fmt.Sprintf("%s after %v: %v",
+			kind, time.Since(l.start).Round(time.Millisecond), err))
+	}
+}
+
+// classify names a failed request's kind.
+func classify(err error) string {
+	var se *statusError
+	var ne net.Error
+	switch {
+	case errors.As(err, &se):
+		return FailBadStatus
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return FailRefused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return FailReset
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return FailEOF
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return FailTimeout
+	}
+	return FailOther
+}

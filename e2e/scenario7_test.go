@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestScenario7NotifyReload: on systemd 254 the units are
+// Type=notify-reload: `systemctl reload` (systemd's SIGHUP, then
+// RELOADING=1 ... READY=1) returns once the new generation serves, under
+// load with zero failed requests. After a failed upgrade the old
+// generation keeps serving and says why in STATUS=; the reload itself
+// succeeds (systemd has no way for a notify-reload service to fail a
+// reload but to let it time out; see package units), which the test logs.
+func TestScenario7NotifyReload(t *testing.T) {
+	tree := SystemdTree(t)
+	p := buildProduct(t)
+	bin := privateCopy(t, p.http)
+	good, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box := boxWithProduct(t, Config{SystemdTree: tree})
+	units := product{baton: p.baton, http: bin}.httpUnits(t, "s7", "--systemd-version", "254", "--ready-timeout", "2s")
+	install(t, box, units)
+	if typ := box.Show("s7.service", "Type")["Type"]; typ != "notify-reload" {
+		t.Fatalf("s7.service Type=%q, want notify-reload", typ)
+	}
+	box.Systemctl("start", "s7-http.socket")
+
+	const count = 20
+	start := time.Now()
+	load := box.StartLoad(t.Context(), LoadConfig{URL: httpURL})
+	load.WaitRequests(100)
+	// reloadLoop reads MainPID right after systemctl reload returns: a new
+	// one each time means the reload waited for the new generation.
+	mains := reloadLoop(t, box, "s7.service", count, load)
+
+	replaceFile(t, bin, []byte("#!/bin/sh\necho 's7: broken binary' >&2\nexit 3\n"))
+	ctx, cancel := box.context()
+	out, err := box.Exec(ctx, "systemctl", "reload", "s7.service")
+	cancel()
+	t.Logf("systemctl reload with a broken binary: err=%v %s", err, out)
+	var ee *ExecError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	old := mains[len(mains)-1]
+	props := box.Show("s7.service", "MainPID", "ActiveState", "SubState", "StatusText")
+	t.Logf("after the failed upgrade: %v", props)
+	if box.MainPID("s7.service") != old || props["ActiveState"] != "active" || props["SubState"] != "running" {
+		t.Errorf("after the failed upgrade: %v, want active/running with MainPID %d", props, old)
+	}
+	if !strings.Contains(props["StatusText"], "exit status 3") {
+		t.Errorf("StatusText %q does not say why the upgrade failed", props["StatusText"])
+	}
+	if got := probeUntil(t, box, func(pid int) bool { return pid == old }); got != old {
+		t.Errorf("served by pid %d after the failed upgrade, want %d", got, old)
+	}
+	replaceFile(t, bin, good)
+	box.Systemctl("reload", "s7.service")
+	mains = append(mains, waitNewMain(t, box, "s7.service", old))
+	load.WaitRequests(50)
+	res := load.Stop()
+	scenarioReport(t, 7, res, count+2, start)
+	checkServedBy(t, box, res, mains)
+	checkJournal(t, box, "s7.service")
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/batonhq/baton/internal/spawn"
+	"github.com/batonhq/baton/internal/testproc"
+)
+
+func TestMain(m *testing.M) {
+	testproc.Register("http", func() {
+		if err := run("127.0.0.1:0", testproc.Args()[0]); err != nil {
+			os.Exit(1)
+		}
+	})
+	testproc.Main(m)
+}
+
+// TestServeAndUpgrade runs the example socket-activated (name "http"),
+// checks its answers, upgrades it with SIGHUP and stops it with SIGTERM.
+func TestServeAndUpgrade(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf, err := ln.(*net.TCPListener).File()
+	_ = ln.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	cmd := testproc.Command(t, "http", pidfile)
+	p, err := spawn.Start(&spawn.Config{
+		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Stderr: os.Stderr,
+		Files: []*os.File{lf}, Names: []string{"http"}, Mode: spawn.SelfFix,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = p.Wait() }()
+	url := "http://" + ln.Addr().String() + "/"
+
+	pid := waitPID(t, pidfile, 0)
+	if pid != p.Pid {
+		t.Errorf("pid file names %d, want %d", pid, p.Pid)
+	}
+	check(t, url+"?ms=20", pid, 1)
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	next := waitPID(t, pidfile, pid)
+	// Until generation 1 is gone it may still take a new connection.
+	for deadline := time.Now().Add(30 * time.Second); alive(pid) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	check(t, url, next, 2)
+	if err := syscall.Kill(next, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); alive(next) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if alive(next) {
+		t.Errorf("generation 2 (pid %d) still running after SIGTERM", next)
+	}
+}
+
+func check(t *testing.T, url string, pid, gen int) {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "pid " + strconv.Itoa(pid) + " generation " + strconv.Itoa(gen) + "\n"
+	if string(body) != want || resp.Header.Get("X-Pid") != strconv.Itoa(pid) || resp.Header.Get("X-Generation") != strconv.Itoa(gen) {
+		t.Errorf("GET %s = %q, X-Pid %q, X-Generation %q; want %q", url, body, resp.Header.Get("X-Pid"), resp.Header.Get("X-Generation"), want)
+	}
+}
+
+// waitPID waits until pidfile names a process other than old.
+func waitPID(t *testing.T, pidfile string, old int) int {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		b, err := os.ReadFile(pidfile)
+		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && pid != old {
+			return pid
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("pid file %s still names %d", pidfile, old)
+	return 0
+}
+
+// alive reports whether pid runs (exists and is not a zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/batonhq/baton/internal/spawn"
+	"github.com/batonhq/baton/internal/testproc"
+)
+
+func TestMain(m *testing.M) {
+	testproc.Register("tcp", func() {
+		if err := run("127.0.0.1:0", testproc.Args()[0]); err != nil {
+			os.Exit(1)
+		}
+	})
+	testproc.Main(m)
+}
+
+// TestEchoAcrossUpgrade: a connection opened before an upgrade keeps its
+// echo after it; new connections are served; the old generation exits
+// once that connection is closed.
+func TestEchoAcrossUpgrade(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf, err := ln.(*net.TCPListener).File()
+	_ = ln.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	cmd := testproc.Command(t, "tcp", pidfile)
+	p, err := spawn.Start(&spawn.Config{
+		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Stderr: os.Stderr,
+		Files: []*os.File{lf}, Names: []string{"echo"}, Mode: spawn.SelfFix,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = p.Wait() }()
+	addr := ln.Addr().String()
+
+	gen1 := waitPID(t, pidfile, 0)
+	old, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	oldR := bufio.NewReader(old)
+	echo(t, old, oldR, "before")
+	if err := syscall.Kill(gen1, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	gen2 := waitPID(t, pidfile, gen1)
+	echo(t, old, oldR, "after") // still generation 1, draining
+	fresh, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, fresh, bufio.NewReader(fresh), "fresh")
+	_ = fresh.Close()
+	if !alive(gen1) {
+		t.Error("generation 1 exited with a connection open")
+	}
+	_ = old.Close()
+	waitGone(t, gen1)
+	if err := syscall.Kill(gen2, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, gen2)
+}
+
+func echo(t *testing.T, c net.Conn, r *bufio.Reader, msg string) {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write([]byte(msg + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	line, err := r.ReadString('\n')
+	if err != nil || line != msg+"\n" {
+		t.Fatalf("echo of %q: %q, %v", msg, line, err)
+	}
+}
+
+func waitPID(t *testing.T, pidfile string, old int) int {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		b, err := os.ReadFile(pidfile)
+		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && pid != old {
+			return pid
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("pid file %s still names %d", pidfile, old)
+	return 0
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); alive(pid) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if alive(pid) {
+		t.Errorf("pid %d still running", pid)
+	}
+}
+
+// alive reports whether pid runs (exists and is not a zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
+}

@@ -1,0 +1,245 @@
+package handoff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/batonhq/baton/internal/control"
+)
+
+// fromPredecessor picks up the hand-over channel of a successor.
+func (u *Upgrader) fromPredecessor() error {
+	v, ok := os.LookupEnv(envFD)
+	gen := os.Getenv(envGen)
+	notify := os.Getenv(envNotify)
+	for _, k := range []string{envFD, envGen, envNotify} {
+		_ = os.Unsetenv(k)
+	}
+	if !ok {
+		return nil
+	}
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return fmt.Errorf("%s=%q: %w", envFD, v, ErrBadEnvironment)
+	}
+	n, err := strconv.Atoi(gen)
+	if err != nil || n < 2 {
+		return fmt.Errorf("%s=%q: %w", envGen, gen, ErrBadEnvironment)
+	}
+	if t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || t != unix.SOCK_SEQPACKET {
+		return fmt.Errorf("%s=%q: not a hand-over channel: %w", envFD, v, ErrBadEnvironment)
+	}
+	unix.CloseOnExec(fd)
+	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		return fmt.Errorf("hand-over channel: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "handoff")
+	c, err := net.FileConn(f)
+	_ = f.Close()
+	if err != nil {
+		return fmt.Errorf("hand-over channel: %w", err)
+	}
+	u.parent, u.parentPID, u.gen, u.socket = c.(*net.UnixConn), int(cred.Pid), n, notify
+	return nil
+}
+
+// Ready declares this generation ready to serve. In generation 1 it tells
+// the manager READY=1. In a successor it tells the predecessor and waits
+// until the predecessor has handed the main PID over (MAINPID, READY=1,
+// BARRIER); only then does this process talk to the manager. If the
+// predecessor dies first, this process claims the main PID itself
+// (MAINPID=<self>, READY=1). It returns ErrAborted when the predecessor
+// gave up on this process, which should then exit.
+//
+// A generation stopped before (SIGTERM, Stop) gets nil at once and Wait
+// returns at once: a successor that had not said READY declined the
+// hand-over; one that had waits for the answer and, given the main PID,
+// tells the manager STOPPING=1.
+//
+// Register the servers (Serve) before calling Ready: Ready starts them
+// when this process becomes main, before it tells the manager. Meanwhile
+// connections wait in the sockets' backlog.
+func (u *Upgrader) Ready() error {
+	u.mu.Lock()
+	if u.ready || u.stopping {
+		// Stopped before it was ready: nothing to declare (a successor
+		// has declined the hand-over in Stop); Wait returns at once.
+		u.mu.Unlock()
+		return nil
+	}
+	u.mu.Unlock()
+	// The control socket listens before anyone learns this pid (the
+	// predecessor answers `baton reload` with it); requests wait until
+	// this process is main.
+	if !u.cfg.NoControl {
+		c, err := control.Listen(u.controlRequest)
+		if err != nil {
+			u.log.Warn("control socket", "err", err)
+		} else {
+			u.mu.Lock()
+			u.control = c
+			u.mu.Unlock()
+		}
+	}
+	claim := false
+	if u.parent != nil {
+		err := u.awaitMain()
+		_ = u.parent.Close()
+		switch {
+		case errors.Is(err, errDeclined):
+			return nil
+		case errors.Is(err, errParentGone):
+			u.log.Warn("predecessor gone before hand-over: claiming main", "predecessor", u.parentPID)
+			claim = true
+		case err != nil:
+			u.Stop()
+			return err
+		}
+	}
+	return u.becomeMain(claim)
+}
+
+// controlRequest serves `baton reload`.
+func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
+	select {
+	case <-u.isMain:
+	case <-u.done:
+		return 0, ErrStopping
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return u.Upgrade(ctx)
+}
+
+var errParentGone = errors.New("predecessor gone")
+
+func (u *Upgrader) awaitMain() error {
+	// Once READY is out the predecessor decides: from then on a stop
+	// request waits for its answer (see Stop).
+	u.mu.Lock()
+	if u.stopping {
+		u.mu.Unlock()
+		return errDeclined
+	}
+	u.readySent = true
+	u.mu.Unlock()
+	if _, err := u.parent.Write([]byte(msgReady)); err != nil {
+		return u.channelClosed()
+	}
+	if u.afterReadySent != nil {
+		u.afterReadySent()
+	}
+	var buf [64]byte
+	n, err := u.parent.Read(buf[:])
+	switch {
+	case err == nil && string(buf[:n]) == msgMain:
+		return nil
+	case err == nil && strings.HasPrefix(string(buf[:n]), msgAbort):
+		return ErrAborted
+	case err == nil:
+		return fmt.Errorf("hand-over channel: unexpected %q: %w", buf[:n], ErrAborted)
+	}
+	return u.channelClosed()
+}
+
+// errDeclined: this successor was stopped before the hand-over.
+var errDeclined = errors.New("hand-over declined")
+
+// channelClosed tells why the hand-over channel ended without a message.
+// The predecessor always says ABORT before it gives up: a silent end of
+// the channel means it died. A successor asked to stop does not claim.
+func (u *Upgrader) channelClosed() error {
+	u.mu.Lock()
+	stopping := u.stopping
+	u.mu.Unlock()
+	if stopping {
+		return errDeclined
+	}
+	return errParentGone
+}
+
+func (u *Upgrader) becomeMain(claim bool) error {
+	if u.parent != nil && u.socket != "" {
+		_ = os.Setenv("NOTIFY_SOCKET", u.socket)
+	}
+	mgr, err := dialNotifier(u.socket)
+	if err != nil {
+		return fmt.Errorf("handoff: %w", err)
+	}
+	self := os.Getpid()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.mgr, u.ready = mgr, true
+	if u.stopping {
+		// Asked to stop while the predecessor handed the main PID over:
+		// main for as long as it takes to say it stops. Nothing is
+		// started; Wait returns at once.
+		if !claim {
+			u.main = true
+			if err := mgr.Stopping(); err != nil {
+				u.log.Warn("sd_notify", "err", err)
+			}
+		}
+		return nil
+	}
+	u.main = true
+	// Everything is in place before the manager hears of it: the control
+	// socket answers as soon as READY=1 is out.
+	u.writePIDFile()
+	if u.parent != nil && os.Getenv("WATCHDOG_USEC") != "" {
+		// The predecessor left WATCHDOG_PID out: the watchdog is ours,
+		// and a program this process starts must not ping for it.
+		_ = os.Setenv("WATCHDOG_PID", strconv.Itoa(self))
+	}
+	u.storeFDsLocked()
+	u.startWatchdog(mgr)
+	close(u.isMain)
+	for _, s := range u.servers {
+		u.startLocked(s)
+	}
+	status := fmt.Sprintf("STATUS=serving, generation %d, pid %d", u.gen, self)
+	switch {
+	case claim:
+		err = mgr.Send("MAINPID=" + strconv.Itoa(self) + "\nREADY=1\n" + status)
+	case u.parent == nil:
+		err = mgr.Send("READY=1\n" + status)
+	default:
+		err = mgr.Send(status)
+	}
+	if err != nil {
+		u.log.Warn("sd_notify", "err", err)
+	}
+	u.log.Info("serving", "generation", u.gen, "pid", self)
+	return nil
+}
+
+// storeFDs is storeFDsLocked for callers without u.mu.
+func (u *Upgrader) storeFDs() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.storeFDsLocked()
+}
+
+// storeFDsLocked puts the sockets and files this process opened itself
+// into the manager's fd store (Config.NoFDStore). Only the main process
+// may, and only until it hands over; a successor's inherited fds are in the
+// store already, through the generation that opened them. Called with u.mu
+// held.
+func (u *Upgrader) storeFDsLocked() {
+	if u.cfg.NoFDStore || !u.main || u.handedOver || u.mgr == nil {
+		return
+	}
+	for _, e := range u.fds.unstored() {
+		if err := u.mgr.FDStore(e.name, e.file); err != nil {
+			u.log.Warn("fd store", "name", e.name, "err", err)
+		}
+	}
+}
