@@ -22,8 +22,11 @@ const DefaultIdleGrace = 250 * time.Millisecond
 // with no request bytes waiting; it ends as soon as the last connection is
 // gone, then calls http.Server.Shutdown, and Close when ctx ends first.
 //
-// A request whose handler started before the drain is answered as usual;
-// its connection then goes idle and is closed after IdleGrace. A client
+// A request whose handler started before the drain gets "Connection:
+// close" too when its response header is written after the drain began
+// (the handler sees a wrapped http.ResponseWriter that keeps Flusher,
+// Hijacker, io.ReaderFrom and Unwrap for http.ResponseController); one
+// whose header went out before stays open until idle for IdleGrace. A client
 // that sends a request at the very moment an idle connection is closed
 // sees it fail, as with any keep-alive timeout; HTTP/1.1 clients retry
 // idempotent requests in that case.
@@ -63,8 +66,18 @@ func HTTP(srv *http.Server, ln net.Listener) *HTTPServer {
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.draining.Load() {
 			w.Header().Set("Connection", "close")
+			inner.ServeHTTP(w, r)
+			return
 		}
-		inner.ServeHTTP(w, r)
+		// The drain may begin while the handler runs: decide when the
+		// header goes out. The writer is pooled (no allocation per
+		// request); a handler must not use w after it returned anyway.
+		lw := lameDuckPool.Get().(*lameDuckWriter)
+		*lw = lameDuckWriter{ResponseWriter: w, s: s}
+		inner.ServeHTTP(lw, r)
+		lw.header() // a handler that wrote nothing: net/http writes the header now
+		*lw = lameDuckWriter{}
+		lameDuckPool.Put(lw)
 	})
 	srv.ConnState = s.connState
 	return s

@@ -3,6 +3,7 @@ package handoff
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -182,6 +183,61 @@ func TestHTTPDrainLameDuck(t *testing.T) {
 	}
 	if err := <-served; err != nil {
 		t.Errorf("Serve = %v", err)
+	}
+}
+
+// TestHTTPDrainInFlight: a request whose handler started before the drain
+// and writes its response after it began is answered with Connection:
+// close, so the drain ends with that response instead of after IdleGrace;
+// the handler still sees the net/http writer's interfaces.
+func TestHTTPDrainInFlight(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	release := make(chan struct{})
+	in := make(chan struct{}, 1)
+	var flusher, hijacker, controller bool
+	s, addr, served := drainServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		in <- struct{}{}
+		<-release
+		_, flusher = w.(http.Flusher)
+		_, hijacker = w.(http.Hijacker)
+		controller = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Minute)) == nil
+		_, _ = io.WriteString(w, "late")
+	}))
+	s.IdleGrace = time.Hour // only Connection: close can end the drain
+	c, err := dialHTTP("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.send("/"); err != nil {
+		t.Fatal(err)
+	}
+	<-in
+	shut := make(chan error, 1)
+	// Bounded: without Connection: close the drain would wait an hour.
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	go func() { shut <- s.Shutdown(ctx) }()
+	for !s.draining.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	h, err := c.receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Get("Connection"); got != "close" {
+		t.Errorf("in-flight response: Connection %q, want close", got)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown = %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
+	if !flusher || !hijacker || !controller {
+		t.Errorf("handler's writer: Flusher %v, Hijacker %v, ResponseController %v; want all", flusher, hijacker, controller)
 	}
 }
 

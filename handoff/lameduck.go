@@ -1,0 +1,75 @@
+package handoff
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+)
+
+// lameDuckWriter decides "Connection: close" when the response header is
+// written, not when the handler starts: a request that was in flight when
+// the drain began is answered with it too, so its client opens a new
+// connection (to the successor) for the next request instead of sending it
+// to the draining generation. It keeps the interfaces of the net/http
+// writer that handlers look for (Flusher, Hijacker, io.ReaderFrom,
+// io.StringWriter) and Unwrap for http.ResponseController.
+type lameDuckWriter struct {
+	http.ResponseWriter
+	s     *HTTPServer
+	wrote bool
+}
+
+var lameDuckPool = sync.Pool{New: func() any { return new(lameDuckWriter) }}
+
+// header finalizes the response header: the last moment "Connection:
+// close" can be added.
+func (w *lameDuckWriter) header() {
+	if w.wrote {
+		return
+	}
+	w.wrote = true
+	if w.s.draining.Load() {
+		w.ResponseWriter.Header().Set("Connection", "close")
+	}
+}
+
+func (w *lameDuckWriter) WriteHeader(code int) {
+	// 1xx informational responses (but 101) leave the final header open.
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.header()
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *lameDuckWriter) Write(b []byte) (int, error) {
+	w.header()
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *lameDuckWriter) WriteString(s string) (int, error) {
+	w.header()
+	return io.WriteString(w.ResponseWriter, s)
+}
+
+func (w *lameDuckWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.header()
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r) // keeps sendfile for files
+	}
+	return io.Copy(w.ResponseWriter, r)
+}
+
+func (w *lameDuckWriter) Flush() {
+	w.header()
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *lameDuckWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.wrote = true // the connection leaves HTTP: no header to decide
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// Unwrap gives http.ResponseController the net/http writer.
+func (w *lameDuckWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
