@@ -270,8 +270,11 @@ func TestStopDuringUpgrade(t *testing.T) {
 	s.stop(s.gen1)
 	r := <-pending
 	t.Logf("reload during stop reported: %v", r.err)
-	if r.err == nil || !strings.Contains(r.err.Error(), "generation stopping") {
-		t.Errorf("reload = %d, %v; want the upgrade abandoned for the stop", r.pid, r.err)
+	// The control reply says "stopping": `baton reload` exits 0 for it.
+	var ce *control.Error
+	if !errors.As(r.err, &ce) || ce.Code != control.CodeStopping || !errors.Is(r.err, ErrStopping) ||
+		!strings.Contains(r.err.Error(), "generation stopping") {
+		t.Errorf("reload = %d, %v; want code %q: the upgrade abandoned for the stop", r.pid, r.err, control.CodeStopping)
 	}
 	if err := syscall.Kill(succ, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("half-started successor %d still exists: %v", succ, err)
