@@ -47,11 +47,12 @@
 //
 // The package's own tests are the product's end-to-end scenarios, each
 // logging "scenario N: requests=... failed=... reloads=... duration=...":
-// reloads under keep-alive and new-connection load with units from
-// `baton units` (1), a broken new binary (2), the hardened default units
-// (3), the watchdog (5), `baton run` around a go-systemd Go server and a
-// libsystemd C server (6), Type=notify-reload on systemd 254 (7), and a
-// stop during a reload (8). The test servers for 6 are
+// reloads under keep-alive and new-connection load with units from `baton
+// units` (1), a broken new binary (2), the hardened default units (3),
+// restarts and crashes of a service that keeps its own socket in systemd's
+// fd store (4), the watchdog (5), `baton run` around a go-systemd Go server
+// and a libsystemd C server (6), Type=notify-reload on systemd 254 (7), and
+// a stop during a reload (8). The test servers for 6 are
 // e2e/internal/sdserver and e2e/testdata/sdserver.c.
 //
 // A second systemd version (Debian bookworm-backports' 254, unpacked by

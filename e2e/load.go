@@ -40,6 +40,9 @@ const (
 // maxSamples is how many failure messages a LoadResult keeps.
 const maxSamples = 10
 
+// maxErrors is how many failed requests a LoadResult lists in Errors.
+const maxErrors = 1000
+
 // LoadConfig describes HTTP/1.1 load from inside a box. The zero value, given
 // a URL, runs two keep-alive and two new-connection clients.
 type LoadConfig struct {
@@ -71,8 +74,20 @@ type LoadResult struct {
 	Failed   int64
 	Failures map[string]int64 // by kind (Fail* constants)
 	Samples  []string         // the first failures' messages
+	Errors   []RequestError   // the first maxErrors failed requests, in order
 	Pids     map[int]int64    // responses by X-Pid header (0: none)
 	Duration time.Duration
+}
+
+// RequestError is one failed request.
+type RequestError struct {
+	Kind string // a Fail* constant
+	// Dialed is when the client started to open the connection the
+	// request was sent on (a keep-alive connection may be older than the
+	// request).
+	Dialed time.Time
+	Failed time.Time // when the request failed
+	Err    error
 }
 
 // String formats the counts on one line.
@@ -106,6 +121,7 @@ type Load struct {
 	mu       sync.Mutex
 	failures map[string]int64
 	samples  []string
+	errors   []RequestError
 	pids     map[int]int64
 }
 
@@ -192,6 +208,7 @@ func (l *Load) Stop() LoadResult {
 		Failed:   l.failed.Load(),
 		Failures: maps(l.failures),
 		Samples:  slices.Clone(l.samples),
+		Errors:   slices.Clone(l.errors),
 		Pids:     maps(l.pids),
 		Duration: time.Since(l.start),
 	}
@@ -226,8 +243,13 @@ func (l *Load) client(keepAlive bool) {
 		}
 		var pid int
 		var err error
-		c, pid, err = l.do(c, keepAlive)
-		l.record(pid, err)
+		now := time.Now()
+		dialed := now
+		if c != nil {
+			dialed = c.dialed
+		}
+		c, pid, err = l.do(c, keepAlive, now)
+		l.record(pid, dialed, err)
 		if l.cfg.Pause > 0 {
 			select {
 			case <-l.stop:
@@ -240,13 +262,15 @@ func (l *Load) client(keepAlive bool) {
 
 type clientConn struct {
 	net.Conn
-	br *bufio.Reader
+	br     *bufio.Reader
+	dialed time.Time // when the dial started
 }
 
 // do makes one request on c (a new connection when c is nil) and returns
-// the connection to use next (nil: open a new one).
-func (l *Load) do(c *clientConn, keepAlive bool) (*clientConn, int, error) {
-	deadline := time.Now().Add(l.cfg.Timeout)
+// the connection to use next (nil: open a new one). now is the request's
+// start.
+func (l *Load) do(c *clientConn, keepAlive bool, now time.Time) (*clientConn, int, error) {
+	deadline := now.Add(l.cfg.Timeout)
 	if c == nil {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		conn, err := l.box.Dial(ctx, "tcp", l.addr)
@@ -254,7 +278,7 @@ func (l *Load) do(c *clientConn, keepAlive bool) (*clientConn, int, error) {
 		if err != nil {
 			return nil, 0, fmt.Errorf("dial: %w", err)
 		}
-		c = &clientConn{Conn: conn, br: bufio.NewReader(conn)}
+		c = &clientConn{Conn: conn, br: bufio.NewReader(conn), dialed: now}
 	}
 	fail := func(err error) (*clientConn, int, error) {
 		c.Close()
@@ -292,7 +316,7 @@ type statusError struct{ status string }
 
 func (e *statusError) Error() string { return "status " + e.status }
 
-func (l *Load) record(pid int, err error) {
+func (l *Load) record(pid int, dialed time.Time, err error) {
 	l.done.Add(1)
 	if err == nil {
 		l.mu.Lock()
@@ -308,6 +332,9 @@ func (l *Load) record(pid int, err error) {
 	if len(l.samples) < maxSamples {
 		l.samples = append(l.samples, fmt.Sprintf("%s after %v: %v",
 			kind, time.Since(l.start).Round(time.Millisecond), err))
+	}
+	if len(l.errors) < maxErrors {
+		l.errors = append(l.errors, RequestError{Kind: kind, Dialed: dialed, Failed: time.Now(), Err: err})
 	}
 }
 

@@ -69,7 +69,7 @@ func TestScenario3Hardened(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("scenario 3: exposure=%.1f", exposure)
+	Report(t, "scenario 3: exposure=%.1f", exposure)
 	if exposure < 0 || exposure > 1.0 {
 		t.Errorf("exposure %.1f, want <= 1.0:\n%s", exposure, out)
 	}

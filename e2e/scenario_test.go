@@ -114,7 +114,7 @@ func replaceFile(t *testing.T, path string, data []byte) {
 // scenarioReport logs a scenario's numbers in one fixed format.
 func scenarioReport(t *testing.T, n int, res LoadResult, reloads int, start time.Time) {
 	t.Helper()
-	t.Logf("scenario %d: requests=%d failed=%d reloads=%d duration=%v failures=%v",
+	Report(t, "scenario %d: requests=%d failed=%d reloads=%d duration=%v failures=%v",
 		n, res.Requests, res.Failed, reloads, time.Since(start).Round(time.Millisecond), res.Failures)
 	if res.Failed != 0 {
 		t.Errorf("scenario %d: %d of %d requests failed: %v", n, res.Failed, res.Requests, res.Samples)

@@ -84,6 +84,25 @@
 // `baton reload` is synchronous and reports failure; `kill -HUP $MAINPID`
 // is fire-and-forget.
 //
+// # Without a socket unit: the fd store
+//
+// A service that binds its own sockets keeps them across `systemctl
+// restart` and crashes through systemd's fd store: the main generation
+// sends every socket and file it opened itself (not the inherited ones)
+// once, with FDSTORE=1 and FDNAME=<name>, before READY=1. systemd keeps
+// them while the unit lives and passes them to the next process it starts
+// as LISTEN_FDS, where Listen finds them by name; meanwhile connections
+// wait in the backlog instead of being refused. `systemctl stop` empties
+// the store. It takes FileDescriptorStoreMax= in the unit (`baton units
+// --fdstore N`, for a unit without --listen); Config.NoFDStore turns it off.
+//
+//	[Service]
+//	Type=notify
+//	ExecStart=/usr/local/bin/myserver
+//	ExecReload=/usr/local/bin/baton reload --pid $MAINPID
+//	FileDescriptorStoreMax=8
+//	Restart=on-failure
+//
 // # Predecessor killed mid-upgrade
 //
 // When the current generation dies (SIGKILL, crash) after starting a

@@ -22,6 +22,9 @@ type entry struct {
 	kind int      // unix.SOCK_STREAM, SOCK_DGRAM, ... or 0 for a non-socket
 	lstn bool     // a listening socket
 	used bool     // handed to the program by Listen, ListenPacket or File
+	// fresh: opened by this process (not inherited), so the manager's fd
+	// store does not hold it yet; stored: sent to the fd store.
+	fresh, stored bool
 }
 
 // fdSet is the ordered set of named fds of a generation.
@@ -92,11 +95,27 @@ func (s *fdSet) take(name string, match func(*entry) bool) *entry {
 	return nil
 }
 
+// add records a file this process opened itself.
 func (s *fdSet) add(e *entry) {
 	s.mu.Lock()
-	e.used = true
+	e.used, e.fresh = true, true
 	s.entries = append(s.entries, e)
 	s.mu.Unlock()
+}
+
+// unstored returns the entries opened by this process that the manager's
+// fd store does not hold yet, and marks them stored.
+func (s *fdSet) unstored() []*entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var es []*entry
+	for _, e := range s.entries {
+		if e.fresh && !e.stored {
+			e.stored = true
+			es = append(es, e)
+		}
+	}
+	return es
 }
 
 // all returns the files and names to pass to a successor, in order.

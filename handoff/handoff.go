@@ -42,6 +42,16 @@ type Config struct {
 	NoSignals bool
 	// NoControl disables the control socket used by `baton reload`.
 	NoControl bool
+	// NoFDStore keeps the sockets and files this process opens itself
+	// (Listen, ListenPacket and File when nothing was inherited) out of
+	// the manager's fd store. By default the main generation sends each
+	// of them once with FDSTORE=1 and FDNAME=<name>, so a service without
+	// a socket unit keeps its sockets across `systemctl restart` and a
+	// crash with Restart=: the next process receives them as LISTEN_FDS
+	// and no connection is refused meanwhile. systemd ignores the message
+	// unless the unit sets FileDescriptorStoreMax= (`baton units
+	// --fdstore N`).
+	NoFDStore bool
 }
 
 func (c *Config) readyTimeout() time.Duration {
@@ -186,6 +196,7 @@ func (u *Upgrader) Listen(name, network, addr string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("handoff: listen %s: %w", name, err)
 	}
+	u.storeFDs()
 	return ln, nil
 }
 
@@ -195,6 +206,7 @@ func (u *Upgrader) ListenPacket(name, network, addr string) (net.PacketConn, err
 	if err != nil {
 		return nil, fmt.Errorf("handoff: listen packet %s: %w", name, err)
 	}
+	u.storeFDs()
 	return pc, nil
 }
 
@@ -206,6 +218,7 @@ func (u *Upgrader) File(name string, open func() (*os.File, error)) (*os.File, e
 	if err != nil {
 		return nil, fmt.Errorf("handoff: file %s: %w", name, err)
 	}
+	u.storeFDs()
 	return f, nil
 }
 

@@ -32,6 +32,8 @@ const wait = 30 * time.Second
 type message struct {
 	pid  int
 	text string
+	// local: the unix socket path (or "?") of each fd that came with it
+	local []string
 }
 
 // receiver is a NOTIFY_SOCKET as the manager has it: SO_PASSCRED for the
@@ -78,6 +80,13 @@ func (r *receiver) loop() {
 			}
 			if fds, err := unix.ParseUnixRights(&scm); err == nil {
 				for _, fd := range fds {
+					local := "?"
+					if sa, err := unix.Getsockname(fd); err == nil {
+						if ua, ok := sa.(*unix.SockaddrUnix); ok {
+							local = ua.Name
+						}
+					}
+					m.local = append(m.local, local)
 					_ = unix.Close(fd)
 				}
 			}

@@ -2,6 +2,7 @@ package handoff
 
 import (
 	"context"
+	"os"
 
 	"github.com/batonhq/baton/notify"
 )
@@ -18,6 +19,7 @@ type notifier interface {
 	HandOver(pid int) error // MAINPID=pid and READY=1 in one datagram
 	Barrier(ctx context.Context) error
 	RunWatchdog(ctx context.Context, cfg notify.WatchdogConfig) error
+	FDStore(name string, files ...*os.File) error
 	Close() error
 }
 

@@ -199,6 +199,7 @@ func (u *Upgrader) becomeMain(claim bool) error {
 		// and a program this process starts must not ping for it.
 		_ = os.Setenv("WATCHDOG_PID", strconv.Itoa(self))
 	}
+	u.storeFDsLocked()
 	u.startWatchdog(mgr)
 	close(u.isMain)
 	for _, s := range u.servers {
@@ -218,4 +219,27 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	}
 	u.log.Info("serving", "generation", u.gen, "pid", self)
 	return nil
+}
+
+// storeFDs is storeFDsLocked for callers without u.mu.
+func (u *Upgrader) storeFDs() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.storeFDsLocked()
+}
+
+// storeFDsLocked puts the sockets and files this process opened itself
+// into the manager's fd store (Config.NoFDStore). Only the main process
+// may, and only until it hands over; a successor's inherited fds are in the
+// store already, through the generation that opened them. Called with u.mu
+// held.
+func (u *Upgrader) storeFDsLocked() {
+	if u.cfg.NoFDStore || !u.main || u.handedOver || u.mgr == nil {
+		return
+	}
+	for _, e := range u.fds.unstored() {
+		if err := u.mgr.FDStore(e.name, e.file); err != nil {
+			u.log.Warn("fd store", "name", e.name, "err", err)
+		}
+	}
 }

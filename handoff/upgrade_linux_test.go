@@ -171,6 +171,38 @@ func TestUnixSocketSurvives(t *testing.T) {
 	}
 }
 
+// TestFDStore: generation 1 puts the unix socket it bound itself (not the
+// inherited TCP one) into the manager's fd store, once, before READY=1;
+// its successors inherit it and store nothing.
+func TestFDStore(t *testing.T) {
+	testproc.CheckFDs(t)
+	path := t.TempDir() + "/s.sock"
+	s := startService(t, serviceOpts{env: []string{envUnix + "=" + path}})
+	next := mustReload(t, s.gen1)
+	s.waitExit(s.gen1)
+	s.stop(next)
+	msgs := s.notes.waitFor(t, "STOPPING=1", has(next, "STOPPING=1"))
+	var stored []message
+	storedBeforeReady := false
+	for _, m := range msgs {
+		if strings.HasPrefix(m.text, "FDSTORE=") {
+			stored = append(stored, m)
+		}
+		if m.pid == s.gen1 && strings.HasPrefix(m.text, "READY=1") {
+			storedBeforeReady = len(stored) == 1
+		}
+	}
+	if len(stored) != 1 || stored[0].pid != s.gen1 || stored[0].text != "FDSTORE=1\nFDNAME=sock" {
+		t.Fatalf("fd store messages %v, want one \"FDSTORE=1\\nFDNAME=sock\" from generation 1 (pid %d)", stored, s.gen1)
+	}
+	if !storedBeforeReady {
+		t.Errorf("FDSTORE did not come before READY=1: %v", msgs)
+	}
+	if got := stored[0].local; len(got) != 1 || got[0] != path {
+		t.Errorf("FDSTORE carried sockets bound at %q, want [%q]", got, path)
+	}
+}
+
 // TestReloadWhileDraining: generation 1 still has a request in flight
 // (blocked until the test releases it) while two more upgrades happen; the
 // request then completes on generation 1.

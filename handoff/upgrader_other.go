@@ -19,6 +19,8 @@ func (u *Upgrader) Upgrade(context.Context) (int, error) { return 0, ErrNotSuppo
 
 func (u *Upgrader) closeOS() {}
 
+func (u *Upgrader) storeFDs() {}
+
 type fdSet struct{}
 
 func (*fdSet) listen(string, string, string) (net.Listener, error) { return nil, ErrNotSupported }

@@ -32,6 +32,7 @@
 //	NotifyAccess=main
 //	ExecStart=/usr/local/bin/myapp
 //	ExecReload=/usr/local/bin/baton reload --pid $MAINPID
+//	ExecStop=/usr/local/bin/baton stop --pid $MAINPID
 //	Sockets=myapp-http.socket
 //	TimeoutStartSec=15s
 //	TimeoutStopSec=35s
@@ -64,6 +65,12 @@
 //     generation, draining ones included, and SIGKILLs what is left after
 //     TimeoutStopSec (drain + TimeoutSlack). KillMode=mixed would SIGKILL a
 //     draining generation as soon as the current one exits.
+//   - ExecStop=baton stop --pid $MAINPID: after the first upgrade the
+//     main process is not systemd's child, and systemd does not wait for
+//     such a main process on stop: it sends SIGTERM and, when nothing else
+//     in the unit is left to wait for, SIGKILL at once, cutting the drain
+//     short (observed on 252 and 254). systemd waits for ExecStop= (up to
+//     TimeoutStopSec=), and baton stop returns when the process has exited.
 //   - TimeoutStartSec= also bounds ExecReload=: it is ReadyTimeout +
 //     TimeoutSlack, so a reload is cut off only after the service itself
 //     gave up on the new generation.

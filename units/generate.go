@@ -76,6 +76,12 @@ func (r *resolved) service() File {
 		// reports it.
 		o.add(svc, "ExecReload", execLine([]string{r.Baton, "reload", "--pid"})+" $MAINPID")
 	}
+	// After an upgrade the main process is not the manager's child, and the
+	// manager does not wait for a main process that is not its child: on
+	// stop it would follow SIGTERM with SIGKILL at once. It waits for
+	// ExecStop=, which sends SIGTERM and returns when the process has
+	// drained and exited.
+	o.add(svc, "ExecStop", execLine([]string{r.Baton, "stop", "--pid"})+" $MAINPID")
 	for _, s := range r.sockets {
 		o.add(svc, "Sockets", s.unit)
 	}

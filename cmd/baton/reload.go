@@ -105,7 +105,7 @@ func (c *reloadCommand) Run(ctx context.Context, args []string) error {
 	if err := c.flags.noArgs(); err != nil {
 		return err
 	}
-	pid, err := c.target()
+	pid, err := pidTarget("reload", c.pid, c.pidfile)
 	if err != nil {
 		return err
 	}
@@ -247,25 +247,25 @@ func (c *reloadCommand) report(pid int, o reloadOutcome) error {
 	return &exitError{code: code, err: err}
 }
 
-// target is the pid from --pid or --pidfile.
-func (c *reloadCommand) target() (int, error) {
+// pidTarget is the pid from --pid or --pidfile of the command cmd.
+func pidTarget(cmd string, pid int, pidfile string) (int, error) {
 	switch {
-	case c.pid != 0 && c.pidfile != "":
-		return 0, usagef("reload", "give --pid or --pidfile, not both")
-	case c.pid < 0:
-		return 0, usagef("reload", "--pid %d: want a positive pid", c.pid)
-	case c.pid > 0:
-		return c.pid, nil
-	case c.pidfile == "":
-		return 0, usagef("reload", "want --pid PID or --pidfile FILE")
+	case pid != 0 && pidfile != "":
+		return 0, usagef(cmd, "give --pid or --pidfile, not both")
+	case pid < 0:
+		return 0, usagef(cmd, "--pid %d: want a positive pid", pid)
+	case pid > 0:
+		return pid, nil
+	case pidfile == "":
+		return 0, usagef(cmd, "want --pid PID or --pidfile FILE")
 	}
-	b, err := os.ReadFile(c.pidfile)
+	b, err := os.ReadFile(pidfile)
 	if err != nil {
 		return 0, err
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("pid file %s: %q is not a pid", c.pidfile, strings.TrimSpace(string(b)))
+		return 0, fmt.Errorf("pid file %s: %q is not a pid", pidfile, strings.TrimSpace(string(b)))
 	}
 	return pid, nil
 }

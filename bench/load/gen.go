@@ -1,0 +1,244 @@
+package load
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+)
+
+// Mode is how clients use connections.
+type Mode int
+
+// The client modes.
+const (
+	KeepAlive Mode = iota // reuse a connection until it is closed or fails
+	NewConn               // one fresh connection per request
+)
+
+func (m Mode) String() string {
+	if m == NewConn {
+		return "new-conn"
+	}
+	return "keep-alive"
+}
+
+// Defaults for the zero Config.
+const (
+	DefaultClients  = 8
+	DefaultDuration = 5 * time.Second
+	DefaultTimeout  = 5 * time.Second
+	DefaultSlowMS   = 50
+)
+
+// Config describes one load run. The zero value (with Addr set) runs
+// DefaultClients keep-alive clients for DefaultDuration with fast requests
+// only.
+type Config struct {
+	Addr      string        // host:port of the server
+	Clients   int           // concurrent clients; DefaultClients when 0
+	Duration  time.Duration // requests start only within this span; DefaultDuration when 0
+	Mode      Mode
+	SlowShare float64 // share of requests sent as /?ms=SlowMS, 0..1
+	// SlowClients are added to Clients and send only /?ms=SlowMS requests,
+	// so that slow requests are always in flight without starving the
+	// fast ones.
+	SlowClients int
+	SlowMS      int           // sleep asked of slow requests; DefaultSlowMS when 0
+	Think       time.Duration // pause of each client between two requests
+	Timeout     time.Duration // deadline of one request, connect included; DefaultTimeout when 0
+	Seed        uint64        // seed of the slow-request choice
+
+	// Stop, when set, ends the run early: once it is closed no client
+	// starts another request (the ones in flight complete).
+	Stop <-chan struct{}
+
+	// Observe, when set, is called from the clients' goroutines for every
+	// answered request (OK or Status), with the answering pid and the time
+	// the answer was complete. It must be cheap and safe for concurrent use.
+	Observe func(pid int, end time.Time)
+}
+
+// Record is one request.
+type Record struct {
+	Start, End time.Duration // since Result.Start
+	Pid        int32         // X-Pid of the answer, 0 without one
+	Generation int32         // X-Generation of the answer
+	Class      Class
+	Slow       bool
+	Reused     bool // sent over a connection that had carried an answer before
+}
+
+// Result is the outcome of a run: every request, in no particular order.
+type Result struct {
+	Start   time.Time
+	Elapsed time.Duration // until the last request ended
+	Records []Record
+	// Errors keeps one example error per class, for the log.
+	Errors map[Class]error
+}
+
+// Run sends requests until cfg.Duration has passed or ctx is done, waits
+// for the requests in flight (each bounded by cfg.Timeout) and returns every
+// request's record.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("load: no address")
+	}
+	if cfg.Clients <= 0 {
+		cfg.Clients = DefaultClients
+	}
+	if cfg.Duration <= 0 {
+		cfg.Duration = DefaultDuration
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.SlowMS <= 0 {
+		cfg.SlowMS = DefaultSlowMS
+	}
+	res := &Result{Start: time.Now(), Errors: map[Class]error{}}
+	stop := res.Start.Add(cfg.Duration)
+	clients := make([]*client, cfg.Clients+max(cfg.SlowClients, 0))
+	var wg sync.WaitGroup
+	for i := range clients {
+		c := &client{
+			cfg:   &cfg,
+			start: res.Start,
+			rng:   rand.New(rand.NewPCG(cfg.Seed, uint64(i))),
+			slow:  AppendRequest(nil, fmt.Sprintf("/?ms=%d", cfg.SlowMS), cfg.Mode == NewConn),
+			fast:  AppendRequest(nil, "/", cfg.Mode == NewConn),
+			errs:  map[Class]error{},
+			share: cfg.SlowShare,
+		}
+		if i >= cfg.Clients {
+			c.share = 1
+		}
+		clients[i] = c
+		wg.Go(func() { c.loop(ctx, stop) })
+	}
+	wg.Wait()
+	n := 0
+	for _, c := range clients {
+		n += len(c.recs)
+	}
+	res.Records = make([]Record, 0, n)
+	for _, c := range clients {
+		res.Records = append(res.Records, c.recs...)
+		for cl, err := range c.errs {
+			res.Errors[cl] = err
+		}
+	}
+	res.Elapsed = time.Since(res.Start)
+	return res, nil
+}
+
+type client struct {
+	cfg        *Config
+	start      time.Time
+	rng        *rand.Rand
+	slow, fast []byte
+	conn       net.Conn
+	br         *bufio.Reader
+	recs       []Record
+	errs       map[Class]error
+	share      float64 // of slow requests
+}
+
+func (c *client) loop(ctx context.Context, stop time.Time) {
+	defer c.drop()
+	c.recs = make([]Record, 0, 4096)
+	dialer := net.Dialer{}
+	for ctx.Err() == nil && time.Now().Before(stop) && !closed(c.cfg.Stop) {
+		slow := c.share >= 1 || c.share > 0 && c.rng.Float64() < c.share
+		rec, err := c.do(ctx, &dialer, slow)
+		c.recs = append(c.recs, rec)
+		if err != nil && c.errs[rec.Class] == nil {
+			c.errs[rec.Class] = err
+		}
+		if c.cfg.Think > 0 {
+			t := time.NewTimer(c.cfg.Think)
+			select {
+			case <-ctx.Done():
+			case <-c.cfg.Stop:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+}
+
+// do sends one request and reads its answer. It never retries.
+func (c *client) do(ctx context.Context, dialer *net.Dialer, slow bool) (Record, error) {
+	t0 := time.Now()
+	rec := Record{Start: t0.Sub(c.start), Slow: slow}
+	deadline := t0.Add(c.cfg.Timeout)
+	gotBytes := false
+	resp, err := func() (Response, error) {
+		if c.conn == nil {
+			dctx, cancel := context.WithDeadline(ctx, deadline)
+			conn, err := dialer.DialContext(dctx, "tcp", c.cfg.Addr)
+			cancel()
+			if err != nil {
+				return Response{}, err
+			}
+			c.conn = conn
+			if c.br == nil {
+				c.br = bufio.NewReaderSize(conn, 4096)
+			} else {
+				c.br.Reset(conn)
+			}
+		} else {
+			rec.Reused = true
+		}
+		if err := c.conn.SetDeadline(deadline); err != nil {
+			return Response{}, err
+		}
+		req := c.fast
+		if slow {
+			req = c.slow
+		}
+		if _, err := c.conn.Write(req); err != nil {
+			return Response{}, err
+		}
+		if _, err := c.br.Peek(1); err != nil {
+			return Response{}, err
+		}
+		gotBytes = true
+		return ReadResponse(c.br)
+	}()
+	end := time.Now()
+	rec.End = end.Sub(c.start)
+	rec.Class = Classify(err, rec.Reused, gotBytes)
+	rec.Pid, rec.Generation = int32(resp.Pid), int32(resp.Generation)
+	if c.cfg.Observe != nil && (rec.Class == OK || rec.Class == Status) && resp.Pid != 0 {
+		c.cfg.Observe(resp.Pid, end)
+	}
+	if err != nil || resp.Close || c.cfg.Mode == NewConn {
+		c.drop()
+	}
+	return rec, err
+}
+
+func (c *client) drop() {
+	if c.conn != nil {
+		_ = c.conn.Close() // the request's outcome is already recorded
+		c.conn = nil
+	}
+}
+
+func closed(ch <-chan struct{}) bool {
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
