@@ -50,7 +50,11 @@
 //     in time, dies between ready and hand-over, stop requested) the
 //     successor gets ABORT, is killed and reaped, the manager gets READY=1
 //     with STATUS=upgrade failed: <reason>, and Upgrade returns an
-//     *UpgradeError (`baton reload` prints it and exits non-zero).
+//     *UpgradeError (`baton reload` prints it and exits non-zero). An
+//     upgrade abandoned because this generation stops (SIGTERM, Stop:
+//     `systemctl stop` during `systemctl reload`) wraps ErrStopping, the
+//     control reply "stopping": `baton reload` exits 0 and the unit ends
+//     inactive, not failed.
 //
 // At most one upgrade runs at a time; another request gets an error
 // wrapping ErrInProgress. Once handed over, a generation refuses upgrades
@@ -145,4 +149,11 @@
 //     before it read MAIN cannot be undone: the old generation tries to
 //     take the main PID back (MAINPID=<self>, accepted only with
 //     NotifyAccess=all), keeps serving and reports the error.
+//   - A stop signals the whole cgroup, this generation first, but the
+//     successor may end before this generation handles its SIGTERM. A
+//     successor that ends as a stopped process does (SIGTERM, SIGINT,
+//     exit status 0: what a handoff successor stopped before READY
+//     returns) makes the upgrade wait up to 500ms for this generation's
+//     stop; when it comes the upgrade wraps ErrStopping, not
+//     ErrSuccessorExited.
 package handoff

@@ -270,8 +270,11 @@ func TestStopDuringUpgrade(t *testing.T) {
 	s.stop(s.gen1)
 	r := <-pending
 	t.Logf("reload during stop reported: %v", r.err)
-	if r.err == nil || !strings.Contains(r.err.Error(), "generation stopping") {
-		t.Errorf("reload = %d, %v; want the upgrade abandoned for the stop", r.pid, r.err)
+	// The control reply says "stopping": `baton reload` exits 0 for it.
+	var ce *control.Error
+	if !errors.As(r.err, &ce) || ce.Code != control.CodeStopping || !errors.Is(r.err, ErrStopping) ||
+		!strings.Contains(r.err.Error(), "generation stopping") {
+		t.Errorf("reload = %d, %v; want code %q: the upgrade abandoned for the stop", r.pid, r.err, control.CodeStopping)
 	}
 	if err := syscall.Kill(succ, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("half-started successor %d still exists: %v", succ, err)
@@ -285,6 +288,34 @@ func TestStopDuringUpgrade(t *testing.T) {
 		if strings.Contains(m.text, "MAINPID") || m.pid == succ {
 			t.Errorf("unexpected message %d %q", m.pid, m.text)
 		}
+	}
+}
+
+// TestStopSignalsBoth: a stop under systemd signals every process of the
+// cgroup, the main one first, then the successor; whichever the old
+// generation notices first, the upgrade is abandoned for the stop.
+func TestStopSignalsBoth(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	s, gate, started := gated(t)
+	pending := reloadAsync(t, s.gen1)
+	succ := waitStarted(t, started)
+	for _, pid := range []int{s.gen1, succ} {
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release(t, gate) // a stopped successor returns from Ready and exits
+	r := <-pending
+	var ce *control.Error
+	if !errors.As(r.err, &ce) || ce.Code != control.CodeStopping {
+		t.Errorf("reload = %d, %v; want code %q", r.pid, r.err, control.CodeStopping)
+	}
+	if ws := s.waitExit(s.gen1); ws.ExitStatus() != 0 {
+		t.Errorf("main %d exited with %v", s.gen1, ws)
+	}
+	if err := syscall.Kill(succ, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("successor %d still exists: %v", succ, err)
 	}
 }
 

@@ -77,8 +77,11 @@ var (
 	// ErrHandedOver is returned by Upgrade in a generation that already
 	// handed over to its successor.
 	ErrHandedOver = errors.New("handoff: generation already handed over")
-	// ErrStopping is returned by Upgrade once the generation is stopping.
-	ErrStopping = errors.New("handoff: generation stopping")
+	// ErrStopping is returned (wrapped) by Upgrade once the generation is
+	// stopping, and by an upgrade that a stop abandoned. It is the value
+	// `baton reload` reports as "stopping" (exit status 0: the stop
+	// superseded the reload).
+	ErrStopping = control.ErrStopping
 	// ErrAborted is returned by Ready in a successor whose predecessor gave
 	// up on it (timeout, stop). The process should exit.
 	ErrAborted = errors.New("handoff: predecessor aborted the upgrade")

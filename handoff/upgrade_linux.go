@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -81,7 +82,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		return 0, fail("ready", pid, fmt.Errorf("%w (%s; killed: %s)", ErrReadyTimeout, u.cfg.readyTimeout(), w.kill()))
 	case err != nil:
 		if w.wait(exitGrace) {
-			return 0, fail("ready", pid, fmt.Errorf("%w before ready: %s", ErrSuccessorExited, w.reap(0)))
+			return 0, fail("ready", pid, u.exitedErr("before ready", w))
 		}
 		return 0, fail("ready", pid, fmt.Errorf("%w: closed the hand-over channel before ready (killed: %s)", ErrSuccessorExited, w.kill()))
 	default:
@@ -95,7 +96,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		u.beforeHandOver(pid)
 	}
 	if w.exited() {
-		return 0, fail("handover", pid, fmt.Errorf("%w after ready, before hand-over: %s", ErrSuccessorExited, w.reap(0)))
+		return 0, fail("handover", pid, u.exitedErr("after ready, before hand-over", w))
 	}
 	if ctx.Err() != nil {
 		abort(conn, "cancelled")
@@ -135,6 +136,47 @@ func (u *Upgrader) cancelCause(ctx context.Context) error {
 		return ErrStopping
 	}
 	return ctx.Err()
+}
+
+// stopRaceGrace is how long an upgrade whose successor exited as if
+// stopped waits for this generation's own stop before it calls that a
+// failure.
+const stopRaceGrace = 500 * time.Millisecond
+
+// exitedErr is the error for a successor that exited by itself (w has
+// exited). A stop of the service signals every process of its cgroup,
+// this one first: a successor that ended as a stopped process does
+// (killed by SIGTERM or SIGINT, or exit status 0, what a handoff
+// successor stopped before READY returns) may have lost the race with
+// this generation's own stop, which is then the outcome: ErrStopping.
+func (u *Upgrader) exitedErr(when string, w *watched) error {
+	st, how := w.reapState(0)
+	if stoppedLike(st) {
+		t := time.NewTimer(stopRaceGrace)
+		defer t.Stop()
+		select {
+		case <-u.ctx.Done():
+			return fmt.Errorf("%w (successor exited %s: %s)", ErrStopping, when, how)
+		case <-t.C:
+		}
+	}
+	return fmt.Errorf("%w %s: %s", ErrSuccessorExited, when, how)
+}
+
+// stoppedLike reports whether st is how a process ends when it is
+// stopped: killed by SIGTERM or SIGINT, or exit status 0.
+func stoppedLike(st *os.ProcessState) bool {
+	if st == nil {
+		return false
+	}
+	ws, ok := st.Sys().(syscall.WaitStatus)
+	if !ok {
+		return false
+	}
+	if ws.Signaled() {
+		return ws.Signal() == syscall.SIGTERM || ws.Signal() == syscall.SIGINT
+	}
+	return ws.Exited() && ws.ExitStatus() == 0
 }
 
 func abort(c *net.UnixConn, why string) {
@@ -187,14 +229,20 @@ func (w *watched) exited() bool { return w.wait(0) }
 // reap gives the process up to grace to exit, kills it otherwise, and
 // returns how it ended.
 func (w *watched) reap(grace time.Duration) string {
+	_, how := w.reapState(grace)
+	return how
+}
+
+// reapState is reap with the process's state, nil when Wait failed.
+func (w *watched) reapState(grace time.Duration) (*os.ProcessState, string) {
 	if !w.wait(grace) {
 		_ = w.p.Kill()
 	}
 	st, err := w.p.Wait()
 	if err != nil {
-		return err.Error()
+		return nil, err.Error()
 	}
-	return strings.TrimSpace(st.String())
+	return st, strings.TrimSpace(st.String())
 }
 
 // kill kills and reaps the process.

@@ -2,6 +2,7 @@ package handoff
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -170,6 +171,12 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 	u.upgradeDone = nil
 	close(done)
 	if err != nil {
+		var ue *UpgradeError
+		if u.stopping && !errors.Is(err, ErrStopping) && errors.As(err, &ue) {
+			// The stop raced the failure (under systemd the successor
+			// gets the stop's SIGTERM too): the stop is the outcome.
+			ue.Err = fmt.Errorf("%w: %w", ErrStopping, ue.Err)
+		}
 		if !u.stopping {
 			if nerr := mgr.Send("READY=1\nSTATUS=" + oneLine("upgrade failed: "+err.Error())); nerr != nil {
 				u.log.Warn("sd_notify", "err", nerr)

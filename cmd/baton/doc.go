@@ -15,11 +15,20 @@
 // -h), 1 failure, 2 usage error (a bad flag, argument or spec value); a
 // command may pick another status by returning an error with an
 // ExitCode() int method (baton reload: 3 in progress, 4 permission denied,
-// 5 no baton process or no outcome in time; baton run: its CMD's status).
+// 5 no baton process or no outcome, 130 interrupted; baton run: its CMD's
+// status). baton reload exits 0 also when the upgrade was abandoned because
+// the service is stopping: systemd counts any other status of ExecReload=
+// as a failure of the unit, and a stop during a reload is not one.
 //
 // Traps:
 //   - SIGINT and SIGTERM cancel the context given to Run; a command that
-//     must outlive them handles the signals itself.
+//     must outlive them handles the signals itself (baton run forwards
+//     them; baton reload keeps waiting for the answer on SIGTERM, which
+//     systemd sends to ExecReload= on stop, and gives up on SIGINT).
+//   - Until main has a signal handler (the first milliseconds of the
+//     process), SIGTERM kills it: a stop at the very start of ExecReload=
+//     still ends `baton reload` by signal, and systemd then marks the unit
+//     failed. A Go program cannot handle a signal before its runtime runs.
 //   - -h prints to stdout and exits 0; a usage error prints to stderr and
 //     exits 2.
 package main

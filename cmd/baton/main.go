@@ -13,10 +13,38 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// First thing: until a handler is in place, SIGTERM kills the process.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if sig, ok := <-sigs; ok {
+			cancel(&signalError{sig: sig})
+		}
+	}()
 	code := run(ctx, os.Args[1:], stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
-	stop()
+	signal.Stop(sigs)
+	close(sigs) // no send after Stop
+	<-done
+	cancel(nil)
 	os.Exit(code)
+}
+
+// signalError is the cause of the context main gives a command when a
+// signal cancelled it.
+type signalError struct{ sig os.Signal }
+
+func (e *signalError) Error() string { return e.sig.String() + " signal received" }
+
+// signalOf returns the signal that cancelled ctx, or nil when none did.
+func signalOf(ctx context.Context) os.Signal {
+	var se *signalError
+	if errors.As(context.Cause(ctx), &se) {
+		return se.sig
+	}
+	return nil
 }
 
 // run runs the command line args and returns the exit status.

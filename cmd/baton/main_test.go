@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/batonhq/baton/internal/testproc"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -18,6 +20,10 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 var batonBin string
 
 func TestMain(m *testing.M) {
+	testproc.Register("silent-server", silentServer)
+	if _, ok := os.LookupEnv(testproc.EnvHelper); ok {
+		testproc.Main(m) // a helper: no baton binary needed
+	}
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "baton-test-")
 	if err != nil {

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/batonhq/baton/internal/control"
@@ -24,21 +26,42 @@ time, its binary is missing, an upgrade is already in progress, permission
 denied (only the process's own user and root may ask), or no baton process
 at that pid. The old generation keeps serving in every failure.
 
+One outcome is not a failure: when the service stops during the upgrade
+('systemctl stop' during 'systemctl reload'), the upgrade is abandoned,
+and baton reload prints "upgrade abandoned: the service is stopping" on
+stderr and exits 0, so that the stopped unit ends inactive, not failed.
+On SIGTERM (systemd sends it to ExecReload= on stop) baton reload goes on
+waiting for the answer, within --timeout; a server that then exits
+without one, or is gone already, was stopping too. On SIGINT (Ctrl-C) it stops waiting and
+exits 130: the upgrade goes on in the server, and its outcome is in the
+service's log.
+
 Made for ExecReload=, so that 'systemctl reload' waits for the upgrade and
 fails when it fails:
 
   ExecReload=/usr/bin/baton reload --pid $MAINPID
 
-Exit status: 0 serving, 1 upgrade failed (the old generation serves),
-3 upgrade already in progress, 4 permission denied, 5 no baton process
-there or no outcome within --timeout, 2 bad command line.`
+Exit status: 0 serving, or the upgrade abandoned because the service is
+stopping; 1 upgrade failed (the old generation serves); 2 bad command
+line; 3 upgrade already in progress; 4 permission denied; 5 no baton
+process there, or no outcome (not within --timeout, or the process
+exited without answering); 130 interrupted (SIGINT), the upgrade goes on.
+
+With --json, stdout has {"pid":N}, {"code":"stopping","message":...}
+(exit 0) or {"error":...,"code":...}.`
 
 // Exit statuses of baton reload beyond 0, 1 and 2.
 const (
-	exitInProgress = 3
-	exitDenied     = 4
-	exitNoServer   = 5
+	exitInProgress  = 3
+	exitDenied      = 4
+	exitNoServer    = 5
+	exitInterrupted = 130 // 128 + SIGINT, as a shell reports it
 )
+
+// stopGrace is how long baton reload, when the server closes the
+// connection without an answer, waits for its own SIGTERM from the same stop (systemd signals
+// the main process first, then ExecReload=) before it reports no outcome.
+const stopGrace = time.Second
 
 type reloadCommand struct {
 	io      stdio
@@ -60,9 +83,19 @@ func newReloadCmd(io stdio) command {
 
 // reloadJSON is the output of --json.
 type reloadJSON struct {
-	PID   int    `json:"pid,omitempty"`
-	Error string `json:"error,omitempty"`
-	Code  string `json:"code,omitempty"`
+	PID     int    `json:"pid,omitempty"`
+	Error   string `json:"error,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"` // with code "stopping", exit 0
+}
+
+// reloadOutcome is what control.Reload returned, and the signals that
+// arrived while it ran.
+type reloadOutcome struct {
+	pid         int
+	err         error
+	terminated  bool // SIGTERM: the service is probably stopping
+	interrupted bool // SIGINT, or ctx cancelled: the client gave up
 }
 
 func (c *reloadCommand) Run(ctx context.Context, args []string) error {
@@ -79,19 +112,119 @@ func (c *reloadCommand) Run(ctx context.Context, args []string) error {
 	if c.timeout <= 0 {
 		return usagef("reload", "--timeout must be positive")
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	newPID, err := control.Reload(ctx, pid)
-	if err == nil {
-		if c.json {
-			return json.NewEncoder(c.io.Stdout).Encode(reloadJSON{PID: newPID})
+	// main cancels ctx on SIGINT and SIGTERM; reload must tell them apart
+	// and outlive SIGTERM, so it listens itself. A signal that came before
+	// is ctx's cause.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	term := false
+	if ctx.Err() != nil {
+		if signalOf(ctx) != syscall.SIGTERM {
+			return &exitError{code: exitInterrupted, err: fmt.Errorf("pid %d: interrupted before the request was sent: %w", pid, context.Cause(ctx))}
 		}
-		_, err := fmt.Fprintln(c.io.Stdout, newPID)
+		// SIGTERM: the service is probably stopping. Ask all the same:
+		// the answer tells.
+		term = true
+	}
+	o := c.reload(ctx, pid, sigs, term)
+	return c.report(pid, o)
+}
+
+// reload asks pid to upgrade and waits for the answer, --timeout or SIGINT;
+// a SIGTERM is noted and the wait goes on.
+func (c *reloadCommand) reload(ctx context.Context, pid int, sigs <-chan os.Signal, term bool) reloadOutcome {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+	defer cancel()
+	res := make(chan reloadOutcome, 1)
+	go func() {
+		p, err := control.Reload(rctx, pid)
+		res <- reloadOutcome{pid: p, err: err}
+	}()
+	intr := false
+	handle := func(sig os.Signal) {
+		if sig == syscall.SIGTERM {
+			term = true
+			return
+		}
+		intr = true
+		cancel()
+	}
+	done := ctx.Done()
+	if term {
+		done = nil // seen
+	}
+	for {
+		select {
+		case o := <-res:
+			o.terminated, o.interrupted = term, intr
+			if errors.Is(o.err, control.ErrNoReply) && !term && !intr {
+				o.terminated, o.interrupted = awaitStop(sigs)
+			}
+			return o
+		case sig := <-sigs:
+			handle(sig)
+		case <-done:
+			done = nil
+			// The signal that cancelled ctx may have come before sigs was
+			// registered; handling it twice changes nothing. A caller's
+			// own cancel (no signal) gives up.
+			sig := signalOf(ctx)
+			if sig == nil {
+				sig = syscall.SIGINT
+			}
+			handle(sig)
+		}
+	}
+}
+
+// serverGone reports whether err says the server's process went away
+// (or closed its control socket) without an answer.
+func serverGone(err error) bool {
+	return errors.Is(err, control.ErrNoReply) || errors.Is(err, control.ErrNoServer)
+}
+
+// awaitStop waits up to stopGrace for a signal after the server closed the
+// connection without an answer.
+func awaitStop(sigs <-chan os.Signal) (terminated, interrupted bool) {
+	t := time.NewTimer(stopGrace)
+	defer t.Stop()
+	select {
+	case sig := <-sigs:
+		return sig == syscall.SIGTERM, sig != syscall.SIGTERM
+	case <-t.C:
+		return false, false
+	}
+}
+
+// report prints the outcome and returns the error that gives the exit
+// status.
+func (c *reloadCommand) report(pid int, o reloadOutcome) error {
+	err := o.err
+	switch {
+	case err == nil:
+		if c.json {
+			return json.NewEncoder(c.io.Stdout).Encode(reloadJSON{PID: o.pid})
+		}
+		_, err := fmt.Fprintln(c.io.Stdout, o.pid)
 		return err
+	case errors.Is(err, control.ErrStopping),
+		o.terminated && serverGone(err):
+		// The stop superseded the reload: nothing failed, and systemd
+		// counts only status 0 of ExecReload= as clean.
+		msg := "upgrade abandoned: the service is stopping"
+		fmt.Fprintf(c.io.Stderr, "baton reload: %s (%v)\n", msg, err)
+		if c.json {
+			return json.NewEncoder(c.io.Stdout).Encode(reloadJSON{Code: control.CodeStopping, Message: msg})
+		}
+		return nil
 	}
 	code, name := exitFailure, control.CodeFailed
 	var ce *control.Error
 	switch {
+	case o.interrupted && errors.Is(err, context.Canceled):
+		code, name = exitInterrupted, "interrupted"
+		err = fmt.Errorf("interrupted: pid %d goes on with the upgrade (giving up waiting does not cancel it); its outcome is in the service's log", pid)
 	case errors.Is(err, control.ErrInProgress):
 		code, name = exitInProgress, control.CodeInProgress
 	case errors.Is(err, control.ErrDenied):
@@ -102,6 +235,9 @@ func (c *reloadCommand) Run(ctx context.Context, args []string) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		code, name = exitNoServer, "timeout"
 		err = fmt.Errorf("pid %d: no outcome within %s (the upgrade may still finish)", pid, c.timeout)
+	case errors.Is(err, control.ErrNoReply):
+		code, name = exitNoServer, "no-reply"
+		err = fmt.Errorf("%w (the process exited, or closed its control socket, before answering)", err)
 	case errors.As(err, &ce):
 		name = ce.Code
 	}

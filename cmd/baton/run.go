@@ -20,6 +20,10 @@ import (
 	"github.com/batonhq/baton/notify"
 )
 
+// controlGrace bounds how long baton run, once its CMD has exited, waits to
+// answer a `baton reload` in flight.
+const controlGrace = 5 * time.Second
+
 const runUsage = `
 baton run [--listen NAME=URL]... [--watch PATH] [--ready notify|exec]
           [--ready-timeout D] [--drain D] -- CMD [ARG]...
@@ -193,6 +197,8 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 
+	// supervisor.ErrStopping is control.ErrStopping: an upgrade a stop
+	// abandoned is answered "stopping".
 	srv, err := control.Listen(func(ctx context.Context) (int, error) {
 		pid, err := sup.Upgrade(ctx)
 		if errors.Is(err, supervisor.ErrInProgress) {
@@ -203,7 +209,13 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		log.Warn("no control socket: baton reload will not reach this process", "err", err)
 	} else {
-		defer srv.Close()
+		// Answer the request a stop abandoned before exiting, so that
+		// `baton reload` learns why.
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), controlGrace)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		}()
 	}
 
 	done := make(chan error, 1)

@@ -18,6 +18,7 @@ const (
 	CodeDenied     = "permission-denied"
 	CodeFailed     = "failed"
 	CodeBadRequest = "bad-request"
+	CodeStopping   = "stopping"
 )
 
 var (
@@ -30,6 +31,14 @@ var (
 	ErrFailed = errors.New("upgrade failed")
 	// ErrNoServer means no baton process listens for that pid.
 	ErrNoServer = errors.New("no baton control socket")
+	// ErrStopping means the upgrade was abandoned, or not started, because
+	// the process is stopping (SIGTERM, Stop): the stop superseded the
+	// reload and nothing failed.
+	ErrStopping = errors.New("generation stopping")
+	// ErrNoReply means the server closed the connection without a reply:
+	// the process exited (or closed its control socket) while the request
+	// was in flight.
+	ErrNoReply = errors.New("connection closed without a reply")
 )
 
 // Address returns the abstract socket name of the process pid's server.
@@ -70,13 +79,15 @@ func (e *Error) Unwrap() error {
 		return ErrDenied
 	case CodeFailed:
 		return ErrFailed
+	case CodeStopping:
+		return ErrStopping
 	}
 	return nil
 }
 
 // Handler performs an upgrade and returns the pid now serving. An error that
-// matches ErrInProgress is reported with that code; any other error as
-// CodeFailed with its text.
+// matches ErrInProgress or ErrStopping is reported with that code; any other
+// error as CodeFailed with its text.
 type Handler func(ctx context.Context) (pid int, err error)
 
 // Server accepts control connections for one process.
@@ -172,13 +183,17 @@ func (s *Server) handle(c *net.UnixConn) {
 		_ = enc.Encode(Reply{PID: pid})
 	case errors.Is(err, ErrInProgress):
 		_ = enc.Encode(Reply{Code: CodeInProgress, Message: err.Error()})
+	case errors.Is(err, ErrStopping):
+		_ = enc.Encode(Reply{Code: CodeStopping, Message: err.Error()})
 	default:
 		_ = enc.Encode(Reply{Code: CodeFailed, Message: err.Error()})
 	}
 }
 
 // Reload asks the baton process pid to upgrade and waits for the outcome or
-// ctx. It returns the pid serving after the upgrade.
+// ctx. It returns the pid serving after the upgrade. A refused or failed
+// request is an *Error; a server that closes the connection without a
+// reply (it exited) is an error wrapping ErrNoReply.
 func Reload(ctx context.Context, pid int) (int, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", Address(pid))
@@ -200,9 +215,9 @@ func Reload(ctx context.Context, pid int) (int, error) {
 		case ctx.Err() != nil:
 			return 0, fmt.Errorf("pid %d: no outcome: %w", pid, ctx.Err())
 		case sendErr != nil:
-			return 0, fmt.Errorf("pid %d: send request: %w", pid, sendErr)
+			return 0, fmt.Errorf("pid %d: send request: %w: %w", pid, ErrNoReply, sendErr)
 		}
-		return 0, fmt.Errorf("pid %d: read reply: %w", pid, err)
+		return 0, fmt.Errorf("pid %d: read reply: %w: %w", pid, ErrNoReply, err)
 	}
 	if r.Code != "" {
 		return 0, &Error{PID: pid, Code: r.Code, Message: r.Message}

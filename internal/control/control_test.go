@@ -31,6 +31,15 @@ func TestMain(m *testing.M) {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		_ = s.Close()
 	})
+	testproc.Register("exit-in-handler", func() {
+		_, err := Listen(func(context.Context) (int, error) { os.Exit(0); return 0, nil })
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println("listening")
+		_, _ = io.Copy(io.Discard, os.Stdin)
+	})
 	testproc.Main(m)
 }
 
@@ -60,6 +69,9 @@ func TestReloadOutcomes(t *testing.T) {
 		{name: "in progress", handler: func(context.Context) (int, error) {
 			return 0, fmt.Errorf("generation 3 starting: %w", ErrInProgress)
 		}, wantErr: ErrInProgress, wantMsg: "generation 3 starting"},
+		{name: "stopping", handler: func(context.Context) (int, error) {
+			return 0, fmt.Errorf("upgrade to generation 2: ready: %w (successor killed)", ErrStopping)
+		}, wantErr: ErrStopping, wantMsg: "generation stopping"},
 		{name: "failed", handler: func(context.Context) (int, error) {
 			return 0, errors.New("child exited with status 3")
 		}, wantErr: ErrFailed, wantMsg: "child exited with status 3"},
@@ -79,6 +91,34 @@ func TestReloadOutcomes(t *testing.T) {
 	}
 	if _, err := Reload(t.Context(), os.Getpid()); !errors.Is(err, ErrNoServer) {
 		t.Errorf("Reload after Close = %v, want ErrNoServer", err)
+	}
+}
+
+// TestReloadNoReply: a server that exits while it handles the request
+// leaves the client ErrNoReply.
+func TestReloadNoReply(t *testing.T) {
+	testproc.CheckFDs(t)
+	server := testproc.Command(t, "exit-in-handler")
+	stdin, err := server.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := server.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stdin.Close(); _ = server.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "listening\n" {
+		t.Fatalf("server helper said %q, %v", line, err)
+	}
+	_, err = Reload(t.Context(), server.Process.Pid)
+	var ce *Error
+	if !errors.Is(err, ErrNoReply) || errors.As(err, &ce) {
+		t.Errorf("Reload of a server that exits = %v, want ErrNoReply", err)
 	}
 }
 

@@ -16,6 +16,12 @@
 // number of connections at once; whether a second upgrade may start while one
 // is in flight is the handler's decision (it returns ErrInProgress).
 //
+// An upgrade abandoned because the process is stopping (SIGTERM, Stop: a
+// `systemctl stop` during `systemctl reload`) is answered CodeStopping, the
+// sentinel ErrStopping: the stop superseded the reload and nothing failed,
+// so `baton reload` exits 0 for it and the unit stops cleanly. A server that
+// exits before it answers leaves the client ErrNoReply.
+//
 // Traps:
 //   - The socket's name is keyed by pid: a successor generation must open its
 //     own server after it starts; the predecessor's closes with it.

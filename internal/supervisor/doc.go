@@ -47,4 +47,10 @@
 //   - The binary is looked up again at every start: a binary replaced by
 //     rename takes effect at the next upgrade, and a missing one fails that
 //     upgrade only.
+//   - Stop during an upgrade abandons it with an error wrapping ErrStopping
+//     (control code "stopping", `baton reload` exit 0). systemd signals the
+//     whole cgroup on stop, so the new CMD may end before the supervisor's
+//     own SIGTERM is handled: a new CMD that ends as a stopped one does
+//     (SIGTERM, SIGINT, exit status 0) makes the upgrade wait up to 500ms
+//     for Stop before it is reported as failed.
 package supervisor

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/notify"
 )
 
@@ -38,9 +39,13 @@ const (
 var (
 	// ErrInProgress is returned by Upgrade while another upgrade runs.
 	ErrInProgress = errors.New("upgrade already in progress")
-	// ErrNotRunning is returned by Upgrade, Signal and Stop outside Run,
-	// and by Upgrade after Stop.
+	// ErrNotRunning is returned by Upgrade, Signal and Stop outside Run.
 	ErrNotRunning = errors.New("supervisor not running")
+	// ErrStopping is returned (wrapped) by Upgrade after Stop, and by an
+	// upgrade that a stop abandoned (its new CMD stopped). It is the value
+	// `baton reload` reports as "stopping" (exit status 0: the stop
+	// superseded the reload).
+	ErrStopping = control.ErrStopping
 	// ErrBinaryMissing means CMD's executable was not found or is not
 	// executable.
 	ErrBinaryMissing = errors.New("binary missing")
@@ -381,7 +386,7 @@ func (s *Supervisor) upgradeAsync(ctx context.Context) bool {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if _, err := s.Upgrade(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrNotRunning) {
+		if _, err := s.Upgrade(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrNotRunning) && !errors.Is(err, ErrStopping) {
 			s.log.Error("upgrade", "err", err)
 		}
 	}()
@@ -392,13 +397,17 @@ func (s *Supervisor) upgradeAsync(ctx context.Context) bool {
 // one and sends SIGTERM to the old one, which gets Drain to exit before
 // SIGKILL. It returns the new CMD's pid. When the new CMD fails (a
 // *StartError) it is killed and the old one keeps serving. Only one upgrade
-// runs at a time: a concurrent call returns ErrInProgress.
+// runs at a time: a concurrent call returns ErrInProgress. After Stop, or
+// when a stop abandons it, the error wraps ErrStopping.
 func (s *Supervisor) Upgrade(ctx context.Context) (int, error) {
 	s.mu.Lock()
 	switch {
-	case !s.running || s.current == nil || s.stopped:
+	case !s.running || s.current == nil:
 		s.mu.Unlock()
 		return 0, ErrNotRunning
+	case s.isStoppingLocked():
+		s.mu.Unlock()
+		return 0, ErrStopping
 	case s.upgrading:
 		pid := s.current.pid
 		s.mu.Unlock()
@@ -418,18 +427,24 @@ func (s *Supervisor) Upgrade(ctx context.Context) (int, error) {
 
 	s.manager(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=upgrading", monotonicUsec()))
 	g, err := s.start(ctx)
+	if err != nil {
+		s.awaitStopRace(err)
+	}
 	s.mu.Lock()
 	old := s.current
-	if err == nil && s.stopped {
+	stopping := s.isStoppingLocked()
+	if err == nil && stopping {
 		// Stopped while the new CMD started: it goes, the old one stays
 		// to receive the stop.
 		s.mu.Unlock()
 		s.terminate(g)
-		return 0, ErrNotRunning
+		return 0, fmt.Errorf("new pid %d stopped: %w", g.pid, ErrStopping)
 	}
-	if err != nil && s.stopped {
+	if err != nil && stopping {
+		// Also when the failure came first: under systemd the new CMD
+		// gets the stop's SIGTERM too.
 		s.mu.Unlock()
-		return 0, fmt.Errorf("stopping: %w", err)
+		return 0, fmt.Errorf("%w: %w", ErrStopping, err)
 	}
 	if err != nil {
 		s.stats.FailedUpgrades++
@@ -447,6 +462,48 @@ func (s *Supervisor) Upgrade(ctx context.Context) (int, error) {
 	s.log.Info("upgraded", "pid", g.pid, "generation", g.n, "old", old.pid)
 	s.retire(old)
 	return g.pid, nil
+}
+
+// stopRaceGrace is how long an upgrade whose new CMD exited as if stopped
+// waits for the supervisor's own stop before it calls that a failure.
+const stopRaceGrace = 500 * time.Millisecond
+
+// awaitStopRace waits up to stopRaceGrace for Stop when the new CMD failed
+// as a stopped process ends (killed by SIGTERM or SIGINT, or exit status
+// 0): a stop of the service signals its whole cgroup, and the new CMD may
+// end before baton's own SIGTERM is handled. The stop is then the outcome.
+func (s *Supervisor) awaitStopRace(err error) {
+	var se *StartError
+	if !errors.As(err, &se) || se.Status == nil {
+		return
+	}
+	st := *se.Status
+	if st.Signal != syscall.SIGTERM && st.Signal != syscall.SIGINT && (st.Signal != 0 || st.Code != 0) {
+		return
+	}
+	s.mu.Lock()
+	stopping := s.stopping
+	s.mu.Unlock()
+	t := time.NewTimer(stopRaceGrace)
+	defer t.Stop()
+	select {
+	case <-stopping:
+	case <-t.C:
+	}
+}
+
+// isStoppingLocked reports whether Stop was called or Run began to stop.
+// s.mu is held.
+func (s *Supervisor) isStoppingLocked() bool {
+	if s.stopped {
+		return true
+	}
+	select {
+	case <-s.stopping:
+		return true
+	default:
+		return false
+	}
 }
 
 // statusOf is the STATUS= line for g becoming the serving CMD: its own last

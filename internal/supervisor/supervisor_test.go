@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
@@ -410,8 +411,10 @@ func TestStopDuringUpgrade(t *testing.T) {
 	if err := s.Stop(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-upgraded; err == nil {
-		t.Error("the upgrade in flight succeeded after Stop")
+	// Abandoned for the stop: `baton run` answers `baton reload` with the
+	// control code "stopping".
+	if err := <-upgraded; !errors.Is(err, ErrStopping) || !errors.Is(err, control.ErrStopping) {
+		t.Errorf("the upgrade in flight after Stop = %v, want ErrStopping", err)
 	}
 	var ee *ExitError
 	if err := <-done; !errors.As(err, &ee) || ee.PID != serving || ee.Status.Code != 0 {
@@ -419,5 +422,55 @@ func TestStopDuringUpgrade(t *testing.T) {
 	}
 	if _, err := s.Upgrade(context.Background()); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Upgrade after Run = %v, want ErrNotRunning", err)
+	}
+}
+
+// TestStopAfterNewCMDDied: a stop under systemd signals the whole cgroup,
+// and the new CMD may die of its SIGTERM before Stop is called: the
+// upgrade is abandoned for the stop all the same, not failed.
+func TestStopAfterNewCMDDied(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	sock, _ := listen(t)
+	args, env := childArgs(t)
+	s, err := New(Config{Args: args, Env: env, Sockets: []Socket{sock}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	for s.PID() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.cfg.Args = append(args[:len(args):len(args)], "hang")
+	upgraded := make(chan error, 1)
+	go func() { _, err := s.Upgrade(context.Background()); upgraded <- err }()
+	var g *generation
+	for g == nil {
+		time.Sleep(time.Millisecond)
+		s.mu.Lock()
+		for _, x := range s.byPID {
+			if x.n == 2 {
+				g = x
+			}
+		}
+		s.mu.Unlock()
+	}
+	if err := syscall.Kill(g.pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-g.done
+	// Ordering only: let the upgrade see the failure before the stop (it
+	// waits 500ms for one).
+	time.Sleep(100 * time.Millisecond)
+	if err := s.Stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-upgraded; !errors.Is(err, ErrStopping) {
+		t.Errorf("the upgrade whose new CMD died of the stop = %v, want ErrStopping", err)
+	}
+	var ee *ExitError
+	if err := <-done; !errors.As(err, &ee) || ee.Status.Code != 0 {
+		t.Errorf("Run = %v, want the serving CMD's exit status 0", err)
 	}
 }
