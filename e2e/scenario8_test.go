@@ -62,7 +62,7 @@ func TestScenario8StopDuringReload(t *testing.T) {
 	box.Systemctl("stop", "s8.service")
 	stopTook := time.Since(t0)
 	slowRes := slow.Stop()
-	t.Logf("scenario 8: requests=%d failed=%d reloads=1 duration=%v stop=%v failures=%v slow=%v",
+	Report(t, "scenario 8: requests=%d failed=%d reloads=1 duration=%v stop=%v failures=%v slow=%v",
 		res.Requests+slowRes.Requests, res.Failed+slowRes.Failed, time.Since(start).Round(time.Millisecond),
 		stopTook.Round(time.Millisecond), res.Failures, slowRes)
 	if res.Failed != 0 || slowRes.Failed != 0 {
