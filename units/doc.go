@@ -52,12 +52,14 @@
 // reach loopback only unless AllowNetwork is set.
 //
 // Traps:
-//   - Type=notify-reload (SystemdVersion >= 253) drops ExecReload=: the
-//     manager sends SIGHUP itself and waits for RELOADING=1 ... READY=1, and
-//     a second trigger would start a second upgrade. The reload then
-//     succeeds even when the upgrade fails (the old generation keeps
-//     serving and says why in STATUS=); keep SystemdVersion 252 for a
-//     reload that fails visibly.
+//   - Type=notify-reload (SystemdVersion >= 253) keeps ExecReload=: systemd
+//     then follows the upgrade through RELOADING=1 ... READY=1 and fails
+//     the reload when baton reload fails (observed on 254: "Reload failed"
+//     and `systemctl reload` exits 1; notify-reload alone has no way to
+//     fail a reload but a timeout). systemd sends ReloadSignal= to the main
+//     process before it runs ExecReload=, so ReloadSignal=SIGWINCH, which
+//     Go and C programs ignore by default: SIGHUP would start a second
+//     upgrade. `kill -HUP $MAINPID` still upgrades, fire-and-forget.
 //   - systemd 252 cannot parse Type=notify-reload: it warns and falls back
 //     to Type=simple. Set SystemdVersion to the oldest systemd the units
 //     will meet.

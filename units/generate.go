@@ -58,9 +58,12 @@ func (r *resolved) service() File {
 
 	const svc = "Service"
 	if r.SystemdVersion >= NotifyReloadVersion {
-		// The manager sends SIGHUP and waits for RELOADING=1 ... READY=1;
-		// an ExecReload= as well would start a second upgrade.
+		// The manager follows the upgrade through RELOADING=1 ...
+		// READY=1. It also sends ReloadSignal= to the main process before
+		// it runs ExecReload=: a signal ignored by default, so that only
+		// ExecReload= starts the upgrade (SIGHUP would start a second).
 		o.add(svc, "Type", "notify-reload")
+		o.add(svc, "ReloadSignal", "SIGWINCH")
 	} else {
 		o.add(svc, "Type", "notify")
 	}
@@ -70,12 +73,10 @@ func (r *resolved) service() File {
 	// process. Nothing else needs to talk to the manager.
 	o.add(svc, "NotifyAccess", "main")
 	o.add(svc, "ExecStart", execLine(r.Exec))
-	if r.SystemdVersion < NotifyReloadVersion {
-		// Synchronous: baton reload returns only when the new generation
-		// serves, and fails when the upgrade fails, so systemctl reload
-		// reports it.
-		o.add(svc, "ExecReload", execLine([]string{r.Baton, "reload", "--pid"})+" $MAINPID")
-	}
+	// Synchronous: baton reload returns only when the new generation
+	// serves, and fails when the upgrade fails, so systemctl reload
+	// reports it (notify-reload alone has no way to fail a reload).
+	o.add(svc, "ExecReload", execLine([]string{r.Baton, "reload", "--pid"})+" $MAINPID")
 	// After an upgrade the main process is not the manager's child, and the
 	// manager does not wait for a main process that is not its child: on
 	// stop it would follow SIGTERM with SIGKILL at once. It waits for
