@@ -4,6 +4,7 @@
 //
 //	baton run     hold sockets and run a program with them; upgrade it in place
 //	baton reload  ask a running baton process to upgrade, and wait for the outcome
+//	baton stop    stop a process gracefully and wait until it has exited (ExecStop=)
 //	baton demo    a live server upgraded under load, in one command
 //	baton units   write the .socket and .service units for a service
 //	baton fds     print the file descriptors this process was handed
