@@ -72,6 +72,7 @@
 //	NotifyAccess=main
 //	ExecStart=/usr/local/bin/myserver
 //	ExecReload=/usr/local/bin/baton reload --pid $MAINPID
+//	ExecStop=/usr/local/bin/baton stop --pid $MAINPID
 //	Restart=on-failure
 //
 // Keep KillMode=control-group (the default): on stop every generation gets
@@ -80,7 +81,13 @@
 // (KillMode=mixed would SIGKILL draining generations as soon as the main
 // process exits.)
 //
-// On systemd 253+ Type=notify-reload with ReloadSignal=SIGHUP works too.
+// ExecStop= matters: after the first upgrade the main process is not
+// systemd's child, and systemd does not wait for such a main process on
+// stop (it follows SIGTERM with SIGKILL when nothing else in the unit is
+// left); it waits for ExecStop=, and `baton stop` returns when the process
+// has drained and exited. On systemd 253+ Type=notify-reload works too
+// (package units keeps ExecReload= there, with ReloadSignal=SIGWINCH, so
+// that a failed upgrade fails the reload).
 // `baton reload` is synchronous and reports failure; `kill -HUP $MAINPID`
 // is fire-and-forget.
 //
@@ -100,6 +107,7 @@
 //	Type=notify
 //	ExecStart=/usr/local/bin/myserver
 //	ExecReload=/usr/local/bin/baton reload --pid $MAINPID
+//	ExecStop=/usr/local/bin/baton stop --pid $MAINPID
 //	FileDescriptorStoreMax=8
 //	Restart=on-failure
 //
