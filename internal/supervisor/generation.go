@@ -216,10 +216,20 @@ func (s *Supervisor) retire(g *generation) {
 		}
 		took := time.Since(term)
 		s.mu.Lock()
-		s.stats.ExitAfterTerm = append(s.stats.ExitAfterTerm, took)
+		s.stats.ExitAfterTerm = appendBounded(s.stats.ExitAfterTerm, took, ExitHistory)
 		s.mu.Unlock()
 		s.log.Info("old process exited", "pid", g.pid, "status", g.status.String(), "after", took)
 	}()
+}
+
+// appendBounded appends v to h and drops the oldest entries beyond limit,
+// reusing h's array.
+func appendBounded(h []time.Duration, v time.Duration, limit int) []time.Duration {
+	if len(h) < limit {
+		return append(h, v)
+	}
+	n := copy(h, h[len(h)-limit+1:])
+	return append(h[:n], v)
 }
 
 // kill sends SIGKILL to a CMD (through its pidfd: never to a reused pid).

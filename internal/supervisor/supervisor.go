@@ -155,13 +155,19 @@ func (e *ExitError) Error() string { return fmt.Sprintf("pid %d: %s", e.PID, e.S
 
 // Stats are counters for reports and tests.
 type Stats struct {
-	Generations    int             // CMDs started
-	Upgrades       int             // successful upgrades
-	FailedUpgrades int             // upgrades rolled back
-	OrphansReaped  int             // children reaped that were not CMDs
-	ForeignNotify  int             // notify messages from unknown pids
-	ExitAfterTerm  []time.Duration // for each replaced CMD: SIGTERM to exit
+	Generations    int // CMDs started
+	Upgrades       int // successful upgrades
+	FailedUpgrades int // upgrades rolled back
+	OrphansReaped  int // children reaped that were not CMDs
+	ForeignNotify  int // notify messages from unknown pids
+	// ExitAfterTerm is, for the last replaced CMDs (at most
+	// ExitHistory, in the order they exited), the time from SIGTERM to exit.
+	ExitAfterTerm []time.Duration
 }
+
+// ExitHistory bounds Stats.ExitAfterTerm, so that a supervisor upgraded
+// without end keeps a constant amount of memory.
+const ExitHistory = 64
 
 // Supervisor runs CMD and replaces it on upgrade. Create it with New, run it
 // with Run; Upgrade, Signal, PID and Stats may be called from any goroutine
