@@ -76,8 +76,8 @@ type Config struct {
 	// Ready, ReadyTimeout: see ReadyMode; 0 means DefaultReadyTimeout.
 	Ready        ReadyMode
 	ReadyTimeout time.Duration
-	// Drain is how long a replaced CMD has between SIGTERM and SIGKILL;
-	// 0 means DefaultDrain.
+	// Drain is how long a replaced CMD has between SIGTERM (to its pid)
+	// and SIGKILL (to its process group); 0 means DefaultDrain.
 	Drain time.Duration
 	// Watch, when set, is a file (typically CMD's binary) whose change
 	// (new inode, size or mtime, stable for one interval) triggers an
@@ -259,7 +259,7 @@ func (s *Supervisor) Trigger() {
 	}
 }
 
-// Signal sends sig to the serving CMD.
+// Signal sends sig to the serving CMD's pid (not to its process group).
 func (s *Supervisor) Signal(sig os.Signal) error {
 	s.mu.Lock()
 	g := s.current
@@ -270,7 +270,7 @@ func (s *Supervisor) Signal(sig os.Signal) error {
 	return g.signal(sig)
 }
 
-// Stop sends sig to the serving CMD and ends the supervision: an upgrade in
+// Stop sends sig to the serving CMD's pid and ends the supervision: an upgrade in
 // flight is abandoned (its new CMD stopped), no other starts, and Run returns
 // once the serving CMD has exited, with its status. This is how a SIGTERM
 // to `baton run` is forwarded.
