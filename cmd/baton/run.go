@@ -54,8 +54,11 @@ Under systemd (Type=notify) baton stays the main process: it sends READY=1
 when the first CMD is ready, RELOADING=1 and READY=1 around each upgrade,
 and forwards the serving CMD's STATUS= and WATCHDOG= messages. As PID 1 of
 a container it reaps orphans. SIGTERM, SIGINT and SIGQUIT go to the serving
-CMD; baton exits with its status (128+N for signal N). CMD's stdout and
-stderr are baton's; baton's own log goes to stderr.
+CMD's pid; baton exits with its status (128+N for signal N). Each CMD runs
+in a process group of its own: a terminal's Ctrl-C reaches it once, through
+baton, and the SIGKILL after --drain reaches CMD's whole group, children
+it started included. CMD's stdout and stderr are baton's; its stdin is
+/dev/null; baton's own log goes to stderr.
 
   [Service]
   Type=notify

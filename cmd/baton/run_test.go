@@ -150,6 +150,11 @@ func TestRunAndReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// CMD leads a process group of its own: a terminal's Ctrl-C for
+	// baton's group reaches it only as the signal baton forwards.
+	if got := pgrpOf(t, serving); got != serving || got == pgrpOf(t, s.cmd.Process.Pid) {
+		t.Errorf("CMD %d in process group %d, want its own (baton's is %d)", serving, got, pgrpOf(t, s.cmd.Process.Pid))
+	}
 
 	t.Run("success", func(t *testing.T) {
 		r := reload(t, "--pid", baton)
@@ -280,6 +285,25 @@ func childNamed(t *testing.T, ppid int, comm string) int {
 		}
 	}
 	return 0
+}
+
+// pgrpOf returns the process group of pid from /proc/PID/stat.
+func pgrpOf(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pid (comm) state ppid pgrp ...
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	if len(f) < 3 {
+		t.Fatalf("/proc/%d/stat: %q", pid, b)
+	}
+	pgrp, err := strconv.Atoi(f[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pgrp
 }
 
 // children lists the children of ppid and, with zombies, those not reaped.

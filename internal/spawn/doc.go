@@ -48,6 +48,10 @@
 //   - The fds keep their O_NONBLOCK flag (it belongs to the open file
 //     description, shared with the caller). A child that wants blocking
 //     sockets clears it itself.
+//   - With NewProcessGroup the child's group is set between fork and exec,
+//     before Start returns, so kill(-pid, sig) right after Start reaches it.
+//     A child in a group of its own is a background group of the caller's
+//     terminal: with `stty tostop` its writes to the terminal stop it.
 //   - Only binaries that import this package can act as trampolines, and
 //     only targets that import it can use SelfFix.
 package spawn

@@ -73,6 +73,14 @@ type Config struct {
 	Stdin, Stdout, Stderr *os.File
 	// Mode selects how LISTEN_PID is set (default Trampoline).
 	Mode Mode
+	// NewProcessGroup makes the child the leader of a process group of its
+	// own, whose id is the child's pid (setpgid(2) between fork and exec;
+	// the group survives the trampoline's exec). Signals a terminal sends
+	// to the caller's group (Ctrl-C, Ctrl-\) then no longer reach the
+	// child, and kill(-pid, sig) reaches the child and every process it
+	// starts that stays in its group. False (the zero value) leaves the
+	// child in the caller's group.
+	NewProcessGroup bool
 }
 
 // FD returns the descriptor number the child sees for Extra[i].

@@ -117,7 +117,7 @@ func Start(c *Config) (*os.Process, error) {
 	if c.Mode == Trampoline {
 		path = "/proc/self/exe"
 	}
-	attr := &syscall.ProcAttr{Dir: c.Dir, Env: env, Files: fds}
+	attr := &syscall.ProcAttr{Dir: c.Dir, Env: env, Files: fds, Sys: &syscall.SysProcAttr{Setpgid: c.NewProcessGroup}}
 	pid, _, err := syscall.StartProcess(path, c.Args, attr)
 	if err != nil {
 		return nil, fmt.Errorf("spawn: start %s: %w", c.Path, err)

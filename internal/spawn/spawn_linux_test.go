@@ -30,6 +30,8 @@ func report() {
 	_, exec := os.LookupEnv(EnvExec)
 	_, fix := os.LookupEnv(EnvFix)
 	fmt.Printf("markers=%t\n", exec || fix)
+	fmt.Printf("pgrp=%d\n", syscall.Getpgrp())
+	fmt.Printf("pid=%d\n", os.Getpid())
 	// Every open fd and where it points; the test checks which are there.
 	d, err := os.Open("/proc/self/fd")
 	if err != nil {
@@ -115,18 +117,29 @@ func TestStart(t *testing.T) {
 		files   []*os.File
 		names   []string
 		extra   []*os.File
+		group   bool
 		wantFDs string
 	}{
 		{name: "trampoline", mode: Trampoline, files: []*os.File{lf}, names: []string{"http"}, wantFDs: "1"},
 		{name: "selffix", mode: SelfFix, files: []*os.File{lf}, names: []string{"http"}, wantFDs: "1"},
 		{name: "selffix extra", mode: SelfFix, files: []*os.File{lf}, names: []string{"http"}, extra: []*os.File{extra}, wantFDs: "1"},
 		{name: "no files", mode: Trampoline, wantFDs: ""},
+		{name: "trampoline group", mode: Trampoline, files: []*os.File{lf}, names: []string{"http"}, group: true, wantFDs: "1"},
+		{name: "selffix group", mode: SelfFix, files: []*os.File{lf}, names: []string{"http"}, group: true, wantFDs: "1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := helperConfig(t, "report")
 			c.Mode, c.Files, c.Names, c.Extra = tt.mode, tt.files, tt.names, tt.extra
+			c.NewProcessGroup = tt.group
 			kv := run(t, c)
+			wantPgrp := strconv.Itoa(syscall.Getpgrp())
+			if tt.group {
+				wantPgrp = kv["pid"]
+			}
+			if kv["pgrp"] != wantPgrp {
+				t.Errorf("child %s in process group %s, want %s (caller's %d)", kv["pid"], kv["pgrp"], wantPgrp, syscall.Getpgrp())
+			}
 			if len(tt.files) > 0 && kv["pid_ok"] != "true" {
 				t.Errorf("LISTEN_PID is not the child's pid: %v", kv)
 			}

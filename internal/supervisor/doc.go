@@ -35,9 +35,17 @@
 //     systemd hands them over (a C server may rely on it); the mode belongs
 //     to the open file description every CMD shares, so it is never touched
 //     again while a CMD serves.
-//   - CMD stays in the supervisor's process group: a terminal's Ctrl-C
-//     reaches CMD directly as well as through the supervisor, and SIGKILL
-//     after Drain reaches CMD only, not children it started itself.
+//   - Every CMD leads a process group of its own (its pgid is its pid, set
+//     at fork, kept through the trampoline's exec). A terminal's Ctrl-C or
+//     Ctrl-\ reaches the supervisor's group only, so CMD gets SIGINT or
+//     SIGQUIT once, as the supervisor forwards it. Forwarded signals and
+//     the SIGTERM of an upgrade go to CMD's pid alone: CMD decides what its
+//     own children get, as under systemd's KillMode=mixed. The SIGKILL
+//     after Drain goes to CMD's whole group, so children CMD started (and
+//     did not move to groups of their own) die with it.
+//   - In a terminal, CMD is thereby a background group: with `stty tostop`
+//     its writes to the terminal stop it (SIGTTOU), and Ctrl-Z stops the
+//     supervisor, not CMD. Its stdin is /dev/null.
 //   - With ReapOrphans the supervisor waits for every child of the process
 //     (PID 1 of a container, or a child subreaper): nothing else in the
 //     process may wait for children then, os/exec included.

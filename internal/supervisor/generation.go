@@ -216,14 +216,41 @@ func (s *Supervisor) retire(g *generation) {
 		}
 		took := time.Since(term)
 		s.mu.Lock()
-		s.stats.ExitAfterTerm = append(s.stats.ExitAfterTerm, took)
+		s.stats.ExitAfterTerm = appendBounded(s.stats.ExitAfterTerm, took, ExitHistory)
 		s.mu.Unlock()
 		s.log.Info("old process exited", "pid", g.pid, "status", g.status.String(), "after", took)
 	}()
 }
 
-// kill sends SIGKILL to a CMD (through its pidfd: never to a reused pid).
+// appendBounded appends v to h and drops the oldest entries beyond limit,
+// reusing h's array.
+func appendBounded(h []time.Duration, v time.Duration, limit int) []time.Duration {
+	if len(h) < limit {
+		return append(h, v)
+	}
+	n := copy(h, h[len(h)-limit+1:])
+	return append(h[:n], v)
+}
+
+// kill sends SIGKILL to a CMD's process group, which holds CMD and what it
+// started (unless those made groups of their own), and to CMD itself
+// through its pidfd (never a reused pid), in case CMD left its group.
+//
+// The group's id is CMD's pid: it is signalled only while CMD is not known
+// to be reaped, when that id cannot belong to anyone else. (Between the
+// wait that reaps CMD and its removal from byPID, the id is still in use
+// as long as a member of the group lives; otherwise kill(2) finds no group,
+// short of a pid reused in those microseconds by a new group leader.)
 func (s *Supervisor) kill(g *generation) {
+	var err error
+	s.mu.Lock()
+	if s.byPID[g.pid] == g {
+		err = killGroup(g.pid)
+	}
+	s.mu.Unlock()
+	if err != nil && !errors.Is(err, syscall.ESRCH) {
+		s.log.Warn("SIGKILL to process group", "pgid", g.pid, "err", err)
+	}
 	_ = g.proc.Kill()
 }
 

@@ -50,6 +50,8 @@ func goChild() {
 		os.Exit(code)
 	case "hang":
 		select {}
+	case "family":
+		family()
 	}
 	lns, err := activation.ListenersWithNames()
 	if err != nil || len(lns["http"]) != 1 {
@@ -102,6 +104,28 @@ func goChild() {
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		os.Exit(1)
 	}
+}
+
+// family is a CMD that starts a child of its own (this binary, hanging),
+// writes that child's pid to $GRANDCHILD_FILE, becomes ready and ignores
+// SIGTERM: only SIGKILL ends it, and only a SIGKILL to its process group
+// ends its child too.
+func family() {
+	signal.Ignore(syscall.SIGTERM)
+	exe, err := os.Executable()
+	if err != nil {
+		os.Exit(3)
+	}
+	kid := exec.Command(exe, "-test.run=^$", "--", "hang")
+	if err := kid.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "go-child: %v\n", err)
+		os.Exit(3)
+	}
+	if err := os.WriteFile(os.Getenv("GRANDCHILD_FILE"), []byte(strconv.Itoa(kid.Process.Pid)), 0o600); err != nil {
+		os.Exit(3)
+	}
+	_, _ = daemon.SdNotify(false, "READY=1")
+	select {}
 }
 
 func openFDs() []string {

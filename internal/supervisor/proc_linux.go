@@ -12,9 +12,12 @@ import (
 )
 
 // startProcess starts CMD through internal/spawn's trampoline, which sets
-// LISTEN_PID to CMD's own pid at exec.
+// LISTEN_PID to CMD's own pid at exec, in a process group of its own.
 func startProcess(path string, args, env []string, stdin, stdout, stderr *os.File, socks []Socket) (*os.Process, error) {
-	c := &spawn.Config{Path: path, Args: args, Env: env, Stdin: stdin, Stdout: stdout, Stderr: stderr, Mode: spawn.Trampoline}
+	c := &spawn.Config{
+		Path: path, Args: args, Env: env, Stdin: stdin, Stdout: stdout, Stderr: stderr,
+		Mode: spawn.Trampoline, NewProcessGroup: true,
+	}
 	if len(socks) > 0 {
 		c.Names = make([]string, 0, len(socks))
 	}
@@ -24,6 +27,9 @@ func startProcess(path string, args, env []string, stdin, stdout, stderr *os.Fil
 	}
 	return spawn.Start(c)
 }
+
+// killGroup sends SIGKILL to the process group pgid.
+func killGroup(pgid int) error { return unix.Kill(-pgid, unix.SIGKILL) }
 
 // setBlocking puts a socket in blocking mode, as systemd hands them over;
 // a Go CMD makes its copy non-blocking itself. It is done once, before the

@@ -76,8 +76,8 @@ type Config struct {
 	// Ready, ReadyTimeout: see ReadyMode; 0 means DefaultReadyTimeout.
 	Ready        ReadyMode
 	ReadyTimeout time.Duration
-	// Drain is how long a replaced CMD has between SIGTERM and SIGKILL;
-	// 0 means DefaultDrain.
+	// Drain is how long a replaced CMD has between SIGTERM (to its pid)
+	// and SIGKILL (to its process group); 0 means DefaultDrain.
 	Drain time.Duration
 	// Watch, when set, is a file (typically CMD's binary) whose change
 	// (new inode, size or mtime, stable for one interval) triggers an
@@ -155,13 +155,19 @@ func (e *ExitError) Error() string { return fmt.Sprintf("pid %d: %s", e.PID, e.S
 
 // Stats are counters for reports and tests.
 type Stats struct {
-	Generations    int             // CMDs started
-	Upgrades       int             // successful upgrades
-	FailedUpgrades int             // upgrades rolled back
-	OrphansReaped  int             // children reaped that were not CMDs
-	ForeignNotify  int             // notify messages from unknown pids
-	ExitAfterTerm  []time.Duration // for each replaced CMD: SIGTERM to exit
+	Generations    int // CMDs started
+	Upgrades       int // successful upgrades
+	FailedUpgrades int // upgrades rolled back
+	OrphansReaped  int // children reaped that were not CMDs
+	ForeignNotify  int // notify messages from unknown pids
+	// ExitAfterTerm is, for the last replaced CMDs (at most
+	// ExitHistory, in the order they exited), the time from SIGTERM to exit.
+	ExitAfterTerm []time.Duration
 }
+
+// ExitHistory bounds Stats.ExitAfterTerm, so that a supervisor upgraded
+// without end keeps a constant amount of memory.
+const ExitHistory = 64
 
 // Supervisor runs CMD and replaces it on upgrade. Create it with New, run it
 // with Run; Upgrade, Signal, PID and Stats may be called from any goroutine
@@ -253,7 +259,7 @@ func (s *Supervisor) Trigger() {
 	}
 }
 
-// Signal sends sig to the serving CMD.
+// Signal sends sig to the serving CMD's pid (not to its process group).
 func (s *Supervisor) Signal(sig os.Signal) error {
 	s.mu.Lock()
 	g := s.current
@@ -264,7 +270,7 @@ func (s *Supervisor) Signal(sig os.Signal) error {
 	return g.signal(sig)
 }
 
-// Stop sends sig to the serving CMD and ends the supervision: an upgrade in
+// Stop sends sig to the serving CMD's pid and ends the supervision: an upgrade in
 // flight is abandoned (its new CMD stopped), no other starts, and Run returns
 // once the serving CMD has exited, with its status. This is how a SIGTERM
 // to `baton run` is forwarded.

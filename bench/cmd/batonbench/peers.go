@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -191,10 +193,16 @@ func (inst *instance) restart(_ context.Context, _ int) (int, error) {
 	return old, inst.spawn()
 }
 
-// kill ends every process of the peer: its process group and the pids
-// given (generations that may have left the group), then reaps what it can.
+// kill ends every process of the peer: its process group, the groups its
+// first process's children lead (baton run starts each CMD in a group of
+// its own) and the pids given (generations that may have left the group),
+// then reaps what it can.
 func (inst *instance) kill(pids ...int) {
 	if inst.cmd != nil && inst.cmd.Process != nil {
+		for _, kid := range childrenOf(inst.cmd.Process.Pid) {
+			_ = syscall.Kill(-kid, syscall.SIGKILL) // ESRCH when not a leader
+			_ = syscall.Kill(kid, syscall.SIGKILL)
+		}
 		_ = syscall.Kill(-inst.cmd.Process.Pid, syscall.SIGKILL)
 	}
 	for _, pid := range pids {
@@ -207,6 +215,35 @@ func (inst *instance) kill(pids ...int) {
 	}
 	reapAll()
 	inst.log.Close()
+}
+
+// childrenOf lists the pids whose parent is ppid, from /proc.
+func childrenOf(ppid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var kids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) >= 2 && f[1] == strconv.Itoa(ppid) {
+			kids = append(kids, pid)
+		}
+	}
+	return kids
 }
 
 // reapAll collects every exited child (orphaned generations re-parented to
