@@ -5,8 +5,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -82,12 +80,12 @@ func TestUpgrades(t *testing.T) {
 			}
 		}
 	}()
-	pid := waitPID(t, pidfile, 0)
+	pid := testproc.WaitPIDFile(t, pidfile, 0)
 	for range 3 {
 		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		pid = waitPID(t, pidfile, pid)
+		pid = testproc.WaitPIDFile(t, pidfile, pid)
 	}
 	close(stop)
 	<-done
@@ -97,32 +95,7 @@ func TestUpgrades(t *testing.T) {
 	}
 	// The last generation is an orphan of the test's child, not ours to
 	// wait for: wait until it is gone.
-	for alive(pid) && ctx.Err() == nil {
+	for testproc.Alive(pid) && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// alive reports whether pid runs (exists and is not a zombie).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	_, rest, _ := strings.Cut(string(b), ") ")
-	return !strings.HasPrefix(rest, "Z")
-}
-
-// waitPID waits until pidfile names a process other than old.
-func waitPID(t *testing.T, pidfile string, old int) int {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		b, err := os.ReadFile(pidfile)
-		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && pid != old {
-			return pid
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("pid file %s still names %d", pidfile, old)
-	return 0
 }

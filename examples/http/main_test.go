@@ -7,10 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/batonhq/baton/internal/spawn"
 	"github.com/batonhq/baton/internal/testproc"
@@ -50,7 +48,7 @@ func TestServeAndUpgrade(t *testing.T) {
 	defer func() { _, _ = p.Wait() }()
 	url := "http://" + ln.Addr().String() + "/"
 
-	pid := waitPID(t, pidfile, 0)
+	pid := testproc.WaitPIDFile(t, pidfile, 0)
 	if pid != p.Pid {
 		t.Errorf("pid file names %d, want %d", pid, p.Pid)
 	}
@@ -58,21 +56,14 @@ func TestServeAndUpgrade(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	next := waitPID(t, pidfile, pid)
+	next := testproc.WaitPIDFile(t, pidfile, pid)
 	// Until generation 1 is gone it may still take a new connection.
-	for deadline := time.Now().Add(30 * time.Second); alive(pid) && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testproc.WaitGone(t, pid)
 	check(t, url, next, 2)
 	if err := syscall.Kill(next, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); alive(next) && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if alive(next) {
-		t.Errorf("generation 2 (pid %d) still running after SIGTERM", next)
-	}
+	testproc.WaitGone(t, next)
 }
 
 func check(t *testing.T, url string, pid, gen int) {
@@ -91,28 +82,4 @@ func check(t *testing.T, url string, pid, gen int) {
 	if string(body) != want || resp.Header.Get("X-Pid") != strconv.Itoa(pid) || resp.Header.Get("X-Generation") != strconv.Itoa(gen) {
 		t.Errorf("GET %s = %q, X-Pid %q, X-Generation %q; want %q", url, body, resp.Header.Get("X-Pid"), resp.Header.Get("X-Generation"), want)
 	}
-}
-
-// waitPID waits until pidfile names a process other than old.
-func waitPID(t *testing.T, pidfile string, old int) int {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
-		b, err := os.ReadFile(pidfile)
-		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && pid != old {
-			return pid
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("pid file %s still names %d", pidfile, old)
-	return 0
-}
-
-// alive reports whether pid runs (exists and is not a zombie).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	_, rest, _ := strings.Cut(string(b), ") ")
-	return !strings.HasPrefix(rest, "Z")
 }

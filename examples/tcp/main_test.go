@@ -5,8 +5,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -50,7 +48,7 @@ func TestEchoAcrossUpgrade(t *testing.T) {
 	defer func() { _, _ = p.Wait() }()
 	addr := ln.Addr().String()
 
-	gen1 := waitPID(t, pidfile, 0)
+	gen1 := testproc.WaitPIDFile(t, pidfile, 0)
 	old, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +59,7 @@ func TestEchoAcrossUpgrade(t *testing.T) {
 	if err := syscall.Kill(gen1, syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	gen2 := waitPID(t, pidfile, gen1)
+	gen2 := testproc.WaitPIDFile(t, pidfile, gen1)
 	echo(t, old, oldR, "after") // still generation 1, draining
 	fresh, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -69,15 +67,15 @@ func TestEchoAcrossUpgrade(t *testing.T) {
 	}
 	echo(t, fresh, bufio.NewReader(fresh), "fresh")
 	_ = fresh.Close()
-	if !alive(gen1) {
+	if !testproc.Alive(gen1) {
 		t.Error("generation 1 exited with a connection open")
 	}
 	_ = old.Close()
-	waitGone(t, gen1)
+	testproc.WaitGone(t, gen1)
 	if err := syscall.Kill(gen2, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitGone(t, gen2)
+	testproc.WaitGone(t, gen2)
 }
 
 func echo(t *testing.T, c net.Conn, r *bufio.Reader, msg string) {
@@ -90,37 +88,4 @@ func echo(t *testing.T, c net.Conn, r *bufio.Reader, msg string) {
 	if err != nil || line != msg+"\n" {
 		t.Fatalf("echo of %q: %q, %v", msg, line, err)
 	}
-}
-
-func waitPID(t *testing.T, pidfile string, old int) int {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
-		b, err := os.ReadFile(pidfile)
-		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && pid != old {
-			return pid
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("pid file %s still names %d", pidfile, old)
-	return 0
-}
-
-func waitGone(t *testing.T, pid int) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); alive(pid) && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if alive(pid) {
-		t.Errorf("pid %d still running", pid)
-	}
-}
-
-// alive reports whether pid runs (exists and is not a zombie).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	_, rest, _ := strings.Cut(string(b), ") ")
-	return !strings.HasPrefix(rest, "Z")
 }

@@ -21,15 +21,16 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:7007", "address to listen on when not socket-activated")
+	pidfile := flag.String("pidfile", "", "write the serving process's pid to this file")
 	flag.Parse()
-	if err := run(*listen); err != nil {
+	if err := run(*listen, *pidfile); err != nil {
 		fmt.Fprintln(os.Stderr, "udp:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen string) error {
-	up, err := handoff.New(handoff.Config{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+func run(listen, pidfile string) error {
+	up, err := handoff.New(handoff.Config{PIDFile: pidfile, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
 		return err
 	}
