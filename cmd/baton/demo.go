@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -175,7 +176,7 @@ func (d *demo) run(ctx context.Context) (*demoResult, error) {
 	d.say("serving on http://%s/ (pid %d, mode %s); %d clients: %d keep-alive, %d new connection per request",
 		addr, serving, d.cmd.mode, d.cmd.clients, (d.cmd.clients+1)/2, d.cmd.clients/2)
 
-	l := startDemoLoad("http://"+addr+"/", d.cmd.clients)
+	l := startDemoLoad(addr, d.cmd.clients)
 	var handoffs, exits []time.Duration
 	var exitMu sync.Mutex
 	var exitWG sync.WaitGroup
@@ -476,41 +477,88 @@ type demoLoad struct {
 		pid int
 		at  time.Time
 	}
-	quit    chan struct{}
-	wg      sync.WaitGroup
-	clients []*http.Client
+	quit chan struct{}
+	wg   sync.WaitGroup
 }
 
-func startDemoLoad(url string, n int) *demoLoad {
+func startDemoLoad(addr string, n int) *demoLoad {
 	l := &demoLoad{first: map[int]time.Time{}, quit: make(chan struct{})}
 	for i := range n {
-		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: i%2 == 1}}
-		l.clients = append(l.clients, c)
+		c := &rawClient{addr: addr, keepAlive: i%2 == 0}
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
+			defer c.close()
 			for {
 				select {
 				case <-l.quit:
 					return
 				default:
 				}
-				l.get(c, url)
+				l.record(c.get("/"))
 			}
 		}()
 	}
 	return l
 }
 
-func (l *demoLoad) get(c *http.Client, url string) {
-	resp, err := c.Get(url)
-	if err == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("status %s", resp.Status)
+// rawClient speaks HTTP/1.1 itself, so that no failure is retried behind
+// the demo's back: net/http's Transport replays a GET whose reused
+// connection was closed before any response byte, which would hide
+// exactly the failures the demo counts.
+type rawClient struct {
+	addr      string
+	keepAlive bool
+	conn      net.Conn
+	br        *bufio.Reader
+}
+
+// get makes one request and returns the X-Pid of the answer.
+func (c *rawClient) get(path string) (int, error) {
+	if c.conn == nil {
+		conn, err := net.DialTimeout("tcp", c.addr, 10*time.Second)
+		if err != nil {
+			return 0, err
 		}
+		c.conn, c.br = conn, bufio.NewReader(conn)
 	}
+	_ = c.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + c.addr + "\r\n"
+	if !c.keepAlive {
+		req += "Connection: close\r\n"
+	}
+	if _, err := io.WriteString(c.conn, req+"\r\n"); err != nil {
+		c.close()
+		return 0, err
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		c.close()
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if err != nil || !c.keepAlive || resp.Close {
+		c.close()
+	}
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("status %s", resp.Status)
+	}
+	return strconv.Atoi(resp.Header.Get("X-Pid"))
+}
+
+func (c *rawClient) close() {
+	if c.conn != nil {
+		_ = c.conn.Close()
+		c.conn, c.br = nil, nil
+	}
+}
+
+// record counts one request's outcome.
+func (l *demoLoad) record(pid int, err error) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -522,7 +570,6 @@ func (l *demoLoad) get(c *http.Client, url string) {
 		return
 	}
 	l.ok.Add(1)
-	pid, _ := strconv.Atoi(resp.Header.Get("X-Pid"))
 	if _, seen := l.first[pid]; !seen {
 		l.first[pid] = now
 	}
@@ -570,9 +617,6 @@ func (l *demoLoad) lastPIDAfter(t time.Time, limit time.Duration) (int, bool) {
 func (l *demoLoad) stop() {
 	close(l.quit)
 	l.wg.Wait()
-	for _, c := range l.clients {
-		c.CloseIdleConnections()
-	}
 }
 
 func (l *demoLoad) errors() []string {
