@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/internal/rawhttp"
 )
 
 const demoUsage = `
@@ -484,77 +484,27 @@ type demoLoad struct {
 func startDemoLoad(addr string, n int) *demoLoad {
 	l := &demoLoad{first: map[int]time.Time{}, quit: make(chan struct{})}
 	for i := range n {
-		c := &rawClient{addr: addr, keepAlive: i%2 == 0}
+		c := &rawhttp.Client{Addr: addr, KeepAlive: i%2 == 0}
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			defer c.close()
+			defer c.Close()
 			for {
 				select {
 				case <-l.quit:
 					return
 				default:
 				}
-				l.record(c.get("/"))
+				h, err := c.Get("/")
+				pid := 0
+				if err == nil {
+					pid, err = strconv.Atoi(h.Get("X-Pid"))
+				}
+				l.record(pid, err)
 			}
 		}()
 	}
 	return l
-}
-
-// rawClient speaks HTTP/1.1 itself, so that no failure is retried behind
-// the demo's back: net/http's Transport replays a GET whose reused
-// connection was closed before any response byte, which would hide
-// exactly the failures the demo counts.
-type rawClient struct {
-	addr      string
-	keepAlive bool
-	conn      net.Conn
-	br        *bufio.Reader
-}
-
-// get makes one request and returns the X-Pid of the answer.
-func (c *rawClient) get(path string) (int, error) {
-	if c.conn == nil {
-		conn, err := net.DialTimeout("tcp", c.addr, 10*time.Second)
-		if err != nil {
-			return 0, err
-		}
-		c.conn, c.br = conn, bufio.NewReader(conn)
-	}
-	_ = c.conn.SetDeadline(time.Now().Add(10 * time.Second))
-	req := "GET " + path + " HTTP/1.1\r\nHost: " + c.addr + "\r\n"
-	if !c.keepAlive {
-		req += "Connection: close\r\n"
-	}
-	if _, err := io.WriteString(c.conn, req+"\r\n"); err != nil {
-		c.close()
-		return 0, err
-	}
-	resp, err := http.ReadResponse(c.br, nil)
-	if err != nil {
-		c.close()
-		return 0, err
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
-	if err != nil || !c.keepAlive || resp.Close {
-		c.close()
-	}
-	if err != nil {
-		return 0, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("status %s", resp.Status)
-	}
-	return strconv.Atoi(resp.Header.Get("X-Pid"))
-}
-
-func (c *rawClient) close() {
-	if c.conn != nil {
-		_ = c.conn.Close()
-		c.conn, c.br = nil, nil
-	}
 }
 
 // record counts one request's outcome.

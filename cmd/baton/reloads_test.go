@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/internal/rawhttp"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
@@ -62,7 +61,7 @@ func TestRunReloadsUnderLoad(t *testing.T) {
 			testproc.CheckGoroutines(t)
 			addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 			s := startRun(t, exec.Command(batonBin, "run", "--quiet", "--listen", "http=tcp://"+addr, "--", bin), "http://"+addr+"/")
-			l := newLoad("http://"+addr+"/", 8)
+			l := newLoad(addr, 8)
 			seen := map[int]bool{}
 			for i := range reloads {
 				l.await(20)
@@ -94,29 +93,25 @@ type load struct {
 	errs       []string
 	quit       chan struct{}
 	wg         sync.WaitGroup
-	clients    []*http.Client
 }
 
-func newLoad(url string, n int) *load {
+// newLoad runs n clients that never retry (package rawhttp), half of them
+// keeping their connection alive, against addr.
+func newLoad(addr string, n int) *load {
 	l := &load{quit: make(chan struct{})}
 	for i := range n {
-		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: i%2 == 1}}
-		l.clients = append(l.clients, c)
+		c := &rawhttp.Client{Addr: addr, KeepAlive: i%2 == 0}
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
+			defer c.Close()
 			for {
 				select {
 				case <-l.quit:
 					return
 				default:
 				}
-				resp, err := c.Get(url)
-				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					_ = resp.Body.Close()
-				}
-				if err != nil {
+				if _, err := c.Get("/"); err != nil {
 					l.failed.Add(1)
 					l.mu.Lock()
 					if len(l.errs) < 5 {
@@ -142,7 +137,4 @@ func (l *load) await(n int64) {
 func (l *load) stop() {
 	close(l.quit)
 	l.wg.Wait()
-	for _, c := range l.clients {
-		c.CloseIdleConnections()
-	}
 }

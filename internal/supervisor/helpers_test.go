@@ -23,6 +23,7 @@ import (
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/batonhq/baton/internal/rawhttp"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
@@ -199,18 +200,19 @@ type load struct {
 	pids       map[string]bool
 	wg         sync.WaitGroup
 	stop       chan struct{}
-	clients    []*http.Client
 }
 
+// startLoad runs clients that never retry (package rawhttp), half of them
+// keeping their connection alive, against the server at url.
 func startLoad(url string, clients int) *load {
 	l := &load{stop: make(chan struct{}), pids: map[string]bool{}}
+	addr := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/")
 	for i := range clients {
-		tr := &http.Transport{DisableKeepAlives: i%2 == 1}
-		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-		l.clients = append(l.clients, c)
+		c := &rawhttp.Client{Addr: addr, KeepAlive: i%2 == 0}
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
+			defer c.Close()
 			for {
 				select {
 				case <-l.stop:
@@ -224,15 +226,8 @@ func startLoad(url string, clients int) *load {
 	return l
 }
 
-func (l *load) get(c *http.Client, url string) {
-	resp, err := c.Get(url)
-	if err == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("status %s", resp.Status)
-		}
-	}
+func (l *load) get(c *rawhttp.Client, url string) {
+	h, err := c.Get("/")
 	if err != nil {
 		l.failed.Add(1)
 		l.mu.Lock()
@@ -244,7 +239,7 @@ func (l *load) get(c *http.Client, url string) {
 	}
 	l.ok.Add(1)
 	l.mu.Lock()
-	l.pids[resp.Header.Get("X-Pid")] = true
+	l.pids[h.Get("X-Pid")] = true
 	l.mu.Unlock()
 }
 
@@ -252,9 +247,6 @@ func (l *load) finish(t *testing.T) {
 	t.Helper()
 	close(l.stop)
 	l.wg.Wait()
-	for _, c := range l.clients {
-		c.CloseIdleConnections()
-	}
 	t.Logf("load: %d requests, %d failed, %d pids answered", l.ok.Load(), l.failed.Load(), len(l.pids))
 	if n := l.failed.Load(); n > 0 {
 		t.Errorf("%d requests failed, first: %v", n, errors.Join(l.errs...))
