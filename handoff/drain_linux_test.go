@@ -490,3 +490,60 @@ func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
+
+// TestHTTPH2C: unencrypted HTTP/2 (srv.Protocols) is served and drained:
+// a stream open when the drain starts finishes, then the connection,
+// told GOAWAY, closes by itself before the deadline.
+func TestHTTPH2C(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	in, release := make(chan struct{}, 1), make(chan struct{})
+	srv := &http.Server{Protocols: &protos, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			in <- struct{}{}
+			<-release
+		}
+		_, _ = io.WriteString(w, r.Proto)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := HTTP(srv, ln)
+	s.IdleGrace = 50 * time.Millisecond
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	var cp http.Protocols
+	cp.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &cp}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	url := "http://" + ln.Addr().String()
+	got := make(chan string, 1)
+	go func() {
+		resp, err := client.Get(url + "/slow")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		got <- string(b)
+	}()
+	<-in
+	shut := shutdownAsync(s, 10*time.Second)
+	time.Sleep(4 * s.IdleGrace) // past IdleGrace: an HTTP/2 stream is never cut
+	close(release)
+	if g := <-got; g != "HTTP/2.0" {
+		t.Errorf("stream open across the drain: %q, want HTTP/2.0", g)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown = %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
+}
