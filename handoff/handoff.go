@@ -428,7 +428,8 @@ func (u *Upgrader) startWatchdog(mgr notifier) {
 	done := make(chan struct{})
 	u.wg.Go(func() {
 		defer close(done)
-		if err := mgr.RunWatchdog(ctx, notify.WatchdogConfig{}); err != nil {
+		cfg := notify.WatchdogConfig{OnError: func(err error) { u.log.Warn("watchdog ping failed, retrying at the next tick", "err", err) }}
+		if err := mgr.RunWatchdog(ctx, cfg); err != nil {
 			u.log.Warn("watchdog", "err", err)
 		}
 	})
