@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
@@ -545,5 +546,27 @@ func TestHTTPH2C(t *testing.T) {
 	}
 	if err := <-served; err != nil {
 		t.Errorf("Serve = %v", err)
+	}
+}
+
+// TestReadyControlTaken: when this process's control socket name is
+// taken (here by a server of its own; in the field by a process that bound
+// it first), Ready fails instead of serving a process `baton reload`
+// cannot reach.
+func TestReadyControlTaken(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	squat, err := control.Listen(func(context.Context) (int, error) { return 4242, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squat.Close()
+	up, err := New(Config{NoSignals: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	if err := up.Ready(); err == nil || !strings.Contains(err.Error(), "control socket") {
+		t.Errorf("Ready with the control socket name taken = %v, want an error", err)
 	}
 }
