@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 	"sync"
+
+	"github.com/batonhq/baton/internal/accept"
 )
 
 // Codes carried in a Reply; each maps to a sentinel error.
@@ -168,11 +170,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) serve() {
 	defer s.wg.Done()
+	var b accept.Backoff
 	for {
 		c, err := s.ln.AcceptUnix()
 		if err != nil {
+			if retry, _ := b.Wait(err); retry && s.ctx.Err() == nil {
+				continue // out of fds: the request waits in the backlog
+			}
 			return // closed
 		}
+		b.Reset()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
