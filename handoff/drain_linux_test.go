@@ -379,6 +379,61 @@ func TestHTTPHijacked(t *testing.T) {
 	<-served
 }
 
+// TestHTTPUpgradeDuringDrain: an upgrade request on a connection accepted
+// before the drain, sent after it began, is answered 101 with its
+// "Connection: Upgrade" (not "close", which fails a WebSocket handshake),
+// and the upgraded connection is told to go away at once.
+func TestHTTPUpgradeDuringDrain(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	s, addr, served := drainServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Upgrade", "echo")
+		w.Header().Set("Connection", "Upgrade")
+		w.WriteHeader(http.StatusSwitchingProtocols)
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		away := make(chan struct{})
+		done := Hijacked(r.Context(), func() {
+			_, _ = io.WriteString(c, "going away\n")
+			close(away)
+		})
+		defer done()
+		<-away
+	}))
+	c, err := dialHTTP("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitConns(t, s, 1)
+	shut := shutdownAsync(s, 10*time.Second)
+	<-s.Draining()
+	if err := c.send("/ws"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Close || resp.Header.Get("Connection") != "Upgrade" {
+		t.Errorf("upgrade during the drain: %s, Connection %q (close %v); want 101, Connection Upgrade",
+			resp.Status, resp.Header.Get("Connection"), resp.Close)
+	}
+	if line, err := c.br.ReadString('\n'); err != nil || line != "going away\n" {
+		t.Errorf("upgraded connection read %q, %v; want going away", line, err)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown = %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
+}
+
 // TestHTTPHijackedDeadline: at the deadline a hijacked connection that
 // did not end is closed.
 func TestHTTPHijackedDeadline(t *testing.T) {
