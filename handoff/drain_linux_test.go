@@ -98,7 +98,9 @@ func TestHTTPDrainNewConnBound(t *testing.T) {
 	if _, err := silent.br.ReadByte(); !errors.Is(err, io.EOF) {
 		t.Errorf("silent connection: read %v, want EOF", err)
 	}
-	<-served
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
 }
 
 // TestHTTPDrainPartialRequest: request bytes that net/http has read into
@@ -135,7 +137,9 @@ func TestHTTPDrainPartialRequest(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown = %v", err)
 	}
-	<-served
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
 }
 
 // TestHTTPTLS: with srv.TLSConfig set, HTTP serves TLS with HTTP/2 and
@@ -271,7 +275,9 @@ func TestHTTPDrainSignals(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown = %v", err)
 	}
-	<-served
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
 }
 
 // TestHTTPStreamGrace: a handler that streams until r.Context() is done
@@ -319,7 +325,9 @@ func TestHTTPStreamGrace(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown = %v, want the stream ended at StreamGrace", err)
 	}
-	<-served
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
 }
 
 // TestHTTPHijacked: a hijacked connection registered with Hijacked is
@@ -376,7 +384,9 @@ func TestHTTPHijacked(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown = %v", err)
 	}
-	<-served
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
 }
 
 // TestHTTPUpgradeDuringDrain: an upgrade request on a connection accepted
@@ -462,7 +472,9 @@ func TestHTTPHijackedDeadline(t *testing.T) {
 	if _, err := c.br.ReadByte(); err == nil {
 		t.Error("hijacked connection still open after the deadline")
 	}
-	<-served
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
 }
 
 // TestHTTPServerCopy: HTTP serves a copy of every exported field of

@@ -11,7 +11,6 @@ import (
 
 	"github.com/batonhq/baton/internal/spawn"
 	"github.com/batonhq/baton/internal/testproc"
-	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -106,10 +105,7 @@ func TestOutOfFDs(t *testing.T) {
 	defer func() { _, _ = p.Wait() }()
 	pid := testproc.WaitPIDFile(t, pidfile, 0)
 	defer func() { _ = syscall.Kill(pid, syscall.SIGKILL) }()
-	limit := unix.Rlimit{Cur: 64, Max: 64}
-	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &limit, nil); err != nil {
-		t.Fatal(err)
-	}
+	testproc.LimitFDs(t, pid, 64)
 	addr := ln.Addr().String()
 	var conns []net.Conn
 	for range 200 {
