@@ -32,6 +32,7 @@ const (
 	envUDP          = "BATON_TEST_UDP"           // also answer datagrams on "echo" with the pid
 	envJournal      = "BATON_TEST_JOURNAL"       // append "generation N" to this file, opened once as "journal"
 	envDrift        = "BATON_TEST_DRIFT"         // appended "+" at start-up, answered as X-Drift
+	envExtra        = "BATON_TEST_EXTRA"         // also serve HTTP on "extra", at the address this file names (none if empty)
 )
 
 func TestMain(m *testing.M) {
@@ -116,6 +117,16 @@ func serverMain() {
 			os.Exit(1)
 		}
 		up.Serve(HTTP(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, uln))
+	}
+	if path := os.Getenv(envExtra); path != "" {
+		if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) != "" {
+			eln, err := up.Listen("extra", "tcp", strings.TrimSpace(string(b)))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "server:", err)
+				os.Exit(1)
+			}
+			up.Serve(HTTP(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, eln))
+		}
 	}
 	if os.Getenv(envUDP) != "" {
 		pc, err := up.ListenPacket("echo", "udp", "127.0.0.1:0")

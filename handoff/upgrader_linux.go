@@ -21,6 +21,7 @@ const (
 	envGen    = "BATON_HANDOFF_GEN"    // the successor's generation number
 	envExe    = "BATON_HANDOFF_EXE"    // the executable path of generation 1
 	envNotify = "BATON_HANDOFF_NOTIFY" // the manager's NOTIFY_SOCKET, held back until main
+	envBound  = "BATON_HANDOFF_BOUND"  // positions (fd - 3) of the sockets and files a generation opened
 )
 
 // Messages on the hand-over channel.
@@ -217,6 +218,7 @@ func (u *Upgrader) successorEnv(gen, fd int) []string {
 		envFD+"="+strconv.Itoa(fd),
 		envGen+"="+strconv.Itoa(gen),
 		envExe+"="+u.exe,
+		envBound+"="+u.fds.boundPositions(),
 	)
 	if u.socket != "" {
 		env = append(env, envNotify+"="+u.socket)
