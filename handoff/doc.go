@@ -143,6 +143,27 @@
 //	FileDescriptorStoreMax=8
 //	Restart=on-failure
 //
+// # Containers
+//
+// As a container's entrypoint the first generation is PID 1 of the pid
+// namespace, whose exit makes the kernel kill every process in it. So
+// after handing over and draining, a generation that is PID 1 stays as the
+// namespace's init: its servers and sockets are closed, it reaps every
+// process that ends, passes SIGTERM, SIGINT, SIGQUIT and SIGHUP on to the
+// others (`docker kill -s HUP` upgrades the serving generation, `docker
+// stop` stops it), and exits with the serving generation's status when it
+// is gone. Use SIGHUP or `baton reload --pidfile` (Config.PIDFile) inside
+// the container: after the first upgrade PID 1 is not the serving process
+// and has no control socket.
+//
+// An init in front of the server (`docker run --init`, tini, dumb-init)
+// breaks upgrades: it exits when its child, the first generation, exits
+// after handing over, and the namespace dies with it. Make the server the
+// entrypoint, or `baton run` (which stays PID 1 and supervises). Several
+// containers in one network namespace (a Kubernetes pod) each have their
+// own pid 1; the control socket's name carries the pid namespace, so they
+// do not collide.
+//
 // # Predecessor killed mid-upgrade
 //
 // When the current generation dies (SIGKILL, crash) after starting a

@@ -308,6 +308,12 @@ func (u *Upgrader) startLocked(s Server) {
 // returns. It returns nil after a clean hand-over or stop, the server's
 // error when one failed, or the drain's error (ctx.Err() of the deadline
 // when servers had to be force-closed).
+//
+// In a process that is PID 1 of its pid namespace (a container's
+// entrypoint) and handed over, Wait does not return: the process stays as
+// the namespace's init, reaping and passing signals on to the generations
+// after it, and exits with the status of the last one (see the package
+// doc, Containers).
 func (u *Upgrader) Wait() error {
 	var failed error
 	select {
@@ -320,7 +326,17 @@ func (u *Upgrader) Wait() error {
 	if failed != nil {
 		return failed
 	}
+	if u.HandedOver() && os.Getpid() == 1 {
+		// PID 1 of its namespace: its exit would kill the successor.
+		u.serveAsInit()
+	}
 	return err
+}
+
+func (u *Upgrader) successorPID() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.successor
 }
 
 func (u *Upgrader) drain() error {

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Environment between a generation and its successor. New reads and unsets
@@ -129,6 +131,13 @@ func (u *Upgrader) signals(sigs chan os.Signal, quit chan struct{}) {
 		case <-quit:
 			return
 		case s := <-sigs:
+			if os.Getpid() == 1 && u.HandedOver() {
+				// PID 1 staying as the namespace's init (init_linux.go):
+				// from the hand-over on, signals are for the serving
+				// generation, and the draining ones; not for this one.
+				_ = unix.Kill(-1, s.(syscall.Signal))
+				continue
+			}
 			if s != syscall.SIGHUP {
 				u.log.Info("stopping", "signal", s.String(), "generation", u.gen)
 				u.wg.Go(u.Stop)
