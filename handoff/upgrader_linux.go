@@ -21,6 +21,13 @@ const (
 	envGen    = "BATON_HANDOFF_GEN"    // the successor's generation number
 	envExe    = "BATON_HANDOFF_EXE"    // the executable path of generation 1
 	envNotify = "BATON_HANDOFF_NOTIFY" // the manager's NOTIFY_SOCKET, held back until main
+	// The generations still draining when the successor started, oldest
+	// first, its predecessor last: GEN:PID:START entries separated by
+	// commas, START the process's start time (/proc/PID/stat field 22).
+	envDraining = "BATON_HANDOFF_DRAINING"
+	// What the upgrade did before it started the successor (the draining
+	// generations it force-closed), for the successor's first STATUS=.
+	envStatus = "BATON_HANDOFF_STATUS"
 )
 
 // Messages on the hand-over channel.
@@ -92,7 +99,9 @@ func New(cfg Config) (*Upgrader, error) {
 		cfg: cfg, log: log, gen: 1, exe: startExe, dir: startDir, args: os.Args, fds: fds,
 		socket: os.Getenv("NOTIFY_SOCKET"), ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1),
+		stopped: make(chan struct{}), cutDelay: make(chan struct{}),
 	}
+	u.selfStart, _ = procStart(os.Getpid())
 	if err := u.fromPredecessor(); err != nil {
 		cancel()
 		fds.close()
@@ -191,7 +200,7 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
-func (u *Upgrader) successorEnv(gen, fd int) []string {
+func (u *Upgrader) successorEnv(gen, fd int, note string) []string {
 	env := make([]string, 0, 64)
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -207,6 +216,16 @@ func (u *Upgrader) successorEnv(gen, fd int) []string {
 	)
 	if u.socket != "" {
 		env = append(env, envNotify+"="+u.socket)
+	}
+	if u.selfStart != 0 {
+		// Without a start time of its own (no /proc) this generation
+		// cannot be told from a later process with its pid: nothing is
+		// passed, and the successor caps nothing it cannot check.
+		list := append(u.draining[:len(u.draining):len(u.draining)], procRef{gen: u.gen, pid: os.Getpid(), start: u.selfStart})
+		env = append(env, envDraining+"="+formatDraining(list))
+	}
+	if note != "" {
+		env = append(env, envStatus+"="+note)
 	}
 	return env
 }
