@@ -22,8 +22,10 @@ const (
 	// read the hand-over (BARRIER=1).
 	DefaultBarrierTimeout = 5 * time.Second
 	// DefaultMaxDraining is the cap on draining generations when
-	// Config.MaxDraining is zero.
-	DefaultMaxDraining = 4
+	// Config.MaxDraining is zero: room for a storm of back-to-back
+	// upgrades whose generations each drain for a few milliseconds, and
+	// a bound for those held by long connections.
+	DefaultMaxDraining = 8
 )
 
 // Config configures an Upgrader. The zero value is valid.
