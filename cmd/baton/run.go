@@ -48,10 +48,11 @@ unix:/PATH (unix:@NAME abstract). When systemd started baton with sockets
 (LISTEN_FDS), baton passes those on; --listen NAME then selects the ones
 named NAME, and --listen NAME=URL the one bound to URL, renamed NAME.
 
-Old CMDs still draining are capped: when an upgrade starts and more than
---max-draining (default 4) would drain at once, the oldest are killed
-(SIGKILL), logged "force-closed draining generation G (pid P):
-MaxDraining=N" and reported in STATUS=. A negative value means no cap.
+--max-draining N caps the old CMDs still draining: when an upgrade starts
+and more than N would drain at once, the oldest are killed (SIGKILL, as
+after --drain), logged "force-closed draining generation G (pid P):
+MaxDraining=N" and reported in STATUS=. Their requests in flight are cut;
+by default (0) there is no cap.
 
 --stop-delay D is a lame duck for load balancers and Kubernetes (the
 preStop sleep): on SIGTERM or SIGINT baton tells systemd STOPPING=1 at
@@ -108,7 +109,7 @@ func newRunCmd(io stdio) command {
 	c.flags.DurationVar(&c.readyTimeout, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a new CMD has to become ready")
 	c.flags.DurationVar(&c.drain, "drain", supervisor.DefaultDrain, "how long a replaced CMD has between SIGTERM and SIGKILL")
 	c.flags.DurationVar(&c.stopDelay, "stop-delay", 0, "on SIGTERM or SIGINT, keep CMD serving this long before passing the signal on")
-	c.flags.IntVar(&c.maxDraining, "max-draining", supervisor.DefaultMaxDraining, "at most this many replaced CMDs draining at once; the oldest are killed (negative: no cap)")
+	c.flags.IntVar(&c.maxDraining, "max-draining", 0, "at most this many replaced CMDs draining at once; the oldest are killed (0: no cap)")
 	c.flags.DurationVar(&c.poll, "watch-interval", supervisor.DefaultWatchInterval, "how often --watch polls")
 	c.flags.BoolVar(&c.quiet, "quiet", false, "log only warnings and errors")
 	return c
@@ -163,8 +164,8 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if c.stopDelay < 0 {
 		return usagef("run", "--stop-delay %s: want 0 or more", c.stopDelay)
 	}
-	if c.maxDraining == 0 {
-		return usagef("run", "--max-draining 0: want a positive cap, or a negative value for none")
+	if c.maxDraining < 0 {
+		return usagef("run", "--max-draining %d: want 0 (no cap) or more", c.maxDraining)
 	}
 	level := slog.LevelInfo
 	if c.quiet {

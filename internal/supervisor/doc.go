@@ -63,7 +63,9 @@
 //     own: the SIGTERM of every upgrade would make it serve on.
 //   - MaxDraining caps the replaced CMDs still draining: at an upgrade the
 //     oldest above the cap are killed like a CMD past Drain, which cuts
-//     their connections.
+//     their connections. There is no cap by default: a CMD that sleeps
+//     through a lame-duck period looks as busy as one with requests in
+//     flight, and in a storm of upgrades a cap would kill it there.
 //   - Stop during an upgrade abandons it with an error wrapping ErrStopping
 //     (control code "stopping", `baton reload` exit 0). systemd signals the
 //     whole cgroup on stop, so the new CMD may end before the supervisor's

@@ -21,9 +21,6 @@ const (
 	DefaultReadyTimeout  = 90 * time.Second // systemd's default TimeoutStartSec
 	DefaultDrain         = 30 * time.Second
 	DefaultWatchInterval = time.Second
-	// DefaultMaxDraining caps the replaced CMDs draining at once when
-	// Config.MaxDraining is zero.
-	DefaultMaxDraining = 4
 )
 
 // ReadyMode says when a started CMD counts as ready.
@@ -96,7 +93,10 @@ type Config struct {
 	// oldest are killed first (SIGKILL to the process group, as after
 	// Drain), logged ("force-closed draining generation G (pid P):
 	// MaxDraining=N"), counted in Stats.ForceClosed and reported in the
-	// STATUS= of the upgrade. 0 means DefaultMaxDraining; negative, no cap.
+	// STATUS= of the upgrade. Zero or negative: no cap, the default,
+	// unlike handoff's: the supervisor cannot see whether a replaced CMD
+	// still has requests in flight (a CMD with a fixed lame-duck period
+	// looks the same), so killing it is the caller's decision.
 	MaxDraining int
 	// Watch, when set, is a file (typically CMD's binary) whose change
 	// (new inode, size or mtime, stable for one interval) triggers an
@@ -233,9 +233,6 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	if cfg.WatchInterval <= 0 {
 		cfg.WatchInterval = DefaultWatchInterval
-	}
-	if cfg.MaxDraining == 0 {
-		cfg.MaxDraining = DefaultMaxDraining
 	}
 	if cfg.Stdout == nil {
 		cfg.Stdout = os.Stdout
