@@ -29,8 +29,14 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		return &UpgradeError{Generation: gen, PID: pid, Stage: stage, Err: err}
 	}
 	start := time.Now()
+	note := u.capDraining()
 	if err := mgr.Reloading(); err != nil {
 		u.log.Warn("sd_notify", "err", err)
+	}
+	if note != "" {
+		if err := mgr.Status(oneLine(fmt.Sprintf("upgrading to generation %d; %s", gen, note))); err != nil {
+			u.log.Warn("sd_notify", "err", err)
+		}
 	}
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -55,7 +61,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		Mode: spawn.SelfFix,
 	}
-	sc.Env = u.successorEnv(gen, sc.FD(0))
+	sc.Env = u.successorEnv(gen, sc.FD(0), note)
 	p, err := spawn.Start(sc)
 	if err != nil {
 		return 0, fail("start", 0, err)
