@@ -254,7 +254,6 @@ func (s *HTTPServer) streamGrace(ctx context.Context) time.Duration {
 	return 0
 }
 
-
 // Shutdown drains; see HTTPServer. It must be called after Serve started.
 func (s *HTTPServer) Shutdown(ctx context.Context) error {
 	start := time.Now()
