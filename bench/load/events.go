@@ -120,7 +120,7 @@ func (c *client) doStream(ctx context.Context, dialer *net.Dialer) (Record, erro
 			return discardBody(c.br, fr, fmt.Errorf("%w: Content-Type %q", ErrNotEventStream, resp.ContentType))
 		}
 		head = true
-		var body io.Reader = c.br
+		var body io.Reader
 		if fr.chunked {
 			body = &chunkReader{r: c.br, extend: func() { c.stream.extend(c.cfg.Timeout) }}
 		} else {

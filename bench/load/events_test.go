@@ -67,8 +67,10 @@ func TestStreamStopIsNotAFailure(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		var err error
-		res, err = Run(t.Context(), Config{Addr: addr, Clients: 2, Duration: time.Minute, Proto: Events, Stop: stop,
-			Observe: func(pid int, _ time.Time) { observed <- pid }})
+		res, err = Run(t.Context(), Config{
+			Addr: addr, Clients: 2, Duration: time.Minute, Proto: Events, Stop: stop,
+			Observe: func(pid int, _ time.Time) { observed <- pid },
+		})
 		done <- err
 	}()
 	<-observed

@@ -19,7 +19,7 @@ import (
 // used directly, so that nothing retries a request behind the count (the
 // retries of http2.Transport live in its RoundTrip, not in ClientConn's).
 type h2conn struct {
-	cc     *http2.ClientConn
+	cc     *http2.ClientConn //nolint:staticcheck // ClientConn used directly: its replacement, net/http.ClientConn, dials itself
 	conn   net.Conn
 	served bool // it has carried an answer
 }
@@ -39,7 +39,7 @@ const (
 var errNoH2 = errors.New("server did not negotiate h2")
 
 // h2transport configures the ClientConns; it is never used to RoundTrip.
-var h2transport = &http2.Transport{}
+var h2transport = &http2.Transport{} //nolint:staticcheck // ClientConn used directly: its replacement, net/http.ClientConn, dials itself
 
 // doH2 sends one request over the client's HTTP/2 connection, replacing
 // the connection first when it can take no new request. sent is false when
@@ -139,7 +139,7 @@ func (c *client) dialH2(ctx context.Context, dialer *net.Dialer, deadline time.T
 		_ = tc.Close()
 		return nil, fmt.Errorf("%w (ALPN %q)", errNoH2, p)
 	}
-	cc, err := h2transport.NewClientConn(tc)
+	cc, err := h2transport.NewClientConn(tc) //nolint:staticcheck // ClientConn used directly: its replacement, net/http.ClientConn, dials itself
 	if err != nil {
 		_ = tc.Close()
 		return nil, fmt.Errorf("http2 client conn: %w", err)
@@ -152,7 +152,7 @@ func classifyH2(err error, reused, gotBytes bool) Class {
 	if err == nil {
 		return OK
 	}
-	var gae http2.GoAwayError
+	var gae http2.GoAwayError //nolint:staticcheck // what this ClientConn returns
 	var se http2.StreamError
 	switch {
 	case strings.Contains(err.Error(), h2GotGoAway):

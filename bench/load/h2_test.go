@@ -90,12 +90,14 @@ func TestH2ReplacesConnAfterGoAway(t *testing.T) {
 	var res *Result
 	go func() {
 		defer close(done)
-		res, err = Run(t.Context(), Config{Addr: ln.Addr().String(), Clients: 2, Duration: time.Minute, Proto: HTTP2, TLS: pair.Client, Think: time.Millisecond, Stop: stop,
+		res, err = Run(t.Context(), Config{
+			Addr: ln.Addr().String(), Clients: 2, Duration: time.Minute, Proto: HTTP2, TLS: pair.Client, Think: time.Millisecond, Stop: stop,
 			Observe: func(pid int, _ time.Time) {
 				mu.Lock()
 				defer mu.Unlock()
 				seen[pid]++
-			}})
+			},
+		})
 	}()
 	waitSeen := func(pid int) {
 		for {
@@ -143,7 +145,7 @@ func TestClassifyH2(t *testing.T) {
 		want Class
 	}{
 		{errors.New(h2GotGoAway), GoAwayRefused},
-		{http2.GoAwayError{LastStreamID: 3}, GoAwayLost},
+		{http2.GoAwayError{LastStreamID: 3}, GoAwayLost}, //nolint:staticcheck // what the ClientConn returns
 		{fmt.Errorf("read body: %w", http2.StreamError{StreamID: 5, Code: http2.ErrCodeRefusedStream}), StreamReset},
 		{fmt.Errorf("dial: %w", errNoH2), Other},
 		{&StatusError{Status: 502}, Status},

@@ -6,6 +6,12 @@
 //
 // It expects the peers' binaries in -bin (bench/run builds them); a peer
 // whose binary is missing is reported as skipped.
+//
+// `batonbench drive -addr HOST:PORT [-pidfile FILE]` runs the same
+// non-retrying load against one address (a third-party proxy in front of a
+// peer, say) while SIGHUP upgrades the process in FILE; bench/nginx-run and
+// bench/h2load-run use it. `batonbench cert DIR` writes the benchmark's
+// kind of certificate (tlscert) into DIR.
 package main
 
 import (
@@ -49,6 +55,20 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "drive" {
+		return drive(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "cert" {
+		if len(args) != 2 {
+			return errors.New("usage: batonbench cert DIR")
+		}
+		p, err := tlscert.Write(args[1])
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(stdout, p.CertFile, p.KeyFile)
+		return err
+	}
 	fs := flag.NewFlagSet("batonbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	binDir := fs.String("bin", "bin", "`dir`ectory with the peers' binaries")
