@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/notify"
 )
@@ -32,6 +33,19 @@ type Config struct {
 	// was stopped (DefaultDrainTimeout when zero); then servers are
 	// force-closed.
 	DrainTimeout time.Duration
+	// NewConnGrace bounds how long a draining HTTPServer keeps a
+	// connection that has not sent its first request (a slow client, a
+	// TLS handshake in progress) when its http.Server has no
+	// ReadHeaderTimeout; DefaultNewConnGrace when zero or negative. The
+	// drain's deadline (DrainTimeout) bounds it anyway.
+	NewConnGrace time.Duration
+	// StreamGrace is when, after the drain began, the contexts of HTTP
+	// requests still running are cancelled, so that handlers streaming
+	// until r.Context() is done (Server-Sent Events) return and end their
+	// responses cleanly before DrainTimeout force-closes what is left.
+	// Zero or negative means three quarters of DrainTimeout; it must be
+	// shorter than DrainTimeout.
+	StreamGrace time.Duration
 	// PIDFile, when set, is rewritten atomically with the pid of the
 	// current main process each time a generation becomes main.
 	PIDFile string
@@ -68,6 +82,28 @@ func (c *Config) drainTimeout() time.Duration {
 	return DefaultDrainTimeout
 }
 
+func (c *Config) streamGrace() time.Duration {
+	if c.StreamGrace > 0 {
+		return c.StreamGrace
+	}
+	return c.drainTimeout() * 3 / 4
+}
+
+func (c *Config) newConnGrace() time.Duration {
+	if c.NewConnGrace > 0 {
+		return c.NewConnGrace
+	}
+	return DefaultNewConnGrace
+}
+
+// check refuses a Config whose durations contradict each other.
+func (c *Config) check() error {
+	if c.StreamGrace > 0 && c.StreamGrace >= c.drainTimeout() {
+		return fmt.Errorf("handoff: StreamGrace %v is not shorter than DrainTimeout %v", c.StreamGrace, c.drainTimeout())
+	}
+	return nil
+}
+
 var (
 	// ErrInProgress is returned (wrapped) by Upgrade while another upgrade
 	// runs. It is the value `baton reload` reports as "in progress".
@@ -95,8 +131,9 @@ var (
 	// variable is malformed.
 	ErrBadEnvironment = errors.New("malformed environment")
 	// ErrBadName is wrapped for a socket name that LISTEN_FDNAMES cannot
-	// carry (empty, over 255 bytes, ':' or newline).
-	ErrBadName = errors.New("invalid socket name")
+	// carry to a successor (activation.CheckName: empty, over 255 bytes,
+	// ':', a control character or a non-ASCII byte).
+	ErrBadName = activation.ErrBadName
 	// ErrNotSupported is returned by New on systems other than Linux.
 	ErrNotSupported = errors.New("handoff: not supported on this system")
 )
@@ -191,6 +228,15 @@ func (u *Upgrader) HandedOver() bool {
 // name (from the manager's LISTEN_FDS or the predecessor), or a socket
 // bound now with net.Listen(network, addr). The listener is the net
 // package's own (no wrapper); a unix socket path is never removed by Close.
+//
+// Who decides the address: for a socket from the manager (a socket unit,
+// the fd store) the unit does, and addr is what a process started by hand
+// binds. For a socket a generation bound itself, addr does: when the
+// inherited one is bound elsewhere (a new version configured for another
+// port), Listen binds addr and the old socket is left to the generations
+// that still hold it; an error names both addresses when addr cannot be
+// bound. Sockets a generation bound that this one has not taken by Ready
+// are not passed on to its successor.
 func (u *Upgrader) Listen(name, network, addr string) (net.Listener, error) {
 	ln, err := u.fds.listen(name, network, addr)
 	if err != nil {
@@ -279,6 +325,7 @@ func (u *Upgrader) drain() error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), u.cfg.drainTimeout())
 	defer cancel()
+	ctx = context.WithValue(ctx, drainKey{}, drainConfig{streamGrace: u.cfg.streamGrace(), newConnGrace: u.cfg.newConnGrace()})
 	errs := make([]error, len(servers))
 	var wg sync.WaitGroup
 	for i, s := range servers {
@@ -392,7 +439,8 @@ func (u *Upgrader) startWatchdog(mgr notifier) {
 	done := make(chan struct{})
 	u.wg.Go(func() {
 		defer close(done)
-		if err := mgr.RunWatchdog(ctx, notify.WatchdogConfig{}); err != nil {
+		cfg := notify.WatchdogConfig{OnError: func(err error) { u.log.Warn("watchdog ping failed, retrying at the next tick", "err", err) }}
+		if err := mgr.RunWatchdog(ctx, cfg); err != nil {
 			u.log.Warn("watchdog", "err", err)
 		}
 	})

@@ -17,8 +17,9 @@ import (
 // io.StringWriter) and Unwrap for http.ResponseController.
 type lameDuckWriter struct {
 	http.ResponseWriter
-	s     *HTTPServer
-	wrote bool
+	s        *HTTPServer
+	wrote    bool
+	hijacked net.Conn // set by Hijack
 }
 
 var lameDuckPool = sync.Pool{New: func() any { return new(lameDuckWriter) }}
@@ -36,10 +37,16 @@ func (w *lameDuckWriter) header() {
 }
 
 func (w *lameDuckWriter) WriteHeader(code int) {
-	// 1xx informational responses (but 101) leave the final header open.
-	if code >= 200 || code == http.StatusSwitchingProtocols {
+	switch {
+	case code == http.StatusSwitchingProtocols:
+		// The connection leaves HTTP (a WebSocket): its "Connection:
+		// Upgrade" stays, or the client fails the handshake; the drain
+		// follows it as a hijacked connection.
+		w.wrote = true
+	case code >= 200:
 		w.header()
 	}
+	// Other 1xx informational responses leave the final header open.
 	w.ResponseWriter.WriteHeader(code)
 }
 
@@ -68,7 +75,14 @@ func (w *lameDuckWriter) Flush() {
 
 func (w *lameDuckWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.wrote = true // the connection leaves HTTP: no header to decide
-	return http.NewResponseController(w.ResponseWriter).Hijack()
+	w.s.hijacks.begin()
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		c = nil
+	}
+	w.s.hijacks.started(c)
+	w.hijacked = c
+	return c, rw, err
 }
 
 // Unwrap gives http.ResponseController the net/http writer.

@@ -31,6 +31,8 @@ const (
 	envVerbose      = "BATON_TEST_VERBOSE"       // log to stderr
 	envUDP          = "BATON_TEST_UDP"           // also answer datagrams on "echo" with the pid
 	envJournal      = "BATON_TEST_JOURNAL"       // append "generation N" to this file, opened once as "journal"
+	envDrift        = "BATON_TEST_DRIFT"         // appended "+" at start-up, answered as X-Drift
+	envExtra        = "BATON_TEST_EXTRA"         // also serve HTTP on "extra", at the address this file names (none if empty)
 )
 
 func TestMain(m *testing.M) {
@@ -57,6 +59,10 @@ func serverMain() {
 	for _, f := range goSystemdFiles {
 		seen = append(seen, f.Name())
 	}
+	if v, ok := os.LookupEnv(envDrift); ok {
+		_ = os.Setenv(envDrift, v+"+") // as a start-up PATH+= does
+	}
+	drift := os.Getenv(envDrift)
 	fault := ""
 	if f := os.Getenv(envFaultFile); f != "" && os.Remove(f) == nil {
 		fault = os.Getenv(envFault)
@@ -100,6 +106,7 @@ func serverMain() {
 		w.Header().Set("X-Pid", pid)
 		w.Header().Set("X-Generation", gen)
 		w.Header().Set("X-Activation", activated)
+		w.Header().Set("X-Drift", drift)
 		fmt.Fprintf(w, "pid %s generation %s\n", pid, gen)
 	})
 	up.Serve(HTTP(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, ln))
@@ -110,6 +117,16 @@ func serverMain() {
 			os.Exit(1)
 		}
 		up.Serve(HTTP(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, uln))
+	}
+	if path := os.Getenv(envExtra); path != "" {
+		if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) != "" {
+			eln, err := up.Listen("extra", "tcp", strings.TrimSpace(string(b)))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "server:", err)
+				os.Exit(1)
+			}
+			up.Serve(HTTP(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, eln))
+		}
 	}
 	if os.Getenv(envUDP) != "" {
 		pc, err := up.ListenPacket("echo", "udp", "127.0.0.1:0")

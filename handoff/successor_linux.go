@@ -19,11 +19,26 @@ func (u *Upgrader) fromPredecessor() error {
 	v, ok := os.LookupEnv(envFD)
 	gen := os.Getenv(envGen)
 	notify := os.Getenv(envNotify)
-	for _, k := range []string{envFD, envGen, envNotify} {
+	bound := os.Getenv(envBound)
+	for _, k := range []string{envFD, envGen, envNotify, envBound} {
 		_ = os.Unsetenv(k)
 	}
 	if !ok {
 		return nil
+	}
+	var positions []int
+	for p := range strings.SplitSeq(bound, ",") {
+		if p == "" {
+			continue
+		}
+		i, err := strconv.Atoi(p)
+		if err != nil {
+			return fmt.Errorf("%s=%q: %w", envBound, bound, ErrBadEnvironment)
+		}
+		positions = append(positions, i)
+	}
+	if err := u.fds.markBound(positions); err != nil {
+		return fmt.Errorf("%w: %w", err, ErrBadEnvironment)
 	}
 	fd, err := strconv.Atoi(v)
 	if err != nil || fd < 3 {
@@ -76,18 +91,26 @@ func (u *Upgrader) Ready() error {
 		return nil
 	}
 	u.mu.Unlock()
+	// Sockets a generation opened and this one did not take (it no
+	// longer uses them, or moved them to another address) are not passed
+	// on; the predecessor's copies close when it exits.
+	for _, name := range u.fds.dropUnused() {
+		u.log.Info("not passing on an unused socket", "name", name, "generation", u.gen)
+	}
 	// The control socket listens before anyone learns this pid (the
 	// predecessor answers `baton reload` with it); requests wait until
 	// this process is main.
 	if !u.cfg.NoControl {
+		// A name already taken (another process bound it first) is an
+		// error: `baton reload` would not reach this process. A
+		// successor that returns it never becomes main.
 		c, err := control.Listen(u.controlRequest)
 		if err != nil {
-			u.log.Warn("control socket", "err", err)
-		} else {
-			u.mu.Lock()
-			u.control = c
-			u.mu.Unlock()
+			return fmt.Errorf("handoff: %w (Config.NoControl disables it)", err)
 		}
+		u.mu.Lock()
+		u.control = c
+		u.mu.Unlock()
 	}
 	claim := false
 	if u.parent != nil {
@@ -238,6 +261,13 @@ func (u *Upgrader) storeFDsLocked() {
 		return
 	}
 	for _, e := range u.fds.unstored() {
+		if e.replaces {
+			// The store holds the socket this one replaced (it moved):
+			// a restart must not bring it back.
+			if err := u.mgr.FDStoreRemove(e.name); err != nil {
+				u.log.Warn("fd store", "name", e.name, "err", err)
+			}
+		}
 		if err := u.mgr.FDStore(e.name, e.file); err != nil {
 			u.log.Warn("fd store", "name", e.name, "err", err)
 		}

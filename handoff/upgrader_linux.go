@@ -21,6 +21,7 @@ const (
 	envGen    = "BATON_HANDOFF_GEN"    // the successor's generation number
 	envExe    = "BATON_HANDOFF_EXE"    // the executable path of generation 1
 	envNotify = "BATON_HANDOFF_NOTIFY" // the manager's NOTIFY_SOCKET, held back until main
+	envBound  = "BATON_HANDOFF_BOUND"  // positions (fd - 3) of the sockets and files a generation opened
 )
 
 // Messages on the hand-over channel.
@@ -79,6 +80,9 @@ func invokedPath(dir string) string {
 // handles SIGHUP (upgrade), SIGTERM and SIGINT (stop). Call it once, early
 // in main.
 func New(cfg Config) (*Upgrader, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -191,11 +195,21 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
+// startEnv is the environment this process started with, taken before
+// main runs. Successors get it, not the environment as the program changed
+// it since (a `PATH+=` at start-up would otherwise grow by one entry each
+// generation), plus the hand-over's own variables.
+var startEnv = os.Environ()
+
 func (u *Upgrader) successorEnv(gen, fd int) []string {
-	env := make([]string, 0, 64)
-	for _, kv := range os.Environ() {
+	env := make([]string, 0, len(startEnv)+4)
+	for _, kv := range startEnv {
 		k, _, _ := strings.Cut(kv, "=")
-		if k == "NOTIFY_SOCKET" || k == "WATCHDOG_PID" || strings.HasPrefix(k, "BATON_HANDOFF_") {
+		switch {
+		case k == "NOTIFY_SOCKET" || k == "WATCHDOG_PID" || strings.HasPrefix(k, "BATON_HANDOFF_"):
+			continue
+		case k == "LISTEN_PID" || k == "LISTEN_FDS" || k == "LISTEN_FDNAMES":
+			// The manager's, read by New: the successor gets its own.
 			continue
 		}
 		env = append(env, kv)
@@ -204,6 +218,7 @@ func (u *Upgrader) successorEnv(gen, fd int) []string {
 		envFD+"="+strconv.Itoa(fd),
 		envGen+"="+strconv.Itoa(gen),
 		envExe+"="+u.exe,
+		envBound+"="+u.fds.boundPositions(),
 	)
 	if u.socket != "" {
 		env = append(env, envNotify+"="+u.socket)
