@@ -16,8 +16,10 @@ need_pkg() {
 	return $rc
 }
 
-# build_bins: the driver and the servers into bench/results/bin.
+# build_bins: the driver and the servers into bench/results/bin; with BIN
+# set, its binaries are used as they are.
 build_bins() {
+	[ -n "${BIN:-}" ] && return 0
 	mkdir -p "$bin"
 	(cd "$here" && go build -trimpath -o "$bin/" ./cmd/batonbench ./peers/tableflip)
 	(cd "$root" && go build -trimpath -o "$bin/http" ./examples/http)
@@ -56,11 +58,12 @@ stop_peer() {
 	kill -KILL "$pid" 2>/dev/null || true
 }
 
-# free_port: a loopback TCP port nobody listens on right now.
+# free_port: a loopback TCP port nobody listens on right now, outside the
+# range the kernel picks local ports of connections from.
 free_port() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 40000))
+		p=$((10000 + RANDOM % 22000)) # below the ephemeral range (32768-)
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return

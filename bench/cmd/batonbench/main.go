@@ -294,8 +294,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(&table, ", %s", *label)
 	}
 	table.WriteString("\n\n")
-	writeTable(&table, rows)
-	table.WriteString("\n")
+	if writeTable(&table, rows) {
+		table.WriteString("\n")
+	}
 	if writeProtocolTable(&table, rows) {
 		table.WriteString("\n")
 	}

@@ -3,14 +3,19 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/batonhq/baton/bench/load"
 )
 
-// writeTable prints the side-by-side markdown table of every row.
-func writeTable(w io.Writer, rows []*row) {
+// writeTable prints the side-by-side markdown table of every row but the
+// protocol scenarios'; nothing when there are none.
+func writeTable(w io.Writer, rows []*row) bool {
+	if !slices.ContainsFunc(rows, func(r *row) bool { return !r.Protocols }) {
+		return false
+	}
 	fmt.Fprintln(w, "| peer | scenario | requests | failed | upgrades ok | handoff p50 / p90 / max (ms) | p50 ÷ floor | old gen exits after handover p50 / max (ms) | … after its last answer p50 / max (ms) | fast-request latency p99 all / overlapping an upgrade (ms) | throughput ÷ plain (CPU per request ÷ plain) | fd start→end | RSS MiB start→end |")
 	fmt.Fprintln(w, "|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range rows {
@@ -38,6 +43,7 @@ func writeTable(w io.Writer, rows []*row) {
 		}
 		fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
 	}
+	return true
 }
 
 func dash(ok bool, s string) string {
