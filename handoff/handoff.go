@@ -130,6 +130,11 @@ var (
 	// ErrBadEnvironment is wrapped when LISTEN_FDS or a BATON_HANDOFF_
 	// variable is malformed.
 	ErrBadEnvironment = errors.New("malformed environment")
+	// ErrProtocolVersion is wrapped when a generation and its successor
+	// speak different versions of the hand-over protocol (two releases of
+	// this package that cannot hand over): the upgrade fails naming both,
+	// and the successor's New returns it.
+	ErrProtocolVersion = errors.New("hand-over protocol version mismatch")
 	// ErrBadName is wrapped for a socket name that LISTEN_FDNAMES cannot
 	// carry to a successor (activation.CheckName: empty, over 255 bytes,
 	// ':', a control character or a non-ASCII byte).

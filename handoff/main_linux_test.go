@@ -22,7 +22,7 @@ import (
 // Knobs of the "server" helper, set by the tests in its environment (and so
 // inherited by every generation).
 const (
-	envFault        = "BATON_TEST_FAULT"         // exit, hang, die-after-ready, stop-after-ready, gate
+	envFault        = "BATON_TEST_FAULT"         // exit, hang, die-after-ready, stop-after-ready, gate, proto
 	envFaultFile    = "BATON_TEST_FAULT_FILE"    // the fault applies once: to the successor that removes this file
 	envGate         = "BATON_TEST_GATE"          // "gate": wait for this file before Ready
 	envStarted      = "BATON_TEST_STARTED"       // "gate": create this file when waiting
@@ -67,6 +67,9 @@ func serverMain() {
 	if f := os.Getenv(envFaultFile); f != "" && os.Remove(f) == nil {
 		fault = os.Getenv(envFault)
 		_ = os.WriteFile(f+".taken", nil, 0o600)
+	}
+	if fault == "proto" {
+		protoVersion = 2
 	}
 	cfg := Config{}
 	if d, err := time.ParseDuration(os.Getenv(envReadyTimeout)); err == nil {

@@ -20,11 +20,20 @@ func (u *Upgrader) fromPredecessor() error {
 	gen := os.Getenv(envGen)
 	notify := os.Getenv(envNotify)
 	bound := os.Getenv(envBound)
-	for _, k := range []string{envFD, envGen, envNotify, envBound} {
+	proto, hasProto := os.LookupEnv(envProto)
+	for _, k := range []string{envFD, envGen, envNotify, envBound, envProto} {
 		_ = os.Unsetenv(k)
 	}
 	if !ok {
 		return nil
+	}
+	theirs := 1 // a predecessor from before versions
+	if hasProto {
+		v, err := strconv.Atoi(proto)
+		if err != nil || v < 1 {
+			return fmt.Errorf("%s=%q: %w", envProto, proto, ErrBadEnvironment)
+		}
+		theirs = v
 	}
 	var positions []int
 	for p := range strings.SplitSeq(bound, ",") {
@@ -52,6 +61,13 @@ func (u *Upgrader) fromPredecessor() error {
 		return fmt.Errorf("%s=%q: not a hand-over channel: %w", envFD, v, ErrBadEnvironment)
 	}
 	unix.CloseOnExec(fd)
+	if theirs != protoVersion {
+		// Tell the predecessor why, so that its upgrade fails with both
+		// versions named, and give up: it goes on serving.
+		_, _ = unix.Write(fd, []byte(msgVersion+" "+strconv.Itoa(protoVersion)))
+		_ = unix.Close(fd)
+		return fmt.Errorf("%w: the predecessor speaks version %d, this program version %d", ErrProtocolVersion, theirs, protoVersion)
+	}
 	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
 		return fmt.Errorf("hand-over channel: %w", err)
