@@ -141,6 +141,9 @@ func (c *client) doStream(ctx context.Context, dialer *net.Dialer) (Record, erro
 	switch {
 	case err == nil:
 		rec.Class = OK
+	case errors.Is(err, errStopped):
+		c.drop()
+		return rec, err
 	case c.stream.stopped():
 		rec.Class, err = OK, nil
 	case head:

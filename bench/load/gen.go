@@ -239,6 +239,9 @@ func (c *client) loop(ctx context.Context, stop time.Time) {
 			}
 		case Events:
 			rec, err = c.doStream(ctx, &dialer)
+			if errors.Is(err, errStopped) {
+				continue // the run ended before the stream was asked for
+			}
 		default:
 			rec, err = c.do(ctx, &dialer, slow)
 		}

@@ -134,8 +134,11 @@ func TestH2ReplacesConnAfterGoAway(t *testing.T) {
 	if counts[OK] == 0 || counts.Failed() != counts[GoAwayRefused] {
 		t.Fatalf("counts %v, errors %v", counts.Failures(), res.Errors)
 	}
-	if res.Replaced < 1 {
-		t.Errorf("replaced %d connections, want at least 1", res.Replaced)
+	// Every client reached the second server (waitSeen): over a
+	// connection that replaced one after its GOAWAY, or one dialled after
+	// a refused request.
+	if res.Replaced+counts[GoAwayRefused] < 1 {
+		t.Errorf("replaced %d connections and %d refused, want a new connection", res.Replaced, counts[GoAwayRefused])
 	}
 }
 
