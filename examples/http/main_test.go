@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,9 @@ import (
 
 func TestMain(m *testing.M) {
 	testproc.Register("http", func() {
+		if err := flag.CommandLine.Parse(testproc.Args()[1:]); err != nil {
+			os.Exit(2)
+		}
 		if err := run("127.0.0.1:0", testproc.Args()[0]); err != nil {
 			os.Exit(1)
 		}
