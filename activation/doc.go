@@ -68,10 +68,15 @@
 // *EnvError naming the variable and its value: LISTEN_PID or LISTEN_FDS
 // that is not plain decimal (letters, blanks, '+', "0x", a leading zero),
 // out of range, zero or negative; fds that are not open or lie past the fd
-// table; LISTEN_FDNAMES with the wrong count, a name over 255 bytes, a name
+// table, or that this process opened itself after exec (a LISTEN_FDS
+// larger than what was passed reaches the Go runtime's own files: since Go
+// 1.25 it keeps cgroup CPU files open at the lowest free fds; they are
+// close-on-exec, which no fd that came through exec can be, and live on a
+// cgroup file system); LISTEN_FDNAMES with the wrong count, a name over 255 bytes, a name
 // with a control character or a non-ASCII byte. A failing system call is an
 // *FDError. On any error Receive returns a nil Set and has wrapped or
-// closed no fd (close-on-exec may have been set on some): with variables
+// closed no fd (close-on-exec may have been set on some when a later check
+// failed): with variables
 // that cannot be trusted, fds 3 and up may not be inherited ones. A lookup
 // that misses is a *LookupError matching ErrNoSocket (or ErrAmbiguous when
 // one was wanted and several match), listing what the Set holds.

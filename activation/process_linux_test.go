@@ -309,7 +309,20 @@ func TestReceiveBadInput(t *testing.T) {
 			[]string{envSelfPID + "=1", EnvFDs + "=60"},
 			EnvFDs,
 			func(r report) string {
-				return fmt.Sprintf(`activation: LISTEN_FDS="60": fd %d is not open: bad file descriptor`, firstGap(r.OpenBefore))
+				return firstBad("60", r)
+			},
+		},
+		input{
+			// fds 3 and 4 are passed; the count claims the next one,
+			// the Go runtime's own cgroup file (Go 1.25+).
+			"LISTEN_FDS counts the runtime's files",
+			[]string{envSelfPID + "=1", EnvFDs + "=3"},
+			EnvFDs,
+			func(r report) string {
+				if runtimeFD(r) != 5 {
+					t.Skipf("the Go runtime holds no cgroup file at fd 5 here (fds before Receive: %v)", r.Before)
+				}
+				return `activation: LISTEN_FDS="3": fd 5 was not passed to this process: it is a close-on-exec cgroup file, opened after exec (by the Go runtime)`
 			},
 		},
 		input{
@@ -325,7 +338,7 @@ func TestReceiveBadInput(t *testing.T) {
 			[]string{envSelfPID + "=1", EnvFDs + "=" + strconv.Itoa(limit-FirstFD)},
 			EnvFDs,
 			func(r report) string {
-				return fmt.Sprintf(`activation: LISTEN_FDS="%d": fd %d is not open: bad file descriptor`, limit-FirstFD, firstGap(r.OpenBefore))
+				return firstBad(strconv.Itoa(limit-FirstFD), r)
 			},
 		},
 	)
@@ -356,6 +369,28 @@ func TestReceiveBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// firstBad is the error for a LISTEN_FDS (value) that claims more fds
+// than the two passed: the first fd that is either not open or one of the
+// runtime's own.
+func firstBad(value string, r report) string {
+	gap := firstGap(r.OpenBefore)
+	if fd := runtimeFD(r); fd > 0 && fd < gap {
+		return fmt.Sprintf(`activation: LISTEN_FDS="%s": fd %d was not passed to this process: it is a close-on-exec cgroup file, opened after exec (by the Go runtime)`, value, fd)
+	}
+	return fmt.Sprintf(`activation: LISTEN_FDS="%s": fd %d is not open: bad file descriptor`, value, gap)
+}
+
+// runtimeFD returns the lowest close-on-exec fd that is a cgroup file
+// (the Go runtime's), 0 when none.
+func runtimeFD(r report) int {
+	for _, fd := range r.CloexecBefore {
+		if strings.HasPrefix(r.Before[fd], "/sys/fs/cgroup/") {
+			return fd
+		}
+	}
+	return 0
 }
 
 // firstGap returns the lowest fd from 3 up that is not in open.

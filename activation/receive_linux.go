@@ -105,19 +105,54 @@ func checkFDs(sys *sys, value string, last int) error {
 			}
 		}
 	}
+	// Check every fd first, then set close-on-exec: an error leaves the
+	// fds as they were.
+	flags := make([]int, 0, last-FirstFD+1)
 	for fd := FirstFD; fd <= last; fd++ {
-		flags, err := sys.fcntl(fd, unix.F_GETFD, 0)
+		fl, err := sys.fcntl(fd, unix.F_GETFD, 0)
 		if errors.Is(err, unix.EBADF) {
 			return &EnvError{Var: EnvFDs, Value: value, Err: fmt.Errorf("fd %d is not open: %w", fd, err)}
 		}
 		if err != nil {
 			return &FDError{FD: fd, Op: "get fd flags", Err: err}
 		}
-		if flags&unix.FD_CLOEXEC == 0 {
-			if _, err := sys.fcntl(fd, unix.F_SETFD, flags|unix.FD_CLOEXEC); err != nil {
+		if fl&unix.FD_CLOEXEC != 0 {
+			if err := notPassed(sys, fd); err != nil {
+				return &EnvError{Var: EnvFDs, Value: value, Err: err}
+			}
+		}
+		flags = append(flags, fl)
+	}
+	for i, fl := range flags {
+		if fl&unix.FD_CLOEXEC == 0 {
+			fd := FirstFD + i
+			if _, err := sys.fcntl(fd, unix.F_SETFD, fl|unix.FD_CLOEXEC); err != nil {
 				return &FDError{FD: fd, Op: "set close-on-exec", Err: err}
 			}
 		}
+	}
+	return nil
+}
+
+// Magic numbers (f_type) of the cgroup file systems.
+const (
+	cgroupMagic  = 0x27e0eb   // CGROUP_SUPER_MAGIC, v1
+	cgroup2Magic = 0x63677270 // CGROUP2_SUPER_MAGIC
+)
+
+// notPassed tells a close-on-exec fd that this process opened after exec
+// from one the manager passed (which another reader of LISTEN_FDS may have
+// made close-on-exec already). The one case known for certain: a file on
+// a cgroup file system, which the Go runtime (1.25+) keeps open at the
+// lowest free fds to follow the CPU limit, so a LISTEN_FDS larger than
+// what was passed names them.
+func notPassed(sys *sys, fd int) error {
+	var sfs unix.Statfs_t
+	if err := sys.fstatfs(fd, &sfs); err != nil {
+		return nil // classify reports it
+	}
+	if sfs.Type == cgroupMagic || sfs.Type == cgroup2Magic {
+		return fmt.Errorf("fd %d was not passed to this process: it is a close-on-exec cgroup file, opened after exec (by the Go runtime)", fd)
 	}
 	return nil
 }

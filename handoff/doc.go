@@ -61,6 +61,36 @@
 // (ErrHandedOver): the new main accepts them, also while older
 // generations still drain.
 //
+// # HTTP: what the drain keeps, TLS, HTTP/2, streams
+//
+// HTTP(srv, ln) drains an http.Server as HTTPServer describes: requests in
+// flight finish and answer "Connection: close", idle keep-alive
+// connections are closed after IdleGrace, connections that have not sent
+// their first request yet (a distant client, a TLS handshake in progress)
+// are kept until they do (NewConnGrace, 5 s, or srv.ReadHeaderTimeout),
+// HTTP/2 connections get GOAWAY and close when their streams are done.
+// For TLS set srv.TLSConfig and pass the plain listener: HTTP serves it as
+// srv.ServeTLS would, HTTP/2 and HTTP/1.1 by ALPN:
+//
+//	cert, err := tls.LoadX509KeyPair("cert.pem", "key.pem")
+//	ln, err := up.Listen("https", "tcp", ":443")
+//	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+//		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+//	up.Serve(handoff.HTTP(srv, ln)) // not tls.NewListener(ln, ...): the drain must see the handshake
+//
+// Long-lived responses end before the deadline: a Server-Sent Events
+// handler selects on Draining(r.Context()) and returns, so the stream ends
+// with its chunked end of body and the client reconnects (to the
+// successor); a handler that only watches r.Context() has it cancelled at
+// Config.StreamGrace (three quarters of DrainTimeout). A WebSocket
+// registers with Hijacked(r.Context(), goingAway), whose goingAway sends
+// the 1001 close frame when the drain starts; the process does not exit
+// while such connections are open, up to DrainTimeout.
+//
+//	c, err := websocket.Accept(w, r, nil)
+//	done := handoff.Hijacked(r.Context(), func() { c.Close(websocket.StatusGoingAway, "restarting") })
+//	defer done()
+//
 // # Unit file
 //
 //	[Socket]
@@ -145,9 +175,20 @@
 //   - Another library reading LISTEN_FDS without unsetting it (go-systemd's
 //     activation.Files(false)) creates *os.File values for fds 3..: keep
 //     them referenced, their finalizers would close the sockets.
-//   - HTTPServer wraps srv.Handler and srv.ConnState; set them before
-//     calling HTTP. HTTP/2 connections are drained by http.Server.Shutdown
-//     only (their ConnState does not follow requests).
+//   - HTTP serves a copy of srv: set every field of srv before calling
+//     it. Handlers find the copy under http.ServerContextKey; srv's
+//     RegisterOnShutdown functions run when the drain starts.
+//   - HTTP/2 configured by the user (x/net/http2.ConfigureServer on srv)
+//     gets its GOAWAY once, from srv's hooks at the drain start; an HTTP/2
+//     connection whose TLS handshake ends after that gets it with its
+//     first response. With net/http's own HTTP/2 (the default) it is sent
+//     again to such late connections.
+//   - A handler that streams must watch Draining(r.Context()) (or
+//     r.Context(), cancelled at StreamGrace); one that watches neither is
+//     cut at DrainTimeout.
+//   - A WebSocket library that hijacks inside Accept is tracked while its
+//     handler runs; register the connection with Hijacked to send the
+//     close frame (1001) and to keep it tracked past the handler.
 //   - The sockets are shared open file descriptions: O_NONBLOCK set by one
 //     generation is seen by the others. Never shutdown(2) a listening
 //     socket; Close it.

@@ -32,6 +32,19 @@ type Config struct {
 	// was stopped (DefaultDrainTimeout when zero); then servers are
 	// force-closed.
 	DrainTimeout time.Duration
+	// NewConnGrace bounds how long a draining HTTPServer keeps a
+	// connection that has not sent its first request (a slow client, a
+	// TLS handshake in progress) when its http.Server has no
+	// ReadHeaderTimeout; DefaultNewConnGrace when zero or negative. The
+	// drain's deadline (DrainTimeout) bounds it anyway.
+	NewConnGrace time.Duration
+	// StreamGrace is when, after the drain began, the contexts of HTTP
+	// requests still running are cancelled, so that handlers streaming
+	// until r.Context() is done (Server-Sent Events) return and end their
+	// responses cleanly before DrainTimeout force-closes what is left.
+	// Zero or negative means three quarters of DrainTimeout; it must be
+	// shorter than DrainTimeout.
+	StreamGrace time.Duration
 	// PIDFile, when set, is rewritten atomically with the pid of the
 	// current main process each time a generation becomes main.
 	PIDFile string
@@ -66,6 +79,28 @@ func (c *Config) drainTimeout() time.Duration {
 		return c.DrainTimeout
 	}
 	return DefaultDrainTimeout
+}
+
+func (c *Config) streamGrace() time.Duration {
+	if c.StreamGrace > 0 {
+		return c.StreamGrace
+	}
+	return c.drainTimeout() * 3 / 4
+}
+
+func (c *Config) newConnGrace() time.Duration {
+	if c.NewConnGrace > 0 {
+		return c.NewConnGrace
+	}
+	return DefaultNewConnGrace
+}
+
+// check refuses a Config whose durations contradict each other.
+func (c *Config) check() error {
+	if c.StreamGrace > 0 && c.StreamGrace >= c.drainTimeout() {
+		return fmt.Errorf("handoff: StreamGrace %v is not shorter than DrainTimeout %v", c.StreamGrace, c.drainTimeout())
+	}
+	return nil
 }
 
 var (
@@ -279,6 +314,7 @@ func (u *Upgrader) drain() error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), u.cfg.drainTimeout())
 	defer cancel()
+	ctx = context.WithValue(ctx, drainKey{}, drainConfig{streamGrace: u.cfg.streamGrace(), newConnGrace: u.cfg.newConnGrace()})
 	errs := make([]error, len(servers))
 	var wg sync.WaitGroup
 	for i, s := range servers {
@@ -392,7 +428,8 @@ func (u *Upgrader) startWatchdog(mgr notifier) {
 	done := make(chan struct{})
 	u.wg.Go(func() {
 		defer close(done)
-		if err := mgr.RunWatchdog(ctx, notify.WatchdogConfig{}); err != nil {
+		cfg := notify.WatchdogConfig{OnError: func(err error) { u.log.Warn("watchdog ping failed, retrying at the next tick", "err", err) }}
+		if err := mgr.RunWatchdog(ctx, cfg); err != nil {
 			u.log.Warn("watchdog", "err", err)
 		}
 	})

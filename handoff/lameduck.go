@@ -17,8 +17,9 @@ import (
 // io.StringWriter) and Unwrap for http.ResponseController.
 type lameDuckWriter struct {
 	http.ResponseWriter
-	s     *HTTPServer
-	wrote bool
+	s        *HTTPServer
+	wrote    bool
+	hijacked net.Conn // set by Hijack
 }
 
 var lameDuckPool = sync.Pool{New: func() any { return new(lameDuckWriter) }}
@@ -68,7 +69,14 @@ func (w *lameDuckWriter) Flush() {
 
 func (w *lameDuckWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.wrote = true // the connection leaves HTTP: no header to decide
-	return http.NewResponseController(w.ResponseWriter).Hijack()
+	w.s.hijacks.begin()
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		c = nil
+	}
+	w.s.hijacks.started(c)
+	w.hijacked = c
+	return c, rw, err
 }
 
 // Unwrap gives http.ResponseController the net/http writer.

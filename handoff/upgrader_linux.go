@@ -79,6 +79,9 @@ func invokedPath(dir string) string {
 // handles SIGHUP (upgrade), SIGTERM and SIGINT (stop). Call it once, early
 // in main.
 func New(cfg Config) (*Upgrader, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -27,6 +27,10 @@ type WatchdogConfig struct {
 	// ping for the service.
 	ClaimFromParent bool
 
+	// OnError, when set, is called by RunWatchdog with each ping that
+	// failed (to log it); the next ping is sent at the next tick anyway.
+	OnError func(error)
+
 	sys *sysenv // nil: the real process
 }
 
@@ -81,9 +85,13 @@ func watchdogState(cfg WatchdogConfig) (timeout time.Duration, claimed bool, err
 // RunWatchdog pings the manager (WATCHDOG=1) at once and then every half
 // of the watchdog timeout until ctx ends, and returns nil then. It returns
 // nil at once when the Client is disabled or the watchdog is not ours (see
-// WatchdogEnabled and WatchdogConfig.ClaimFromParent), an *EnvError for
-// malformed variables, and the first failed ping's error otherwise. It
-// blocks: run it in a goroutine that the caller joins.
+// WatchdogEnabled and WatchdogConfig.ClaimFromParent), and an *EnvError
+// for malformed variables. A failed ping (a full socket buffer, a manager
+// being re-executed) is passed to OnError and retried at the next tick;
+// only failures that last a whole watchdog timeout, the ping at once and
+// two more in a row, end RunWatchdog with the last one's error: by then
+// the manager has given up on the process anyway. It blocks: run it in a
+// goroutine that the caller joins.
 func (c *Client) RunWatchdog(ctx context.Context, cfg WatchdogConfig) error {
 	if !c.Enabled() || ctx.Err() != nil {
 		return nil
@@ -100,9 +108,18 @@ func (c *Client) RunWatchdog(ctx context.Context, cfg WatchdogConfig) error {
 	}
 	tick, stop := sys.newTicker(timeout / 2)
 	defer stop()
+	failed := 0
 	for {
 		if err := c.Watchdog(); err != nil {
-			return err
+			failed++
+			if cfg.OnError != nil {
+				cfg.OnError(err)
+			}
+			if failed >= persistentFailures {
+				return fmt.Errorf("notify: watchdog: %d pings in a row failed: %w", failed, err)
+			}
+		} else {
+			failed = 0
 		}
 		select {
 		case <-ctx.Done():
@@ -111,3 +128,7 @@ func (c *Client) RunWatchdog(ctx context.Context, cfg WatchdogConfig) error {
 		}
 	}
 }
+
+// persistentFailures failed pings, half a timeout apart, span a whole
+// watchdog timeout.
+const persistentFailures = 3

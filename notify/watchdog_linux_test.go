@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/testproc"
+	"golang.org/x/sys/unix"
 )
 
 // fakeEnv is a sysenv with a fixed environment and pids.
@@ -132,17 +134,80 @@ func TestRunWatchdogNotOurs(t *testing.T) {
 	r.expectNothing()
 }
 
-// TestRunWatchdogFailure: a ping that fails ends the loop with the error.
+// TestRunWatchdogFailure: pings that fail for a whole watchdog timeout
+// (three in a row) end the loop with the error, each passed to OnError.
 func TestRunWatchdogFailure(t *testing.T) {
 	r := newReceiver(t, false)
 	c := dialT(t, r)
 	_ = r.conn.Close()
 	t.Setenv(EnvWatchdogUsec, "1000")
 	t.Setenv(EnvWatchdogPID, strconv.Itoa(os.Getpid()))
+	var seen []error
 	var se *SocketError
-	if err := c.RunWatchdog(t.Context(), WatchdogConfig{}); !errors.As(err, &se) {
+	err := c.RunWatchdog(t.Context(), WatchdogConfig{OnError: func(err error) { seen = append(seen, err) }})
+	if !errors.As(err, &se) {
 		t.Fatalf("got %v, want a *SocketError", err)
 	}
+	if len(seen) != 3 {
+		t.Errorf("OnError called %d times, want 3: %v", len(seen), seen)
+	}
+}
+
+// TestRunWatchdogRetry: a failed ping does not stop the pings: once the
+// manager answers again (here a receiver bound anew at the same path)
+// they arrive, and RunWatchdog runs on until ctx ends.
+func TestRunWatchdogRetry(t *testing.T) {
+	testproc.CheckFDs(t)
+	r := newReceiver(t, false)
+	c := dialT(t, r)
+	_ = r.conn.Close()
+	if err := os.Remove(r.socket); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(EnvWatchdogUsec, "100000") // a ping every 50 ms
+	t.Setenv(EnvWatchdogPID, strconv.Itoa(os.Getpid()))
+	back := make(chan *receiver, 1)
+	failures := 0
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- c.RunWatchdog(ctx, WatchdogConfig{OnError: func(error) {
+			failures++
+			if failures == 1 { // the manager comes back
+				back <- rebind(t, r.socket)
+			}
+		}})
+	}()
+	r2 := <-back
+	if m, err := r2.tryRecv(10 * time.Second); err != nil || m.data != "WATCHDOG=1" {
+		t.Fatalf("after a failed ping: %v %v, want WATCHDOG=1", m, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("RunWatchdog = %v, want nil after a transient failure", err)
+	}
+	if failures != 1 {
+		t.Errorf("%d failed pings, want 1", failures)
+	}
+}
+
+// rebind binds a receiver at path (as newReceiver does).
+func rebind(t *testing.T, path string) *receiver {
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	rc, err := conn.SyscallConn()
+	if err == nil {
+		err = rc.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1) })
+	}
+	if err != nil {
+		t.Error(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &receiver{t: t, conn: conn, socket: path}
 }
 
 // TestWatchdogSuccessor runs a real child with WATCHDOG_PID set to this
