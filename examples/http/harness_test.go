@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"maps"
 	"math/big"
@@ -42,8 +43,9 @@ type example struct {
 	pidfile string
 	cur     atomic.Int64 // the pid the pid file names
 
-	mu   sync.Mutex
-	pids []int // every generation, in order
+	mu    sync.Mutex
+	pids  []int         // every generation, in order
+	spent time.Duration // in upgrade
 }
 
 // startExample starts generation 1, serving TLS with cert when it is not
@@ -62,9 +64,9 @@ func startExample(t *testing.T, cert *testCert) *example {
 	}
 	defer lf.Close()
 	e := &example{t: t, addr: ln.Addr().String(), pidfile: filepath.Join(t.TempDir(), "pid")}
-	args := []string{e.pidfile}
+	args := []string{e.pidfile} // then the example's flags
 	if cert != nil {
-		args = append(args, cert.certFile, cert.keyFile)
+		args = append(args, "-tls-cert", cert.certFile, "-tls-key", cert.keyFile)
 	}
 	cmd := testproc.Command(t, "http", args...)
 	p, err := spawn.Start(&spawn.Config{
@@ -87,6 +89,12 @@ func startExample(t *testing.T, cert *testCert) *example {
 // drain meanwhile, in parallel.
 func (e *example) upgrade(n int) {
 	e.t.Helper()
+	start := time.Now()
+	defer func() {
+		e.mu.Lock()
+		e.spent += time.Since(start)
+		e.mu.Unlock()
+	}()
 	for range n {
 		old := int(e.cur.Load())
 		if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
@@ -100,11 +108,11 @@ func (e *example) upgrade(n int) {
 	}
 }
 
-// upgrades returns how many upgrades completed.
-func (e *example) upgrades() int {
+// upgraded returns how many upgrades completed, and the time they took.
+func (e *example) upgraded() (int, time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.pids) - 1
+	return len(e.pids) - 1, e.spent
 }
 
 // stop sends SIGTERM to the current generation and waits until every
@@ -187,16 +195,16 @@ type load struct {
 	wg      sync.WaitGroup
 
 	mu     sync.Mutex
-	failed map[string]int64 // class -> failures
-	notes  map[string]int64 // what else the clients counted
-	errs   []string         // the first failures
+	failed map[string]int64    // class -> failures
+	notes  map[string]int64    // what else the clients counted
+	errs   map[string][]string // class -> its first failures
 }
 
 func newLoad(t *testing.T, name string) *load {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &load{
 		name: name, stopped: make(chan struct{}), ctx: ctx, abandon: cancel,
-		failed: map[string]int64{}, notes: map[string]int64{},
+		failed: map[string]int64{}, notes: map[string]int64{}, errs: map[string][]string{},
 	}
 	// On a failed test: clients still blocked are abandoned, not counted.
 	t.Cleanup(func() { l.stop(); l.abandon(); l.wg.Wait() })
@@ -230,9 +238,19 @@ func (l *load) run(n int, newClient func(i int) (step func(context.Context) erro
 	}
 }
 
+// notSent is what a step returns when it sent nothing after all: noted,
+// neither a success nor a failure.
+type notSent struct{ why string }
+
+func (n notSent) Error() string { return "not sent: " + n.why }
+
 func (l *load) count(err error) {
 	if err == nil {
 		l.ok.Add(1)
+		return
+	}
+	if n, ok := errors.AsType[notSent](err); ok {
+		l.note(n.Error())
 		return
 	}
 	class := "failed"
@@ -241,16 +259,19 @@ func (l *load) count(err error) {
 	}
 	l.mu.Lock()
 	l.failed[class]++
-	if len(l.errs) < 20 {
-		l.errs = append(l.errs, class+": "+err.Error())
+	if len(l.errs[class]) < 5 {
+		l.errs[class] = append(l.errs[class], err.Error())
 	}
 	l.mu.Unlock()
 }
 
 // note counts something else than a success or a failure.
-func (l *load) note(what string) {
+func (l *load) note(what string) { l.add(what, 1) }
+
+// add adds n to what note counts.
+func (l *load) add(what string, n int) {
 	l.mu.Lock()
-	l.notes[what]++
+	l.notes[what] += int64(n)
 	l.mu.Unlock()
 }
 
@@ -266,10 +287,24 @@ func (l *load) stop() {
 // wait waits until every client ended.
 func (l *load) wait() { l.wg.Wait() }
 
+// waitFor waits until every client ended, or for d, and reports whether
+// they did.
+func (l *load) waitFor(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
 // check logs the counts and fails the test for any failure, or when no step
 // succeeded.
-func (l *load) check(t *testing.T, upgrades int) {
+func (l *load) check(t *testing.T, e *example) {
 	t.Helper()
+	upgrades, spent := e.upgraded()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var total int64
@@ -281,9 +316,9 @@ func (l *load) check(t *testing.T, upgrades int) {
 	for _, what := range slices.Sorted(maps.Keys(l.notes)) {
 		parts = append(parts, fmt.Sprintf("%s %d", what, l.notes[what]))
 	}
-	t.Logf("%s: %d ok, %d failed across %d upgrades; %s", l.name, l.ok.Load(), total, upgrades, strings.Join(parts, ", "))
-	if total > 0 {
-		t.Errorf("%s: %d failures; the first:\n\t%s", l.name, total, strings.Join(l.errs, "\n\t"))
+	t.Logf("%s: %d ok, %d failed across %d upgrades (in %s); %s", l.name, l.ok.Load(), total, upgrades, spent.Round(time.Millisecond), strings.Join(parts, ", "))
+	for _, class := range slices.Sorted(maps.Keys(l.errs)) {
+		t.Errorf("%s: %d failures %s; the first:\n\t%s", l.name, l.failed[class], class, strings.Join(l.errs[class], "\n\t"))
 	}
 	if l.ok.Load() == 0 {
 		t.Errorf("%s: no step succeeded", l.name)

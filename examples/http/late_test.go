@@ -98,14 +98,14 @@ func lateLoads(t *testing.T, e *example, tlsConf *tls.Config, handshakeLate bool
 // generation that accepted them hands over meanwhile. Clients never retry.
 func TestLateFirstRequest(t *testing.T) {
 	e := startExample(t, nil)
-	loads := lateLoads(t, e, nil, false, 8)
+	loads := lateLoads(t, e, nil, false, 16)
 	e.upgrade(upgrades)
 	for _, l := range loads {
 		l.stop()
 	}
 	for _, l := range loads {
 		l.wait()
-		l.check(t, e.upgrades())
+		l.check(t, e)
 	}
 }
 
@@ -116,13 +116,13 @@ func TestLateFirstRequestTLS(t *testing.T) {
 	cert := newTestCert(t)
 	e := startExample(t, cert)
 	conf := cert.client("http/1.1")
-	loads := append(lateLoads(t, e, conf, false, 4), lateLoads(t, e, conf, true, 4)...)
+	loads := append(lateLoads(t, e, conf, false, 8), lateLoads(t, e, conf, true, 8)...)
 	e.upgrade(upgrades)
 	for _, l := range loads {
 		l.stop()
 	}
 	for _, l := range loads {
 		l.wait()
-		l.check(t, e.upgrades())
+		l.check(t, e)
 	}
 }

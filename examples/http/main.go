@@ -4,13 +4,12 @@
 //
 //	GET /        answers with the pid and generation (body, X-Pid, X-Generation)
 //	GET /?ms=N   sleeps N milliseconds first (at most 10 s)
+//	GET /events  Server-Sent Events, the pid every 100 ms; the stream ends
+//	             cleanly when this generation drains, so the client
+//	             reconnects, to the successor
 //
-// Flags:
-//
-//	-listen ADDR        address to bind when not socket-activated (socket name "http")
-//	-pidfile FILE       write the serving generation's pid to FILE
-//	-tls-cert FILE      serve HTTPS, h2 and http/1.1 by ALPN, with this PEM
-//	-tls-key FILE       certificate (chain) and key
+// Socket name "http" when socket-activated; -listen otherwise.
+// -tls-cert FILE and -tls-key FILE serve HTTPS, h2 and http/1.1 by ALPN.
 package main
 
 import (
@@ -28,16 +27,14 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "address to listen on when not socket-activated")
 	pidfile := flag.String("pidfile", "", "write the serving process's pid to this file")
-	tlsCert := flag.String("tls-cert", "", "serve HTTPS (h2 and http/1.1) with this PEM certificate (chain)")
-	tlsKey := flag.String("tls-key", "", "the PEM private key of -tls-cert")
 	flag.Parse()
-	if err := run(*listen, *pidfile, tlsFiles{cert: *tlsCert, key: *tlsKey}); err != nil {
+	if err := run(*listen, *pidfile); err != nil {
 		fmt.Fprintln(os.Stderr, "http:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, pidfile string, tf tlsFiles) error {
+func run(listen, pidfile string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	up, err := handoff.New(handoff.Config{PIDFile: pidfile, Logger: log})
 	if err != nil {
@@ -49,24 +46,24 @@ func run(listen, pidfile string, tf tlsFiles) error {
 	if err != nil {
 		return err
 	}
-	tlsConfig, err := tf.config()
-	if err != nil {
-		return err
-	}
 	pid, gen := strconv.Itoa(os.Getpid()), strconv.Itoa(up.Generation())
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if ms, err := strconv.Atoi(r.URL.Query().Get("ms")); err == nil && ms > 0 {
-			time.Sleep(min(time.Duration(ms)*time.Millisecond, 10*time.Second))
-		}
-		w.Header().Set("X-Pid", pid)
-		w.Header().Set("X-Generation", gen)
-		fmt.Fprintf(w, "pid %s generation %s\n", pid, gen)
-	})
 	srv := &http.Server{
 		ReadHeaderTimeout: 10 * time.Second,
-		Handler:           mux,
-		TLSConfig:         tlsConfig, // nil: plain HTTP
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if ms, err := strconv.Atoi(r.URL.Query().Get("ms")); err == nil && ms > 0 {
+				time.Sleep(min(time.Duration(ms)*time.Millisecond, 10*time.Second))
+			}
+			w.Header().Set("X-Pid", pid)
+			w.Header().Set("X-Generation", gen)
+			fmt.Fprintf(w, "pid %s generation %s\n", pid, gen)
+		}),
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /events", events(pid))
+	mux.Handle("/", srv.Handler) // the rest
+	srv.Handler = mux
+	if srv.TLSConfig, err = serverTLS(); err != nil { // nil: plain HTTP
+		return err
 	}
 	up.Serve(handoff.HTTP(srv, ln))
 	if err := up.Ready(); err != nil {

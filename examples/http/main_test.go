@@ -1,7 +1,7 @@
 package main
 
 import (
-	"fmt"
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -16,24 +16,19 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// Arguments: the pid file, then the TLS certificate and key files, if any.
 	testproc.Register("http", func() {
-		args := testproc.Args()
-		var tf tlsFiles
-		if len(args) == 3 {
-			tf = tlsFiles{cert: args[1], key: args[2]}
+		if err := flag.CommandLine.Parse(testproc.Args()[1:]); err != nil {
+			os.Exit(2)
 		}
-		if err := run("127.0.0.1:0", args[0], tf); err != nil {
-			fmt.Fprintln(os.Stderr, "http:", err)
+		if err := run("127.0.0.1:0", testproc.Args()[0]); err != nil {
 			os.Exit(1)
 		}
 	})
 	if _, helper := os.LookupEnv(testproc.EnvHelper); !helper {
 		// Each generation is orphaned when its predecessor exits: the test
-		// reaps them.
+		// process reaps them.
 		if err := testproc.Subreaper(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
+			panic(err)
 		}
 	}
 	testproc.Main(m)

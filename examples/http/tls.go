@@ -3,26 +3,30 @@ package main
 import (
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 )
 
-// tlsFiles names the certificate and key that -tls-cert and -tls-key load.
-type tlsFiles struct{ cert, key string }
+var (
+	tlsCert = flag.String("tls-cert", "", "serve HTTPS (h2 and http/1.1) with this PEM certificate (chain)")
+	tlsKey  = flag.String("tls-key", "", "the PEM private key of -tls-cert")
+)
 
-// config returns the server's TLS configuration, or nil for plain HTTP when
-// neither file is named. Given as srv.TLSConfig to handoff.HTTP with the
-// plain listener, it serves TLS as srv.ServeTLS would: h2 and http/1.1 by
-// ALPN. Each generation loads the files anew, so an upgrade also picks up a
-// renewed certificate; one that cannot load it fails before Ready and the
-// running generation keeps serving.
-func (f tlsFiles) config() (*tls.Config, error) {
-	if f.cert == "" && f.key == "" {
+// serverTLS returns the server's TLS configuration with the certificate of
+// -tls-cert and -tls-key, or nil for plain HTTP when neither is set. Given
+// as srv.TLSConfig to handoff.HTTP with the plain listener, it serves TLS
+// as srv.ServeTLS would: h2 and http/1.1 by ALPN. Each generation loads
+// the files anew, so an upgrade also picks up a renewed certificate; a
+// successor that cannot load it fails before Ready, and the running
+// generation keeps serving.
+func serverTLS() (*tls.Config, error) {
+	if *tlsCert == "" && *tlsKey == "" {
 		return nil, nil
 	}
-	if f.cert == "" || f.key == "" {
+	if *tlsCert == "" || *tlsKey == "" {
 		return nil, errors.New("-tls-cert and -tls-key go together")
 	}
-	cert, err := tls.LoadX509KeyPair(f.cert, f.key)
+	cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
 	if err != nil {
 		return nil, fmt.Errorf("load tls certificate: %w", err)
 	}
