@@ -77,7 +77,7 @@ func sseClient(e *example, l *load) func(context.Context) error {
 // generation drains, with a proper end of the chunked body.
 func TestEventsAcrossUpgrades(t *testing.T) {
 	e := startExample(t, nil)
-	l := newLoad(t, "events")
+	l := newLoad(t, "SSE streams")
 	l.classify = classOf
 	l.run(8, func(int) (func(context.Context) error, func()) { return sseClient(e, l), nil })
 	// Mostly as fast as the successors start; each tenth generation serves

@@ -185,7 +185,7 @@ func (s *h2Slot) sender(n int) func(context.Context) error {
 func TestHTTP2AcrossUpgrades(t *testing.T) {
 	cert := newTestCert(t)
 	e := startExample(t, cert)
-	l := newLoad(t, "h2")
+	l := newLoad(t, "h2 requests")
 	l.classify = classOf
 	const conns, senders = 4, 3
 	for range conns {

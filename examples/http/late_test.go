@@ -84,7 +84,7 @@ func lateLoads(t *testing.T, e *example, tlsConf *tls.Config, handshakeLate bool
 				name = "tls, handshake late"
 			}
 		}
-		l := newLoad(t, fmt.Sprintf("%s, first request after %s", name, delay))
+		l := newLoad(t, fmt.Sprintf("%s, request %s after connect", name, delay))
 		l.run(clients, func(int) (func(context.Context) error, func()) {
 			return lateClient(e, l, tlsConf, delay, handshakeLate), nil
 		})
