@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
@@ -97,7 +98,9 @@ func TestHTTPDrainNewConnBound(t *testing.T) {
 	if _, err := silent.br.ReadByte(); !errors.Is(err, io.EOF) {
 		t.Errorf("silent connection: read %v, want EOF", err)
 	}
-	<-served
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
 }
 
 // TestHTTPDrainPartialRequest: request bytes that net/http has read into
@@ -134,7 +137,9 @@ func TestHTTPDrainPartialRequest(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown = %v", err)
 	}
-	<-served
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
 }
 
 // TestHTTPTLS: with srv.TLSConfig set, HTTP serves TLS with HTTP/2 and
@@ -270,7 +275,9 @@ func TestHTTPDrainSignals(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown = %v", err)
 	}
-	<-served
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
 }
 
 // TestHTTPStreamGrace: a handler that streams until r.Context() is done
@@ -318,7 +325,9 @@ func TestHTTPStreamGrace(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown = %v, want the stream ended at StreamGrace", err)
 	}
-	<-served
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
 }
 
 // TestHTTPHijacked: a hijacked connection registered with Hijacked is
@@ -375,7 +384,64 @@ func TestHTTPHijacked(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown = %v", err)
 	}
-	<-served
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
+}
+
+// TestHTTPUpgradeDuringDrain: an upgrade request on a connection accepted
+// before the drain, sent after it began, is answered 101 with its
+// "Connection: Upgrade" (not "close", which fails a WebSocket handshake),
+// and the upgraded connection is told to go away at once.
+func TestHTTPUpgradeDuringDrain(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	s, addr, served := drainServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Upgrade", "echo")
+		w.Header().Set("Connection", "Upgrade")
+		w.WriteHeader(http.StatusSwitchingProtocols)
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		away := make(chan struct{})
+		done := Hijacked(r.Context(), func() {
+			_, _ = io.WriteString(c, "going away\n")
+			close(away)
+		})
+		defer done()
+		<-away
+	}))
+	c, err := dialHTTP("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitConns(t, s, 1)
+	shut := shutdownAsync(s, 10*time.Second)
+	<-s.Draining()
+	if err := c.send("/ws"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Close || resp.Header.Get("Connection") != "Upgrade" {
+		t.Errorf("upgrade during the drain: %s, Connection %q (close %v); want 101, Connection Upgrade",
+			resp.Status, resp.Header.Get("Connection"), resp.Close)
+	}
+	if line, err := c.br.ReadString('\n'); err != nil || line != "going away\n" {
+		t.Errorf("upgraded connection read %q, %v; want going away", line, err)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown = %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
 }
 
 // TestHTTPHijackedDeadline: at the deadline a hijacked connection that
@@ -406,7 +472,9 @@ func TestHTTPHijackedDeadline(t *testing.T) {
 	if _, err := c.br.ReadByte(); err == nil {
 		t.Error("hijacked connection still open after the deadline")
 	}
-	<-served
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
 }
 
 // TestHTTPServerCopy: HTTP serves a copy of every exported field of
@@ -545,5 +613,27 @@ func TestHTTPH2C(t *testing.T) {
 	}
 	if err := <-served; err != nil {
 		t.Errorf("Serve = %v", err)
+	}
+}
+
+// TestReadyControlTaken: when this process's control socket name is
+// taken (here by a server of its own; in the field by a process that bound
+// it first), Ready fails instead of serving a process `baton reload`
+// cannot reach.
+func TestReadyControlTaken(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	squat, err := control.Listen(func(context.Context) (int, error) { return 4242, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squat.Close()
+	up, err := New(Config{NoSignals: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	if err := up.Ready(); err == nil || !strings.Contains(err.Error(), "control socket") {
+		t.Errorf("Ready with the control socket name taken = %v, want an error", err)
 	}
 }

@@ -37,10 +37,16 @@ func (w *lameDuckWriter) header() {
 }
 
 func (w *lameDuckWriter) WriteHeader(code int) {
-	// 1xx informational responses (but 101) leave the final header open.
-	if code >= 200 || code == http.StatusSwitchingProtocols {
+	switch {
+	case code == http.StatusSwitchingProtocols:
+		// The connection leaves HTTP (a WebSocket): its "Connection:
+		// Upgrade" stays, or the client fails the handshake; the drain
+		// follows it as a hijacked connection.
+		w.wrote = true
+	case code >= 200:
 		w.header()
 	}
+	// Other 1xx informational responses leave the final header open.
 	w.ResponseWriter.WriteHeader(code)
 }
 

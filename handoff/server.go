@@ -3,8 +3,11 @@ package handoff
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
+
+	"github.com/batonhq/baton/internal/accept"
 )
 
 // Server is what an Upgrader drains when its generation ends.
@@ -50,8 +53,15 @@ func Graceful(graceful, force func()) func(ctx context.Context) error {
 }
 
 // TCPServer serves a stream listener with one goroutine per connection and
-// drains by closing the listener and waiting for the handlers.
+// drains by closing the listener and waiting for the handlers. An Accept
+// that fails for want of fds, buffers or memory (EMFILE, ENFILE, ENOBUFS,
+// ENOMEM) does not end it: as net/http does, it waits 5 ms, doubling up to
+// 1 s while the errors go on, and accepts again; connections wait in the
+// backlog meanwhile.
 type TCPServer struct {
+	// Logger, when set, gets the first failed Accept of each burst.
+	Logger *slog.Logger
+
 	ln     net.Listener
 	handle func(net.Conn)
 
@@ -71,6 +81,7 @@ func TCP(ln net.Listener, handle func(net.Conn)) *TCPServer {
 // Serve accepts until Shutdown.
 func (s *TCPServer) Serve() error {
 	defer close(s.served)
+	var b accept.Backoff
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
@@ -80,8 +91,15 @@ func (s *TCPServer) Serve() error {
 			if draining && errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			if retry, first := b.Wait(err); retry {
+				if first && s.Logger != nil {
+					s.Logger.Warn("accept failed, retrying with back-off", "err", err)
+				}
+				continue
+			}
 			return err
 		}
+		b.Reset()
 		s.mu.Lock()
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)

@@ -80,14 +80,16 @@ func (u *Upgrader) Ready() error {
 	// predecessor answers `baton reload` with it); requests wait until
 	// this process is main.
 	if !u.cfg.NoControl {
+		// A name already taken (another process bound it first) is an
+		// error: `baton reload` would not reach this process. A
+		// successor that returns it never becomes main.
 		c, err := control.Listen(u.controlRequest)
 		if err != nil {
-			u.log.Warn("control socket", "err", err)
-		} else {
-			u.mu.Lock()
-			u.control = c
-			u.mu.Unlock()
+			return fmt.Errorf("handoff: %w (Config.NoControl disables it)", err)
 		}
+		u.mu.Lock()
+		u.control = c
+		u.mu.Unlock()
 	}
 	claim := false
 	if u.parent != nil {

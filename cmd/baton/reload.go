@@ -221,6 +221,7 @@ func (c *reloadCommand) report(pid int, o reloadOutcome) error {
 	}
 	code, name := exitFailure, control.CodeFailed
 	var ce *control.Error
+	var se *control.StrangerError
 	switch {
 	case o.interrupted && errors.Is(err, context.Canceled):
 		code, name = exitInterrupted, "interrupted"
@@ -238,6 +239,8 @@ func (c *reloadCommand) report(pid int, o reloadOutcome) error {
 	case errors.Is(err, control.ErrNoReply):
 		code, name = exitNoServer, "no-reply"
 		err = fmt.Errorf("%w (the process exited, or closed its control socket, before answering)", err)
+	case errors.As(err, &se):
+		name = "stranger"
 	case errors.As(err, &ce):
 		name = ce.Code
 	}

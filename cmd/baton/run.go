@@ -210,16 +210,17 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		return pid, err
 	})
 	if err != nil {
-		log.Warn("no control socket: baton reload will not reach this process", "err", err)
-	} else {
-		// Answer the request a stop abandoned before exiting, so that
-		// `baton reload` learns why.
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), controlGrace)
-			defer cancel()
-			_ = srv.Shutdown(ctx)
-		}()
+		// baton reload would not reach this process, or would reach the
+		// process that took the name.
+		return fmt.Errorf("baton run: %w", err)
 	}
+	// Answer the request a stop abandoned before exiting, so that
+	// `baton reload` learns why.
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), controlGrace)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
 
 	done := make(chan error, 1)
 	go func() { done <- sup.Run(runCtx) }()

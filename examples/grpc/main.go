@@ -6,14 +6,24 @@
 //
 //	grpc-health-probe -addr 127.0.0.1:9090
 //
+// and a server stream, baton.example.Pids/Watch (pids.go), that sends
+// "pid P generation G" every 100 ms. A stream never holds a drain: when its
+// generation drains, every server stream (Pids.Watch, the health service's
+// Watch) ends with status UNAVAILABLE, message "generation G (pid P)
+// draining: reopen the stream", and a client that opens it again reaches
+// the next generation (drain.go). So GracefulStop returns well within
+// -drain-timeout and no stream ends in a transport reset.
+//
 // Socket name "grpc" when socket-activated; -listen otherwise.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -23,33 +33,52 @@ import (
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:9090", "address to listen on when not socket-activated")
-	pidfile := flag.String("pidfile", "", "write the serving process's pid to this file")
+	var cfg config
+	flag.StringVar(&cfg.listen, "listen", "127.0.0.1:9090", "address to listen on when not socket-activated")
+	flag.StringVar(&cfg.pidfile, "pidfile", "", "write the serving process's pid to this file")
+	flag.DurationVar(&cfg.drainTimeout, "drain-timeout", handoff.DefaultDrainTimeout, "bound on a generation's drain, then Stop")
 	flag.Parse()
-	if err := run(*listen, *pidfile); err != nil {
+	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "grpc:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, pidfile string) error {
-	up, err := handoff.New(handoff.Config{PIDFile: pidfile, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+type config struct {
+	listen       string
+	pidfile      string
+	drainTimeout time.Duration
+}
+
+func run(cfg config) error {
+	up, err := handoff.New(handoff.Config{
+		PIDFile:      cfg.pidfile,
+		DrainTimeout: cfg.drainTimeout,
+		Logger:       slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	})
 	if err != nil {
 		return err
 	}
 	defer up.Close()
-	ln, err := up.Listen("grpc", "tcp", listen)
+	ln, err := up.Listen("grpc", "tcp", cfg.listen)
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer()
+	// drain ends when the Upgrader starts draining this server, which it
+	// does as soon as Done is closed.
+	drain, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
+	self := fmt.Sprintf("generation %d (pid %d)", up.Generation(), os.Getpid())
+	srv := grpc.NewServer(grpc.StreamInterceptor(endAtDrain(drain, self)))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
+	srv.RegisterService(&pidsDesc, &pids{msg: fmt.Sprintf("pid %d generation %d", os.Getpid(), up.Generation())})
 	up.Serve(handoff.ServerFuncs{
 		ServeFunc: func() error { return srv.Serve(ln) },
 		ShutdownFunc: handoff.Graceful(func() {
-			// Tell health-checking clients to go elsewhere, then finish
-			// the calls in flight.
+			// End the streams, tell health-checking clients to go
+			// elsewhere, then finish the calls in flight.
+			endStreams()
 			hs.Shutdown()
 			srv.GracefulStop()
 		}, srv.Stop),

@@ -1,36 +1,72 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/batonhq/baton/internal/spawn"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
+// testDrainTimeout bounds each generation's drain in the test: a stream
+// that held GracefulStop would make its generation's run fail.
+const testDrainTimeout = 5 * time.Second
+
 func TestMain(m *testing.M) {
+	// Args: the pid file, and a file where a generation whose run failed
+	// (a drain cut by its deadline among them) appends its error.
 	testproc.Register("server", func() {
-		if err := run("127.0.0.1:0", testproc.Args()[0]); err != nil {
+		args := testproc.Args()
+		err := run(config{listen: "127.0.0.1:0", pidfile: args[0], drainTimeout: testDrainTimeout})
+		if err != nil {
+			if f, ferr := os.OpenFile(args[1], os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); ferr == nil {
+				fmt.Fprintf(f, "pid %d: %v\n", os.Getpid(), err)
+				_ = f.Close()
+			}
 			os.Exit(1)
 		}
 	})
 	testproc.Main(m)
 }
 
-// TestUpgrades runs the server as a socket-activated process, upgrades it
-// three times with SIGHUP under a stream of health checks, and expects
-// every check to succeed.
-func TestUpgrades(t *testing.T) {
+// TestStreamsAcrossUpgrades upgrades the server 200 times with SIGHUP while
+// Pids.Watch and health Watch streams are open and unary health checks run
+// without pause, each client on a grpc-go ClientConn without retries.
+// Before each upgrade every Pids stream has a message from the current
+// generation, so each upgrade drains open streams. A stream ended by the
+// drain (UNAVAILABLE with drainMessage) is opened again and counted; any
+// other end (a transport error: reset, EOF, "transport is closing") is
+// abrupt. It expects no failed call, no abrupt end, no call the server
+// refused (grpc-go retries those by itself even WithDisableRetry: they are
+// counted apart, see transparentRetries), every generation gone and none
+// whose drain hit its deadline.
+func TestStreamsAcrossUpgrades(t *testing.T) {
+	const (
+		upgrades  = 200
+		streamers = 8 // Pids.Watch streams, each on its own connection
+		watchers  = 2 // health Watch streams, each on its own connection
+		callers   = 4 // unary health checks, on one shared connection
+	)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -41,10 +77,17 @@ func TestUpgrades(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lf.Close()
-	pidfile := filepath.Join(t.TempDir(), "pid")
-	cmd := testproc.Command(t, "server", pidfile)
+	dir := t.TempDir()
+	pidfile, errfile := filepath.Join(dir, "pid"), filepath.Join(dir, "errors")
+	logf, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	t.Cleanup(func() { dumpLog(t, logf.Name()) })
+	cmd := testproc.Command(t, "server", pidfile, errfile)
 	p, err := spawn.Start(&spawn.Config{
-		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Stderr: os.Stderr,
+		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Stderr: logf,
 		Files: []*os.File{lf}, Names: []string{"grpc"}, Mode: spawn.SelfFix,
 	})
 	if err != nil {
@@ -52,50 +95,312 @@ func TestUpgrades(t *testing.T) {
 	}
 	defer func() { _, _ = p.Wait() }()
 
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := healthpb.NewHealthClient(conn)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-
-	var calls, failures atomic.Int64
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
+	var c counts
+	var conns []*grpc.ClientConn
+	dial := func() *grpc.ClientConn {
+		opts := append(transparentRetries{&c}.dialOptions(),
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDisableRetry())
+		conn, err := grpc.NewClient(ln.Addr().String(), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, conn)
+		return conn
+	}
+	var wg sync.WaitGroup
+	pidStreams := make([]*streamer, streamers)
+	for i := range streamers + watchers {
+		s := &streamer{conn: dial(), health: i >= streamers, c: &c}
+		if !s.health {
+			pidStreams[i] = s
+		}
+		wg.Go(func() { s.run(ctx) })
+	}
+	health := healthpb.NewHealthClient(dial())
+	for range callers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				_, err := health.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+				if ctx.Err() != nil {
+					return
+				}
+				c.unary.Add(1)
+				if err != nil {
+					c.unaryFailed.Add(1)
+					c.note("unary: %v", err)
+				}
 			}
-			_, err := client.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
-			calls.Add(1)
-			if err != nil {
-				failures.Add(1)
-				t.Errorf("health check: %v", err)
+		})
+	}
+
+	// waitStreams waits until every Pids stream had a message from pid.
+	waitStreams := func(pid int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			behind := 0
+			for _, s := range pidStreams {
+				if s.pid.Load() != int64(pid) {
+					behind++
+				}
+			}
+			if behind == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d streams had no message from pid %d", behind, len(pidStreams), pid)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	start := time.Now()
+	pid := testproc.WaitPIDFile(t, pidfile, 0)
+	pids := []int{pid}
+	defer func() {
+		if t.Failed() { // a Fatal: leave no generation behind
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
 	}()
-	pid := testproc.WaitPIDFile(t, pidfile, 0)
-	for range 3 {
+	waitStreams(pid)
+	for range upgrades {
 		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
 		pid = testproc.WaitPIDFile(t, pidfile, pid)
+		pids = append(pids, pid)
+		waitStreams(pid)
 	}
-	close(stop)
-	<-done
-	t.Logf("3 upgrades: %d health checks, %d failures", calls.Load(), failures.Load())
+	took := time.Since(start)
+	cancel()
+	wg.Wait()
+	for _, conn := range conns {
+		_ = conn.Close()
+	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	// The last generation is an orphan of the test's child, not ours to
-	// wait for: wait until it is gone.
-	for testproc.Alive(pid) && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
+	for _, pid := range pids {
+		testproc.WaitGone(t, pid)
 	}
+	if b, err := os.ReadFile(errfile); err == nil {
+		t.Errorf("generations that failed (drain deadline %v):\n%s", testDrainTimeout, b)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		t.Error(err)
+	}
+
+	t.Logf("%d upgrades in %v: %d unary calls, %d failed; %d streams opened (%d Pids, %d health Watch), %d messages; "+
+		"%d ended by the drain (%d before a first message), %d abrupt ends; "+
+		"grpc-go's transparent retries: %d calls refused by the server, %d never sent",
+		upgrades, took.Round(time.Millisecond), c.unary.Load(), c.unaryFailed.Load(),
+		c.opened.Load(), c.openedPids.Load(), c.opened.Load()-c.openedPids.Load(), c.messages.Load(),
+		c.clean.Load(), c.empty.Load(), c.abrupt.Load(), c.refused.Load(), c.unsent.Load())
+	for _, e := range c.notes() {
+		t.Error(e)
+	}
+	if c.unaryFailed.Load() != 0 || c.abrupt.Load() != 0 || c.refused.Load() != 0 {
+		t.Errorf("%d failed unary calls, %d abrupt stream ends, %d calls refused by the server; want 0 each",
+			c.unaryFailed.Load(), c.abrupt.Load(), c.refused.Load())
+	}
+	if c.unary.Load() == 0 {
+		t.Error("no unary call completed")
+	}
+	// Each upgrade drained every Pids stream it found open.
+	if got, want := c.cleanPids.Load(), int64(upgrades*streamers); got < want {
+		t.Errorf("%d Pids streams ended by the drain, want at least %d", got, want)
+	}
+}
+
+// counts are the clients' tallies.
+type counts struct {
+	unary, unaryFailed atomic.Int64
+	opened, openedPids atomic.Int64
+	messages           atomic.Int64
+	clean, cleanPids   atomic.Int64 // ended by the drain
+	empty              atomic.Int64 // ended by the drain before a first message
+	abrupt             atomic.Int64
+	refused, unsent    atomic.Int64 // transparent retries
+	mu                 sync.Mutex
+	errs               []string
+}
+
+// note keeps the first few failures for the report.
+func (c *counts) note(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.errs) < 10 {
+		c.errs = append(c.errs, fmt.Sprintf(format, args...))
+	}
+}
+
+func (c *counts) notes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.errs...)
+}
+
+// streamer keeps one server stream open on conn, opening a new one each
+// time the drain ends it: a Pids.Watch stream, or a health Watch one.
+type streamer struct {
+	conn   *grpc.ClientConn
+	health bool
+	c      *counts
+	pid    atomic.Int64 // the pid in the last Pids message
+}
+
+var healthWatch = &grpc.StreamDesc{StreamName: "Watch", ServerStreams: true}
+
+func (s *streamer) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		desc, method := &pidsDesc.Streams[0], watchMethod
+		var req, msg any = &emptypb.Empty{}, &wrapperspb.StringValue{}
+		if s.health {
+			desc, method = healthWatch, healthpb.Health_Watch_FullMethodName
+			req, msg = &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{}
+		}
+		err := s.stream(ctx, desc, method, req, msg)
+		if ctx.Err() != nil {
+			return // the test is over
+		}
+		if !isDrainEnd(err) {
+			s.c.abrupt.Add(1)
+			s.c.note("stream %s: %v", method, err)
+		}
+	}
+}
+
+// stream opens one stream and receives until it ends, and returns how.
+func (s *streamer) stream(ctx context.Context, desc *grpc.StreamDesc, method string, req, msg any) error {
+	cs, err := s.conn.NewStream(ctx, desc, method, grpc.WaitForReady(true))
+	if err != nil {
+		return fmt.Errorf("open: %w", err)
+	}
+	s.c.opened.Add(1)
+	if !s.health {
+		s.c.openedPids.Add(1)
+	}
+	if err := cs.SendMsg(req); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	if err := cs.CloseSend(); err != nil {
+		return fmt.Errorf("close send: %w", err)
+	}
+	for n := 0; ; n++ {
+		err := cs.RecvMsg(msg)
+		if err != nil {
+			if isDrainEnd(err) {
+				s.c.clean.Add(1)
+				if !s.health {
+					s.c.cleanPids.Add(1)
+				}
+				if n == 0 {
+					s.c.empty.Add(1)
+				}
+			}
+			return err
+		}
+		s.c.messages.Add(1)
+		if sv, ok := msg.(*wrapperspb.StringValue); ok {
+			var pid, gen int
+			if _, err := fmt.Sscanf(sv.GetValue(), "pid %d generation %d", &pid, &gen); err != nil {
+				return fmt.Errorf("message %q: %w", sv.GetValue(), err)
+			}
+			s.pid.Store(int64(pid))
+		}
+	}
+}
+
+// isDrainEnd reports whether err is the status a draining server ends its
+// streams with (its trailers arrived). Transport failures are UNAVAILABLE
+// too, but with grpc-go's own messages.
+func isDrainEnd(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.Unavailable && strings.HasSuffix(st.Message(), ": "+drainMessage)
+}
+
+// transparentRetries counts the attempts grpc-go makes again by itself,
+// which WithDisableRetry does not turn off. Two kinds: a stream whose
+// HEADERS never left the client (it picked a connection just as its GOAWAY
+// arrived or it closed: "the connection is draining", "transport is
+// closing"), which the server never saw, is counted in unsent; one the
+// server refused or that was lost with its connection after its headers
+// were queued (RST_STREAM REFUSED_STREAM, above a GOAWAY's last stream id)
+// is counted in refused, and noted.
+type transparentRetries struct{ c *counts }
+
+type rpcKey struct{}
+
+type rpcInfo struct {
+	method  string
+	sent    atomic.Bool  // the current attempt's headers were queued
+	lastErr atomic.Value // error of the last attempt that ended
+}
+
+// dialOptions install the counter; its interceptors give each call (not
+// each attempt) an rpcInfo.
+func (r transparentRetries) dialOptions() []grpc.DialOption {
+	tag := func(ctx context.Context, method string) context.Context {
+		return context.WithValue(ctx, rpcKey{}, &rpcInfo{method: method})
+	}
+	return []grpc.DialOption{
+		grpc.WithStatsHandler(r),
+		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return invoker(tag(ctx, method), method, req, reply, cc, opts...)
+		}),
+		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			return streamer(tag(ctx, method), desc, cc, method, opts...)
+		}),
+	}
+}
+
+func (r transparentRetries) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+	return ctx
+}
+
+func (r transparentRetries) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	info, ok := ctx.Value(rpcKey{}).(*rpcInfo)
+	if !ok {
+		return
+	}
+	switch s := s.(type) {
+	case *stats.OutHeader:
+		info.sent.Store(true)
+	case *stats.End:
+		if s.Error != nil {
+			info.lastErr.Store(s.Error)
+		}
+	case *stats.Begin:
+		sent := info.sent.Swap(false)
+		switch {
+		case !s.IsTransparentRetryAttempt:
+		case sent:
+			r.c.refused.Add(1)
+			r.c.note("%s refused and retried by grpc-go after: %v", info.method, info.lastErr.Load())
+		default:
+			r.c.unsent.Add(1)
+		}
+	}
+}
+
+func (r transparentRetries) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+
+func (r transparentRetries) HandleConn(context.Context, stats.ConnStats) {}
+
+// dumpLog prints the end of the servers' log when the test failed.
+func dumpLog(t *testing.T, path string) {
+	if !t.Failed() {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
+	t.Logf("last lines of the servers' log:\n%s", bytes.Join(lines[max(0, len(lines)-60):], []byte("\n")))
 }

@@ -28,7 +28,8 @@ func main() {
 }
 
 func run(listen, pidfile string) error {
-	up, err := handoff.New(handoff.Config{PIDFile: pidfile, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	up, err := handoff.New(handoff.Config{PIDFile: pidfile, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -37,7 +38,9 @@ func run(listen, pidfile string) error {
 	if err != nil {
 		return err
 	}
-	up.Serve(handoff.TCP(ln, func(c net.Conn) { _, _ = io.Copy(c, c) }))
+	srv := handoff.TCP(ln, func(c net.Conn) { _, _ = io.Copy(c, c) })
+	srv.Logger = log // out of fds: it logs and retries
+	up.Serve(srv)
 	if err := up.Ready(); err != nil {
 		return err
 	}

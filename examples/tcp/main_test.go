@@ -78,6 +78,64 @@ func TestEchoAcrossUpgrade(t *testing.T) {
 	testproc.WaitGone(t, gen2)
 }
 
+// TestOutOfFDs: with RLIMIT_NOFILE 64 and 200 connections open, Accept
+// fails with EMFILE; the server waits and retries instead of exiting, and
+// once the connections close it serves again. (Before, TCPServer ended on
+// the first Accept error and the process exited.)
+func TestOutOfFDs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf, err := ln.(*net.TCPListener).File()
+	_ = ln.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	cmd := testproc.Command(t, "tcp", pidfile)
+	p, err := spawn.Start(&spawn.Config{
+		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Stderr: os.Stderr,
+		Files: []*os.File{lf}, Names: []string{"echo"}, Mode: spawn.SelfFix,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = p.Wait() }()
+	pid := testproc.WaitPIDFile(t, pidfile, 0)
+	defer func() { _ = syscall.Kill(pid, syscall.SIGKILL) }()
+	testproc.LimitFDs(t, pid, 64)
+	addr := ln.Addr().String()
+	var conns []net.Conn
+	for range 200 {
+		c, err := net.Dial("tcp", addr) // the kernel completes them: the backlog
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// The first ones are echoed; later ones wait for fds.
+	echo(t, conns[0], bufio.NewReader(conns[0]), "first")
+	time.Sleep(100 * time.Millisecond) // let Accept hit EMFILE a few times
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	if !testproc.Alive(pid) {
+		t.Fatal("the server exited when it ran out of fds")
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, c, bufio.NewReader(c), "after")
+	_ = c.Close() // the drain waits for open connections
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	testproc.WaitGone(t, pid)
+}
+
 func echo(t *testing.T, c net.Conn, r *bufio.Reader, msg string) {
 	t.Helper()
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))

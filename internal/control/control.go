@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 	"sync"
+
+	"github.com/batonhq/baton/internal/accept"
 )
 
 // Codes carried in a Reply; each maps to a sentinel error.
@@ -41,8 +43,25 @@ var (
 	ErrNoReply = errors.New("connection closed without a reply")
 )
 
-// Address returns the abstract socket name of the process pid's server.
-func Address(pid int) string { return "@baton/control/" + strconv.Itoa(pid) }
+// address is the abstract socket name of the server of the process that
+// is pid in the pid namespace ns (its inode): unique per pid namespace, so
+// that containers sharing one network namespace (a Kubernetes pod), each
+// with its own pid 1, do not collide.
+func address(ns uint64, pid int) string {
+	return "@baton/control/" + strconv.FormatUint(ns, 10) + "/" + strconv.Itoa(pid)
+}
+
+// StrangerError is a control socket answered by another process than the
+// one asked: something bound the name first.
+type StrangerError struct {
+	PID  int    // the process asked
+	Peer int    // the process that answers (0: in a pid namespace we cannot see)
+	UID  uint32 // its uid
+}
+
+func (e *StrangerError) Error() string {
+	return fmt.Sprintf("pid %d: its control socket is held by another process (pid %d, uid %d): not asking it", e.PID, e.Peer, e.UID)
+}
 
 // Request is what a client sends.
 type Request struct {
@@ -100,8 +119,14 @@ type Server struct {
 }
 
 // Listen opens the server of the calling process and serves it until Close.
+// It fails when the name is taken: by another process that bound it first,
+// or by a server of this process already open.
 func Listen(handler Handler) (*Server, error) {
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: Address(os.Getpid()), Net: "unix"})
+	name, err := ownAddress()
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
@@ -145,11 +170,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) serve() {
 	defer s.wg.Done()
+	var b accept.Backoff
 	for {
 		c, err := s.ln.AcceptUnix()
 		if err != nil {
+			if retry, _ := b.Wait(err); retry && s.ctx.Err() == nil {
+				continue // out of fds: the request waits in the backlog
+			}
 			return // closed
 		}
+		b.Reset()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -193,17 +223,26 @@ func (s *Server) handle(c *net.UnixConn) {
 // Reload asks the baton process pid to upgrade and waits for the outcome or
 // ctx. It returns the pid serving after the upgrade. A refused or failed
 // request is an *Error; a server that closes the connection without a
-// reply (it exited) is an error wrapping ErrNoReply.
+// reply (it exited) is an error wrapping ErrNoReply. A socket held by
+// another process than pid is a *StrangerError, and nothing is sent to it.
 func Reload(ctx context.Context, pid int) (int, error) {
+	name, err := addressOf(pid)
+	if err != nil {
+		return 0, err
+	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", Address(pid))
+	nc, err := d.DialContext(ctx, "unix", name)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || isRefused(err) {
 			return 0, fmt.Errorf("pid %d: %w (is it a baton process?)", pid, ErrNoServer)
 		}
 		return 0, fmt.Errorf("pid %d: %w", pid, err)
 	}
+	c := nc.(*net.UnixConn)
 	defer c.Close()
+	if err := answeredBy(c, pid); err != nil {
+		return 0, err
+	}
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
 	// A server that refuses the caller replies and closes before reading the

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,7 +43,112 @@ func TestMain(m *testing.M) {
 		fmt.Println("listening")
 		_, _ = io.Copy(io.Discard, os.Stdin)
 	})
+	testproc.Register("serve-answering", func() {
+		n, _ := strconv.Atoi(testproc.Args()[0])
+		s, err := Listen(func(context.Context) (int, error) { return n, nil })
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println("listening")
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		_ = s.Close()
+	})
+	testproc.Register("squat", func() {
+		// Binds the control socket name of another process and answers
+		// every request with a success it has no right to report.
+		pid, _ := strconv.Atoi(testproc.Args()[0])
+		name, err := addressOf(pid)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println("listening")
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				_, _ = io.WriteString(c, `{"pid":4242}`+"\n")
+				_ = c.Close()
+			}
+		}()
+		_, _ = io.Copy(io.Discard, os.Stdin)
+	})
 	testproc.Main(m)
+}
+
+// startHelper starts a helper that prints "listening" and runs until its
+// stdin closes (at the end of the test).
+func startHelper(t *testing.T, cmd *exec.Cmd) *exec.Cmd {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "listening\n" {
+		t.Fatalf("helper %v said %q, %v", cmd.Args, line, err)
+	}
+	return cmd
+}
+
+// TestStranger: a process that binds another one's control socket name
+// first is not believed: Reload checks who answers (SO_PEERCRED) and
+// sends it nothing. Before, `baton reload` printed the stranger's pid.
+func TestStranger(t *testing.T) {
+	testproc.CheckFDs(t)
+	victim := exec.Command("sleep", "60")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = victim.Process.Kill(); _ = victim.Wait() }()
+	squatter := startHelper(t, testproc.Command(t, "squat", strconv.Itoa(victim.Process.Pid)))
+	pid, err := Reload(t.Context(), victim.Process.Pid)
+	var se *StrangerError
+	if !errors.As(err, &se) || se.Peer != squatter.Process.Pid {
+		t.Fatalf("Reload of a squatted name = %d, %v; want a *StrangerError naming pid %d", pid, err, squatter.Process.Pid)
+	}
+	t.Log(err)
+}
+
+// TestPidNamespaces: two servers that are each pid 1 of a pid namespace
+// of their own, in one network namespace (containers in one Kubernetes
+// pod), both listen, and each request reaches the one asked.
+func TestPidNamespaces(t *testing.T) {
+	testproc.RequireRoot(t)
+	var pids []int
+	for _, answer := range []string{"101", "202"} {
+		cmd := testproc.Command(t, "serve-answering", answer)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+		pids = append(pids, startHelper(t, cmd).Process.Pid)
+	}
+	for i, want := range []int{101, 202} {
+		if got, err := Reload(t.Context(), pids[i]); err != nil || got != want {
+			t.Errorf("Reload of pid %d (pid 1 of its namespace) = %d, %v; want %d", pids[i], got, err, want)
+		}
+	}
+}
+
+// TestNoProcess: a pid that names no process is ErrNoServer.
+func TestNoProcess(t *testing.T) {
+	if _, err := Reload(t.Context(), 1<<22+1); !errors.Is(err, ErrNoServer) {
+		t.Errorf("Reload of no process = %v, want ErrNoServer", err)
+	}
 }
 
 func listen(t *testing.T, h Handler) *Server {

@@ -3,13 +3,23 @@
 // an upgrade and waits for its outcome, so that ExecReload= is synchronous and
 // `systemctl reload` fails when the upgrade fails.
 //
-// The server listens on the abstract unix socket "@baton/control/<pid>", one
-// per process, so `baton reload --pid $MAINPID` reaches whichever generation
-// is the main process now. An abstract socket needs no writable directory and
-// lives in the network namespace, which ExecReload= shares with the service
-// even under PrivateNetwork=yes. Abstract sockets have no file permissions, so
-// every connection is checked with SO_PEERCRED: only the server's own
-// effective uid and root are served.
+// The server listens on the abstract unix socket
+// "@baton/control/<pid namespace inode>/<pid>", one per process, so `baton
+// reload --pid $MAINPID` reaches whichever generation is the main process
+// now. An abstract socket needs no writable directory and lives in the
+// network namespace, which ExecReload= shares with the service even under
+// PrivateNetwork=yes. The pid namespace is in the name because a network
+// namespace can hold several pid namespaces (the containers of a Kubernetes
+// pod, each with its own pid 1): the client reads the target's namespace
+// and its pid there from /proc/<pid>/ns/pid and NSpid, so a client in the
+// host's namespace reaches a container's server by its host pid.
+//
+// Abstract sockets have no file permissions and anyone may bind a free
+// name, so both ends check the other with SO_PEERCRED: the server serves
+// only its own effective uid and root, and the client talks only to a
+// socket whose listening process is the pid it asked for (a *StrangerError
+// otherwise, with nothing sent). A server whose name is taken fails to
+// Listen; its owner reports that as an error, not a warning.
 //
 // The protocol is one JSON request line and one JSON reply line per
 // connection. The server serves one request at a time per connection and any
