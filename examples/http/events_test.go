@@ -76,7 +76,7 @@ func sseClient(e *example, l *load) func(context.Context) error {
 // upgrades and open a new one after each end. Every stream ends when its
 // generation drains, with a proper end of the chunked body.
 func TestEventsAcrossUpgrades(t *testing.T) {
-	e := startExample(t, nil)
+	e := newExample(t, nil)
 	l := newLoad(t, "SSE streams")
 	l.classify = classOf
 	l.run(8, func(int) (func(context.Context) error, func()) { return sseClient(e, l), nil })

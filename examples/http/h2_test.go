@@ -184,7 +184,7 @@ func (s *h2Slot) sender(n int) func(context.Context) error {
 // replaced.
 func TestHTTP2AcrossUpgrades(t *testing.T) {
 	cert := newTestCert(t)
-	e := startExample(t, cert)
+	e := newExample(t, cert)
 	l := newLoad(t, "h2 requests")
 	l.classify = classOf
 	const conns, senders = 4, 3

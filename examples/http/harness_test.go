@@ -48,10 +48,10 @@ type example struct {
 	spent time.Duration // in upgrade
 }
 
-// startExample starts generation 1, serving TLS with cert when it is not
+// newExample starts generation 1, serving TLS with cert when it is not
 // nil, and waits for its pid file. The test's cleanup stops the current
-// generation and waits until every generation is gone.
-func startExample(t *testing.T, cert *testCert) *example {
+// generation, waits until every generation is gone and reaps them.
+func newExample(t *testing.T, cert *testCert) *example {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -76,7 +76,7 @@ func startExample(t *testing.T, cert *testCert) *example {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = p.Release() // reaped by the subreaper (TestMain)
+	_ = p.Release() // reaped with the others (stop)
 	t.Cleanup(e.stop)
 	pid := testproc.WaitPIDFile(t, e.pidfile, 0)
 	e.cur.Store(int64(pid))
@@ -115,8 +115,9 @@ func (e *example) upgraded() (int, time.Duration) {
 	return len(e.pids) - 1, e.spent
 }
 
-// stop sends SIGTERM to the current generation and waits until every
-// generation is gone.
+// stop sends SIGTERM to the current generation, waits until every
+// generation is gone and reaps them: each was reparented to the test
+// (testproc.Subreaper in TestMain) when its predecessor exited.
 func (e *example) stop() {
 	_ = syscall.Kill(int(e.cur.Load()), syscall.SIGTERM)
 	e.mu.Lock()
@@ -125,6 +126,7 @@ func (e *example) stop() {
 	for _, pid := range pids {
 		testproc.WaitGone(e.t, pid)
 	}
+	testproc.Reap(pids...)
 }
 
 // testCert is a self-signed ECDSA P-256 certificate for 127.0.0.1, made

@@ -97,7 +97,7 @@ func lateLoads(t *testing.T, e *example, tlsConf *tls.Config, handshakeLate bool
 // or 1 s after they were accepted get a full response, also when the
 // generation that accepted them hands over meanwhile. Clients never retry.
 func TestLateFirstRequest(t *testing.T) {
-	e := startExample(t, nil)
+	e := newExample(t, nil)
 	loads := lateLoads(t, e, nil, false, 16)
 	e.upgrade(upgrades)
 	for _, l := range loads {
@@ -114,7 +114,7 @@ func TestLateFirstRequest(t *testing.T) {
 // start the handshake late.
 func TestLateFirstRequestTLS(t *testing.T) {
 	cert := newTestCert(t)
-	e := startExample(t, cert)
+	e := newExample(t, cert)
 	conf := cert.client("http/1.1")
 	loads := append(lateLoads(t, e, conf, false, 8), lateLoads(t, e, conf, true, 8)...)
 	e.upgrade(upgrades)

@@ -3,46 +3,36 @@ package testproc
 import (
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// Subreaper makes the calling process the reaper of its descendants' orphans
-// (PR_SET_CHILD_SUBREAPER) and reaps, from then on, every child that exits.
-// A test of a chain of generations calls it from TestMain in the test
-// process (not in a helper): each generation is orphaned when its
-// predecessor exits, and would otherwise be reparented to PID 1, which in a
-// container may never reap it. Nothing else in the process may wait for
-// children afterwards (os/exec's Wait fails with ECHILD): Release what
-// spawn.Start returns and wait with WaitGone.
+// Subreaper makes the calling process the reaper of its descendants'
+// orphans (PR_SET_CHILD_SUBREAPER). A test of a chain of generations calls
+// it from TestMain, in the test process (not in a helper): each generation
+// is orphaned when its predecessor exits and is reparented to the test
+// rather than to PID 1, which in a container may never reap it; the test
+// then reaps the generations it knows with Reap. Nothing is reaped behind
+// anyone's back: a test that waits for its own child (os.Process.Wait)
+// still gets its status.
 func Subreaper() error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("child subreaper: %w", err)
 	}
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGCHLD)
-	go func() {
-		for range ch {
-			reapAll()
-		}
-	}()
-	reapAll() // children that exited before Notify
 	return nil
 }
 
-// reapAll reaps every exited child without blocking.
-func reapAll() {
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil || pid <= 0 {
-			return
+// Reap collects each pid that is an exited child of this process (a
+// zombie), without blocking, and leaves every other pid alone: one still
+// running, one that is not a child (yet: its parent still runs), one gone.
+func Reap(pids ...int) {
+	for _, pid := range pids {
+		for {
+			var ws unix.WaitStatus
+			_, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+			if !errors.Is(err, unix.EINTR) {
+				break
+			}
 		}
 	}
 }
