@@ -81,6 +81,10 @@
 // that misses is a *LookupError matching ErrNoSocket (or ErrAmbiguous when
 // one was wanted and several match), listing what the Set holds.
 //
+// CheckName is the rule for a name a process sends (FileDescriptorName=,
+// FDNAME=, a successor's LISTEN_FDNAMES): 1 to 255 bytes of printable ASCII
+// without ':'. handoff, units and `baton run` check names with it.
+//
 // # Traps
 //
 //   - The order of fds across socket units is undefined (both "http:admin"

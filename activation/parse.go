@@ -160,6 +160,8 @@ func parseNames(s string, n int) ([]string, error) {
 	return names, nil
 }
 
+// checkName applies the byte rules of a name (its length, printable
+// ASCII) that LISTEN_FDNAMES entries and CheckName share.
 func checkName(name string) error {
 	if len(name) > MaxNameLen {
 		return fmt.Errorf("is %d bytes, more than %d", len(name), MaxNameLen)

@@ -189,6 +189,10 @@
 //   - A WebSocket library that hijacks inside Accept is tracked while its
 //     handler runs; register the connection with Hijacked to send the
 //     close frame (1001) and to keep it tracked past the handler.
+//   - Successors get the environment generation 1 started with (taken
+//     before main), plus the hand-over's variables: os.Setenv at run time
+//     does not reach them, so a start-up PATH+= does not grow each
+//     generation.
 //   - The sockets are shared open file descriptions: O_NONBLOCK set by one
 //     generation is seen by the others. Never shutdown(2) a listening
 //     socket; Close it.

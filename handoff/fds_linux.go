@@ -6,13 +6,11 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/batonhq/baton/activation"
+	"golang.org/x/sys/unix"
 )
 
 // entry is one named fd this generation holds and passes on.
@@ -245,9 +243,8 @@ func (s *fdSet) file(name string, open func() (*os.File, error)) (*os.File, erro
 	return f, nil
 }
 
+// checkName applies activation's rule, the successor's: a name it would
+// refuse would fail every later upgrade.
 func checkName(name string) error {
-	if name == "" || len(name) > 255 || strings.ContainsAny(name, ":\n") {
-		return fmt.Errorf("socket name %q: %w", name, ErrBadName)
-	}
-	return nil
+	return activation.CheckName(name) // wraps ErrBadName
 }

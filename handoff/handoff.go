@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/notify"
 )
@@ -130,8 +131,9 @@ var (
 	// variable is malformed.
 	ErrBadEnvironment = errors.New("malformed environment")
 	// ErrBadName is wrapped for a socket name that LISTEN_FDNAMES cannot
-	// carry (empty, over 255 bytes, ':' or newline).
-	ErrBadName = errors.New("invalid socket name")
+	// carry to a successor (activation.CheckName: empty, over 255 bytes,
+	// ':', a control character or a non-ASCII byte).
+	ErrBadName = activation.ErrBadName
 	// ErrNotSupported is returned by New on systems other than Linux.
 	ErrNotSupported = errors.New("handoff: not supported on this system")
 )

@@ -45,7 +45,9 @@ func TestGenerationOneLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	for _, name := range []string{"", "a:b", strings.Repeat("x", 256)} {
+	// Names the successor's activation.Receive would refuse (before, a
+	// tab or a non-ASCII name was taken and every later upgrade failed).
+	for _, name := range []string{"", "a:b", strings.Repeat("x", 256), "a\tb", "caf\u00e9"} {
 		if _, err := up.Listen(name, "tcp", "127.0.0.1:0"); !errors.Is(err, ErrBadName) {
 			t.Errorf("Listen(%q) = %v, want ErrBadName", name, err)
 		}

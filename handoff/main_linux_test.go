@@ -31,6 +31,7 @@ const (
 	envVerbose      = "BATON_TEST_VERBOSE"       // log to stderr
 	envUDP          = "BATON_TEST_UDP"           // also answer datagrams on "echo" with the pid
 	envJournal      = "BATON_TEST_JOURNAL"       // append "generation N" to this file, opened once as "journal"
+	envDrift        = "BATON_TEST_DRIFT"         // appended "+" at start-up, answered as X-Drift
 )
 
 func TestMain(m *testing.M) {
@@ -57,6 +58,10 @@ func serverMain() {
 	for _, f := range goSystemdFiles {
 		seen = append(seen, f.Name())
 	}
+	if v, ok := os.LookupEnv(envDrift); ok {
+		_ = os.Setenv(envDrift, v+"+") // as a start-up PATH+= does
+	}
+	drift := os.Getenv(envDrift)
 	fault := ""
 	if f := os.Getenv(envFaultFile); f != "" && os.Remove(f) == nil {
 		fault = os.Getenv(envFault)
@@ -100,6 +105,7 @@ func serverMain() {
 		w.Header().Set("X-Pid", pid)
 		w.Header().Set("X-Generation", gen)
 		w.Header().Set("X-Activation", activated)
+		w.Header().Set("X-Drift", drift)
 		fmt.Fprintf(w, "pid %s generation %s\n", pid, gen)
 	})
 	up.Serve(HTTP(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, ln))

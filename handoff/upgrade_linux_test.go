@@ -357,3 +357,22 @@ func TestFilePassedOn(t *testing.T) {
 	}
 	s.stop(main)
 }
+
+// TestSuccessorEnvironment: successors get the environment generation 1
+// started with, not the one its program changed at run time (before, a
+// start-up PATH+= grew by one entry each generation).
+func TestSuccessorEnvironment(t *testing.T) {
+	testproc.CheckFDs(t)
+	s := startService(t, serviceOpts{env: []string{envDrift + "=x"}})
+	pid := s.gen1
+	for range 3 {
+		pid = mustReload(t, pid)
+	}
+	h, err := getHeaders("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Get("X-Drift"); got != "x+" || h.Get("X-Pid") != strconv.Itoa(pid) {
+		t.Errorf("generation 4 (pid %s, want %d) saw %s=%q, want \"x+\"", h.Get("X-Pid"), pid, envDrift, got)
+	}
+}

@@ -194,11 +194,21 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
+// startEnv is the environment this process started with, taken before
+// main runs. Successors get it, not the environment as the program changed
+// it since (a `PATH+=` at start-up would otherwise grow by one entry each
+// generation), plus the hand-over's own variables.
+var startEnv = os.Environ()
+
 func (u *Upgrader) successorEnv(gen, fd int) []string {
-	env := make([]string, 0, 64)
-	for _, kv := range os.Environ() {
+	env := make([]string, 0, len(startEnv)+4)
+	for _, kv := range startEnv {
 		k, _, _ := strings.Cut(kv, "=")
-		if k == "NOTIFY_SOCKET" || k == "WATCHDOG_PID" || strings.HasPrefix(k, "BATON_HANDOFF_") {
+		switch {
+		case k == "NOTIFY_SOCKET" || k == "WATCHDOG_PID" || strings.HasPrefix(k, "BATON_HANDOFF_"):
+			continue
+		case k == "LISTEN_PID" || k == "LISTEN_FDS" || k == "LISTEN_FDNAMES":
+			// The manager's, read by New: the successor gets its own.
 			continue
 		}
 		env = append(env, kv)

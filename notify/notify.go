@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/batonhq/baton/activation"
 )
 
 // Protocol limits.
@@ -343,21 +345,15 @@ func checkValue(key, v string) error {
 }
 
 // CheckFDName reports whether name can be an FDNAME= (and so a
-// LISTEN_FDNAMES entry): at most MaxFDNameLen bytes of printable ASCII
-// without ':'. The empty name is valid for FDStore (the manager calls
-// such fds "stored").
+// LISTEN_FDNAMES entry): activation.CheckName's rule, at most MaxFDNameLen
+// bytes of printable ASCII without ':'. The empty name is valid for
+// FDStore (the manager calls such fds "stored").
 func CheckFDName(name string) error {
-	if len(name) > MaxFDNameLen {
-		return invalidf("FDNAME of %d bytes, the limit is %d", len(name), MaxFDNameLen)
+	if name == "" {
+		return nil
 	}
-	for i := 0; i < len(name); i++ {
-		b := name[i]
-		switch {
-		case b == ':':
-			return invalidf("FDNAME %q contains ':' at byte %d", name, i)
-		case b < ' ' || b >= 0x7f:
-			return invalidf("FDNAME %q contains a control or non-ASCII byte at %d", name, i)
-		}
+	if err := activation.CheckName(name); err != nil {
+		return fmt.Errorf("%w: FDNAME: %w", ErrInvalid, err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/sockurl"
 )
 
@@ -306,6 +307,9 @@ func checkUnitName(field, name, suffix string) error {
 func checkSocketName(field, name string) error {
 	if name == "" {
 		return &SpecError{Field: field, Value: name, Reason: "empty"}
+	}
+	if err := activation.CheckName(name); err != nil {
+		return &SpecError{Field: field, Value: name, Reason: err.Error()}
 	}
 	if why, ok := reservedFDNames[name]; ok {
 		return &SpecError{Field: field, Value: name, Reason: "reserved: " + why}

@@ -109,8 +109,8 @@ func (l *listenFlags) String() string { return "" }
 
 func (l *listenFlags) Set(v string) error {
 	name, u, hasURL := strings.Cut(v, "=")
-	if name == "" || strings.ContainsRune(name, ':') || len(name) > 255 {
-		return fmt.Errorf("socket name %q: want 1-255 characters without ':'", name)
+	if err := activation.CheckName(name); err != nil {
+		return err
 	}
 	spec := listenSpec{name: name}
 	if hasURL {
