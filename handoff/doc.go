@@ -47,7 +47,9 @@
 //     the PID file and sends STATUS=. (Its control socket was opened before
 //     READY, so the pid the predecessor reports can be reloaded at once.)
 //  5. On any failure (cannot start, missing binary, exits early, not ready
-//     in time, dies between ready and hand-over, stop requested) the
+//     in time, dies between ready and hand-over, speaks another version of
+//     the hand-over protocol (BATON_HANDOFF_PROTO; both versions are
+//     named), stop requested) the
 //     successor gets ABORT, is killed and reaped, the manager gets READY=1
 //     with STATUS=upgrade failed: <reason>, and Upgrade returns an
 //     *UpgradeError (`baton reload` prints it and exits non-zero). An

@@ -95,6 +95,13 @@ func TestUpgradeFailures(t *testing.T) {
 			want:  []string{"not ready in time (300ms; killed: signal: killed)"},
 		},
 		{
+			// A successor built with another release of this package,
+			// one that changed the hand-over protocol.
+			name:  "protocol version mismatch",
+			fault: "proto",
+			want:  []string{"hand-over protocol version mismatch: this generation speaks version 1, the successor version 2"},
+		},
+		{
 			name:  "dies after ready, before hand-over",
 			fault: "die-after-ready",
 			want:  []string{"successor exited after ready, before hand-over: exit status 4"},

@@ -1,11 +1,14 @@
 package handoff
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -23,6 +26,13 @@ type entry struct {
 	// fresh: opened by this process (not inherited), so the manager's fd
 	// store does not hold it yet; stored: sent to the fd store.
 	fresh, stored bool
+	// bound: opened by a generation (this one, or a predecessor that said
+	// so), not by the manager: the program's address decides, and one
+	// the program no longer uses is not passed on.
+	bound bool
+	// replaces: the fd store holds an earlier socket of this name that
+	// this one replaced; it is removed before this one is stored.
+	replaces bool
 }
 
 // fdSet is the ordered set of named fds of a generation.
@@ -96,9 +106,142 @@ func (s *fdSet) take(name string, match func(*entry) bool) *entry {
 // add records a file this process opened itself.
 func (s *fdSet) add(e *entry) {
 	s.mu.Lock()
-	e.used, e.fresh = true, true
+	e.used, e.fresh, e.bound = true, true, true
 	s.entries = append(s.entries, e)
 	s.mu.Unlock()
+}
+
+// markBound marks the entries at the given positions (fd - 3) as opened by
+// a generation, as the predecessor said (envBound).
+func (s *fdSet) markBound(positions []int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, i := range positions {
+		if i < 0 || i >= len(s.entries) {
+			return fmt.Errorf("%s: position %d of %d fds", envBound, i, len(s.entries))
+		}
+		s.entries[i].bound = true
+	}
+	return nil
+}
+
+// boundPositions is envBound's value for a successor given all().
+func (s *fdSet) boundPositions() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ps []string
+	for i, e := range s.entries {
+		if e.bound {
+			ps = append(ps, strconv.Itoa(i))
+		}
+	}
+	return strings.Join(ps, ",")
+}
+
+// dropUnused closes the sockets and files that a generation opened and
+// this one did not take: they are not passed on. It returns their names.
+// The manager's stay: they are the socket units'.
+func (s *fdSet) dropUnused() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var dropped []string
+	kept := s.entries[:0]
+	for _, e := range s.entries {
+		if e.bound && !e.used {
+			_ = e.file.Close()
+			dropped = append(dropped, e.name)
+			continue
+		}
+		kept = append(kept, e)
+	}
+	clear(s.entries[len(kept):])
+	s.entries = kept
+	return dropped
+}
+
+// inherited returns the first unused inherited entry named name that match
+// accepts, without taking it.
+func (s *fdSet) inherited(name string, match func(*entry) bool) *entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.entries {
+		if !e.used && e.name == name && match(e) {
+			return e
+		}
+	}
+	return nil
+}
+
+// sameAddr reports whether the socket f is bound to what network and addr
+// ask for: the same path, or the same IP (any, when addr has none) and
+// port (any, when addr says 0). It says yes when it cannot tell.
+func sameAddr(f *os.File, network, addr string) bool {
+	sa, err := unix.Getsockname(int(f.Fd()))
+	if err != nil {
+		return true
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrUnix:
+		return sa.Name == addr
+	case *unix.SockaddrInet4:
+		return sameIPPort(network, addr, sa.Addr[:], sa.Port)
+	case *unix.SockaddrInet6:
+		return sameIPPort(network, addr, sa.Addr[:], sa.Port)
+	}
+	return true
+}
+
+func sameIPPort(network, addr string, ip []byte, port int) bool {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return true
+	}
+	want, err := net.DefaultResolver.LookupPort(context.Background(), network, p)
+	if err != nil {
+		return true
+	}
+	if want != 0 && want != port {
+		return false
+	}
+	have := net.IP(ip)
+	if host == "" {
+		return have.IsUnspecified()
+	}
+	wantIP := net.ParseIP(host)
+	if wantIP == nil {
+		ips, err := net.DefaultResolver.LookupIP(context.Background(), "ip", host)
+		if err != nil {
+			return true
+		}
+		return slices.ContainsFunc(ips, have.Equal)
+	}
+	return wantIP.Equal(have)
+}
+
+// changed reports, for Listen and ListenPacket, an inherited socket named
+// name that a generation bound to another address than the one asked for:
+// this generation binds its own and leaves that one behind.
+func (s *fdSet) changed(name, network, addr string, match func(*entry) bool) (old string, ok bool) {
+	e := s.inherited(name, match)
+	if e == nil || !e.bound || sameAddr(e.file, network, addr) {
+		return "", false
+	}
+	if sa, err := unix.Getsockname(int(e.file.Fd())); err == nil {
+		return sockaddrString(sa), true
+	}
+	return "?", true
+}
+
+func sockaddrString(sa unix.Sockaddr) string {
+	switch sa := sa.(type) {
+	case *unix.SockaddrUnix:
+		return sa.Name
+	case *unix.SockaddrInet4:
+		return net.JoinHostPort(net.IP(sa.Addr[:]).String(), strconv.Itoa(sa.Port))
+	case *unix.SockaddrInet6:
+		return net.JoinHostPort(net.IP(sa.Addr[:]).String(), strconv.Itoa(sa.Port))
+	}
+	return "?"
 }
 
 // unstored returns the entries opened by this process that the manager's
@@ -142,7 +285,15 @@ func (s *fdSet) listen(name, network, addr string) (net.Listener, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	if e := s.take(name, func(e *entry) bool { return e.lstn && e.kind != unix.SOCK_DGRAM }); e != nil {
+	match := func(e *entry) bool { return e.lstn && e.kind != unix.SOCK_DGRAM }
+	if old, ok := s.changed(name, network, addr, match); ok {
+		ln, err := listenFresh(network, addr)
+		if err != nil {
+			return nil, fmt.Errorf("socket %q moves from %s to %s: %w", name, old, addr, err)
+		}
+		return ln, s.addListener(name, ln, true)
+	}
+	if e := s.take(name, match); e != nil {
 		ln, err := net.FileListener(e.file)
 		if err != nil {
 			return nil, fmt.Errorf("inherited socket %q: %w", name, err)
@@ -156,13 +307,19 @@ func (s *fdSet) listen(name, network, addr string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ln, s.addListener(name, ln, false)
+}
+
+// addListener records a listener this process bound (replaces: in place
+// of an inherited one of that name).
+func (s *fdSet) addListener(name string, ln net.Listener, replaces bool) error {
 	f, err := ln.(interface{ File() (*os.File, error) }).File()
 	if err != nil {
 		_ = ln.Close()
-		return nil, fmt.Errorf("socket %q: %w", name, err)
+		return fmt.Errorf("socket %q: %w", name, err)
 	}
-	s.add(&entry{name: name, file: f, kind: unix.SOCK_STREAM, lstn: true})
-	return ln, nil
+	s.add(&entry{name: name, file: f, kind: unix.SOCK_STREAM, lstn: true, replaces: replaces})
+	return nil
 }
 
 func listenFresh(network, addr string) (net.Listener, error) {
@@ -191,15 +348,22 @@ func (s *fdSet) listenPacket(name, network, addr string) (net.PacketConn, error)
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	if e := s.take(name, func(e *entry) bool { return e.kind == unix.SOCK_DGRAM }); e != nil {
-		pc, err := net.FilePacketConn(e.file)
-		if err != nil {
-			return nil, fmt.Errorf("inherited socket %q: %w", name, err)
+	match := func(e *entry) bool { return e.kind == unix.SOCK_DGRAM }
+	old, replaces := s.changed(name, network, addr, match)
+	if !replaces {
+		if e := s.take(name, match); e != nil {
+			pc, err := net.FilePacketConn(e.file)
+			if err != nil {
+				return nil, fmt.Errorf("inherited socket %q: %w", name, err)
+			}
+			return pc, nil
 		}
-		return pc, nil
 	}
 	pc, err := net.ListenPacket(network, addr)
 	if err != nil {
+		if replaces {
+			return nil, fmt.Errorf("socket %q moves from %s to %s: %w", name, old, addr, err)
+		}
 		return nil, err
 	}
 	f, err := pc.(interface{ File() (*os.File, error) }).File()
@@ -207,7 +371,7 @@ func (s *fdSet) listenPacket(name, network, addr string) (net.PacketConn, error)
 		_ = pc.Close()
 		return nil, fmt.Errorf("socket %q: %w", name, err)
 	}
-	s.add(&entry{name: name, file: f, kind: unix.SOCK_DGRAM})
+	s.add(&entry{name: name, file: f, kind: unix.SOCK_DGRAM, replaces: replaces})
 	return pc, nil
 }
 

@@ -130,6 +130,11 @@ var (
 	// ErrBadEnvironment is wrapped when LISTEN_FDS or a BATON_HANDOFF_
 	// variable is malformed.
 	ErrBadEnvironment = errors.New("malformed environment")
+	// ErrProtocolVersion is wrapped when a generation and its successor
+	// speak different versions of the hand-over protocol (two releases of
+	// this package that cannot hand over): the upgrade fails naming both,
+	// and the successor's New returns it.
+	ErrProtocolVersion = errors.New("hand-over protocol version mismatch")
 	// ErrBadName is wrapped for a socket name that LISTEN_FDNAMES cannot
 	// carry to a successor (activation.CheckName: empty, over 255 bytes,
 	// ':', a control character or a non-ASCII byte).
@@ -228,6 +233,15 @@ func (u *Upgrader) HandedOver() bool {
 // name (from the manager's LISTEN_FDS or the predecessor), or a socket
 // bound now with net.Listen(network, addr). The listener is the net
 // package's own (no wrapper); a unix socket path is never removed by Close.
+//
+// Who decides the address: for a socket from the manager (a socket unit,
+// the fd store) the unit does, and addr is what a process started by hand
+// binds. For a socket a generation bound itself, addr does: when the
+// inherited one is bound elsewhere (a new version configured for another
+// port), Listen binds addr and the old socket is left to the generations
+// that still hold it; an error names both addresses when addr cannot be
+// bound. Sockets a generation bound that this one has not taken by Ready
+// are not passed on to its successor.
 func (u *Upgrader) Listen(name, network, addr string) (net.Listener, error) {
 	ln, err := u.fds.listen(name, network, addr)
 	if err != nil {

@@ -22,7 +22,7 @@ import (
 // Knobs of the "server" helper, set by the tests in its environment (and so
 // inherited by every generation).
 const (
-	envFault        = "BATON_TEST_FAULT"         // exit, hang, die-after-ready, stop-after-ready, gate
+	envFault        = "BATON_TEST_FAULT"         // exit, hang, die-after-ready, stop-after-ready, gate, proto
 	envFaultFile    = "BATON_TEST_FAULT_FILE"    // the fault applies once: to the successor that removes this file
 	envGate         = "BATON_TEST_GATE"          // "gate": wait for this file before Ready
 	envStarted      = "BATON_TEST_STARTED"       // "gate": create this file when waiting
@@ -32,6 +32,7 @@ const (
 	envUDP          = "BATON_TEST_UDP"           // also answer datagrams on "echo" with the pid
 	envJournal      = "BATON_TEST_JOURNAL"       // append "generation N" to this file, opened once as "journal"
 	envDrift        = "BATON_TEST_DRIFT"         // appended "+" at start-up, answered as X-Drift
+	envExtra        = "BATON_TEST_EXTRA"         // also serve HTTP on "extra", at the address this file names (none if empty)
 )
 
 func TestMain(m *testing.M) {
@@ -66,6 +67,9 @@ func serverMain() {
 	if f := os.Getenv(envFaultFile); f != "" && os.Remove(f) == nil {
 		fault = os.Getenv(envFault)
 		_ = os.WriteFile(f+".taken", nil, 0o600)
+	}
+	if fault == "proto" {
+		protoVersion = 2
 	}
 	cfg := Config{}
 	if d, err := time.ParseDuration(os.Getenv(envReadyTimeout)); err == nil {
@@ -116,6 +120,16 @@ func serverMain() {
 			os.Exit(1)
 		}
 		up.Serve(HTTP(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, uln))
+	}
+	if path := os.Getenv(envExtra); path != "" {
+		if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) != "" {
+			eln, err := up.Listen("extra", "tcp", strings.TrimSpace(string(b)))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "server:", err)
+				os.Exit(1)
+			}
+			up.Serve(HTTP(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, eln))
+		}
 	}
 	if os.Getenv(envUDP) != "" {
 		pc, err := up.ListenPacket("echo", "udp", "127.0.0.1:0")

@@ -20,6 +20,7 @@ type notifier interface {
 	Barrier(ctx context.Context) error
 	RunWatchdog(ctx context.Context, cfg notify.WatchdogConfig) error
 	FDStore(name string, files ...*os.File) error
+	FDStoreRemove(name string) error
 	Close() error
 }
 

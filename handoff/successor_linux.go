@@ -19,11 +19,35 @@ func (u *Upgrader) fromPredecessor() error {
 	v, ok := os.LookupEnv(envFD)
 	gen := os.Getenv(envGen)
 	notify := os.Getenv(envNotify)
-	for _, k := range []string{envFD, envGen, envNotify} {
+	bound := os.Getenv(envBound)
+	proto, hasProto := os.LookupEnv(envProto)
+	for _, k := range []string{envFD, envGen, envNotify, envBound, envProto} {
 		_ = os.Unsetenv(k)
 	}
 	if !ok {
 		return nil
+	}
+	theirs := 1 // a predecessor from before versions
+	if hasProto {
+		v, err := strconv.Atoi(proto)
+		if err != nil || v < 1 {
+			return fmt.Errorf("%s=%q: %w", envProto, proto, ErrBadEnvironment)
+		}
+		theirs = v
+	}
+	var positions []int
+	for p := range strings.SplitSeq(bound, ",") {
+		if p == "" {
+			continue
+		}
+		i, err := strconv.Atoi(p)
+		if err != nil {
+			return fmt.Errorf("%s=%q: %w", envBound, bound, ErrBadEnvironment)
+		}
+		positions = append(positions, i)
+	}
+	if err := u.fds.markBound(positions); err != nil {
+		return fmt.Errorf("%w: %w", err, ErrBadEnvironment)
 	}
 	fd, err := strconv.Atoi(v)
 	if err != nil || fd < 3 {
@@ -37,6 +61,13 @@ func (u *Upgrader) fromPredecessor() error {
 		return fmt.Errorf("%s=%q: not a hand-over channel: %w", envFD, v, ErrBadEnvironment)
 	}
 	unix.CloseOnExec(fd)
+	if theirs != protoVersion {
+		// Tell the predecessor why, so that its upgrade fails with both
+		// versions named, and give up: it goes on serving.
+		_, _ = unix.Write(fd, []byte(msgVersion+" "+strconv.Itoa(protoVersion)))
+		_ = unix.Close(fd)
+		return fmt.Errorf("%w: the predecessor speaks version %d, this program version %d", ErrProtocolVersion, theirs, protoVersion)
+	}
 	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
 		return fmt.Errorf("hand-over channel: %w", err)
@@ -76,6 +107,12 @@ func (u *Upgrader) Ready() error {
 		return nil
 	}
 	u.mu.Unlock()
+	// Sockets a generation opened and this one did not take (it no
+	// longer uses them, or moved them to another address) are not passed
+	// on; the predecessor's copies close when it exits.
+	for _, name := range u.fds.dropUnused() {
+		u.log.Info("not passing on an unused socket", "name", name, "generation", u.gen)
+	}
 	// The control socket listens before anyone learns this pid (the
 	// predecessor answers `baton reload` with it); requests wait until
 	// this process is main.
@@ -240,6 +277,13 @@ func (u *Upgrader) storeFDsLocked() {
 		return
 	}
 	for _, e := range u.fds.unstored() {
+		if e.replaces {
+			// The store holds the socket this one replaced (it moved):
+			// a restart must not bring it back.
+			if err := u.mgr.FDStoreRemove(e.name); err != nil {
+				u.log.Warn("fd store", "name", e.name, "err", err)
+			}
+		}
 		if err := u.mgr.FDStore(e.name, e.file); err != nil {
 			u.log.Warn("fd store", "name", e.name, "err", err)
 		}

@@ -85,6 +85,10 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 			return 0, fail("ready", pid, u.exitedErr("before ready", w))
 		}
 		return 0, fail("ready", pid, fmt.Errorf("%w: closed the hand-over channel before ready (killed: %s)", ErrSuccessorExited, w.kill()))
+	case err == nil && strings.HasPrefix(string(buf[:n]), msgVersion+" "):
+		theirs := strings.TrimPrefix(string(buf[:n]), msgVersion+" ")
+		w.wait(exitGrace)
+		return 0, fail("ready", pid, fmt.Errorf("%w: this generation speaks version %d, the successor version %s (killed: %s)", ErrProtocolVersion, protoVersion, theirs, w.kill()))
 	default:
 		abort(conn, "protocol")
 		return 0, fail("ready", pid, fmt.Errorf("unexpected message %q (killed: %s)", buf[:n], w.kill()))

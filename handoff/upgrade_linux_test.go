@@ -376,3 +376,91 @@ func TestSuccessorEnvironment(t *testing.T) {
 		t.Errorf("generation 4 (pid %s, want %d) saw %s=%q, want \"x+\"", h.Get("X-Pid"), pid, envDrift, got)
 	}
 }
+
+// TestListenMoves: a socket a generation bound itself follows the address
+// the program asks for. A successor configured for another port binds it
+// (before, it silently kept the old one); the old socket is not passed on
+// and closes with the last generation that holds it. A socket no
+// generation takes any more is not passed on either.
+func TestListenMoves(t *testing.T) {
+	testproc.CheckFDs(t)
+	free := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	a1, a2 := free(), free()
+	conf := filepath.Join(t.TempDir(), "extra")
+	if err := os.WriteFile(conf, []byte(a1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startService(t, serviceOpts{env: []string{envExtra + "=" + conf}})
+	servedBy := func(addr string) int {
+		t.Helper()
+		h, err := getHeaders("tcp", addr)
+		if err != nil {
+			return 0
+		}
+		pid, _ := strconv.Atoi(h.Get("X-Pid"))
+		return pid
+	}
+	gen2 := mustReload(t, s.gen1)
+	testproc.WaitGone(t, s.gen1)
+	if got := servedBy(a1); got != gen2 {
+		t.Fatalf("%s served by %d, want generation 2 (%d)", a1, got, gen2)
+	}
+
+	if err := os.WriteFile(conf, []byte(a2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gen3 := mustReload(t, gen2)
+	testproc.WaitGone(t, gen2)
+	if got := servedBy(a2); got != gen3 {
+		t.Errorf("new address %s served by %d, want generation 3 (%d)", a2, got, gen3)
+	}
+	if _, err := net.Dial("tcp", a1); err == nil {
+		t.Errorf("old address %s still accepts once no generation holds it", a1)
+	}
+	if got := servedBy(s.addr); got != gen3 {
+		t.Errorf("the manager's socket served by %d, want %d", got, gen3)
+	}
+	gen4 := mustReload(t, gen3)
+	testproc.WaitGone(t, gen3) // until then it may take a new connection
+	if got := servedBy(a2); got != gen4 {
+		t.Errorf("%s served by %d after the next upgrade, want %d", a2, got, gen4)
+	}
+	if names := startVar(t, gen4, "LISTEN_FDNAMES"); names != "http:extra" {
+		t.Errorf("generation 4 was passed %q, want http:extra: the moved socket is passed on", names)
+	}
+
+	if err := os.WriteFile(conf, nil, 0o600); err != nil { // no longer served
+		t.Fatal(err)
+	}
+	gen5 := mustReload(t, gen4)
+	testproc.WaitGone(t, gen4)
+	if _, err := net.Dial("tcp", a2); err == nil {
+		t.Errorf("%s still accepts when no generation serves it", a2)
+	}
+	if got := servedBy(s.addr); got != gen5 {
+		t.Errorf("the manager's socket served by %d, want %d", got, gen5)
+	}
+}
+
+// startVar returns the variable key of the environment pid started with
+// (/proc/PID/environ: New's unsetting does not change it).
+func startVar(t *testing.T, pid int, key string) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for kv := range strings.SplitSeq(string(b), "\x00") {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}

@@ -21,13 +21,25 @@ const (
 	envGen    = "BATON_HANDOFF_GEN"    // the successor's generation number
 	envExe    = "BATON_HANDOFF_EXE"    // the executable path of generation 1
 	envNotify = "BATON_HANDOFF_NOTIFY" // the manager's NOTIFY_SOCKET, held back until main
+	envBound  = "BATON_HANDOFF_BOUND"  // positions (fd - 3) of the sockets and files a generation opened
+	envProto  = "BATON_HANDOFF_PROTO"  // the predecessor's hand-over protocol version
 )
+
+// protoVersion is the version of the hand-over protocol (the variables and
+// messages between a generation and its successor) this package speaks.
+// It changes only when a change makes two releases unable to hand over;
+// a predecessor that sends no version (before versions) speaks 1. A var
+// for tests.
+var protoVersion = 1
 
 // Messages on the hand-over channel.
 const (
 	msgReady = "READY" // successor -> predecessor: serving, ready to take over
 	msgMain  = "MAIN"  // predecessor -> successor: the manager knows you as main
 	msgAbort = "ABORT" // predecessor -> successor: upgrade abandoned, exit
+	// msgVersion + " N": successor -> predecessor instead of READY: it
+	// speaks version N, not the predecessor's, and exits.
+	msgVersion = "VERSION"
 )
 
 // The executable and working directory of generation 1, taken before main
@@ -217,6 +229,8 @@ func (u *Upgrader) successorEnv(gen, fd int) []string {
 		envFD+"="+strconv.Itoa(fd),
 		envGen+"="+strconv.Itoa(gen),
 		envExe+"="+u.exe,
+		envBound+"="+u.fds.boundPositions(),
+		envProto+"="+strconv.Itoa(protoVersion),
 	)
 	if u.socket != "" {
 		env = append(env, envNotify+"="+u.socket)

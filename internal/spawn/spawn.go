@@ -39,6 +39,12 @@ const (
 	EnvExec = "BATON_SPAWN_EXEC"
 	// EnvFix carries "<ppid>:<keep>:<anchor fd>" to a SelfFix target.
 	EnvFix = "BATON_SPAWN_FIX"
+	// EnvStrays lists "<fd>/<dev>/<ino>" (comma-separated) for each fd the
+	// parent leaked to the child by accident (not close-on-exec in the
+	// parent, not one of those passed): the only fds the child's init
+	// closes, and only while they still are those files. An fd opened in
+	// the child before its init (cgo, LD_PRELOAD code) is not touched.
+	EnvStrays = "BATON_SPAWN_STRAYS"
 )
 
 // ErrUnsupported is returned on systems other than Linux.
@@ -104,7 +110,7 @@ func (c *Config) env(self int) ([]string, error) {
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", EnvExec, EnvFix:
+		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", EnvExec, EnvFix, EnvStrays:
 			continue
 		}
 		env = append(env, kv)

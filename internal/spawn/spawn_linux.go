@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -11,17 +12,19 @@ import (
 
 func init() {
 	// Runs in every binary that imports this package, before main.
+	strays := os.Getenv(EnvStrays)
+	_ = os.Unsetenv(EnvStrays)
 	if v, ok := os.LookupEnv(EnvExec); ok {
 		_ = os.Unsetenv(EnvExec)
 		if m, ok := parseMarker(v, true); ok && ours(m.ppid, m.anchor) {
-			closeStray(3 + m.keep)
+			closeStrays(3+m.keep, strays)
 			trampoline(m.path)
 		}
 	}
 	if v, ok := os.LookupEnv(EnvFix); ok {
 		_ = os.Unsetenv(EnvFix)
 		if m, ok := parseMarker(v, false); ok && ours(m.ppid, m.anchor) {
-			closeStray(3 + m.keep)
+			closeStrays(3+m.keep, strays)
 			if os.Getenv("LISTEN_PID") == strconv.Itoa(m.ppid) {
 				_ = os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
 			}
@@ -29,26 +32,58 @@ func init() {
 	}
 }
 
-// closeStray closes the descriptors from first on that are not
-// close-on-exec: they were inherited by accident (the caller's own parent
-// leaked them to it), since everything Go opens is close-on-exec.
-func closeStray(first int) {
-	d, err := os.Open("/proc/self/fd")
-	if err != nil {
-		return
-	}
-	names, _ := d.Readdirnames(-1)
-	self := int(d.Fd())
-	for _, n := range names {
-		fd, err := strconv.Atoi(n)
-		if err != nil || fd < first || fd == self {
+// closeStrays closes the fds, from first on, that the parent listed as
+// leaked to this process by accident (EnvStrays) and that still are those
+// files and not close-on-exec. Nothing else: an fd this process opened
+// before its init ran (cgo or LD_PRELOAD code) is its own.
+func closeStrays(first int, list string) {
+	for _, e := range strings.Split(list, ",") {
+		f := strings.Split(e, "/")
+		if len(f) != 3 {
+			continue
+		}
+		fd, err1 := strconv.Atoi(f[0])
+		dev, err2 := strconv.ParseUint(f[1], 10, 64)
+		ino, err3 := strconv.ParseUint(f[2], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil || fd < first {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil || st.Dev != dev || st.Ino != ino {
 			continue
 		}
 		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && fl&unix.FD_CLOEXEC == 0 {
 			_ = unix.Close(fd)
 		}
 	}
+}
+
+// leaked lists, as EnvStrays does, this process's fds from first on that
+// are not close-on-exec: a child started with first fds gets them too.
+func leaked(first int) string {
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return ""
+	}
+	names, _ := d.Readdirnames(-1)
+	self := int(d.Fd())
+	var out []string
+	for _, n := range names {
+		fd, err := strconv.Atoi(n)
+		if err != nil || fd < first || fd == self {
+			continue
+		}
+		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err != nil || fl&unix.FD_CLOEXEC != 0 {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil {
+			out = append(out, n+"/"+strconv.FormatUint(st.Dev, 10)+"/"+strconv.FormatUint(st.Ino, 10))
+		}
+	}
 	_ = d.Close()
+	return strings.Join(out, ",")
 }
 
 // ours reports whether the marker was meant for this process: its parent is
@@ -116,6 +151,9 @@ func Start(c *Config) (*os.Process, error) {
 	path := c.Path
 	if c.Mode == Trampoline {
 		path = "/proc/self/exe"
+	}
+	if strays := leaked(len(fds)); strays != "" {
+		env = append(env, EnvStrays+"="+strays)
 	}
 	attr := &syscall.ProcAttr{Dir: c.Dir, Env: env, Files: fds, Sys: &syscall.SysProcAttr{Setpgid: c.NewProcessGroup}}
 	pid, _, err := syscall.StartProcess(path, c.Args, attr)

@@ -272,3 +272,41 @@ func BenchmarkStart(b *testing.B) {
 		})
 	}
 }
+
+// TestChildOwnFDsKept: an fd the child has before its init runs, that the
+// parent did not leak (here opened by a shell that then execs the target;
+// in the field cgo or LD_PRELOAD code), survives; the parent's leaked fd
+// does not. (Before, the init closed every fd that was not close-on-exec.)
+func TestChildOwnFDsKept(t *testing.T) {
+	testproc.CheckFDs(t)
+	leaky := nonCloexec(t)
+	own := filepath.Join(t.TempDir(), "own")
+	if err := os.WriteFile(own, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []Mode{SelfFix, Trampoline} {
+		t.Run(mode.String(), func(t *testing.T) {
+			c := helperConfig(t, "report")
+			sh := testproc.LookPath(t, "sh")
+			c.Args = append([]string{sh, "-c", `exec 9<"$0"; exec "$@"`, own}, c.Args...)
+			c.Path, c.Mode = sh, mode
+			kv := run(t, c)
+			var kept, leakedIn bool
+			for _, e := range strings.Split(kv["open"], ",") {
+				fd, target, _ := strings.Cut(e, ">")
+				if fd == "9" && target == own {
+					kept = true
+				}
+				if target == leaky.Name() {
+					leakedIn = true
+				}
+			}
+			if !kept {
+				t.Errorf("the child's own fd 9 (%s) was closed: open %s", own, kv["open"])
+			}
+			if leakedIn {
+				t.Errorf("the parent's leaked fd reached the target: open %s", kv["open"])
+			}
+		})
+	}
+}
