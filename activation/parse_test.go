@@ -309,9 +309,17 @@ func TestCheckName(t *testing.T) {
 		name string
 		ok   bool
 	}{
-		{"http", true}, {"a.b-c_d", true}, {strings.Repeat("x", 255), true}, {"with space", true},
-		{"", false}, {"a:b", false}, {"a\tb", false}, {"a\nb", false}, {"caf\u00e9", false},
-		{"del\x7f", false}, {strings.Repeat("x", 256), false},
+		{"http", true},
+		{"a.b-c_d", true},
+		{strings.Repeat("x", 255), true},
+		{"with space", true},
+		{"", false},
+		{"a:b", false},
+		{"a\tb", false},
+		{"a\nb", false},
+		{"caf\u00e9", false},
+		{"del\x7f", false},
+		{strings.Repeat("x", 256), false},
 	} {
 		err := CheckName(tt.name)
 		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrBadName)) {

@@ -34,7 +34,9 @@
 //     hand-over channel, a private SOCK_SEQPACKET socketpair
 //     (BATON_HANDOFF_FD). The successor does not see NOTIFY_SOCKET: it is
 //     held back in BATON_HANDOFF_NOTIFY until the successor is main, so
-//     nothing in it talks to the manager too early.
+//     nothing in it talks to the manager too early. BATON_HANDOFF_DRAINING
+//     lists the generations still draining, this one last (see "Draining
+//     generations").
 //  3. The successor initialises and calls Ready, which writes READY on the
 //     channel and waits. Its servers (Serve) are not started yet: a
 //     successor that fails never accepted a connection, so it drops none.
@@ -105,7 +107,12 @@
 //	ExecStart=/usr/local/bin/myserver
 //	ExecReload=/usr/local/bin/baton reload --pid $MAINPID
 //	ExecStop=/usr/local/bin/baton stop --pid $MAINPID
+//	TimeoutStopSec=35s
 //	Restart=on-failure
+//
+// TimeoutStopSec= must cover Config.StopDelay plus Config.DrainTimeout (and
+// some slack: `baton units --drain D --stop-delay D` writes their sum plus
+// 5 s), or systemd kills the generation before it has drained.
 //
 // Keep KillMode=control-group (the default): on stop every generation gets
 // SIGTERM; the main one says STOPPING=1 and drains, draining ones go on
@@ -122,6 +129,51 @@
 // that a failed upgrade fails the reload).
 // `baton reload` is synchronous and reports failure; `kill -HUP $MAINPID`
 // is fire-and-forget.
+//
+// # Stopping: the stop delay
+//
+// A load balancer (or Kubernetes, whose endpoint removal races the
+// SIGTERM) keeps sending new connections for a while after a stop began.
+// With Config.StopDelay the main generation, on SIGTERM, SIGINT or Stop,
+// closes Stopping and says STOPPING=1 at once, but goes on serving (and
+// accepting) for StopDelay; only then is Done closed and the drain
+// started. A health check answers 503 once Stopping is closed:
+//
+//	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+//		select {
+//		case <-up.Stopping():
+//			http.Error(w, "stopping", http.StatusServiceUnavailable)
+//		default:
+//			io.WriteString(w, "ok\n")
+//		}
+//	})
+//
+// During the delay upgrades are refused (ErrStopping, `baton reload`
+// exits 0), and a second SIGTERM or SIGINT (or Stop, or Close) ends the
+// delay at once: Ctrl-C twice in a terminal does not wait. A hand-over is
+// not a stop: the generation that hands over drains at once, and its
+// Stopping stays open.
+//
+// # Draining generations
+//
+// Every generation that handed over drains until its last connection ends
+// or DrainTimeout passes; a storm of upgrades with long-lived connections
+// would pile them up. Config.MaxDraining caps them (DefaultMaxDraining;
+// negative: no cap). The current generation knows the ones still draining
+// (its predecessor and the older ones: each successor gets the list in
+// BATON_HANDOFF_DRAINING as GEN:PID:START entries, START the start time
+// from /proc/PID/stat field 22, and checks it strictly). When an upgrade
+// starts, entries whose process is gone, or whose pid now belongs to a
+// process with another start time, are dropped; when the live ones plus
+// this generation would be more than MaxDraining, the oldest are killed
+// with SIGKILL, through a pidfd opened before the start time is compared
+// once more, so that no other process is ever signalled. Each is logged at
+// level Warn ("force-closed draining generation G (pid P): MaxDraining=N")
+// and reported to the manager, with RELOADING=1 as "STATUS=upgrading to
+// generation N; force-closed ..." and in the successor's first STATUS=
+// line ("STATUS=serving, generation N, pid P; force-closed ..."). Their
+// remaining connections are cut: pick a cap above the number of upgrades
+// a long connection should survive.
 //
 // # Without a socket unit: the fd store
 //
@@ -142,6 +194,27 @@
 //	ExecStop=/usr/local/bin/baton stop --pid $MAINPID
 //	FileDescriptorStoreMax=8
 //	Restart=on-failure
+//
+// # Containers
+//
+// As a container's entrypoint the first generation is PID 1 of the pid
+// namespace, whose exit makes the kernel kill every process in it. So
+// after handing over and draining, a generation that is PID 1 stays as the
+// namespace's init: its servers and sockets are closed, it reaps every
+// process that ends, passes SIGTERM, SIGINT, SIGQUIT and SIGHUP on to the
+// others (`docker kill -s HUP` upgrades the serving generation, `docker
+// stop` stops it), and exits with the serving generation's status when it
+// is gone. Use SIGHUP or `baton reload --pidfile` (Config.PIDFile) inside
+// the container: after the first upgrade PID 1 is not the serving process
+// and has no control socket.
+//
+// An init in front of the server (`docker run --init`, tini, dumb-init)
+// breaks upgrades: it exits when its child, the first generation, exits
+// after handing over, and the namespace dies with it. Make the server the
+// entrypoint, or `baton run` (which stays PID 1 and supervises). Several
+// containers in one network namespace (a Kubernetes pod) each have their
+// own pid 1; the control socket's name carries the pid namespace, so they
+// do not collide.
 //
 // # Predecessor killed mid-upgrade
 //
@@ -204,6 +277,11 @@
 //     before it read MAIN cannot be undone: the old generation tries to
 //     take the main PID back (MAINPID=<self>, accepted only with
 //     NotifyAccess=all), keeps serving and reports the error.
+//   - Under `baton run`, leave StopDelay out of the program: baton stops
+//     the old program with SIGTERM at every upgrade, which it would take
+//     for a stop and serve on for StopDelay; use `baton run --stop-delay`.
+//   - Without /proc no start time can be read: the draining list is not
+//     passed on and MaxDraining caps nothing.
 //   - A stop signals the whole cgroup, this generation first, but the
 //     successor may end before this generation handles its SIGTERM. A
 //     successor that ends as a stopped process does (SIGTERM, SIGINT,

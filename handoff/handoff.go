@@ -22,6 +22,11 @@ const (
 	// DefaultBarrierTimeout bounds the wait for the manager to confirm it
 	// read the hand-over (BARRIER=1).
 	DefaultBarrierTimeout = 5 * time.Second
+	// DefaultMaxDraining is the cap on draining generations when
+	// Config.MaxDraining is zero: room for a storm of back-to-back
+	// upgrades whose generations each drain for a few milliseconds, and
+	// a bound for those held by long connections.
+	DefaultMaxDraining = 8
 )
 
 // Config configures an Upgrader. The zero value is valid.
@@ -33,6 +38,31 @@ type Config struct {
 	// was stopped (DefaultDrainTimeout when zero); then servers are
 	// force-closed.
 	DrainTimeout time.Duration
+	// StopDelay is a lame duck before a stop, for load balancers and
+	// Kubernetes: when the main generation is asked to stop (SIGTERM,
+	// SIGINT, Stop), Stopping is closed and the manager told STOPPING=1
+	// at once, but the generation goes on serving for StopDelay; only then
+	// is Done closed and the drain started. A health check that answers
+	// 503 once Stopping is closed takes the instance out of rotation
+	// before it stops accepting. A second SIGTERM or SIGINT (or Stop, or
+	// Close) during the delay ends it at once. Upgrades do not wait: a
+	// generation that hands over drains at once, and an upgrade asked for
+	// during the delay is refused (ErrStopping). Zero or negative: no
+	// delay. Under systemd, TimeoutStopSec= must cover StopDelay plus
+	// DrainTimeout (`baton units --stop-delay`).
+	StopDelay time.Duration
+	// MaxDraining caps the generations draining at once. When an upgrade
+	// starts and the older generations still draining, plus this one
+	// (which drains after the hand-over), would be more than MaxDraining,
+	// the oldest are killed (SIGKILL) first, so that a storm of reloads
+	// with long-lived connections cannot pile up processes. Each one is
+	// logged ("force-closed draining generation G (pid P): MaxDraining=N",
+	// level Warn) and reported in the STATUS= line of the upgrade and in
+	// the first STATUS= line of the successor. A generation learns the
+	// older ones from its predecessor with each one's start time, so a pid
+	// reused by another process is never signalled. Zero means
+	// DefaultMaxDraining; negative means no cap.
+	MaxDraining int
 	// NewConnGrace bounds how long a draining HTTPServer keeps a
 	// connection that has not sent its first request (a slow client, a
 	// TLS handshake in progress) when its http.Server has no
@@ -73,6 +103,17 @@ func (c *Config) readyTimeout() time.Duration {
 		return c.ReadyTimeout
 	}
 	return DefaultReadyTimeout
+}
+
+// maxDraining is the cap, 0 for none.
+func (c *Config) maxDraining() int {
+	switch {
+	case c.MaxDraining < 0:
+		return 0
+	case c.MaxDraining == 0:
+		return DefaultMaxDraining
+	}
+	return c.MaxDraining
 }
 
 func (c *Config) drainTimeout() time.Duration {
@@ -191,6 +232,9 @@ type Upgrader struct {
 	closed      bool
 	upgradeDone chan struct{} // non-nil while an upgrade runs
 	successor   int
+	stopped     chan struct{} // closed by the first Stop (Stopping)
+	cutDelay    chan struct{} // closed by a second Stop: ends the stop delay
+	delayCut    bool
 	done        chan struct{}
 	isMain      chan struct{} // closed when this generation became main
 	control     *control.Server
@@ -200,6 +244,16 @@ type Upgrader struct {
 	// main and stops before MAINPID is sent (SYSTEMD.md rule 2).
 	watchMu   sync.Mutex
 	stopWatch func() // cancels and joins the watchdog goroutine
+
+	// draining are the older generations still draining, oldest first,
+	// as far as this one knows (from its predecessor, pruned and capped
+	// at each upgrade); selfStart is this process's start time. Both are
+	// used by the one upgrade in flight only.
+	draining  []procRef
+	selfStart uint64
+	// statusNote is what the predecessor's upgrade reports (generations
+	// it force-closed), added to this generation's first STATUS= line.
+	statusNote string
 
 	servers  []Server // registered by Serve
 	started  []Server // those whose Serve runs
@@ -221,6 +275,12 @@ func (u *Upgrader) Generation() int { return u.gen }
 // Done is closed when this generation must stop serving: it handed over to
 // a successor, or a stop was requested (SIGTERM, SIGINT, Stop).
 func (u *Upgrader) Done() <-chan struct{} { return u.done }
+
+// Stopping is closed as soon as a stop is requested (SIGTERM, SIGINT,
+// Stop), Config.StopDelay before Done is closed and the drain starts: a
+// health check reads it to answer 503 while the generation still serves.
+// A hand-over does not close it.
+func (u *Upgrader) Stopping() <-chan struct{} { return u.stopped }
 
 // HandedOver reports whether a successor is now the main process.
 func (u *Upgrader) HandedOver() bool {
@@ -308,6 +368,12 @@ func (u *Upgrader) startLocked(s Server) {
 // returns. It returns nil after a clean hand-over or stop, the server's
 // error when one failed, or the drain's error (ctx.Err() of the deadline
 // when servers had to be force-closed).
+//
+// In a process that is PID 1 of its pid namespace (a container's
+// entrypoint) and handed over, Wait does not return: the process stays as
+// the namespace's init, reaping and passing signals on to the generations
+// after it, and exits with the status of the last one (see the package
+// doc, Containers).
 func (u *Upgrader) Wait() error {
 	var failed error
 	select {
@@ -320,7 +386,17 @@ func (u *Upgrader) Wait() error {
 	if failed != nil {
 		return failed
 	}
+	if u.HandedOver() && os.Getpid() == 1 {
+		// PID 1 of its namespace: its exit would kill the successor.
+		u.serveAsInit()
+	}
 	return err
+}
+
+func (u *Upgrader) successorPID() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.successor
 }
 
 func (u *Upgrader) drain() error {
@@ -344,16 +420,24 @@ func (u *Upgrader) drain() error {
 }
 
 // Stop ends the generation gracefully: an upgrade in flight is abandoned
-// (its successor killed), the manager is told STOPPING=1 when this
-// generation is the main process, and Done is closed. SIGTERM and SIGINT
-// call it.
+// (its successor killed), Stopping is closed, the manager is told
+// STOPPING=1 when this generation is the main process, and Done is
+// closed. A main generation that has not handed over goes on serving for
+// Config.StopDelay between STOPPING=1 and Done; Stop returns when Done is
+// closed. Called again while the delay runs, Stop ends the delay at once
+// and returns. SIGTERM and SIGINT call it.
 func (u *Upgrader) Stop() {
 	u.mu.Lock()
 	if u.stopping {
+		if !u.delayCut {
+			u.delayCut = true
+			close(u.cutDelay)
+		}
 		u.mu.Unlock()
 		return
 	}
 	u.stopping = true
+	close(u.stopped)
 	wait := u.upgradeDone
 	if u.parent != nil && !u.main && !u.readySent {
 		// A successor asked to stop before it said READY declines the
@@ -368,11 +452,26 @@ func (u *Upgrader) Stop() {
 		<-wait
 	}
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.main && !u.handedOver {
+	serving := u.main && !u.handedOver
+	if serving {
 		if err := u.mgr.Stopping(); err != nil {
 			u.log.Warn("sd_notify", "err", err)
 		}
+	}
+	u.mu.Unlock()
+	if d := u.cfg.StopDelay; serving && d > 0 {
+		u.log.Info("stop delay: serving on", "generation", u.gen, "delay", d)
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-u.cutDelay:
+			u.log.Info("stop delay cut short", "generation", u.gen)
+		}
+		t.Stop()
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if serving {
 		u.removePIDFile()
 	}
 	u.endLocked()

@@ -3,6 +3,7 @@ package handoff
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,12 +32,16 @@ const (
 	envVerbose      = "BATON_TEST_VERBOSE"       // log to stderr
 	envUDP          = "BATON_TEST_UDP"           // also answer datagrams on "echo" with the pid
 	envJournal      = "BATON_TEST_JOURNAL"       // append "generation N" to this file, opened once as "journal"
+	envStopDelay    = "BATON_TEST_STOP_DELAY"    // Config.StopDelay
+	envMaxDraining  = "BATON_TEST_MAX_DRAINING"  // Config.MaxDraining
+	envFakeDraining = "BATON_TEST_FAKE_DRAINING" // generation 1 starts with these draining generations: PID:START,... (generation 0)
 	envDrift        = "BATON_TEST_DRIFT"         // appended "+" at start-up, answered as X-Drift
 	envExtra        = "BATON_TEST_EXTRA"         // also serve HTTP on "extra", at the address this file names (none if empty)
 )
 
 func TestMain(m *testing.M) {
 	testproc.Register("server", serverMain)
+	testproc.Register("sleep", func() { time.Sleep(time.Hour) })
 	if _, helper := os.LookupEnv(testproc.EnvHelper); !helper {
 		// Generations orphaned by their exiting predecessors are reparented
 		// to the test, which reaps them (reaper in harness_test.go).
@@ -75,6 +80,12 @@ func serverMain() {
 	if d, err := time.ParseDuration(os.Getenv(envReadyTimeout)); err == nil {
 		cfg.ReadyTimeout = d
 	}
+	if d, err := time.ParseDuration(os.Getenv(envStopDelay)); err == nil {
+		cfg.StopDelay = d
+	}
+	if n, err := strconv.Atoi(os.Getenv(envMaxDraining)); err == nil {
+		cfg.MaxDraining = n
+	}
 	if os.Getenv(envVerbose) != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
 	}
@@ -84,6 +95,16 @@ func serverMain() {
 		os.Exit(1)
 	}
 	defer up.Close()
+	if v := os.Getenv(envFakeDraining); v != "" && up.Generation() == 1 {
+		for _, e := range strings.Split(v, ",") {
+			var p procRef
+			if _, err := fmt.Sscanf(e, "%d:%d", &p.pid, &p.start); err != nil {
+				fmt.Fprintln(os.Stderr, "server:", envFakeDraining, err)
+				os.Exit(1)
+			}
+			up.draining = append(up.draining, p)
+		}
+	}
 	if os.Getenv(envFault) == "die-after-ready" {
 		// As the predecessor: let the successor die before MAINPID.
 		up.beforeHandOver = func(pid int) {
@@ -100,6 +121,15 @@ func serverMain() {
 	pid, gen := strconv.Itoa(os.Getpid()), strconv.Itoa(up.Generation())
 	activated := strings.Join(seen, ",")
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			select {
+			case <-up.Stopping():
+				http.Error(w, "stopping", http.StatusServiceUnavailable)
+			default:
+				_, _ = io.WriteString(w, "ok\n")
+			}
+			return
+		}
 		if ms, err := strconv.Atoi(r.URL.Query().Get("ms")); err == nil && ms > 0 {
 			time.Sleep(min(time.Duration(ms)*time.Millisecond, 10*time.Second))
 		}

@@ -21,7 +21,9 @@ func (u *Upgrader) fromPredecessor() error {
 	notify := os.Getenv(envNotify)
 	bound := os.Getenv(envBound)
 	proto, hasProto := os.LookupEnv(envProto)
-	for _, k := range []string{envFD, envGen, envNotify, envBound, envProto} {
+	draining, hasDraining := os.LookupEnv(envDraining)
+	note := os.Getenv(envStatus)
+	for _, k := range []string{envFD, envGen, envNotify, envBound, envProto, envDraining, envStatus} {
 		_ = os.Unsetenv(k)
 	}
 	if !ok {
@@ -78,7 +80,19 @@ func (u *Upgrader) fromPredecessor() error {
 	if err != nil {
 		return fmt.Errorf("hand-over channel: %w", err)
 	}
-	u.parent, u.parentPID, u.gen, u.socket = c.(*net.UnixConn), int(cred.Pid), n, notify
+	if hasDraining {
+		list, err := parseDraining(draining, n, int(cred.Pid))
+		if err != nil {
+			_ = c.Close()
+			return fmt.Errorf("%s=%q: %w: %w", envDraining, draining, ErrBadEnvironment, err)
+		}
+		u.draining = list
+	}
+	if strings.ContainsFunc(note, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		_ = c.Close()
+		return fmt.Errorf("%s=%q: control character: %w", envStatus, note, ErrBadEnvironment)
+	}
+	u.parent, u.parentPID, u.gen, u.socket, u.statusNote = c.(*net.UnixConn), int(cred.Pid), n, notify, note
 	return nil
 }
 
@@ -245,6 +259,9 @@ func (u *Upgrader) becomeMain(claim bool) error {
 		u.startLocked(s)
 	}
 	status := fmt.Sprintf("STATUS=serving, generation %d, pid %d", u.gen, self)
+	if u.statusNote != "" {
+		status += "; " + u.statusNote
+	}
 	switch {
 	case claim:
 		err = mgr.Send("MAINPID=" + strconv.Itoa(self) + "\nREADY=1\n" + status)
@@ -256,7 +273,11 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	if err != nil {
 		u.log.Warn("sd_notify", "err", err)
 	}
-	u.log.Info("serving", "generation", u.gen, "pid", self)
+	if u.statusNote != "" {
+		u.log.Info("serving", "generation", u.gen, "pid", self, "upgrade", u.statusNote)
+	} else {
+		u.log.Info("serving", "generation", u.gen, "pid", self)
+	}
 	return nil
 }
 

@@ -29,8 +29,14 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		return &UpgradeError{Generation: gen, PID: pid, Stage: stage, Err: err}
 	}
 	start := time.Now()
+	note := u.capDraining()
 	if err := mgr.Reloading(); err != nil {
 		u.log.Warn("sd_notify", "err", err)
+	}
+	if note != "" {
+		if err := mgr.Status(oneLine(fmt.Sprintf("upgrading to generation %d; %s", gen, note))); err != nil {
+			u.log.Warn("sd_notify", "err", err)
+		}
 	}
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -55,7 +61,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		Mode: spawn.SelfFix,
 	}
-	sc.Env = u.successorEnv(gen, sc.FD(0))
+	sc.Env = u.successorEnv(gen, sc.FD(0), note)
 	p, err := spawn.Start(sc)
 	if err != nil {
 		return 0, fail("start", 0, err)
@@ -85,7 +91,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 			return 0, fail("ready", pid, u.exitedErr("before ready", w))
 		}
 		return 0, fail("ready", pid, fmt.Errorf("%w: closed the hand-over channel before ready (killed: %s)", ErrSuccessorExited, w.kill()))
-	case err == nil && strings.HasPrefix(string(buf[:n]), msgVersion+" "):
+	case strings.HasPrefix(string(buf[:n]), msgVersion+" "):
 		theirs := strings.TrimPrefix(string(buf[:n]), msgVersion+" ")
 		w.wait(exitGrace)
 		return 0, fail("ready", pid, fmt.Errorf("%w: this generation speaks version %d, the successor version %s (killed: %s)", ErrProtocolVersion, protoVersion, theirs, w.kill()))

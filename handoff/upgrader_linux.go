@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Environment between a generation and its successor. New reads and unsets
@@ -23,6 +25,13 @@ const (
 	envNotify = "BATON_HANDOFF_NOTIFY" // the manager's NOTIFY_SOCKET, held back until main
 	envBound  = "BATON_HANDOFF_BOUND"  // positions (fd - 3) of the sockets and files a generation opened
 	envProto  = "BATON_HANDOFF_PROTO"  // the predecessor's hand-over protocol version
+	// The generations still draining when the successor started, oldest
+	// first, its predecessor last: GEN:PID:START entries separated by
+	// commas, START the process's start time (/proc/PID/stat field 22).
+	envDraining = "BATON_HANDOFF_DRAINING"
+	// What the upgrade did before it started the successor (the draining
+	// generations it force-closed), for the successor's first STATUS=.
+	envStatus = "BATON_HANDOFF_STATUS"
 )
 
 // protoVersion is the version of the hand-over protocol (the variables and
@@ -107,7 +116,9 @@ func New(cfg Config) (*Upgrader, error) {
 		cfg: cfg, log: log, gen: 1, exe: startExe, dir: startDir, args: os.Args, fds: fds,
 		socket: os.Getenv("NOTIFY_SOCKET"), ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1),
+		stopped: make(chan struct{}), cutDelay: make(chan struct{}),
 	}
+	u.selfStart, _ = procStart(os.Getpid())
 	if err := u.fromPredecessor(); err != nil {
 		cancel()
 		fds.close()
@@ -129,6 +140,13 @@ func (u *Upgrader) signals(sigs chan os.Signal, quit chan struct{}) {
 		case <-quit:
 			return
 		case s := <-sigs:
+			if os.Getpid() == 1 && u.HandedOver() {
+				// PID 1 staying as the namespace's init (init_linux.go):
+				// from the hand-over on, signals are for the serving
+				// generation, and the draining ones; not for this one.
+				_ = unix.Kill(-1, s.(syscall.Signal))
+				continue
+			}
 			if s != syscall.SIGHUP {
 				u.log.Info("stopping", "signal", s.String(), "generation", u.gen)
 				u.wg.Go(u.Stop)
@@ -212,7 +230,7 @@ func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 // generation), plus the hand-over's own variables.
 var startEnv = os.Environ()
 
-func (u *Upgrader) successorEnv(gen, fd int) []string {
+func (u *Upgrader) successorEnv(gen, fd int, note string) []string {
 	env := make([]string, 0, len(startEnv)+4)
 	for _, kv := range startEnv {
 		k, _, _ := strings.Cut(kv, "=")
@@ -234,6 +252,16 @@ func (u *Upgrader) successorEnv(gen, fd int) []string {
 	)
 	if u.socket != "" {
 		env = append(env, envNotify+"="+u.socket)
+	}
+	if u.selfStart != 0 {
+		// Without a start time of its own (no /proc) this generation
+		// cannot be told from a later process with its pid: nothing is
+		// passed, and the successor caps nothing it cannot check.
+		list := append(u.draining[:len(u.draining):len(u.draining)], procRef{gen: u.gen, pid: os.Getpid(), start: u.selfStart})
+		env = append(env, envDraining+"="+formatDraining(list))
+	}
+	if note != "" {
+		env = append(env, envStatus+"="+note)
 	}
 	return env
 }

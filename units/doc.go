@@ -65,7 +65,7 @@
 //     will meet.
 //   - KillMode=control-group: `systemctl stop` sends SIGTERM to every
 //     generation, draining ones included, and SIGKILLs what is left after
-//     TimeoutStopSec (drain + TimeoutSlack). KillMode=mixed would SIGKILL a
+//     TimeoutStopSec (stop delay + drain + TimeoutSlack). KillMode=mixed would SIGKILL a
 //     draining generation as soon as the current one exits.
 //   - ExecStop=baton stop --pid $MAINPID: after the first upgrade the
 //     main process is not systemd's child, and systemd does not wait for

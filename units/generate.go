@@ -90,7 +90,8 @@ func (r *resolved) service() File {
 		o.add(svc, "FileDescriptorStoreMax", fmt.Sprint(r.FDStoreMax))
 	}
 	o.add(svc, "TimeoutStartSec", duration(r.ReadyTimeout+TimeoutSlack))
-	o.add(svc, "TimeoutStopSec", duration(r.DrainTimeout+TimeoutSlack))
+	// The stop: the service's stop delay, then its drain.
+	o.add(svc, "TimeoutStopSec", duration(r.StopDelay+r.DrainTimeout+TimeoutSlack))
 	if r.Watchdog > 0 {
 		o.add(svc, "WatchdogSec", duration(r.Watchdog))
 	}

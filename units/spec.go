@@ -68,9 +68,15 @@ type Spec struct {
 	Sockets []Socket
 
 	// DrainTimeout is how long an old generation may take to drain;
-	// TimeoutStopSec= is DrainTimeout + TimeoutSlack. Zero means
-	// DefaultDrainTimeout.
+	// TimeoutStopSec= is StopDelay + DrainTimeout + TimeoutSlack. Zero
+	// means DefaultDrainTimeout.
 	DrainTimeout time.Duration
+
+	// StopDelay is the service's own lame duck before it drains on stop
+	// (handoff.Config.StopDelay, `baton run --stop-delay`); it only
+	// lengthens TimeoutStopSec=, and is given to nothing else: the
+	// program's arguments in Exec set it. Zero means none.
+	StopDelay time.Duration
 
 	// ReadyTimeout is how long a new generation may take to be ready, at
 	// start and at each upgrade; TimeoutStartSec= (which also bounds
@@ -215,7 +221,7 @@ func (s *Spec) resolve() (*resolved, error) {
 	for _, d := range []struct {
 		field string
 		v     time.Duration
-	}{{"DrainTimeout", s.DrainTimeout}, {"ReadyTimeout", s.ReadyTimeout}, {"Watchdog", s.Watchdog}} {
+	}{{"DrainTimeout", s.DrainTimeout}, {"StopDelay", s.StopDelay}, {"ReadyTimeout", s.ReadyTimeout}, {"Watchdog", s.Watchdog}} {
 		if d.v < 0 {
 			return nil, &SpecError{Field: d.field, Value: d.v.String(), Reason: "negative duration"}
 		}

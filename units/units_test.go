@@ -183,6 +183,7 @@ func TestSpecErrors(t *testing.T) {
 		{"host name", ok(func(s *Spec) { s.Sockets[0].URL = "tcp://localhost:80" }), "Sockets[0].URL", `"tcp://localhost:80"`},
 		{"relative baton", ok(func(s *Spec) { s.Baton = "baton" }), "Baton", `"baton"`},
 		{"negative drain", ok(func(s *Spec) { s.DrainTimeout = -time.Second }), "DrainTimeout", `"-1s"`},
+		{"negative stop delay", ok(func(s *Spec) { s.StopDelay = -time.Second }), "StopDelay", `"-1s"`},
 		{"tiny watchdog", ok(func(s *Spec) { s.Watchdog = time.Microsecond }), "Watchdog", `"1µs"`},
 		{"old systemd", ok(func(s *Spec) { s.SystemdVersion = 219 }), "SystemdVersion", `"219"`},
 		{"fdstore with sockets", ok(func(s *Spec) { s.FDStoreMax = 4 }), "FDStoreMax", `"4"`},
@@ -213,6 +214,47 @@ func TestSpecErrors(t *testing.T) {
 				t.Errorf("error %q does not name field %s and value %s", err, tt.field, tt.value)
 			}
 		})
+	}
+}
+
+// TestStopDelay: the service's stop delay comes before its drain, and
+// TimeoutStopSec= covers both; nothing else changes.
+func TestStopDelay(t *testing.T) {
+	tests := []struct {
+		delay, drain time.Duration
+		want         string
+	}{
+		{0, 0, "35s"},
+		{10 * time.Second, 0, "45s"},
+		{1500 * time.Millisecond, time.Minute, "66500ms"},
+	}
+	base := specs[0].spec
+	plain, err := Generate(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		spec := base
+		spec.StopDelay, spec.DrainTimeout = tt.delay, tt.drain
+		files, err := Generate(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, o := range files[0].Options {
+			if o.Name == "TimeoutStopSec" {
+				got = append(got, o.Value)
+			}
+		}
+		if len(got) != 1 || got[0] != tt.want {
+			t.Errorf("StopDelay %s, DrainTimeout %s: TimeoutStopSec=%v, want %s", tt.delay, tt.drain, got, tt.want)
+		}
+		if tt.drain == 0 {
+			want := strings.Replace(string(plain[0].Bytes()), "TimeoutStopSec=35s", "TimeoutStopSec="+tt.want, 1)
+			if diff := cmp.Diff(want, string(files[0].Bytes())); diff != "" {
+				t.Errorf("StopDelay %s changed more than TimeoutStopSec= (-want +got):\n%s", tt.delay, diff)
+			}
+		}
 	}
 }
 

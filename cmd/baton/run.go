@@ -26,7 +26,8 @@ const controlGrace = 5 * time.Second
 
 const runUsage = `
 baton run [--listen NAME=URL]... [--watch PATH] [--ready notify|exec]
-          [--ready-timeout D] [--drain D] -- CMD [ARG]...
+          [--ready-timeout D] [--drain D] [--stop-delay D] [--max-draining N]
+          -- CMD [ARG]...
 
 Holds the sockets and runs CMD with them, as systemd would: at fd 3, 4, ...
 with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (CMD's own pid), and a
@@ -46,6 +47,19 @@ Sockets: --listen NAME=URL binds tcp://HOST:PORT, udp://HOST:PORT or
 unix:/PATH (unix:@NAME abstract). When systemd started baton with sockets
 (LISTEN_FDS), baton passes those on; --listen NAME then selects the ones
 named NAME, and --listen NAME=URL the one bound to URL, renamed NAME.
+
+--max-draining N caps the old CMDs still draining: when an upgrade starts
+and more than N would drain at once, the oldest are killed (SIGKILL, as
+after --drain), logged "force-closed draining generation G (pid P):
+MaxDraining=N" and reported in STATUS=. Their requests in flight are cut;
+by default (0) there is no cap.
+
+--stop-delay D is a lame duck for load balancers and Kubernetes (the
+preStop sleep): on SIGTERM or SIGINT baton tells systemd STOPPING=1 at
+once and refuses upgrades, but CMD goes on serving for D before it gets
+the signal. A second SIGTERM or SIGINT ends the delay and goes to CMD at
+once. CMD itself is not told: to fail its health check during the delay,
+give it a way to learn of the stop (or let the endpoint removal do it).
 
 --ready=exec is for programs that do not send READY=1: CMD is ready when it
 is still running --ready-timeout after its start (pick a short one).
@@ -81,6 +95,8 @@ type runCommand struct {
 	ready        string
 	readyTimeout time.Duration
 	drain        time.Duration
+	stopDelay    time.Duration
+	maxDraining  int
 	poll         time.Duration
 	quiet        bool
 }
@@ -92,6 +108,8 @@ func newRunCmd(io stdio) command {
 	c.flags.StringVar(&c.ready, "ready", "notify", "readiness: notify (READY=1) or exec (running after --ready-timeout)")
 	c.flags.DurationVar(&c.readyTimeout, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a new CMD has to become ready")
 	c.flags.DurationVar(&c.drain, "drain", supervisor.DefaultDrain, "how long a replaced CMD has between SIGTERM and SIGKILL")
+	c.flags.DurationVar(&c.stopDelay, "stop-delay", 0, "on SIGTERM or SIGINT, keep CMD serving this long before passing the signal on")
+	c.flags.IntVar(&c.maxDraining, "max-draining", 0, "at most this many replaced CMDs draining at once; the oldest are killed (0: no cap)")
 	c.flags.DurationVar(&c.poll, "watch-interval", supervisor.DefaultWatchInterval, "how often --watch polls")
 	c.flags.BoolVar(&c.quiet, "quiet", false, "log only warnings and errors")
 	return c
@@ -143,6 +161,12 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if c.readyTimeout <= 0 || c.drain <= 0 || c.poll <= 0 {
 		return usagef("run", "durations must be positive")
 	}
+	if c.stopDelay < 0 {
+		return usagef("run", "--stop-delay %s: want 0 or more", c.stopDelay)
+	}
+	if c.maxDraining < 0 {
+		return usagef("run", "--max-draining %d: want 0 (no cap) or more", c.maxDraining)
+	}
 	level := slog.LevelInfo
 	if c.quiet {
 		level = slog.LevelWarn
@@ -179,6 +203,8 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		Ready:         mode,
 		ReadyTimeout:  c.readyTimeout,
 		Drain:         c.drain,
+		StopDelay:     c.stopDelay,
+		MaxDraining:   c.maxDraining,
 		Watch:         c.watch,
 		WatchInterval: c.poll,
 		ReapOrphans:   true,
@@ -233,7 +259,8 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 				sup.Trigger()
 				continue
 			}
-			log.Info("forwarding signal", "signal", sig.String(), "pid", sup.PID())
+			// The supervisor logs when it delays the signal (--stop-delay).
+			log.Info("stop", "signal", sig.String(), "pid", sup.PID())
 			if err := sup.Stop(sig); err != nil {
 				cancel()
 			}

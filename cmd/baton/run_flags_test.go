@@ -22,6 +22,8 @@ func TestRunReloadDemoUsage(t *testing.T) {
 		{args: []string{"run", "--listen", "a:b=tcp://:1", "--", "true"}, code: 2, stderr: "without ':'", quietOut: true},
 		{args: []string{"run", "--listen", "a=http://x", "--", "true"}, code: 2, stderr: "unknown scheme", quietOut: true},
 		{args: []string{"run", "--listen", "a", "--", "true"}, code: 2, stderr: "want NAME=URL", quietOut: true},
+		{args: []string{"run", "--stop-delay", "-1s", "--", "true"}, code: 2, stderr: "--stop-delay -1s", quietOut: true},
+		{args: []string{"run", "--max-draining", "-1", "--", "true"}, code: 2, stderr: "--max-draining -1", quietOut: true},
 		{args: []string{"run", "-h"}, code: 0, stdout: "usage: baton run", quietError: true},
 		{args: []string{"reload"}, code: 2, stderr: "want --pid PID or --pidfile FILE", quietOut: true},
 		{args: []string{"reload", "--pid", "1", "--pidfile", "x"}, code: 2, stderr: "not both", quietOut: true},

@@ -117,6 +117,7 @@ func TestUnitsBadSpec(t *testing.T) {
 		{"root user", base("--user", "root"), []string{"--user", `"root"`}},
 		{"negative watchdog", base("--watchdog", "-1s"), []string{"--watchdog", `"-1s"`}},
 		{"zero drain", base("--drain", "0"), []string{"--drain"}},
+		{"negative stop delay", base("--stop-delay", "-1s"), []string{"--stop-delay", `"-1s"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,6 +141,24 @@ func TestUnitsBadSpec(t *testing.T) {
 				t.Errorf("%s exists after a bad spec (%v)", dir, err)
 			}
 		})
+	}
+}
+
+// TestUnitsStopDelay: --stop-delay lengthens TimeoutStopSec= by the
+// delay and reaches nothing else.
+func TestUnitsStopDelay(t *testing.T) {
+	plain := baton(t, exampleArgs...)
+	r := baton(t, append(exampleArgs, "--stop-delay", "10s")...)
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("exit status %d, stderr:\n%s", r.code, r.stderr)
+	}
+	// The example drains for 1m: 60s + 10s + 5s.
+	want := strings.Replace(plain.stdout, "TimeoutStopSec=65s", "TimeoutStopSec=75s", 1)
+	if want == plain.stdout {
+		t.Fatalf("no TimeoutStopSec=65s in\n%s", plain.stdout)
+	}
+	if diff := cmp.Diff(want, r.stdout); diff != "" {
+		t.Errorf("--stop-delay 10s (-want +got):\n%s", diff)
 	}
 }
 

@@ -4,6 +4,9 @@
 //
 //	GET /        answers with the pid and generation (body, X-Pid, X-Generation)
 //	GET /?ms=N   sleeps N milliseconds first (at most 10 s)
+//	GET /healthz 200 "ok", or 503 "stopping" once a stop was requested:
+//	             with -stop-delay D it goes on serving D after SIGTERM,
+//	             so a load balancer polling /healthz takes it out first
 //	GET /events  Server-Sent Events, the pid every 100 ms; the stream ends
 //	             cleanly when this generation drains, so the client
 //	             reconnects, to the successor
@@ -15,6 +18,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -23,6 +27,9 @@ import (
 
 	"github.com/batonhq/baton/handoff"
 )
+
+// stopDelay is Config.StopDelay.
+var stopDelay = flag.Duration("stop-delay", 0, "after SIGTERM, go on serving this long (/healthz says 503) before draining")
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "address to listen on when not socket-activated")
@@ -36,7 +43,7 @@ func main() {
 
 func run(listen, pidfile string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	up, err := handoff.New(handoff.Config{PIDFile: pidfile, Logger: log})
+	up, err := handoff.New(handoff.Config{PIDFile: pidfile, Logger: log, StopDelay: *stopDelay})
 	if err != nil {
 		return err
 	}
@@ -50,6 +57,10 @@ func run(listen, pidfile string) error {
 	srv := &http.Server{
 		ReadHeaderTimeout: 10 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/healthz" {
+				healthz(w, up)
+				return
+			}
 			if ms, err := strconv.Atoi(r.URL.Query().Get("ms")); err == nil && ms > 0 {
 				time.Sleep(min(time.Duration(ms)*time.Millisecond, 10*time.Second))
 			}
@@ -70,4 +81,14 @@ func run(listen, pidfile string) error {
 		return err
 	}
 	return up.Wait()
+}
+
+// healthz answers 200 "ok", or 503 "stopping" once up is stopping.
+func healthz(w http.ResponseWriter, up *handoff.Upgrader) {
+	select {
+	case <-up.Stopping():
+		http.Error(w, "stopping", http.StatusServiceUnavailable)
+	default:
+		_, _ = io.WriteString(w, "ok\n")
+	}
 }

@@ -55,6 +55,17 @@
 //   - The binary is looked up again at every start: a binary replaced by
 //     rename takes effect at the next upgrade, and a missing one fails that
 //     upgrade only.
+//   - StopDelay is a lame duck: Stop with SIGTERM or SIGINT says STOPPING=1
+//     and refuses upgrades at once, but signals the serving CMD only after
+//     the delay (a second Stop signals at once). CMD is not told: it is
+//     for load balancers that learn of the stop by other means (Kubernetes
+//     removes the endpoint as it sends SIGTERM). Give CMD no delay of its
+//     own: the SIGTERM of every upgrade would make it serve on.
+//   - MaxDraining caps the replaced CMDs still draining: at an upgrade the
+//     oldest above the cap are killed like a CMD past Drain, which cuts
+//     their connections. There is no cap by default: a CMD that sleeps
+//     through a lame-duck period looks as busy as one with requests in
+//     flight, and in a storm of upgrades a cap would kill it there.
 //   - Stop during an upgrade abandons it with an error wrapping ErrStopping
 //     (control code "stopping", `baton reload` exit 0). systemd signals the
 //     whole cgroup on stop, so the new CMD may end before the supervisor's

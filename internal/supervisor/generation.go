@@ -66,6 +66,9 @@ func (s *Supervisor) open() error {
 	}
 	s.running = true
 	s.stopping = make(chan struct{})
+	s.ended = make(chan struct{})
+	s.cut = nil
+	s.retired = nil
 	s.mu.Unlock()
 
 	for _, sk := range s.cfg.Sockets {
@@ -104,6 +107,7 @@ func (s *Supervisor) close() {
 	default:
 		close(s.stopping)
 	}
+	close(s.ended) // no stop delay starts from now on
 	s.mu.Unlock()
 	_ = s.notify.Close()
 	s.stopReaper()
@@ -198,6 +202,9 @@ func (s *Supervisor) childEnv() []string {
 
 // retire sends SIGTERM to a replaced CMD and SIGKILL after Drain.
 func (s *Supervisor) retire(g *generation) {
+	s.mu.Lock()
+	s.retired = append(s.retired, g)
+	s.mu.Unlock()
 	term := time.Now()
 	if err := g.signal(syscall.SIGTERM); err != nil {
 		s.log.Warn("SIGTERM", "pid", g.pid, "err", err)

@@ -79,6 +79,25 @@ type Config struct {
 	// Drain is how long a replaced CMD has between SIGTERM (to its pid)
 	// and SIGKILL (to its process group); 0 means DefaultDrain.
 	Drain time.Duration
+	// StopDelay, when positive, is a lame duck before a stop: Stop with
+	// SIGTERM or SIGINT tells the manager STOPPING=1 at once, abandons an
+	// upgrade in flight and refuses new ones, but sends the signal to the
+	// serving CMD only StopDelay later, so that a load balancer (or
+	// Kubernetes, which removes the endpoint as it sends SIGTERM) stops
+	// sending traffic first. A second Stop during the delay ends it and
+	// sends its own signal at once. Other signals are never delayed.
+	StopDelay time.Duration
+	// MaxDraining caps the replaced CMDs draining at once: when an upgrade
+	// starts and the ones still draining, plus the serving one (which
+	// drains after the upgrade), would be more than MaxDraining, the
+	// oldest are killed first (SIGKILL to the process group, as after
+	// Drain), logged ("force-closed draining generation G (pid P):
+	// MaxDraining=N"), counted in Stats.ForceClosed and reported in the
+	// STATUS= of the upgrade. Zero or negative: no cap, the default,
+	// unlike handoff's: the supervisor cannot see whether a replaced CMD
+	// still has requests in flight (a CMD with a fixed lame-duck period
+	// looks the same), so killing it is the caller's decision.
+	MaxDraining int
 	// Watch, when set, is a file (typically CMD's binary) whose change
 	// (new inode, size or mtime, stable for one interval) triggers an
 	// upgrade. WatchInterval is the polling period; 0 means
@@ -160,6 +179,7 @@ type Stats struct {
 	FailedUpgrades int // upgrades rolled back
 	OrphansReaped  int // children reaped that were not CMDs
 	ForeignNotify  int // notify messages from unknown pids
+	ForceClosed    int // draining CMDs killed for Config.MaxDraining
 	// ExitAfterTerm is, for the last replaced CMDs (at most
 	// ExitHistory, in the order they exited), the time from SIGTERM to exit.
 	ExitAfterTerm []time.Duration
@@ -183,6 +203,9 @@ type Supervisor struct {
 	current   *generation
 	upgrading bool
 	stopped   bool          // Stop was called
+	cut       chan struct{} // non-nil while a stop delay runs; closed to end it
+	ended     chan struct{} // closed when Run begins its return
+	retired   []*generation // replaced CMDs, oldest first (those still draining at the last upgrade)
 	changed   chan struct{} // closed and replaced when current changes
 	idle      chan struct{} // an upgrade finished (buffered 1)
 	trigger   chan struct{} // asynchronous upgrade request (buffered 1)
@@ -273,13 +296,16 @@ func (s *Supervisor) Signal(sig os.Signal) error {
 // Stop sends sig to the serving CMD's pid and ends the supervision: an upgrade in
 // flight is abandoned (its new CMD stopped), no other starts, and Run returns
 // once the serving CMD has exited, with its status. This is how a SIGTERM
-// to `baton run` is forwarded.
+// to `baton run` is forwarded. With Config.StopDelay, a first SIGTERM or
+// SIGINT is sent only after the delay (see there); a Stop during the delay
+// ends it and sends its own sig at once.
 func (s *Supervisor) Stop(sig os.Signal) error {
 	s.mu.Lock()
 	if !s.running {
 		s.mu.Unlock()
 		return ErrNotRunning
 	}
+	first := !s.stopped
 	s.stopped = true
 	select {
 	case <-s.stopping:
@@ -287,11 +313,65 @@ func (s *Supervisor) Stop(sig os.Signal) error {
 		close(s.stopping)
 	}
 	g := s.current
-	s.mu.Unlock()
 	if g == nil {
+		s.mu.Unlock()
 		return nil // the first start sees stopping and gives up
 	}
+	if d := s.cfg.StopDelay; first && d > 0 && (sig == syscall.SIGTERM || sig == syscall.SIGINT) && !isClosed(s.ended) {
+		s.cut = make(chan struct{})
+		s.wg.Add(1)
+		go s.delayStop(d, sig, s.cut)
+		s.mu.Unlock()
+		s.manager(fmt.Sprintf("STOPPING=1\nSTATUS=stopping: pid %d serves for another %s", g.pid, d))
+		s.log.Info("stop delay: the serving process goes on serving", "pid", g.pid, "delay", d, "signal", sig.String())
+		return nil
+	}
+	if s.cut != nil {
+		// A second stop: the delay ends, and this signal goes now.
+		close(s.cut)
+		s.cut = nil
+		s.log.Info("stop delay cut short", "signal", sig.String())
+	}
+	s.mu.Unlock()
 	return g.signal(sig)
+}
+
+// delayStop sends sig to the serving CMD after d, unless Stop cut the
+// delay (and sent a signal itself) or Run returned.
+func (s *Supervisor) delayStop(d time.Duration, sig os.Signal, cut chan struct{}) {
+	defer s.wg.Done()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-cut:
+		return
+	case <-s.ended:
+		return
+	}
+	s.mu.Lock()
+	if s.cut != cut {
+		s.mu.Unlock()
+		return // cut at the same moment
+	}
+	s.cut = nil
+	g := s.current
+	s.mu.Unlock()
+	if g != nil {
+		s.log.Info("stop delay over: forwarding the signal", "pid", g.pid, "signal", sig.String())
+		if err := g.signal(sig); err != nil {
+			s.log.Warn("forward signal", "pid", g.pid, "err", err)
+		}
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // Run starts CMD, waits until it is ready and supervises it until ctx is done
@@ -431,7 +511,13 @@ func (s *Supervisor) Upgrade(ctx context.Context) (int, error) {
 		}
 	}()
 
-	s.manager(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=upgrading", monotonicUsec()))
+	note := s.capDraining()
+	status := "upgrading"
+	if note != "" {
+		status += "; " + note
+		note = "; " + note
+	}
+	s.manager(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=%s", monotonicUsec(), status))
 	g, err := s.start(ctx)
 	if err != nil {
 		s.awaitStopRace(err)
@@ -456,7 +542,7 @@ func (s *Supervisor) Upgrade(ctx context.Context) (int, error) {
 		s.stats.FailedUpgrades++
 		s.mu.Unlock()
 		s.log.Warn("upgrade rolled back", "err", err, "serving", old.pid)
-		s.manager(fmt.Sprintf("READY=1\nSTATUS=upgrade failed, pid %d still serving: %v", old.pid, err))
+		s.manager(fmt.Sprintf("READY=1\nSTATUS=upgrade failed, pid %d still serving: %v%s", old.pid, err, note))
 		return 0, err
 	}
 	s.current = g
@@ -464,10 +550,42 @@ func (s *Supervisor) Upgrade(ctx context.Context) (int, error) {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
-	s.manager("READY=1\n" + s.statusOf(g))
+	s.manager("READY=1\n" + s.statusOf(g) + note)
 	s.log.Info("upgraded", "pid", g.pid, "generation", g.n, "old", old.pid)
 	s.retire(old)
 	return g.pid, nil
+}
+
+// capDraining applies Config.MaxDraining before an upgrade: it forgets
+// the replaced CMDs that have exited and kills the oldest of the others
+// while they, plus the serving one, would be more than the cap. It returns
+// what it did for STATUS=, "" when nothing.
+func (s *Supervisor) capDraining() string {
+	limit := s.cfg.MaxDraining
+	s.mu.Lock()
+	live := s.retired[:0]
+	for _, g := range s.retired {
+		if !isClosed(g.done) {
+			live = append(live, g)
+		}
+	}
+	clear(s.retired[len(live):])
+	var kill []*generation
+	for limit > 0 && len(live) > 0 && len(live)+1 > limit {
+		kill = append(kill, live[0])
+		live = live[1:]
+	}
+	s.retired = live
+	s.stats.ForceClosed += len(kill)
+	s.mu.Unlock()
+	notes := make([]string, 0, len(kill))
+	for _, g := range kill {
+		s.kill(g)
+		msg := fmt.Sprintf("force-closed draining generation %d (pid %d): MaxDraining=%d", g.n, g.pid, limit)
+		s.log.Warn(msg, "pid", g.pid, "generation", g.n, "max_draining", limit)
+		notes = append(notes, msg)
+	}
+	return strings.Join(notes, "; ")
 }
 
 // stopRaceGrace is how long an upgrade whose new CMD exited as if stopped
