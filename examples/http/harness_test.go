@@ -48,10 +48,10 @@ type example struct {
 	spent time.Duration // in upgrade
 }
 
-// newExample starts generation 1, serving TLS with cert when it is not
-// nil, and waits for its pid file. The test's cleanup stops the current
+// newExample starts generation 1 with the example's flags given, serving
+// TLS with cert when it is not nil, and waits for its pid file. The test's cleanup stops the current
 // generation, waits until every generation is gone and reaps them.
-func newExample(t *testing.T, cert *testCert) *example {
+func newExample(t *testing.T, cert *testCert, flags ...string) *example {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -64,7 +64,7 @@ func newExample(t *testing.T, cert *testCert) *example {
 	}
 	defer lf.Close()
 	e := &example{t: t, addr: ln.Addr().String(), pidfile: filepath.Join(t.TempDir(), "pid")}
-	args := []string{e.pidfile} // then the example's flags
+	args := append([]string{e.pidfile}, flags...) // the pid file, then flags
 	if cert != nil {
 		args = append(args, "-tls-cert", cert.certFile, "-tls-key", cert.keyFile)
 	}

@@ -93,11 +93,17 @@ func lateLoads(t *testing.T, e *example, tlsConf *tls.Config, handshakeLate bool
 	return loads
 }
 
+// noDrainCap lifts the cap on draining generations: each drain lasts as
+// long as the late clients wait, up to a second, while an upgrade comes
+// every few milliseconds, so dozens of generations drain at once, more
+// than handoff.DefaultMaxDraining, beyond which the oldest are killed.
+const noDrainCap = "-max-draining=-1"
+
 // TestLateFirstRequest: connections that send their first request 300 ms
 // or 1 s after they were accepted get a full response, also when the
 // generation that accepted them hands over meanwhile. Clients never retry.
 func TestLateFirstRequest(t *testing.T) {
-	e := newExample(t, nil)
+	e := newExample(t, nil, noDrainCap)
 	loads := lateLoads(t, e, nil, false, 16)
 	e.upgrade(upgrades)
 	for _, l := range loads {
@@ -114,7 +120,7 @@ func TestLateFirstRequest(t *testing.T) {
 // start the handshake late.
 func TestLateFirstRequestTLS(t *testing.T) {
 	cert := newTestCert(t)
-	e := newExample(t, cert)
+	e := newExample(t, cert, noDrainCap)
 	conf := cert.client("http/1.1")
 	loads := append(lateLoads(t, e, conf, false, 8), lateLoads(t, e, conf, true, 8)...)
 	e.upgrade(upgrades)
