@@ -156,18 +156,10 @@ type serviceOpts struct {
 // for READY=1.
 func startService(t testing.TB, o serviceOpts) *service {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lf, err := ln.(*net.TCPListener).File()
-	_ = ln.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lf, addr := testproc.ListenerFile(t)
 	defer lf.Close()
 	s := &service{
-		t: t, addr: ln.Addr().String(), notes: newReceiver(t), reaped: make(chan struct{}),
+		t: t, addr: addr, notes: newReceiver(t), reaped: make(chan struct{}),
 		exits: map[int]unix.WaitStatus{}, exitedNow: make(chan struct{}),
 	}
 	cmd := testproc.Command(t, "server")

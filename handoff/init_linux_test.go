@@ -2,7 +2,6 @@ package handoff
 
 import (
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -22,17 +21,8 @@ import (
 func TestPID1(t *testing.T) {
 	testproc.RequireRoot(t)
 	testproc.CheckFDs(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lf, err := ln.(*net.TCPListener).File()
-	_ = ln.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lf, addr := testproc.ListenerFile(t)
 	defer lf.Close()
-	addr := ln.Addr().String()
 	cmd := testproc.Command(t, "server")
 	cmd.Env = append(cmd.Env, "LISTEN_PID=1", "LISTEN_FDS=1", "LISTEN_FDNAMES=http")
 	cmd.ExtraFiles = []*os.File{lf}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,15 +66,7 @@ func TestStreamsAcrossUpgrades(t *testing.T) {
 		watchers  = 2 // health Watch streams, each on its own connection
 		callers   = 4 // unary health checks, on one shared connection
 	)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lf, err := ln.(*net.TCPListener).File()
-	_ = ln.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lf, addr := testproc.ListenerFile(t)
 	defer lf.Close()
 	dir := t.TempDir()
 	pidfile, errfile := filepath.Join(dir, "pid"), filepath.Join(dir, "errors")
@@ -103,7 +94,7 @@ func TestStreamsAcrossUpgrades(t *testing.T) {
 		opts := append(transparentRetries{&c}.dialOptions(),
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDisableRetry())
-		conn, err := grpc.NewClient(ln.Addr().String(), opts...)
+		conn, err := grpc.NewClient(addr, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}

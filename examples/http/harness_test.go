@@ -53,17 +53,9 @@ type example struct {
 // generation, waits until every generation is gone and reaps them.
 func newExample(t *testing.T, cert *testCert, flags ...string) *example {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lf, err := ln.(*net.TCPListener).File()
-	_ = ln.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lf, addr := testproc.ListenerFile(t)
 	defer lf.Close()
-	e := &example{t: t, addr: ln.Addr().String(), pidfile: filepath.Join(t.TempDir(), "pid")}
+	e := &example{t: t, addr: addr, pidfile: filepath.Join(t.TempDir(), "pid")}
 	args := append([]string{e.pidfile}, flags...) // the pid file, then flags
 	if cert != nil {
 		args = append(args, "-tls-cert", cert.certFile, "-tls-key", cert.keyFile)

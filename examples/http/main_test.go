@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -37,15 +36,7 @@ func TestMain(m *testing.M) {
 // TestServeAndUpgrade runs the example socket-activated (name "http"),
 // checks its answers, upgrades it with SIGHUP and stops it with SIGTERM.
 func TestServeAndUpgrade(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lf, err := ln.(*net.TCPListener).File()
-	_ = ln.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lf, addr := testproc.ListenerFile(t)
 	defer lf.Close()
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	cmd := testproc.Command(t, "http", pidfile)
@@ -57,7 +48,7 @@ func TestServeAndUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _, _ = p.Wait() }()
-	url := "http://" + ln.Addr().String() + "/"
+	url := "http://" + addr + "/"
 
 	pid := testproc.WaitPIDFile(t, pidfile, 0)
 	if pid != p.Pid {

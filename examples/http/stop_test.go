@@ -20,15 +20,7 @@ import (
 // returns its address, process and pid file, once it serves.
 func startExample(t *testing.T, flags ...string) (string, *os.Process, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lf, err := ln.(*net.TCPListener).File()
-	_ = ln.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lf, addr := testproc.ListenerFile(t)
 	// Closed once the example has its copy: when the example closes its
 	// listener, a connection is refused, not left in a backlog.
 	defer lf.Close()
@@ -52,7 +44,7 @@ func startExample(t *testing.T, flags ...string) (string, *os.Process, string) {
 		_, _ = p.Wait()
 	})
 	testproc.WaitPIDFile(t, pidfile, 0)
-	return ln.Addr().String(), p, pidfile
+	return addr, p, pidfile
 }
 
 func readPID(path string) int {

@@ -26,15 +26,7 @@ func TestMain(m *testing.M) {
 // echo after it; new connections are served; the old generation exits
 // once that connection is closed.
 func TestEchoAcrossUpgrade(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lf, err := ln.(*net.TCPListener).File()
-	_ = ln.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lf, addr := testproc.ListenerFile(t)
 	defer lf.Close()
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	cmd := testproc.Command(t, "tcp", pidfile)
@@ -46,7 +38,6 @@ func TestEchoAcrossUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _, _ = p.Wait() }()
-	addr := ln.Addr().String()
 
 	gen1 := testproc.WaitPIDFile(t, pidfile, 0)
 	old, err := net.Dial("tcp", addr)
@@ -83,15 +74,7 @@ func TestEchoAcrossUpgrade(t *testing.T) {
 // once the connections close it serves again. (Before, TCPServer ended on
 // the first Accept error and the process exited.)
 func TestOutOfFDs(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lf, err := ln.(*net.TCPListener).File()
-	_ = ln.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lf, addr := testproc.ListenerFile(t)
 	defer lf.Close()
 	pidfile := filepath.Join(t.TempDir(), "pid")
 	cmd := testproc.Command(t, "tcp", pidfile)
@@ -106,7 +89,6 @@ func TestOutOfFDs(t *testing.T) {
 	pid := testproc.WaitPIDFile(t, pidfile, 0)
 	defer func() { _ = syscall.Kill(pid, syscall.SIGKILL) }()
 	testproc.LimitFDs(t, pid, 64)
-	addr := ln.Addr().String()
 	var conns []net.Conn
 	for range 200 {
 		c, err := net.Dial("tcp", addr) // the kernel completes them: the backlog

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -192,18 +191,10 @@ type server struct {
 
 func start(t *testing.T) *server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lf, err := ln.(*net.TCPListener).File()
-	_ = ln.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lf, addr := testproc.ListenerFile(t)
 	defer lf.Close()
 	dir := t.TempDir()
-	s := &server{addr: ln.Addr().String(), pidfile: filepath.Join(dir, "pid"), errfile: filepath.Join(dir, "errors")}
+	s := &server{addr: addr, pidfile: filepath.Join(dir, "pid"), errfile: filepath.Join(dir, "errors")}
 	logf, err := os.Create(filepath.Join(dir, "log"))
 	if err != nil {
 		t.Fatal(err)
