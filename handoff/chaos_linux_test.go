@@ -146,8 +146,12 @@ func TestChaos(t *testing.T) {
 		c.label = label
 		l.label.Store(&label)
 		c.faults[kind]++
+		t0 := time.Now()
 		c.upgrade(rng, kind, l)
+		t1 := time.Now()
 		c.settle()
+		c.took[kind] += t1.Sub(t0)
+		c.settleTook += time.Since(t1)
 		if t.Failed() {
 			t.Logf("stopping at %s (seed %d)", c.label, seed)
 			break
@@ -156,10 +160,15 @@ func TestChaos(t *testing.T) {
 	l.stop()
 	took := time.Since(start)
 
-	var kinds []string
+	var kinds, times []string
 	for _, k := range faults {
 		kinds = append(kinds, fmt.Sprintf("%s=%d", k, c.faults[k]))
+		if n := c.faults[k]; n > 0 {
+			times = append(times, fmt.Sprintf("%s %s", k, (c.took[k]/time.Duration(n)).Round(time.Millisecond)))
+		}
 	}
+	t.Logf("time per upgrade by fault (not asserted): %s; checks after each: %s",
+		strings.Join(times, ", "), (c.settleTook / time.Duration(max(1, c.ok+c.failed))).Round(time.Millisecond))
 	t.Logf("faults injected: %s", strings.Join(kinds, " "))
 	t.Logf("upgrades: %d ok (a new generation serves), %d failed (the old one serves), %d restarts of generation 1 after the new main was killed",
 		c.ok, c.failed, c.restarts)
@@ -213,12 +222,14 @@ type chaos struct {
 	dir   string   // the pause directory (envPause)
 	label string   // the upgrade in progress, for messages
 
-	main    int
-	isGen1  bool         // main was started by the test (generation 1)
-	procs   map[int]int  // pid -> pidfd of every generation the test learned of and has not accounted for
-	killed  map[int]bool // pids the test SIGKILLed
-	baseFDs map[bool]int // first steady fd count (client connections not counted), by isGen1
-	faults  map[string]int
+	main       int
+	isGen1     bool         // main was started by the test (generation 1)
+	procs      map[int]int  // pid -> pidfd of every generation the test learned of and has not accounted for
+	killed     map[int]bool // pids the test SIGKILLed
+	baseFDs    map[bool]int // first steady fd count (client connections not counted), by isGen1
+	faults     map[string]int
+	took       map[string]time.Duration // by fault
+	settleTook time.Duration
 
 	ok, failed, restarts, probes int
 }
@@ -235,7 +246,7 @@ func startChaos(t *testing.T) *chaos {
 	}
 	c := &chaos{
 		t: t, addr: ln.Addr().String(), port: ln.Addr().(*net.TCPAddr).Port, ln: lf, dir: t.TempDir(),
-		procs: map[int]int{}, killed: map[int]bool{}, baseFDs: map[bool]int{}, faults: map[string]int{},
+		procs: map[int]int{}, killed: map[int]bool{}, baseFDs: map[bool]int{}, faults: map[string]int{}, took: map[string]time.Duration{},
 	}
 	c.s = &service{
 		t: t, addr: c.addr, notes: newReceiver(t), reaped: make(chan struct{}),
@@ -423,7 +434,7 @@ func (c *chaos) kill(pid int, l *chaosLoad) bool {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	l.markLost(clientPorts(pid, c.port))
+	l.markLost(c.clientPorts(pid))
 	if err := c.signal(pid, unix.SIGKILL); err != nil {
 		c.t.Fatalf("%s: SIGKILL %d: %v", c.label, pid, err)
 	}
@@ -431,96 +442,67 @@ func (c *chaos) kill(pid int, l *chaosLoad) bool {
 	return true
 }
 
-// clientPorts returns the client (remote) ports of the established TCP
-// connections to port that pid holds open.
-func clientPorts(pid, port int) []int {
-	inodes := socketInodes(pid)
+// clientPorts returns the client (remote) ports of the TCP connections to
+// port that pid holds open.
+func (c *chaos) clientPorts(pid int) []int {
 	var ports []int
-	for _, e := range tcpTable(pid) {
-		if e.local == port && e.state == tcpEstablished && inodes[e.inode] {
-			ports = append(ports, e.remote)
+	c.eachSocket(pid, func(fd int) {
+		local, err := unix.Getsockname(fd)
+		if sa, ok := local.(*unix.SockaddrInet4); err != nil || !ok || sa.Port != c.port {
+			return
 		}
-	}
+		if peer, err := unix.Getpeername(fd); err == nil {
+			if sa, ok := peer.(*unix.SockaddrInet4); ok {
+				ports = append(ports, sa.Port)
+			}
+		}
+	})
 	return ports
 }
 
-func socketInodes(pid int) map[string]bool {
+// eachSocket calls f with a copy (pidfd_getfd) of each socket pid holds.
+// (Reading /proc/PID/net/tcp instead would cost a line per socket in
+// TIME_WAIT: tens of thousands under this load.)
+func (c *chaos) eachSocket(pid int, f func(fd int)) {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, _ := os.ReadDir(dir)
-	inodes := map[string]bool{}
 	for _, e := range ents {
 		target, err := os.Readlink(filepath.Join(dir, e.Name()))
-		if ino, ok := strings.CutPrefix(target, "socket:["); err == nil && ok {
-			inodes[strings.TrimSuffix(ino, "]")] = true
-		}
-	}
-	return inodes
-}
-
-const (
-	tcpEstablished = "01"
-	tcpListen      = "0A"
-)
-
-type tcpEntry struct {
-	local, remote int
-	state, inode  string
-}
-
-// tcpTable reads /proc/PID/net/tcp (the IPv4 sockets of pid's network
-// namespace).
-func tcpTable(pid int) []tcpEntry {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
-	var out []tcpEntry
-	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) < 10 || f[0] == "sl" {
+		if err != nil || !strings.HasPrefix(target, "socket:[") {
 			continue
 		}
-		out = append(out, tcpEntry{local: hexPort(f[1]), remote: hexPort(f[2]), state: f[3], inode: f[9]})
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		fd, err := unix.PidfdGetfd(c.procs[pid], n, 0)
+		if err != nil {
+			if !errors.Is(err, unix.EBADF) { // closed meanwhile
+				c.t.Errorf("%s: pidfd_getfd %d of %d: %v", c.label, n, pid, err)
+			}
+			continue
+		}
+		f(fd)
+		_ = unix.Close(fd)
 	}
-	return out
-}
-
-func hexPort(addr string) int {
-	_, p, _ := strings.Cut(addr, ":")
-	n, _ := strconv.ParseUint(p, 16, 16)
-	return int(n)
 }
 
 // steadyFDs counts pid's open fds except its client connections: every
-// fd but the sockets, plus the unix sockets and the listening TCP ones.
-// (A connection accepted or closed while this reads is never counted.)
-func steadyFDs(pid int) int {
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, err := os.ReadDir(dir)
+// fd but the sockets, plus the listening and the non-TCP sockets.
+func (c *chaos) steadyFDs(pid int) int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
 		return -1
 	}
-	kept := map[string]bool{}
-	for _, e := range tcpTable(pid) {
-		if e.state == tcpListen {
-			kept[e.inode] = true
+	conns := 0
+	c.eachSocket(pid, func(fd int) {
+		domain, err1 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+		listening, err2 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		if err1 == nil && err2 == nil && domain == unix.AF_INET && listening == 0 {
+			conns++
 		}
-	}
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/unix", pid))
-	for line := range strings.Lines(string(b)) {
-		if f := strings.Fields(line); len(f) >= 7 && f[0] != "Num" {
-			kept[f[6]] = true
-		}
-	}
-	n := 0
-	for _, e := range ents {
-		target, err := os.Readlink(filepath.Join(dir, e.Name()))
-		if err != nil {
-			continue // closed meanwhile
-		}
-		if ino, ok := strings.CutPrefix(target, "socket:["); ok && !kept[strings.TrimSuffix(ino, "]")] {
-			continue
-		}
-		n++
-	}
-	return n
+	})
+	return len(ents) - conns
 }
 
 // pause is what the test finds in the pause directory's "at" file.
@@ -860,11 +842,11 @@ func (c *chaos) settle() {
 	// Flat fd count, by kind of generation.
 	base, ok := c.baseFDs[c.isGen1]
 	if !ok {
-		c.baseFDs[c.isGen1] = steadyFDs(c.main)
+		c.baseFDs[c.isGen1] = c.steadyFDs(c.main)
 		return
 	}
 	deadline = time.Now().Add(wait)
-	for n := steadyFDs(c.main); n != base; n = steadyFDs(c.main) {
+	for n := c.steadyFDs(c.main); n != base; n = c.steadyFDs(c.main) {
 		if time.Now().After(deadline) {
 			t.Errorf("%s: main %d holds %d fds besides client connections, the first steady value was %d: %s",
 				c.label, c.main, n, base, fdList(c.main))
