@@ -143,7 +143,7 @@ func TestChaos(t *testing.T) {
 	for i := range upgrades {
 		kind := faults[rng.IntN(len(faults))]
 		label := fmt.Sprintf("upgrade %d (%s, main %d)", i+1, kind, c.main)
-		c.label = label
+		c.label, c.kind = label, kind
 		l.label.Store(&label)
 		c.faults[kind]++
 		t0 := time.Now()
@@ -174,6 +174,13 @@ func TestChaos(t *testing.T) {
 		c.ok, c.failed, c.restarts)
 	t.Logf("requests: %d answered, %d lost in flight on SIGKILLed processes, %d other failures, %d probes; %s",
 		l.requests.Load(), l.lost.Load(), l.failures.Load(), c.probes, took.Round(time.Millisecond))
+	var lostBy []string
+	for _, k := range faults {
+		if n := l.lostBy[k]; n > 0 {
+			lostBy = append(lostBy, fmt.Sprintf("%s=%d", k, n))
+		}
+	}
+	t.Logf("lost in flight by fault: %s; storm reloads: %s", strings.Join(lostBy, " "), c.stormOutcomes())
 	for _, e := range l.lostErrs {
 		t.Logf("lost (on a killed process): %s", e)
 	}
@@ -221,6 +228,7 @@ type chaos struct {
 	ln    *os.File // the listening socket, held as systemd's socket unit holds it
 	dir   string   // the pause directory (envPause)
 	label string   // the upgrade in progress, for messages
+	kind  string   // its fault
 
 	main       int
 	isGen1     bool         // main was started by the test (generation 1)
@@ -232,6 +240,15 @@ type chaos struct {
 	settleTook time.Duration
 
 	ok, failed, restarts, probes int
+	storms                       map[string]int // storm reload outcomes
+}
+
+func (c *chaos) stormOutcomes() string {
+	var out []string
+	for _, k := range []string{"ok", "in-progress", "handed-over", "no-server", "no-reply"} {
+		out = append(out, fmt.Sprintf("%s=%d", k, c.storms[k]))
+	}
+	return strings.Join(out, " ")
 }
 
 func startChaos(t *testing.T) *chaos {
@@ -246,7 +263,7 @@ func startChaos(t *testing.T) *chaos {
 	}
 	c := &chaos{
 		t: t, addr: ln.Addr().String(), port: ln.Addr().(*net.TCPAddr).Port, ln: lf, dir: t.TempDir(),
-		procs: map[int]int{}, killed: map[int]bool{}, baseFDs: map[bool]int{}, faults: map[string]int{}, took: map[string]time.Duration{},
+		procs: map[int]int{}, killed: map[int]bool{}, baseFDs: map[bool]int{}, faults: map[string]int{}, took: map[string]time.Duration{}, storms: map[string]int{},
 	}
 	c.s = &service{
 		t: t, addr: c.addr, notes: newReceiver(t), reaped: make(chan struct{}),
@@ -412,34 +429,49 @@ func allStopped(pid int) bool {
 // stopped first, so that the client ports of the connections it holds can
 // be read while its fd table cannot change; requests that fail on them are
 // counted as lost by construction. It returns false when pid had exited
-// already (nothing was killed).
-func (c *chaos) kill(pid int, l *chaosLoad) bool {
+// already (nothing was killed). conns is the number of client connections
+// pid held.
+func (c *chaos) kill(pid int, l *chaosLoad) (killed bool, conns int) {
 	c.t.Helper()
 	if c.gone(pid, 0) {
-		return false
+		return false, 0
 	}
 	if err := c.signal(pid, unix.SIGSTOP); err != nil {
 		if errors.Is(err, unix.ESRCH) {
-			return false
+			return false, 0
 		}
 		c.t.Fatalf("%s: SIGSTOP %d: %v", c.label, pid, err)
 	}
 	deadline := time.Now().Add(wait)
 	for !allStopped(pid) {
 		if c.gone(pid, 0) {
-			return false // exited before it stopped
+			return false, 0 // exited before it stopped
 		}
 		if time.Now().After(deadline) {
 			c.t.Fatalf("%s: pid %d not stopped", c.label, pid)
 		}
 		time.Sleep(time.Millisecond)
 	}
-	l.markLost(c.clientPorts(pid))
+	ports := c.clientPorts(pid)
+	l.markLost(c.kind, ports)
 	if err := c.signal(pid, unix.SIGKILL); err != nil {
 		c.t.Fatalf("%s: SIGKILL %d: %v", c.label, pid, err)
 	}
 	c.killed[pid] = true
-	return true
+	return true, len(ports)
+}
+
+// killSuccessor kills a successor that has not been handed the main PID:
+// it has not accepted a connection (its servers start when it is main).
+func (c *chaos) killSuccessor(pid int, l *chaosLoad) {
+	c.t.Helper()
+	killed, conns := c.kill(pid, l)
+	if !killed {
+		c.t.Fatalf("%s: the paused successor %d had exited", c.label, pid)
+	}
+	if conns != 0 {
+		c.t.Errorf("%s: successor %d held %d client connections before the hand-over", c.label, pid, conns)
+	}
 }
 
 // clientPorts returns the client (remote) ports of the TCP connections to
@@ -607,7 +639,7 @@ func (c *chaos) upgrade(rng *rand.Rand, kind string, l *chaosLoad) {
 		c.pauseNext(stageNewStart)
 		pending := reloadAsync(t, old)
 		p := c.waitPause(stageNewStart)
-		c.kill(p.pid, l)
+		c.killSuccessor(p.pid, l)
 		c.expectFailed(<-pending, "successor exited before ready: signal: killed")
 		c.waitGone(p.pid)
 
@@ -619,7 +651,7 @@ func (c *chaos) upgrade(rng *rand.Rand, kind string, l *chaosLoad) {
 		c.pauseNext(stage)
 		pending := reloadAsync(t, old)
 		p := c.waitPause(stage)
-		c.kill(p.successor, l)
+		c.killSuccessor(p.successor, l)
 		c.waitGone(p.successor) // before the old generation goes on
 		c.resume(old)
 		c.expectFailed(<-pending, want)
@@ -629,7 +661,7 @@ func (c *chaos) upgrade(rng *rand.Rand, kind string, l *chaosLoad) {
 
 	case faultKillNewAfter:
 		next := c.expectOK(reloadResult(t, old))
-		if c.kill(next, l) {
+		if killed, _ := c.kill(next, l); killed {
 			c.waitGone(next)
 			c.startGen1()
 			c.restarts++
@@ -758,13 +790,18 @@ func (c *chaos) storm(rng *rand.Rand) {
 		switch {
 		case r.err == nil:
 			ok++
+			c.storms["ok"]++
 			if r.pid != next {
 				t.Errorf("%s: reload returned %d, the hand-over went to %d", c.label, r.pid, next)
 			}
-		case errors.Is(r.err, control.ErrInProgress),
-			errors.Is(r.err, control.ErrNoServer),
-			errors.Is(r.err, control.ErrNoReply),
-			errors.As(r.err, &ce) && ce.Code == control.CodeFailed && strings.Contains(r.err.Error(), "already handed over"):
+		case errors.Is(r.err, control.ErrInProgress):
+			c.storms["in-progress"]++
+		case errors.As(r.err, &ce) && ce.Code == control.CodeFailed && strings.Contains(r.err.Error(), "already handed over"):
+			c.storms["handed-over"]++
+		case errors.Is(r.err, control.ErrNoServer):
+			c.storms["no-server"]++
+		case errors.Is(r.err, control.ErrNoReply):
+			c.storms["no-reply"]++
 		default:
 			t.Errorf("%s: storm reload = %d, %v", c.label, r.pid, r.err)
 		}
@@ -909,7 +946,8 @@ type chaosLoad struct {
 
 	killSeq   atomic.Int64
 	mu        sync.Mutex
-	lostPorts map[int]int64 // client port -> sequence number of the kill that recorded it
+	lostPorts map[int]lostMark // client port -> the kill that recorded it
+	lostBy    map[string]int64 // lost requests by the fault of the kill
 	errs      []string
 	lostErrs  []string
 
@@ -919,7 +957,7 @@ type chaosLoad struct {
 
 func startChaosLoad(addr string, keepAlive, fresh int) *chaosLoad {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &chaosLoad{cancel: cancel, lostPorts: map[int]int64{}}
+	l := &chaosLoad{cancel: cancel, lostPorts: map[int]lostMark{}, lostBy: map[string]int64{}}
 	l.label.Store(new(string))
 	for i := range keepAlive + fresh {
 		l.wg.Go(func() { l.client(ctx, addr, i < keepAlive, i) })
@@ -933,12 +971,19 @@ func (l *chaosLoad) stop() {
 	l.wg.Wait()
 }
 
-func (l *chaosLoad) markLost(ports []int) {
+// lostMark is a kill that recorded a client port: its sequence number and
+// its fault.
+type lostMark struct {
+	seq  int64
+	kind string
+}
+
+func (l *chaosLoad) markLost(kind string, ports []int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	seq := l.killSeq.Add(1)
 	for _, p := range ports {
-		l.lostPorts[p] = seq
+		l.lostPorts[p] = lostMark{seq, kind}
 	}
 }
 
@@ -948,8 +993,9 @@ func (l *chaosLoad) fail(port int, dialSeq int64, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	msg := fmt.Sprintf("%s: %v", *l.label.Load(), err)
-	if seq, ok := l.lostPorts[port]; ok && port != 0 && seq > dialSeq {
+	if m, ok := l.lostPorts[port]; ok && port != 0 && m.seq > dialSeq {
 		l.lost.Add(1)
+		l.lostBy[m.kind]++
 		if len(l.lostErrs) < 5 {
 			l.lostErrs = append(l.lostErrs, msg)
 		}
