@@ -270,7 +270,7 @@ func (l *Load) client(keepAlive bool) {
 		var pid int
 		var err error
 		now := time.Now()
-		used := c
+		var used *clientConn
 		c, used, pid, err = l.do(c, keepAlive, now)
 		dialed := now
 		if used != nil {
