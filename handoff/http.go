@@ -27,11 +27,12 @@ const (
 //   - The listener is closed; connections the kernel queued after that are
 //     the successor's (the socket is shared).
 //   - Every response whose header is written from then on carries
-//     "Connection: close" (HTTP/1.1), or makes HTTP/2 send GOAWAY; every
-//     HTTP/2 connection gets GOAWAY at once (NO_ERROR, the last stream
-//     processed), so its client opens new streams elsewhere, and it closes
-//     when its streams are done. An HTTP/2 connection is never closed by
-//     the drain before the deadline.
+//     "Connection: close" (HTTP/1.1), or makes HTTP/2 send GOAWAY (NO_ERROR,
+//     the last stream processed) ahead of the response's body, so the
+//     client opens its next stream elsewhere; HTTP/2 connections still
+//     without GOAWAY after IdleGrace (idle, or one long stream) get it
+//     then. An HTTP/2 connection closes by itself once its streams are
+//     done; the drain never closes one before the deadline.
 //   - A keep-alive connection is closed once it has been idle for
 //     IdleGrace (counted from the start of the drain at the earliest),
 //     unless request bytes are on their way: waiting in the kernel, or
@@ -253,10 +254,6 @@ func (s *HTTPServer) streamGrace(ctx context.Context) time.Duration {
 	return 0
 }
 
-// h2Again is how soon after the drain began GOAWAY goes out once more, for
-// HTTP/2 connections whose server registered them just after the first.
-const h2Again = 20 * time.Millisecond
-
 // Shutdown drains; see HTTPServer. It must be called after Serve started.
 func (s *HTTPServer) Shutdown(ctx context.Context) error {
 	start := time.Now()
@@ -272,7 +269,6 @@ func (s *HTTPServer) Shutdown(ctx context.Context) error {
 		lnErr = nil
 	}
 	if first {
-		s.goAwayH2(ctx)
 		_ = s.hooks.Shutdown(ctx) // the user's RegisterOnShutdown functions
 		for _, f := range goingAway {
 			s.goAway(f)
@@ -286,7 +282,16 @@ func (s *HTTPServer) Shutdown(ctx context.Context) error {
 	}
 	grace, newBound, streamAt := s.idleGrace(), s.newConnBound(ctx), s.streamGrace(ctx)
 	streamsCancelled := streamAt == 0
-	h2At := h2Again
+	// HTTP/2: a connection with requests gets GOAWAY with its first
+	// response of the drain ("Connection: close", which net/http's
+	// HTTP/2 turns into GOAWAY, sent before the response's body): its
+	// client knows before the response ends, and opens its next stream
+	// elsewhere. A GOAWAY at the drain's start would instead refuse the
+	// streams already on their way (Go sends one GOAWAY, with the last
+	// stream it has seen, not the two of RFC 9113 section 6.8). The rest,
+	// idle ones and long streams, get it after IdleGrace, and a
+	// connection that starts HTTP/2 late IdleGrace after it does.
+	h2At := grace
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	for s.open.Load() > 0 || s.hijacks.count() > 0 {
@@ -302,7 +307,7 @@ func (s *HTTPServer) Shutdown(ctx context.Context) error {
 		}
 		if s.h2 != nil {
 			if s.lateH2.Swap(false) {
-				h2At = max(h2At, now.Sub(start)+h2Again)
+				h2At = max(h2At, now.Sub(start)+grace)
 			}
 			if h2At > 0 {
 				if since := now.Sub(start); since >= h2At {

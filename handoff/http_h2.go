@@ -21,7 +21,9 @@ import (
 // GOAWAY (NO_ERROR, the last stream processed) to every HTTP/2 connection
 // not yet told: the client opens no new stream on it, the open streams
 // finish, and the connection closes by itself. It can run again for a
-// connection that starts serving HTTP/2 after the first GOAWAY went out.
+// connection that starts serving HTTP/2 after it ran. (Connections with
+// requests are told earlier, one by one, by their responses' "Connection:
+// close"; see Shutdown.)
 
 // errNoListener is what noListener's Accept returns.
 var errNoListener = errors.New("handoff: no listener")

@@ -37,16 +37,9 @@ func (u *Upgrader) fromPredecessor() error {
 		}
 		theirs = v
 	}
-	var positions []int
-	for p := range strings.SplitSeq(bound, ",") {
-		if p == "" {
-			continue
-		}
-		i, err := strconv.Atoi(p)
-		if err != nil {
-			return fmt.Errorf("%s=%q: %w", envBound, bound, ErrBadEnvironment)
-		}
-		positions = append(positions, i)
+	positions, err := parseBound(bound)
+	if err != nil {
+		return err
 	}
 	if err := u.fds.markBound(positions); err != nil {
 		return fmt.Errorf("%w: %w", err, ErrBadEnvironment)

@@ -78,8 +78,9 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 	var buf [64]byte
 	n, err := conn.Read(buf[:])
 	stop()
+	kind, version := successorMessage(buf[:n])
 	switch {
-	case err == nil && string(buf[:n]) == msgReady:
+	case err == nil && kind == msgReady:
 	case ctx.Err() != nil:
 		abort(conn, "cancelled")
 		return 0, fail("ready", pid, fmt.Errorf("%w (successor killed: %s)", u.cancelCause(ctx), w.kill()))
@@ -91,10 +92,9 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 			return 0, fail("ready", pid, u.exitedErr("before ready", w))
 		}
 		return 0, fail("ready", pid, fmt.Errorf("%w: closed the hand-over channel before ready (killed: %s)", ErrSuccessorExited, w.kill()))
-	case strings.HasPrefix(string(buf[:n]), msgVersion+" "):
-		theirs := strings.TrimPrefix(string(buf[:n]), msgVersion+" ")
+	case kind == msgVersion:
 		w.wait(exitGrace)
-		return 0, fail("ready", pid, fmt.Errorf("%w: this generation speaks version %d, the successor version %s (killed: %s)", ErrProtocolVersion, protoVersion, theirs, w.kill()))
+		return 0, fail("ready", pid, fmt.Errorf("%w: this generation speaks version %d, the successor version %s (killed: %s)", ErrProtocolVersion, protoVersion, version, w.kill()))
 	default:
 		abort(conn, "protocol")
 		return 0, fail("ready", pid, fmt.Errorf("unexpected message %q (killed: %s)", buf[:n], w.kill()))

@@ -364,10 +364,11 @@ func TestFilePassedOn(t *testing.T) {
 func TestSuccessorEnvironment(t *testing.T) {
 	testproc.CheckFDs(t)
 	s := startService(t, serviceOpts{env: []string{envDrift + "=x"}})
-	pid := s.gen1
+	pid, prev := s.gen1, 0
 	for range 3 {
-		pid = mustReload(t, pid)
+		pid, prev = mustReload(t, pid), pid
 	}
+	testproc.WaitGone(t, prev) // until then it may take the connection
 	h, err := getHeaders("tcp", s.addr)
 	if err != nil {
 		t.Fatal(err)

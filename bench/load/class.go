@@ -21,11 +21,25 @@ const (
 	EOFNew          // EOF before any byte of the answer on a fresh connection
 	Timeout         // the request's deadline passed
 	Status          // an answer other than 200
-	Other           // anything else
+	// AbruptEnd is an event stream that ended without the chunked end
+	// of body after its 200 head (connection closed, reset, or anything
+	// malformed in the body).
+	AbruptEnd
+	// GoAwayRefused is an HTTP/2 request sent and then refused by the
+	// server's GOAWAY (its stream id above the GOAWAY's last stream id:
+	// not processed).
+	GoAwayRefused
+	// GoAwayLost is an HTTP/2 request the GOAWAY covered (the server
+	// took it) whose connection closed before its answer was complete.
+	GoAwayLost
+	// StreamReset is an HTTP/2 request whose stream the server reset
+	// (RST_STREAM).
+	StreamReset
+	Other // anything else
 	numClasses
 )
 
-var classNames = [numClasses]string{"ok", "refused", "reset", "eof-reused", "eof-new", "timeout", "status", "other"}
+var classNames = [numClasses]string{"ok", "refused", "reset", "eof-reused", "eof-new", "timeout", "status", "abrupt-end", "goaway-refused", "goaway-lost", "rst-stream", "other"}
 
 func (c Class) String() string {
 	if c < numClasses {

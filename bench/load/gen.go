@@ -3,6 +3,7 @@ package load
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -26,6 +27,38 @@ func (m Mode) String() string {
 	}
 	return "keep-alive"
 }
+
+// Proto is what clients speak.
+type Proto int
+
+// The client protocols.
+const (
+	// HTTP1 clients send GET requests over HTTP/1.1 (Mode applies).
+	HTTP1 Proto = iota
+	// HTTP2 clients send GET requests over HTTP/2 (TLS with ALPN h2
+	// required), each over an x/net/http2 ClientConn of its own: a
+	// ClientConn that can take no new request (it got a GOAWAY, or
+	// closed) is replaced by a new connection, which is not a failure.
+	HTTP2
+	// Events clients hold GET /events streams (server-sent events over
+	// HTTP/1.1, chunked), each on a fresh connection: a stream that ends
+	// with the chunked end of body is reopened at once, one that ends
+	// otherwise after its 200 head is an AbruptEnd.
+	Events
+)
+
+func (p Proto) String() string {
+	switch p {
+	case HTTP2:
+		return "h2"
+	case Events:
+		return "events"
+	}
+	return "http/1.1"
+}
+
+// EventsPath is the path the Events clients open.
+const EventsPath = "/events"
 
 // Defaults for the zero Config.
 const (
@@ -53,6 +86,18 @@ type Config struct {
 	Timeout     time.Duration // deadline of one request, connect included; DefaultTimeout when 0
 	Seed        uint64        // seed of the slow-request choice
 
+	// Proto is what the clients speak; HTTP1 when zero.
+	Proto Proto
+	// TLS, when set, makes every connection TLS, the handshake done
+	// right after the connect (with the deadline of the request that
+	// opened it). HTTP2 requires it (NextProtos is set to h2 then).
+	TLS *tls.Config
+	// FirstDelay is a pause between the connect (and handshake) of a
+	// fresh connection and its first request: a client that connects
+	// early and speaks late. It counts in the request's latency and
+	// deadline.
+	FirstDelay time.Duration
+
 	// Stop, when set, ends the run early: once it is closed no client
 	// starts another request (the ones in flight complete).
 	Stop <-chan struct{}
@@ -68,9 +113,11 @@ type Record struct {
 	Start, End time.Duration // since Result.Start
 	Pid        int32         // X-Pid of the answer, 0 without one
 	Generation int32         // X-Generation of the answer
+	Status     int16         // the answer's status, 0 without one
 	Class      Class
 	Slow       bool
-	Reused     bool // sent over a connection that had carried an answer before
+	Reused     bool  // sent over a connection that had carried an answer before
+	Events     int32 // events received on an event stream (Proto Events)
 }
 
 // Result is the outcome of a run: every request, in no particular order.
@@ -80,6 +127,13 @@ type Result struct {
 	Records []Record
 	// Errors keeps one example error per class, for the log.
 	Errors map[Class]error
+	// Replaced counts the HTTP/2 connections replaced because they could
+	// take no new request (after a GOAWAY, or closed) between requests.
+	Replaced int
+	// Unsent counts HTTP/2 requests a ClientConn refused before sending
+	// them (it had become unusable in between): not failures, the
+	// connection was replaced and the client went on.
+	Unsent int
 }
 
 // Run sends requests until cfg.Duration has passed or ctx is done, waits
@@ -100,6 +154,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if cfg.SlowMS <= 0 {
 		cfg.SlowMS = DefaultSlowMS
+	}
+	if cfg.Proto == HTTP2 {
+		if cfg.TLS == nil {
+			return nil, errors.New("load: HTTP/2 needs TLS")
+		}
+		cfg.TLS = cfg.TLS.Clone()
+		cfg.TLS.NextProtos = []string{"h2"}
 	}
 	res := &Result{Start: time.Now(), Errors: map[Class]error{}}
 	stop := res.Start.Add(cfg.Duration)
@@ -132,6 +193,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		for cl, err := range c.errs {
 			res.Errors[cl] = err
 		}
+		res.Replaced += c.replaced
+		res.Unsent += c.unsent
 	}
 	res.Elapsed = time.Since(res.Start)
 	return res, nil
@@ -147,15 +210,41 @@ type client struct {
 	recs       []Record
 	errs       map[Class]error
 	share      float64 // of slow requests
+
+	h2       *h2conn // HTTP2: the current connection
+	replaced int     // HTTP2: connections replaced between requests
+	unsent   int     // HTTP2: requests refused before being sent
+
+	stream streamState // Events: the stream being read
 }
 
 func (c *client) loop(ctx context.Context, stop time.Time) {
 	defer c.drop()
 	c.recs = make([]Record, 0, 4096)
 	dialer := net.Dialer{}
+	if c.cfg.Proto == Events {
+		stopStreams := c.watchStop(ctx, stop)
+		defer stopStreams()
+	}
 	for ctx.Err() == nil && time.Now().Before(stop) && !closed(c.cfg.Stop) {
 		slow := c.share >= 1 || c.share > 0 && c.rng.Float64() < c.share
-		rec, err := c.do(ctx, &dialer, slow)
+		var rec Record
+		var err error
+		switch c.cfg.Proto {
+		case HTTP2:
+			var sent bool
+			rec, sent, err = c.doH2(ctx, &dialer, slow)
+			if !sent {
+				continue
+			}
+		case Events:
+			rec, err = c.doStream(ctx, &dialer)
+			if errors.Is(err, errStopped) {
+				continue // the run ended before the stream was asked for
+			}
+		default:
+			rec, err = c.do(ctx, &dialer, slow)
+		}
 		c.recs = append(c.recs, rec)
 		if err != nil && c.errs[rec.Class] == nil {
 			c.errs[rec.Class] = err
@@ -180,17 +269,8 @@ func (c *client) do(ctx context.Context, dialer *net.Dialer, slow bool) (Record,
 	gotBytes := false
 	resp, err := func() (Response, error) {
 		if c.conn == nil {
-			dctx, cancel := context.WithDeadline(ctx, deadline)
-			conn, err := dialer.DialContext(dctx, "tcp", c.cfg.Addr)
-			cancel()
-			if err != nil {
+			if err := c.connect(ctx, dialer, deadline); err != nil {
 				return Response{}, err
-			}
-			c.conn = conn
-			if c.br == nil {
-				c.br = bufio.NewReaderSize(conn, 4096)
-			} else {
-				c.br.Reset(conn)
 			}
 		} else {
 			rec.Reused = true
@@ -214,7 +294,7 @@ func (c *client) do(ctx context.Context, dialer *net.Dialer, slow bool) (Record,
 	end := time.Now()
 	rec.End = end.Sub(c.start)
 	rec.Class = Classify(err, rec.Reused, gotBytes)
-	rec.Pid, rec.Generation = int32(resp.Pid), int32(resp.Generation)
+	rec.Pid, rec.Generation, rec.Status = int32(resp.Pid), int32(resp.Generation), int16(resp.Status)
 	if c.cfg.Observe != nil && (rec.Class == OK || rec.Class == Status) && resp.Pid != 0 {
 		c.cfg.Observe(resp.Pid, end)
 	}
@@ -224,10 +304,53 @@ func (c *client) do(ctx context.Context, dialer *net.Dialer, slow bool) (Record,
 	return rec, err
 }
 
+// connect opens the client's connection: TCP, the TLS handshake when
+// configured, then the FirstDelay pause.
+func (c *client) connect(ctx context.Context, dialer *net.Dialer, deadline time.Time) error {
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	conn, err := dialer.DialContext(dctx, "tcp", c.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	if c.cfg.TLS != nil {
+		tc := tls.Client(conn, c.cfg.TLS)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			_ = conn.Close() // the handshake's error is the outcome
+			return fmt.Errorf("tls handshake: %w", err)
+		}
+		conn = tc
+	}
+	c.setConn(conn)
+	if c.cfg.FirstDelay > 0 {
+		t := time.NewTimer(c.cfg.FirstDelay)
+		defer t.Stop()
+		select {
+		case <-dctx.Done():
+			return dctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func (c *client) setConn(conn net.Conn) {
+	c.conn = conn
+	if c.br == nil {
+		c.br = bufio.NewReaderSize(conn, 4096)
+	} else {
+		c.br.Reset(conn)
+	}
+}
+
 func (c *client) drop() {
 	if c.conn != nil {
 		_ = c.conn.Close() // the request's outcome is already recorded
 		c.conn = nil
+	}
+	if c.h2 != nil {
+		c.h2.close()
+		c.h2 = nil
 	}
 }
 

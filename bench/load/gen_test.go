@@ -3,10 +3,13 @@ package load
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/batonhq/baton/bench/tlscert"
 )
 
 // rawServer accepts connections on loopback and runs serve on each; it is
@@ -228,5 +231,36 @@ func TestSummarize(t *testing.T) {
 	}
 	if got := Rank([]time.Duration{7}, 0.5); got != 7 {
 		t.Errorf("Rank of one = %v", got)
+	}
+}
+
+func TestFirstDelayOverTLS(t *testing.T) {
+	pair, err := tlscert.Write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(pair.CertFile, pair.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := rawServer(t, func(_ int, c *net.TCPConn) {
+		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+		br := bufio.NewReader(tc)
+		if readRequest(br) {
+			_, _ = tc.Write([]byte(okAnswer))
+		}
+	})
+	res, err := Run(t.Context(), Config{Addr: addr, Clients: 2, Duration: 100 * time.Millisecond, Mode: NewConn, TLS: pair.Client, FirstDelay: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := Count(res.Records)
+	if counts.Total() == 0 || counts.Failed() != 0 {
+		t.Fatalf("counts %v, errors %v", counts.Failures(), res.Errors)
+	}
+	for _, r := range res.Records {
+		if r.Reused || r.Status != 200 || r.Pid != 11 {
+			t.Fatalf("record %+v", r)
+		}
 	}
 }

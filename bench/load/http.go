@@ -16,6 +16,8 @@ type Response struct {
 	Generation int  // X-Generation header, 0 when absent or malformed
 	Close      bool // the server will close the connection after this answer
 	BodyLen    int64
+	// ContentType is the Content-Type header, "" without one.
+	ContentType string
 }
 
 // ErrMalformed is wrapped by every error about an answer that is not valid
@@ -47,20 +49,55 @@ func AppendRequest(b []byte, path string, closeConn bool) []byte {
 // ReadResponse reads one answer to a GET request from r, body included
 // (Content-Length, chunked, or until EOF when the server sends neither).
 func ReadResponse(r *bufio.Reader) (Response, error) {
-	var resp Response
-	budget := maxHeaderBytes
-	line, err := readLine(r, &budget)
+	resp, body, err := readHead(r)
 	if err != nil {
 		return resp, err
 	}
+	switch {
+	case body.none:
+	case body.chunked:
+		resp.BodyLen, err = readChunked(r)
+	case body.length >= 0:
+		resp.BodyLen, err = io.CopyN(io.Discard, r, body.length)
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+	default:
+		resp.BodyLen, err = io.Copy(io.Discard, r)
+	}
+	if err != nil {
+		return resp, fmt.Errorf("read body: %w", err)
+	}
+	if resp.Status != 200 {
+		return resp, &StatusError{Status: resp.Status}
+	}
+	return resp, nil
+}
+
+// framing is how the body of an answer ends.
+type framing struct {
+	none    bool  // no body (204, 304, 1xx)
+	chunked bool  // Transfer-Encoding: chunked
+	length  int64 // Content-Length; -1: until EOF (and not chunked)
+}
+
+// readHead reads the status line and the headers of one answer.
+func readHead(r *bufio.Reader) (Response, framing, error) {
+	var resp Response
+	budget := maxHeaderBytes
+	var fr framing
+	line, err := readLine(r, &budget)
+	if err != nil {
+		return resp, fr, err
+	}
 	proto, rest, ok := strings.Cut(line, " ")
 	if !ok || !strings.HasPrefix(proto, "HTTP/1.") {
-		return resp, fmt.Errorf("%w: status line %q", ErrMalformed, line)
+		return resp, fr, fmt.Errorf("%w: status line %q", ErrMalformed, line)
 	}
 	code, _, _ := strings.Cut(rest, " ")
 	status, err := strconv.Atoi(code)
 	if err != nil || len(code) != 3 {
-		return resp, fmt.Errorf("%w: status line %q", ErrMalformed, line)
+		return resp, fr, fmt.Errorf("%w: status line %q", ErrMalformed, line)
 	}
 	resp.Status = status
 	resp.Close = proto == "HTTP/1.0"
@@ -70,21 +107,21 @@ func ReadResponse(r *bufio.Reader) (Response, error) {
 	for {
 		line, err := readLine(r, &budget)
 		if err != nil {
-			return resp, err
+			return resp, fr, err
 		}
 		if line == "" {
 			break
 		}
 		name, value, ok := strings.Cut(line, ":")
 		if !ok {
-			return resp, fmt.Errorf("%w: header line %q", ErrMalformed, line)
+			return resp, fr, fmt.Errorf("%w: header line %q", ErrMalformed, line)
 		}
 		value = strings.TrimSpace(value)
 		switch strings.ToLower(strings.TrimSpace(name)) {
 		case "content-length":
 			n, err := strconv.ParseInt(value, 10, 64)
 			if err != nil || n < 0 {
-				return resp, fmt.Errorf("%w: content-length %q", ErrMalformed, value)
+				return resp, fr, fmt.Errorf("%w: content-length %q", ErrMalformed, value)
 			}
 			contentLength = n
 		case "transfer-encoding":
@@ -98,6 +135,8 @@ func ReadResponse(r *bufio.Reader) (Response, error) {
 					resp.Close = false
 				}
 			}
+		case "content-type":
+			resp.ContentType = value
 		case "x-pid":
 			resp.Pid, _ = strconv.Atoi(value)
 		case "x-generation":
@@ -105,26 +144,16 @@ func ReadResponse(r *bufio.Reader) (Response, error) {
 		}
 	}
 
+	fr.length = contentLength
 	switch {
 	case resp.Status == 204 || resp.Status == 304 || resp.Status/100 == 1:
+		fr.none = true
 	case chunked:
-		resp.BodyLen, err = readChunked(r)
-	case contentLength >= 0:
-		resp.BodyLen, err = io.CopyN(io.Discard, r, contentLength)
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-	default:
-		resp.Close = true
-		resp.BodyLen, err = io.Copy(io.Discard, r)
+		fr.chunked = true
+	case contentLength < 0:
+		resp.Close = true // the body ends with the connection
 	}
-	if err != nil {
-		return resp, fmt.Errorf("read body: %w", err)
-	}
-	if resp.Status != 200 {
-		return resp, &StatusError{Status: resp.Status}
-	}
-	return resp, nil
+	return resp, fr, nil
 }
 
 // readLine reads one CRLF- or LF-terminated line without its terminator,

@@ -7,8 +7,14 @@
 //	GET /healthz 200 "ok", or 503 "stopping" once a stop was requested:
 //	             with -stop-delay D it goes on serving D after SIGTERM,
 //	             so a load balancer polling /healthz takes it out first
+//	GET /events  Server-Sent Events, the pid every 100 ms; the stream ends
+//	             cleanly when this generation drains, so the client
+//	             reconnects, to the successor
 //
 // Socket name "http" when socket-activated; -listen otherwise.
+// -tls-cert FILE and -tls-key FILE serve HTTPS, h2 and http/1.1 by ALPN.
+// -max-draining N caps the generations draining at once (handoff's
+// Config.MaxDraining: 0 for its default, negative for no cap).
 package main
 
 import (
@@ -27,6 +33,9 @@ import (
 // stopDelay is Config.StopDelay.
 var stopDelay = flag.Duration("stop-delay", 0, "after SIGTERM, go on serving this long (/healthz says 503) before draining")
 
+// maxDraining is Config.MaxDraining.
+var maxDraining = flag.Int("max-draining", 0, "at most this many generations drain at once, the oldest are killed beyond (0: handoff's default, negative: no cap)")
+
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "address to listen on when not socket-activated")
 	pidfile := flag.String("pidfile", "", "write the serving process's pid to this file")
@@ -39,7 +48,7 @@ func main() {
 
 func run(listen, pidfile string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	up, err := handoff.New(handoff.Config{PIDFile: pidfile, Logger: log, StopDelay: *stopDelay})
+	up, err := handoff.New(handoff.Config{PIDFile: pidfile, Logger: log, StopDelay: *stopDelay, MaxDraining: *maxDraining})
 	if err != nil {
 		return err
 	}
@@ -64,6 +73,13 @@ func run(listen, pidfile string) error {
 			w.Header().Set("X-Generation", gen)
 			fmt.Fprintf(w, "pid %s generation %s\n", pid, gen)
 		}),
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /events", events(pid))
+	mux.Handle("/", srv.Handler) // the rest
+	srv.Handler = mux
+	if srv.TLSConfig, err = serverTLS(); err != nil { // nil: plain HTTP
+		return err
 	}
 	up.Serve(handoff.HTTP(srv, ln))
 	if err := up.Ready(); err != nil {

@@ -24,6 +24,13 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	})
+	if _, helper := os.LookupEnv(testproc.EnvHelper); !helper {
+		// Each generation is orphaned when its predecessor exits and is
+		// reparented to the test process, which reaps the ones it knows.
+		if err := testproc.Subreaper(); err != nil {
+			panic(err)
+		}
+	}
 	testproc.Main(m)
 }
 
@@ -68,6 +75,7 @@ func TestServeAndUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	testproc.WaitGone(t, next)
+	testproc.Reap(next)
 }
 
 func check(t *testing.T, url string, pid, gen int) {

@@ -71,28 +71,24 @@ func ownAddress() (string, error) {
 
 // addressOf is the name process pid (as this process sees pids) listens
 // on: its pid namespace and its pid there, read from /proc. When /proc
-// does not say (no /proc, or the process's namespace link is not readable
-// for us), the process is taken to be in our own namespace.
+// does not say (no /proc, a process hidden by ProtectProc=invisible or
+// hidepid, a namespace link we may not read), the process is taken to be
+// in our own namespace; a process that does not exist is ErrNoServer.
 func addressOf(pid int) (string, error) {
+	if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+		return "", fmt.Errorf("pid %d: %w (no such process)", pid, ErrNoServer)
+	}
 	ns, err := pidNamespace("/proc/" + strconv.Itoa(pid) + "/ns/pid")
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		if _, serr := os.Stat("/proc/self/ns/pid"); serr == nil {
-			return "", fmt.Errorf("pid %d: %w (no such process)", pid, ErrNoServer)
-		}
-		return "", err
-	case errors.Is(err, os.ErrPermission):
+	if err != nil {
 		own, oerr := ownAddress()
 		if oerr != nil {
 			return "", oerr
 		}
 		return own[:strings.LastIndexByte(own, '/')+1] + strconv.Itoa(pid), nil
-	case err != nil:
-		return "", err
 	}
 	inner, err := innermostPID(pid)
 	if err != nil {
-		return "", err
+		inner = pid
 	}
 	return address(ns, inner), nil
 }

@@ -52,7 +52,7 @@ func measureFloor(ctx context.Context, b *bins, p *peer, n int) ([]time.Duration
 func firstAnswer(addr string, pid int, t0 time.Time) (time.Duration, error) {
 	deadline := t0.Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := probe(addr, time.Second)
+		resp, err := probe(addr, nil, time.Second)
 		if err == nil && (resp.Pid == pid || resp.Pid == 0) {
 			return time.Since(t0), nil
 		}

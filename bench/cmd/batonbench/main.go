@@ -6,6 +6,12 @@
 //
 // It expects the peers' binaries in -bin (bench/run builds them); a peer
 // whose binary is missing is reported as skipped.
+//
+// `batonbench drive -addr HOST:PORT [-pidfile FILE]` runs the same
+// non-retrying load against one address (a third-party proxy in front of a
+// peer, say) while SIGHUP upgrades the process in FILE; bench/nginx-run and
+// bench/h2load-run use it. `batonbench cert DIR` writes the benchmark's
+// kind of certificate (tlscert) into DIR.
 package main
 
 import (
@@ -25,6 +31,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/bench/load"
+	"github.com/batonhq/baton/bench/tlscert"
 )
 
 // runEnv is what every scenario shares.
@@ -34,6 +41,7 @@ type runEnv struct {
 	date    string
 	floor   map[string]time.Duration // server binary -> floor p50
 	records bool                     // write every request of each run as CSV
+	cert    *tlscert.Pair            // this run's certificate, for the TLS scenarios
 }
 
 func main() {
@@ -47,6 +55,20 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "drive" {
+		return drive(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "cert" {
+		if len(args) != 2 {
+			return errors.New("usage: batonbench cert DIR")
+		}
+		p, err := tlscert.Write(args[1])
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(stdout, p.CertFile, p.KeyFile)
+		return err
+	}
 	fs := flag.NewFlagSet("batonbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	binDir := fs.String("bin", "bin", "`dir`ectory with the peers' binaries")
@@ -56,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rounds := fs.Int("rounds", 30, "interleaved rounds of the steady-state comparison")
 	floorN := fs.Int("floor", 40, "starts per binary for the fork-exec floor (half before the scenarios, half after)")
 	peerList := fs.String("peers", "baton,baton-reload,baton-run,tableflip,naive", "comma-separated `peers`")
-	scenList := fs.String("scenarios", "steady,upgrade/keep-alive,upgrade/new-conn,long-drain,soak", "comma-separated `scenarios`")
+	scenList := fs.String("scenarios", "steady,upgrade/keep-alive,upgrade/new-conn,long-drain,soak,late-first-request,late-first-request/tls,h2,sse", "comma-separated `scenarios`")
 	root := fs.String("gobench", "", "repository `root` in which to run the core's Go benchmarks (none when empty)")
 	benchtime := fs.String("benchtime", "200ms", "-benchtime of the Go benchmarks")
 	label := fs.String("label", "", "free `text` for the table's first line (bench/run passes the commit)")
@@ -84,10 +106,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
+	// The TLS scenarios' certificate: made for this run, removed after it.
+	certDir, err := os.MkdirTemp("", "batonbench-tls-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(certDir)
+	cert, err := tlscert.Write(certDir)
+	if err != nil {
+		return err
+	}
+
 	t0 := time.Now()
 	load0 := loadavg()
 	stamp := t0.UTC().Format("20060102T150405Z")
-	env := &runEnv{bins: &bins{dir: *binDir}, results: *results, date: t0.UTC().Format("2006-01-02"), floor: map[string]time.Duration{}, records: *records}
+	env := &runEnv{bins: &bins{dir: *binDir}, results: *results, date: t0.UTC().Format("2006-01-02"), floor: map[string]time.Duration{}, records: *records, cert: cert}
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(stderr, "[%5.1fs] %s\n", time.Since(t0).Seconds(), fmt.Sprintf(format, a...))
 	}
@@ -178,6 +211,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			handoffTimeout: 500 * time.Millisecond,
 		},
 	}
+	scenarios = append(scenarios, protocolScenarios(scaled)...)
 
 	for _, name := range wanted {
 		if name == "steady" {
@@ -211,6 +245,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if p.name == "baton-reload" && !strings.HasPrefix(sc.name, "upgrade/") {
 				continue
 			}
+			if sc.protocols && !p.protocols {
+				continue
+			}
 			logf("%s %s ...", p.name, sc.name)
 			r, err := runUpgrades(ctx, env, p, sc)
 			if err != nil {
@@ -218,10 +255,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					return err
 				}
 				logf("%s %s: %v", p.name, sc.name, err)
-				rows = append(rows, &row{Date: env.date, Peer: p.name, Scenario: sc.name, Skipped: err.Error()})
+				rows = append(rows, &row{Date: env.date, Peer: p.name, Scenario: sc.name, Skipped: err.Error(), Protocols: sc.protocols})
 				continue
 			}
 			logf("%s %s: %d requests, %d failed %v, %d/%d upgrades, handoff p50 %.1f ms", p.name, sc.name, r.Requests, r.Failed, r.Failures, r.UpgradesOK, r.Upgrades, r.Handoff["p50"])
+			if sc.protocols {
+				logf("%s %s: %d events, %d abrupt ends, %d h2 conns replaced, %d unsent; probe %d requests, %d failed %v", p.name, sc.name, r.Events, r.AbruptEnds, r.Replaced, r.Unsent, r.ProbeRequests, r.ProbeFailed, r.ProbeFailures)
+			}
 			rows = append(rows, r)
 		}
 	}
@@ -254,8 +294,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(&table, ", %s", *label)
 	}
 	table.WriteString("\n\n")
-	writeTable(&table, rows)
-	table.WriteString("\n")
+	if writeTable(&table, rows) {
+		table.WriteString("\n")
+	}
+	if writeProtocolTable(&table, rows) {
+		table.WriteString("\n")
+	}
 	writeFloors(&table, floors)
 	if len(benches) > 0 {
 		table.WriteString("\n")
@@ -278,7 +322,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := os.WriteFile(filepath.Join(*results, stamp+".jsonl"), []byte(lines.String()), 0o644); err != nil {
 		return err
 	}
-	_, err := io.WriteString(stdout, table.String()+"\n"+lines.String())
+	_, err = io.WriteString(stdout, table.String()+"\n"+lines.String())
 	logf("done; results in %s/%s.{md,jsonl}", *results, stamp)
 	return err
 }

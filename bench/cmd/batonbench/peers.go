@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/batonhq/baton/bench/control"
 	"github.com/batonhq/baton/bench/load"
+	"github.com/batonhq/baton/bench/tlscert"
 )
 
 // peer is one way of serving the shared handler and upgrading it.
@@ -44,6 +46,26 @@ type peer struct {
 	// subcommand, when set, is a baton subcommand this peer needs
 	// (checked with `baton help NAME`).
 	subcommand string
+	// protocols marks a peer that runs the protocol scenarios (TLS,
+	// HTTP/2, /events); tlsArgs are the arguments that make it serve TLS.
+	protocols bool
+	tlsArgs   func(cert, key string) []string
+}
+
+// tlsFlags are the TLS arguments of the peers that have them.
+func tlsFlags(cert, key string) []string { return []string{"-tls-cert", cert, "-tls-key", key} }
+
+// supportsTLS tells whether the peer's server binary has a -tls-cert flag
+// (from its -h output), for a checkout in which it is not in yet.
+func (p *peer) supportsTLS(b *bins) error {
+	if p.tlsArgs == nil {
+		return fmt.Errorf("%s has no TLS", p.name)
+	}
+	out, _ := exec.Command(b.path(p.server), "-h").CombinedOutput() // -h exits 0 or 2; the text is what matters
+	if !strings.Contains(string(out), "-tls-cert") {
+		return fmt.Errorf("%w: %s has no -tls-cert flag", errMissing, b.path(p.server))
+	}
+	return nil
 }
 
 type bins struct {
@@ -71,9 +93,11 @@ func peers() []*peer {
 			trigger: func(_ *bins, inst *instance) control.Trigger {
 				return control.Signal{Sig: syscall.SIGHUP, PidFile: filepath.Join(inst.dir, "http.pid")}
 			},
-			pidfile:  "http.pid",
-			upgrades: true,
-			needs:    []string{"http"},
+			pidfile:   "http.pid",
+			upgrades:  true,
+			needs:     []string{"http"},
+			protocols: true,
+			tlsArgs:   tlsFlags,
 		},
 		{
 			name:     "baton-reload",
@@ -115,9 +139,11 @@ func peers() []*peer {
 			trigger: func(_ *bins, inst *instance) control.Trigger {
 				return control.Signal{Sig: syscall.SIGHUP, PidFile: filepath.Join(inst.dir, "tableflip.pid")}
 			},
-			pidfile:  "tableflip.pid",
-			upgrades: true,
-			needs:    []string{"tableflip"},
+			pidfile:   "tableflip.pid",
+			upgrades:  true,
+			needs:     []string{"tableflip"},
+			protocols: true,
+			tlsArgs:   tlsFlags,
 		},
 		{
 			name:     "naive",
@@ -148,21 +174,34 @@ type instance struct {
 	log  *os.File
 	cmd  *exec.Cmd
 	addr string
-	dir  string // the peer's pid files
+	dir  string      // the peer's pid files
+	tls  *tls.Config // the clients' TLS configuration; nil for plain
+}
+
+// startOpts are the per-run choices of start; the zero value is plain.
+type startOpts struct {
+	// cert, when set, makes the peer serve TLS with it; tls is the
+	// clients' configuration for it.
+	cert *tlscert.Pair
 }
 
 // start runs the peer's first process in a process group of its own.
-func start(ctx context.Context, b *bins, p *peer, addr, dir, logPath string) (*instance, error) {
+func start(ctx context.Context, b *bins, p *peer, addr, dir, logPath string, opts startOpts) (*instance, error) {
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	inst := &instance{b: b, argv: p.args(b, addr, dir), log: lf, addr: addr, dir: dir}
+	if opts.cert != nil {
+		inst.argv = append(inst.argv, p.tlsArgs(opts.cert.CertFile, opts.cert.KeyFile)...)
+		inst.tls = opts.cert.Client.Clone()
+		inst.tls.NextProtos = []string{"http/1.1"}
+	}
 	if err := inst.spawn(); err != nil {
 		lf.Close()
 		return nil, err
 	}
-	if err := waitServing(ctx, addr, 10*time.Second); err != nil {
+	if err := waitServing(ctx, addr, inst.tls, 10*time.Second); err != nil {
 		inst.kill()
 		return nil, fmt.Errorf("%s not serving: %w (log %s)", p.name, err, logPath)
 	}
@@ -258,12 +297,12 @@ func reapAll() {
 	}
 }
 
-// waitServing polls addr until it answers 200.
-func waitServing(ctx context.Context, addr string, limit time.Duration) error {
+// waitServing polls addr until it answers 200 (over TLS when tc is set).
+func waitServing(ctx context.Context, addr string, tc *tls.Config, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	for {
-		if _, err := probe(addr, time.Second); err == nil {
+		if _, err := probe(addr, tc, time.Second); err == nil {
 			return nil
 		}
 		select {
@@ -274,9 +313,16 @@ func waitServing(ctx context.Context, addr string, limit time.Duration) error {
 	}
 }
 
-// probe sends one request on a fresh connection and returns the answer.
-func probe(addr string, timeout time.Duration) (load.Response, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
+// probe sends one request on a fresh connection (TLS when tc is set) and
+// returns the answer.
+func probe(addr string, tc *tls.Config, timeout time.Duration) (load.Response, error) {
+	var c net.Conn
+	var err error
+	if tc != nil {
+		c, err = tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", addr, tc)
+	} else {
+		c, err = net.DialTimeout("tcp", addr, timeout)
+	}
 	if err != nil {
 		return load.Response{}, err
 	}

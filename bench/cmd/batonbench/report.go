@@ -3,17 +3,25 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/batonhq/baton/bench/load"
 )
 
-// writeTable prints the side-by-side markdown table of every row.
-func writeTable(w io.Writer, rows []*row) {
+// writeTable prints the side-by-side markdown table of every row but the
+// protocol scenarios'; nothing when there are none.
+func writeTable(w io.Writer, rows []*row) bool {
+	if !slices.ContainsFunc(rows, func(r *row) bool { return !r.Protocols }) {
+		return false
+	}
 	fmt.Fprintln(w, "| peer | scenario | requests | failed | upgrades ok | handoff p50 / p90 / max (ms) | p50 ÷ floor | old gen exits after handover p50 / max (ms) | … after its last answer p50 / max (ms) | fast-request latency p99 all / overlapping an upgrade (ms) | throughput ÷ plain (CPU per request ÷ plain) | fd start→end | RSS MiB start→end |")
 	fmt.Fprintln(w, "|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range rows {
+		if r.Protocols {
+			continue
+		}
 		if r.Skipped != "" {
 			fmt.Fprintf(w, "| %s | %s | skipped: %s |||||||||||\n", r.Peer, r.Scenario, r.Skipped)
 			continue
@@ -35,6 +43,7 @@ func writeTable(w io.Writer, rows []*row) {
 		}
 		fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
 	}
+	return true
 }
 
 func dash(ok bool, s string) string {
@@ -55,13 +64,7 @@ func failedCell(r *row) string {
 	if r.Failed == 0 {
 		return "0"
 	}
-	var parts []string
-	for _, c := range load.Classes() {
-		if n := r.Failures[c.String()]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%s %d", c, n))
-		}
-	}
-	return fmt.Sprintf("**%d** (%s)", r.Failed, strings.Join(parts, ", "))
+	return fmt.Sprintf("**%d** (%s)", r.Failed, classList(r.Failures))
 }
 
 func fdCell(r *row) string {
@@ -125,4 +128,56 @@ func writeBenches(w io.Writer, bs []*benchRow) {
 		}
 		fmt.Fprintf(w, "| %s | %s | %s |\n", b.Name, b.Package, v)
 	}
+}
+
+// writeProtocolTable prints the rows of the protocol scenarios, if any.
+func writeProtocolTable(w io.Writer, rows []*row) bool {
+	any := false
+	for _, r := range rows {
+		if !r.Protocols {
+			continue
+		}
+		if !any {
+			fmt.Fprintln(w, "| peer | scenario | requests (sse: streams / events) | failed | abrupt ends | upgrades ok | h2 conns replaced (requests unsent) | probe requests / failed | handoff p50 / p90 / max (ms) | old gen exits after handover p50 / max (ms) |")
+			fmt.Fprintln(w, "|---|---|--:|---|--:|--:|--:|--:|--:|--:|")
+			any = true
+		}
+		if r.Skipped != "" {
+			fmt.Fprintf(w, "| %s | %s | skipped: %s ||||||||\n", r.Peer, r.Scenario, r.Skipped)
+			continue
+		}
+		reqs := fmt.Sprint(r.Requests)
+		if r.Proto == load.Events.String() {
+			reqs = fmt.Sprintf("%d / %d", r.Requests, r.Events)
+		}
+		probe := fmt.Sprintf("%d / %d", r.ProbeRequests, r.ProbeFailed)
+		if r.ProbeFailed > 0 {
+			probe = fmt.Sprintf("%d / **%d** (%s)", r.ProbeRequests, r.ProbeFailed, classList(r.ProbeFailures))
+		}
+		cells := []string{
+			r.Peer,
+			r.Scenario,
+			reqs,
+			failedCell(r),
+			fmt.Sprint(r.AbruptEnds),
+			dash(r.Upgrades > 0, fmt.Sprintf("%d/%d", r.UpgradesOK, r.Upgrades)),
+			dash(r.Proto == load.HTTP2.String(), fmt.Sprintf("%d (%d)", r.Replaced, r.Unsent)),
+			probe,
+			dash(r.Handoff != nil, fmt.Sprintf("%.1f / %.1f / %.1f", r.Handoff["p50"], r.Handoff["p90"], r.Handoff["max"])),
+			dash(r.OldLife != nil, fmt.Sprintf("%.0f / %.0f", r.OldLife["p50"], r.OldLife["max"])+aliveNote(r)),
+		}
+		fmt.Fprintln(w, "| "+strings.Join(cells, " | ")+" |")
+	}
+	return any
+}
+
+// classList is "class n, ..." in report order.
+func classList(failures map[string]int) string {
+	var parts []string
+	for _, c := range load.Classes() {
+		if n := failures[c.String()]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", c, n))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

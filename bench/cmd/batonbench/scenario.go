@@ -27,7 +27,19 @@ type scenario struct {
 	drainWait      time.Duration // how long old generations may take after the load
 	sampleProcs    bool          // fd count and RSS at the start and the end
 	handoffTimeout time.Duration
+
+	// protocols marks the scenarios of the protocol table (only peers
+	// with protocols set run them): tls serves TLS, and probe adds one
+	// client of fast requests on fresh connections whose answers tell
+	// the controller when a new process serves (the scenario's own
+	// clients answer late, or only when a stream reopens).
+	protocols bool
+	tls       bool
+	probe     bool
 }
+
+// probeConfig is the probe client of the protocol scenarios.
+var probeConfig = load.Config{Clients: 1, Mode: load.NewConn, Think: 2 * time.Millisecond}
 
 // span is a [start, end] pair of a sampled quantity.
 type span struct {
@@ -83,12 +95,41 @@ type row struct {
 	SupervisorFD  *span `json:"supervisor_fd,omitempty"`
 	SupervisorRSS *span `json:"supervisor_rss_kib,omitempty"`
 
+	// The protocol scenarios: TLS, the clients' protocol, events over all
+	// streams, streams that ended abruptly (also in Failures), HTTP/2
+	// connections replaced after a GOAWAY and requests a ClientConn
+	// refused unsent, and the probe client's counts.
+	TLS           bool           `json:"tls,omitempty"`
+	Proto         string         `json:"proto,omitempty"`
+	FirstDelayMS  float64        `json:"first_request_delay_ms,omitempty"`
+	Events        int            `json:"events,omitempty"`
+	AbruptEnds    int            `json:"abrupt_ends,omitempty"`
+	Replaced      int            `json:"h2_conns_replaced,omitempty"`
+	Unsent        int            `json:"h2_requests_unsent,omitempty"`
+	ProbeRequests int            `json:"probe_requests,omitempty"`
+	ProbeFailed   int            `json:"probe_failed,omitempty"`
+	ProbeFailures map[string]int `json:"probe_failures,omitempty"`
+	Protocols     bool           `json:"-"` // a row of the protocol table
+
 	Skipped string `json:"skipped,omitempty"`
 }
 
 // runUpgrades runs one scenario against one peer.
 func runUpgrades(ctx context.Context, env *runEnv, p *peer, sc scenario) (*row, error) {
-	r := &row{Date: env.date, Peer: p.name, Server: p.server, Scenario: sc.name, Mode: sc.load.Mode.String(), Clients: sc.load.Clients}
+	r := &row{Date: env.date, Peer: p.name, Server: p.server, Scenario: sc.name, Mode: sc.load.Mode.String(), Clients: sc.load.Clients, Protocols: sc.protocols}
+	var opts startOpts
+	if sc.tls {
+		if err := p.supportsTLS(env.bins); err != nil {
+			return nil, err
+		}
+		opts.cert = env.cert
+	}
+	if sc.protocols {
+		r.TLS, r.Proto, r.FirstDelayMS = sc.tls, sc.load.Proto.String(), ms(sc.load.FirstDelay)
+		if sc.load.Proto != load.HTTP1 {
+			r.Mode = ""
+		}
+	}
 	dir, err := os.MkdirTemp("", "batonbench-")
 	if err != nil {
 		return nil, err
@@ -99,9 +140,15 @@ func runUpgrades(ctx context.Context, env *runEnv, p *peer, sc scenario) (*row, 
 		return nil, err
 	}
 	logPath := filepath.Join(env.results, fmt.Sprintf("%s-%s.log", p.name, strings.ReplaceAll(sc.name, "/", "-")))
-	inst, err := start(ctx, env.bins, p, addr, dir, logPath)
+	inst, err := start(ctx, env.bins, p, addr, dir, logPath, opts)
 	if err != nil {
 		return nil, err
+	}
+	if sc.load.Proto == load.Events {
+		if err := checkEvents(addr, inst.tls, 2*time.Second); err != nil {
+			inst.kill()
+			return nil, err
+		}
 	}
 	tr := control.NewTracker()
 	var w *control.Watcher
@@ -121,25 +168,44 @@ func runUpgrades(ctx context.Context, env *runEnv, p *peer, sc scenario) (*row, 
 	cfg := sc.load
 	cfg.Addr = addr
 	cfg.Observe = tr.Observe
+	cfg.TLS = inst.tls
 	stop := make(chan struct{})
 	cfg.Stop = stop
 	if sc.every == 0 {
 		cfg.Duration = time.Hour // ended by stop
 	}
-	var res *load.Result
-	loadDone := make(chan error, 1)
+	var res, probeRes *load.Result
+	loadDone := make(chan error, 2)
 	go func() {
 		var err error
 		res, err = load.Run(ctx, cfg)
 		loadDone <- err
 	}()
+	loads := 1
+	if sc.probe {
+		loads++
+		pcfg := probeConfig
+		pcfg.Addr, pcfg.Observe, pcfg.TLS, pcfg.Stop, pcfg.Duration = addr, tr.Observe, inst.tls, stop, cfg.Duration
+		go func() {
+			var err error
+			probeRes, err = load.Run(ctx, pcfg)
+			loadDone <- err
+		}()
+	}
 	stopLoad := func() error {
 		select {
 		case <-stop:
 		default:
 			close(stop)
 		}
-		return <-loadDone
+		var first error
+		for range loads {
+			if err := <-loadDone; err != nil && first == nil {
+				first = err
+			}
+		}
+		loads = 0
+		return first
 	}
 
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -212,6 +278,9 @@ func runUpgrades(ctx context.Context, env *runEnv, p *peer, sc scenario) (*row, 
 		cancel()
 	}
 	summarize(r, res, ups, w, 0) // the floor ratio is set once the floor is complete
+	if sc.protocols {
+		summarizeProtocols(r, res, probeRes)
+	}
 	if env.records {
 		if err := writeRecords(filepath.Join(env.results, fmt.Sprintf("%s-%s.records.csv", p.name, strings.ReplaceAll(sc.name, "/", "-"))), res); err != nil {
 			return nil, err
@@ -346,10 +415,10 @@ func runSteady(ctx context.Context, env *runEnv, ps []*peer, base *peer, rounds 
 		if err := os.Mkdir(pdir, 0o755); err != nil {
 			return nil, err
 		}
-		if insts[i], err = start(ctx, env.bins, p, addr, pdir, filepath.Join(env.results, p.name+"-steady.log")); err != nil {
+		if insts[i], err = start(ctx, env.bins, p, addr, pdir, filepath.Join(env.results, p.name+"-steady.log"), startOpts{}); err != nil {
 			return nil, err
 		}
-		resp, err := probe(addr, time.Second)
+		resp, err := probe(addr, nil, time.Second)
 		if err != nil {
 			return nil, err
 		}

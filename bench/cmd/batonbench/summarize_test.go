@@ -79,3 +79,40 @@ func TestSplit(t *testing.T) {
 		t.Errorf("split = %q", got)
 	}
 }
+
+func TestProtocolTable(t *testing.T) {
+	res := &load.Result{
+		Records: []load.Record{
+			{Class: load.OK, Events: 4},
+			{Class: load.AbruptEnd, Events: 2},
+			{Class: load.Refused},
+		},
+		Replaced: 3,
+		Unsent:   1,
+	}
+	probe := &load.Result{Records: []load.Record{{Class: load.OK}, {Class: load.EOFNew}}}
+	r := &row{Peer: "p", Scenario: "sse", Proto: load.Events.String(), Protocols: true}
+	summarize(r, res, nil, nil, 0)
+	summarizeProtocols(r, res, probe)
+	if r.Events != 6 || r.AbruptEnds != 1 || r.Replaced != 3 || r.Unsent != 1 || r.ProbeRequests != 2 || r.ProbeFailed != 1 {
+		t.Fatalf("row %+v", r)
+	}
+	var b strings.Builder
+	writeTable(&b, []*row{r})
+	if strings.Contains(b.String(), "| sse |") {
+		t.Errorf("a protocol row in the main table:\n%s", b.String())
+	}
+	b.Reset()
+	if !writeProtocolTable(&b, []*row{r, {Peer: "q", Scenario: "h2", Skipped: "binary missing", Protocols: true}}) {
+		t.Fatal("no protocol table")
+	}
+	for _, want := range []string{"| 3 / 6 |", "**2** (refused 1, abrupt-end 1)", "2 / **1** (eof-new 1)", "skipped: binary missing"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("protocol table lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	if writeProtocolTable(&b, []*row{{Peer: "x"}}) || b.Len() != 0 {
+		t.Errorf("protocol table without protocol rows: %q", b.String())
+	}
+}

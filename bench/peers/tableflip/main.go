@@ -3,10 +3,17 @@
 // without improvements. SIGHUP calls upg.Upgrade(); after upg.Ready() the
 // process waits on <-upg.Exit(), then calls Shutdown with no deadline of its
 // own, guarded by a 30 s timer that exits the process.
+//
+// With -tls-cert and -tls-key it serves TLS (ALPN h2 and http/1.1) through
+// tls.NewListener over the tableflip listener, as net/http's Serve wants
+// for HTTP/2. GET /events is the shared server-sent events handler; its
+// streams end when Shutdown starts (a RegisterOnShutdown hook, net/http's
+// own way to tell long-lived handlers), not at the 30 s exit.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +32,8 @@ import (
 func main() {
 	listenAddr := flag.String("listen", "localhost:8080", "`Address` to listen on")
 	pidFile := flag.String("pid-file", "", "`Path` to pid file")
+	certFile := flag.String("tls-cert", "", "serve TLS with this PEM certificate `file` (with -tls-key)")
+	keyFile := flag.String("tls-key", "", "PEM private key `file` of -tls-cert")
 	flag.Parse()
 	log.SetPrefix(fmt.Sprintf("%d ", os.Getpid()))
 
@@ -50,8 +59,25 @@ func main() {
 	if err != nil {
 		log.Fatalln("Can't listen:", err)
 	}
+	if *certFile != "" || *keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			log.Fatalln("TLS:", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}})
+	}
 
-	server := http.Server{Handler: hello.Handler(0)}
+	draining := make(chan struct{})
+	root := hello.Handler(0)
+	events := hello.Events(func(*http.Request) <-chan struct{} { return draining })
+	server := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/events" {
+			events.ServeHTTP(w, r)
+			return
+		}
+		root.ServeHTTP(w, r)
+	})}
+	server.RegisterOnShutdown(func() { close(draining) })
 	go func() {
 		err := server.Serve(ln)
 		if !errors.Is(err, http.ErrServerClosed) {
