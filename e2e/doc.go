@@ -51,9 +51,13 @@
 // units` (1), a broken new binary (2), the hardened default units (3),
 // restarts and crashes of a service that keeps its own socket in systemd's
 // fd store (4), the watchdog (5), `baton run` around a go-systemd Go server
-// and a libsystemd C server (6), Type=notify-reload on systemd 254 (7), and
-// a stop during a reload (8). The test servers for 6 are
-// e2e/internal/sdserver and e2e/testdata/sdserver.c.
+// and a libsystemd C server (6), Type=notify-reload on systemd 254 (7), a
+// stop during a reload (8), and 50 reloads of the hardened units each with a
+// seeded random fault: SIGKILL of the successor or of the main process,
+// SIGSTOP/SIGCONT of either, concurrent reloads (9; BATON_CHAOS_SEED
+// replays a run, requests on connections a killed process held are counted
+// apart as lost). The test servers for 6 are e2e/internal/sdserver and
+// e2e/testdata/sdserver.c.
 //
 // A second systemd version (Debian bookworm-backports' 254, unpacked by
 // .ci/fetch-systemd into BATON_SYSTEMD_TREE, default

@@ -74,6 +74,9 @@ type LoadConfig struct {
 type LoadResult struct {
 	Requests int64
 	Failed   int64
+	// Lost counts the failed requests, not in Failed, whose connection a
+	// process killed on purpose had accepted (MarkLost).
+	Lost     int64
 	Failures map[string]int64 // by kind (Fail* constants)
 	Samples  []string         // the first failures' messages
 	Errors   []RequestError   // the first maxErrors failed requests, in order
@@ -119,12 +122,17 @@ type Load struct {
 	issued   atomic.Int64
 	done     atomic.Int64
 	failed   atomic.Int64
+	lost     atomic.Int64
+	killSeq  atomic.Int64
 
 	mu       sync.Mutex
 	failures map[string]int64
 	samples  []string
 	errors   []RequestError
 	pids     map[int]int64
+	// lostPorts: client port -> the MarkLost call (its sequence number)
+	// that named it.
+	lostPorts map[int]int64
 }
 
 // StartLoad starts HTTP/1.1 clients in the box's network namespace. They
@@ -150,14 +158,15 @@ func (b *Box) StartLoad(ctx context.Context, cfg LoadConfig) *Load {
 	}
 	path := u.RequestURI()
 	l := &Load{
-		box:      b,
-		cfg:      cfg,
-		addr:     u.Host,
-		request:  "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUser-Agent: baton-e2e\r\n",
-		stop:     make(chan struct{}),
-		start:    time.Now(),
-		failures: map[string]int64{},
-		pids:     map[int]int64{},
+		box:       b,
+		cfg:       cfg,
+		addr:      u.Host,
+		request:   "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUser-Agent: baton-e2e\r\n",
+		stop:      make(chan struct{}),
+		start:     time.Now(),
+		failures:  map[string]int64{},
+		pids:      map[int]int64{},
+		lostPorts: map[int]int64{},
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.MaxDuration)
 	l.wg.Add(1)
@@ -196,6 +205,20 @@ func (l *Load) WaitRequests(n int64) {
 	}
 }
 
+// MarkLost declares the connections from these client ports lost by
+// construction: the process that accepted them is about to be killed on
+// purpose. A request that then fails on one of them counts as Lost, not
+// Failed. Call it while the process is stopped (SIGSTOP), before SIGKILL:
+// at any moment a client port names one open connection to the target.
+func (l *Load) MarkLost(ports []int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seq := l.killSeq.Add(1)
+	for _, p := range ports {
+		l.lostPorts[p] = seq
+	}
+}
+
 func (l *Load) halt() { l.stopOnce.Do(func() { close(l.stop) }) }
 
 // Stop ends the load, waits for the requests in flight and returns the
@@ -208,6 +231,7 @@ func (l *Load) Stop() LoadResult {
 	return LoadResult{
 		Requests: l.done.Load(),
 		Failed:   l.failed.Load(),
+		Lost:     l.lost.Load(),
 		Failures: maps(l.failures),
 		Samples:  slices.Clone(l.samples),
 		Errors:   slices.Clone(l.errors),
@@ -246,12 +270,18 @@ func (l *Load) client(keepAlive bool) {
 		var pid int
 		var err error
 		now := time.Now()
+		var used *clientConn
+		c, used, pid, err = l.do(c, keepAlive, now)
 		dialed := now
-		if c != nil {
-			dialed = c.dialed
+		if used != nil {
+			dialed = used.dialed
 		}
-		c, pid, err = l.do(c, keepAlive, now)
-		l.record(pid, dialed, err)
+		if err != nil && used != nil && l.isLost(used) {
+			l.done.Add(1)
+			l.lost.Add(1)
+		} else {
+			l.record(pid, dialed, err)
+		}
 		if l.cfg.Pause > 0 {
 			select {
 			case <-l.stop:
@@ -264,27 +294,41 @@ func (l *Load) client(keepAlive bool) {
 
 type clientConn struct {
 	net.Conn
-	br     *bufio.Reader
-	dialed time.Time // when the dial started
+	br      *bufio.Reader
+	dialed  time.Time // when the dial started
+	port    int       // the local port
+	dialSeq int64     // the number of MarkLost calls before the dial
+}
+
+// isLost reports whether c was named by a MarkLost after it was dialed.
+func (l *Load) isLost(c *clientConn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seq, ok := l.lostPorts[c.port]
+	return ok && seq > c.dialSeq
 }
 
 // do makes one request on c (a new connection when c is nil) and returns
-// the connection to use next (nil: open a new one). now is the request's
-// start.
-func (l *Load) do(c *clientConn, keepAlive bool, now time.Time) (*clientConn, int, error) {
+// the connection to use next (nil: open a new one) and the one it used
+// (nil: the dial failed). now is the request's start.
+func (l *Load) do(c *clientConn, keepAlive bool, now time.Time) (next, used *clientConn, pid int, err error) {
 	deadline := now.Add(l.cfg.Timeout)
 	if c == nil {
+		seq := l.killSeq.Load()
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		conn, err := l.box.Dial(ctx, "tcp", l.addr)
 		cancel()
 		if err != nil {
-			return nil, 0, fmt.Errorf("dial: %w", err)
+			return nil, nil, 0, fmt.Errorf("dial: %w", err)
 		}
-		c = &clientConn{Conn: conn, br: bufio.NewReader(conn), dialed: now}
+		c = &clientConn{Conn: conn, br: bufio.NewReader(conn), dialed: now, dialSeq: seq}
+		if a, ok := conn.LocalAddr().(*net.TCPAddr); ok {
+			c.port = a.Port
+		}
 	}
-	fail := func(err error) (*clientConn, int, error) {
+	fail := func(err error) (*clientConn, *clientConn, int, error) {
 		c.Close()
-		return nil, 0, err
+		return nil, c, 0, err
 	}
 	_ = c.SetDeadline(deadline)
 	req := l.request
@@ -303,15 +347,17 @@ func (l *Load) do(c *clientConn, keepAlive bool, now time.Time) (*clientConn, in
 	if err != nil {
 		return fail(fmt.Errorf("read body: %w", err))
 	}
-	pid, _ := strconv.Atoi(resp.Header.Get("X-Pid"))
+	pid, _ = strconv.Atoi(resp.Header.Get("X-Pid"))
 	if resp.StatusCode != http.StatusOK {
-		err = &statusError{resp.Status}
-	}
-	if !keepAlive || resp.Close || err != nil {
+		// An answer is never lost: not counted by isLost.
 		c.Close()
-		return nil, pid, err
+		return nil, nil, pid, &statusError{resp.Status}
 	}
-	return c, pid, nil
+	if !keepAlive || resp.Close {
+		c.Close()
+		return nil, c, pid, nil
+	}
+	return c, c, pid, nil
 }
 
 type statusError struct{ status string }

@@ -263,6 +263,9 @@ type Upgrader struct {
 	// beforeHandOver, when set (tests), runs after the successor is ready
 	// and before the liveness check and MAINPID.
 	beforeHandOver func(pid int)
+	// beforeMain, when set (tests), runs after MAINPID and BARRIER=1 and
+	// before MAIN is written to the successor.
+	beforeMain func(pid int)
 	// afterReadySent, when set (tests), runs in a successor right after it
 	// told its predecessor it is ready.
 	afterReadySent func()

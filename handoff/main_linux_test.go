@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -37,6 +38,7 @@ const (
 	envFakeDraining = "BATON_TEST_FAKE_DRAINING" // generation 1 starts with these draining generations: PID:START,... (generation 0)
 	envDrift        = "BATON_TEST_DRIFT"         // appended "+" at start-up, answered as X-Drift
 	envExtra        = "BATON_TEST_EXTRA"         // also serve HTTP on "extra", at the address this file names (none if empty)
+	envPause        = "BATON_TEST_PAUSE"         // a directory: pause at the stage its file "pause" names (pauseAt)
 )
 
 func TestMain(m *testing.M) {
@@ -112,6 +114,14 @@ func serverMain() {
 				waitExit(pid)
 			}
 		}
+	}
+	if dir := os.Getenv(envPause); dir != "" {
+		if up.beforeHandOver != nil {
+			fmt.Fprintln(os.Stderr, "server:", envPause, "and", envFault, "=die-after-ready exclude each other")
+			os.Exit(1)
+		}
+		up.beforeHandOver = func(pid int) { pauseAt(dir, stageOldReady, pid) }
+		up.beforeMain = func(pid int) { pauseAt(dir, stageOldHandOver, pid) }
 	}
 	ln, err := up.Listen("http", "tcp", "127.0.0.1:0")
 	if err != nil {
@@ -193,6 +203,9 @@ func serverMain() {
 		_ = writeFileAtomic(os.Getenv(envStarted), []byte(pid))
 		waitFile(os.Getenv(envGate))
 	}
+	if dir := os.Getenv(envPause); dir != "" && up.Generation() > 1 {
+		pauseAt(dir, stageNewStart, 0)
+	}
 	if err := up.Ready(); err != nil {
 		fmt.Fprintln(os.Stderr, "server: ready:", err)
 		os.Exit(1)
@@ -216,6 +229,37 @@ func waitExit(pid int) {
 			return
 		}
 	}
+}
+
+// Stages at which a generation of the "server" helper can pause (envPause).
+const (
+	stageNewStart    = "new-start"    // a successor, initialised, before Ready
+	stageOldReady    = "old-ready"    // the predecessor, successor ready, before the liveness check and MAINPID
+	stageOldHandOver = "old-handover" // the predecessor, after MAINPID and BARRIER=1, before MAIN
+)
+
+// pauseAt pauses this process when the file "pause" in dir names stage:
+// it takes the file (renamed to pause.PID: the pause applies once), writes
+// "PID STAGE SUCCESSOR" to the file "at" (SUCCESSOR is 0 for the
+// successor's own stages) and waits for the file "go.PID".
+func pauseAt(dir, stage string, successor int) {
+	name := filepath.Join(dir, "pause")
+	b, err := os.ReadFile(name)
+	if err != nil || strings.TrimSpace(string(b)) != stage {
+		return
+	}
+	self := strconv.Itoa(os.Getpid())
+	if os.Rename(name, name+"."+self) != nil {
+		return // taken by another process
+	}
+	at := fmt.Sprintf("%s %s %d", self, stage, successor)
+	if err := writeFileAtomic(filepath.Join(dir, "at"), []byte(at)); err != nil {
+		fmt.Fprintln(os.Stderr, "server: pause:", err)
+		os.Exit(1)
+	}
+	resume := filepath.Join(dir, "go."+self)
+	waitFile(resume)
+	_ = os.Remove(resume) // for the next pause of this process
 }
 
 // waitFile returns once name exists.

@@ -126,6 +126,9 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		// the lesser evil: taking it back is not possible.
 		u.log.Warn("sd_notify barrier after MAINPID", "err", err)
 	}
+	if u.beforeMain != nil {
+		u.beforeMain(pid)
+	}
 	if _, err := conn.Write([]byte(msgMain)); err != nil {
 		// The successor died after the manager was told it is main. Keep
 		// serving and try to take the main PID back (accepted with
