@@ -180,8 +180,10 @@ var (
 	// carry to a successor (activation.CheckName: empty, over 255 bytes,
 	// ':', a control character or a non-ASCII byte).
 	ErrBadName = activation.ErrBadName
-	// ErrNotSupported is returned by New on systems other than Linux.
-	ErrNotSupported = errors.New("handoff: not supported on this system")
+	// ErrNotSupported is wrapped by Upgrade (and logged on SIGHUP) on
+	// systems other than Linux, where a generation serves and drains but
+	// cannot hand over (see the package doc, Other systems).
+	ErrNotSupported = errors.New("not supported on this system")
 )
 
 // UpgradeError describes a failed upgrade: the successor was killed and
