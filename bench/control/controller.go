@@ -32,7 +32,7 @@ type Signal struct {
 // Fire implements Trigger.
 func (s Signal) Fire(_ context.Context, cur int) (int, error) {
 	pid, old := target(s.Pid, s.PidFile, cur)
-	if err := syscall.Kill(pid, s.Sig); err != nil {
+	if err := kill(pid, s.Sig); err != nil {
 		return old, fmt.Errorf("signal %d: %w", pid, err)
 	}
 	return old, nil

@@ -88,13 +88,6 @@ func ReadPidfile(path string) (int, error) {
 
 var errESRCH = syscall.ESRCH
 
-// reap collects the exit status of pid if it is a zombie child of this
-// process; for anything else it does nothing.
-func reap(pid int) {
-	var ws syscall.WaitStatus
-	_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil) // ECHILD: not ours
-}
-
 // userHZ is the unit of the times in /proc/PID/stat (USER_HZ, 100 on
 // every Linux architecture Go supports).
 const userHZ = 100

@@ -378,6 +378,16 @@ func (d *demo) brokenUpgrade(ctx context.Context, target, serving int, l *demoLo
 		got, err)
 }
 
+// signalPID sends sig to pid, which need not be a child.
+func signalPID(pid int, sig os.Signal) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	defer p.Release()
+	return p.Signal(sig)
+}
+
 func (d *demo) stopServer(serving int) {
 	if d.srv == nil {
 		return
@@ -389,9 +399,9 @@ func (d *demo) stopServer(serving int) {
 		target = d.srv.Process.Pid
 	}
 	gone := watchExit(target)
-	_ = syscall.Kill(target, syscall.SIGTERM)
+	_ = signalPID(target, syscall.SIGTERM)
 	if _, ok := gone.wait(15 * time.Second); !ok {
-		_ = syscall.Kill(target, syscall.SIGKILL)
+		_ = signalPID(target, os.Kill)
 	}
 	select {
 	case <-d.srvExited:

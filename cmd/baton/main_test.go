@@ -20,7 +20,6 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 var batonBin string
 
 func TestMain(m *testing.M) {
-	testproc.Register("silent-server", silentServer)
 	if _, ok := os.LookupEnv(testproc.EnvHelper); ok {
 		testproc.Main(m) // a helper: no baton binary needed
 	}

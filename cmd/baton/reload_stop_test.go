@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -161,6 +163,8 @@ func TestReloadInterrupted(t *testing.T) {
 		break
 	}
 }
+
+func init() { testproc.Register("silent-server", silentServer) }
 
 // silentServer is a control server that never answers: it says "listening",
 // then "request" when one arrives, and exits on SIGTERM without a reply.

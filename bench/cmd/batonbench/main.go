@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command batonbench is the driver behind bench/run: it measures zero
 // downtime and handoff speed of baton against the alternatives (tableflip as
 // its README recommends, `baton run` around a plain go-systemd server, a
@@ -12,6 +14,10 @@
 // peer, say) while SIGHUP upgrades the process in FILE; bench/nginx-run and
 // bench/h2load-run use it. `batonbench cert DIR` writes the benchmark's
 // kind of certificate (tlscert) into DIR.
+//
+// It runs on Linux only (process groups, PR_SET_CHILD_SUBREAPER, /proc):
+// its files carry a linux build constraint, so that the module builds
+// elsewhere.
 package main
 
 import (
