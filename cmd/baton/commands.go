@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 )
@@ -14,11 +15,26 @@ import (
 // them. Adding a subcommand is one file with its type and one line here.
 var commands = []commandInfo{
 	{Name: "units", Summary: "write the .socket and .service units for a service", New: newUnitsCmd},
-	{Name: "fds", Summary: "print the file descriptors this process was handed", New: newFDsCmd},
-	{Name: "run", Summary: "run a program with its sockets and upgrade it without downtime", New: newRunCmd},
-	{Name: "reload", Summary: "upgrade a running baton process and wait for the outcome", New: newReloadCmd},
-	{Name: "stop", Summary: "stop a process gracefully and wait until it has exited", New: newStopCmd},
-	{Name: "demo", Summary: "show zero-downtime upgrades of the example server under load", New: newDemoCmd},
+	{
+		Name: "fds", Summary: "print the file descriptors this process was handed", New: newFDsCmd,
+		LinuxOnly: "package activation takes over inherited fds on Linux only",
+	},
+	{
+		Name: "run", Summary: "run a program with its sockets and upgrade it without downtime", New: newRunCmd,
+		LinuxOnly: "it passes sockets and supervises generations with Linux's pidfds and child subreaper",
+	},
+	{
+		Name: "reload", Summary: "upgrade a running baton process and wait for the outcome", New: newReloadCmd,
+		LinuxOnly: "upgrades and the control socket are implemented for Linux only",
+	},
+	{
+		Name: "stop", Summary: "stop a process gracefully and wait until it has exited", New: newStopCmd,
+		LinuxOnly: "it waits for the process through a Linux pidfd",
+	},
+	{
+		Name: "demo", Summary: "show zero-downtime upgrades of the example server under load", New: newDemoCmd,
+		LinuxOnly: "upgrades are implemented for Linux only",
+	},
 }
 
 // commandInfo names a subcommand and makes it.
@@ -26,6 +42,39 @@ type commandInfo struct {
 	Name    string
 	Summary string                 // one line for `baton help`
 	New     func(io stdio) command // a fresh command writing to io
+	// LinuxOnly, when set, says why the command works on Linux only:
+	// elsewhere it prints its usage for -h but otherwise fails with
+	// errNotSupported (exit status 1) before doing anything.
+	LinuxOnly string
+}
+
+// goos is the system the commands run on (runtime.GOOS; a var for tests).
+var goos = runtime.GOOS
+
+// errNotSupported is wrapped by a Linux-only command run elsewhere.
+var errNotSupported = errors.New("not supported")
+
+// supported returns nil when c works on goos, else an error wrapping
+// errNotSupported that names the system and the reason.
+func (c commandInfo) supported() error {
+	if c.LinuxOnly == "" || goos == "linux" {
+		return nil
+	}
+	return fmt.Errorf("%w on %s: Linux only (%s)", errNotSupported, goos, c.LinuxOnly)
+}
+
+// helpRequested reports whether args ask for the usage (-h, -help or
+// --help before any "--"): a Linux-only command still shows it.
+func helpRequested(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
 }
 
 // command is one subcommand. Run parses args with the command's own flag
@@ -155,6 +204,9 @@ func dispatch(ctx context.Context, args []string, io stdio) error {
 	if !ok {
 		return &usageError{err: fmt.Errorf("unknown command %q", name)}
 	}
+	if err := c.supported(); err != nil && !helpRequested(rest) {
+		return err
+	}
 	return c.New(io).Run(ctx, rest)
 }
 
@@ -188,6 +240,10 @@ Commands:
 `)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	for _, c := range commands {
+		if c.LinuxOnly != "" {
+			fmt.Fprintf(tw, "  %s\t%s (Linux only)\n", c.Name, c.Summary)
+			continue
+		}
 		fmt.Fprintf(tw, "  %s\t%s\n", c.Name, c.Summary)
 	}
 	fmt.Fprintf(tw, "  %s\t%s\n", "help", "list the commands, or show one command's usage")
@@ -195,6 +251,7 @@ Commands:
 
 	fmt.Fprint(w, `
 Run 'baton help COMMAND' or 'baton COMMAND -h' for a command's usage.
-Exit status: 0 success, 1 failure, 2 usage error.
+Exit status: 0 success, 1 failure, 2 usage error. A Linux-only command
+run on another system exits 1: "baton run: not supported on darwin".
 `)
 }

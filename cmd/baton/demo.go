@@ -45,7 +45,10 @@ the socket and replaces the process.
 Run it from the repository: go run ./cmd/baton demo
 
 Exit status: 0 when every request succeeded, every upgrade worked and the
-broken one was rolled back; 1 otherwise.`
+broken one was rolled back; 1 otherwise.
+
+Linux only: on other systems baton demo exits 1 at once ("baton demo: not
+supported on darwin: ...").`
 
 type demoCommand struct {
 	io       stdio

@@ -21,6 +21,12 @@
 // the service is stopping: systemd counts any other status of ExecReload=
 // as a failure of the unit, and a stop during a reload is not one.
 //
+// baton builds everywhere, but run, reload, stop, demo and fds work on
+// Linux only (commandInfo.LinuxOnly): elsewhere they print their usage for
+// -h and otherwise exit 1 at once ("baton run: not supported on darwin:
+// Linux only (...)"). units works everywhere; it warns on stderr when the
+// --baton path is not executable here.
+//
 // Traps:
 //   - SIGINT and SIGTERM cancel the context given to Run; a command that
 //     must outlive them handles the signals itself (baton run forwards

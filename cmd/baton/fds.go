@@ -26,7 +26,10 @@ systemd-socket-activate -l ADDR --fdname=NAME baton fds.
 A process that was handed nothing (no LISTEN_PID for it) prints nothing on
 stdout, says so on stderr and exits 0: that is an answer, not a failure,
 and an ExecStartPre= must not fail the start for it. Malformed variables
-exit 1.`
+exit 1.
+
+Linux only: on other systems baton fds exits 1 at once ("baton fds: not
+supported on darwin: ...").`
 
 type fdsCmd struct {
 	io    stdio

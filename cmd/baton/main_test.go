@@ -129,10 +129,14 @@ func TestHelpAndUsage(t *testing.T) {
 		{args: []string{"units", "--drain", "soon"}, code: 2, stderr: `invalid value "soon" for flag -drain`, quietOut: true},
 	}
 	for _, c := range commands {
+		bad := usageCase{args: []string{c.Name, "--no-such-flag"}, code: 2, stderr: "Run 'baton help " + c.Name + "' for usage.", quietOut: true}
+		if c.supported() != nil {
+			bad.code, bad.stderr = 1, "baton "+c.Name+": not supported on "+goos
+		}
 		tests = append(tests,
 			usageCase{args: []string{c.Name, "-h"}, code: 0, stdout: "usage: baton " + c.Name, quietError: true},
 			usageCase{args: []string{"help", c.Name}, code: 0, stdout: "usage: baton " + c.Name, quietError: true},
-			usageCase{args: []string{c.Name, "--no-such-flag"}, code: 2, stderr: "Run 'baton help " + c.Name + "' for usage.", quietOut: true},
+			bad,
 		)
 	}
 	for _, tt := range tests {

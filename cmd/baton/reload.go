@@ -48,7 +48,10 @@ process there, or no outcome (not within --timeout, or the process
 exited without answering); 130 interrupted (SIGINT), the upgrade goes on.
 
 With --json, stdout has {"pid":N}, {"code":"stopping","message":...}
-(exit 0) or {"error":...,"code":...}.`
+(exit 0) or {"error":...,"code":...}.
+
+Linux only: on other systems baton reload exits 1 at once ("baton reload: not
+supported on darwin: ...").`
 
 // Exit statuses of baton reload beyond 0, 1 and 2.
 const (

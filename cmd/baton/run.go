@@ -85,7 +85,10 @@ it on, so CMD gets it once; SIGKILL still reaches every process at the end
 of TimeoutStopSec=.)
 
 Exit status: CMD's, 1 when the first CMD does not become ready, 2 for a bad
-command line.`
+command line.
+
+Linux only: on other systems baton run exits 1 at once ("baton run: not
+supported on darwin: ...").`
 
 type runCommand struct {
 	io           stdio

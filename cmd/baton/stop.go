@@ -28,7 +28,10 @@ A process that is already gone is a success. The exit is observed through
 a pidfd, so the process need not be baton's child.
 
 Exit status: 0 the process has exited, 1 it is still running after
---timeout (or cannot be signalled), 2 bad command line.`
+--timeout (or cannot be signalled), 2 bad command line.
+
+Linux only: on other systems baton stop exits 1 at once ("baton stop: not
+supported on darwin: ...").`
 
 type stopCommand struct {
 	io      stdio

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,7 +32,10 @@ family; an empty HOST means every address), unix:/PATH or unix:@ABSTRACT.
 --exec is split into words like a shell does (quotes and backslashes; no
 variables or globs).
 
-A bad flag or spec value exits with status 2 and writes nothing.`
+A bad flag or spec value exits with status 2 and writes nothing. When the
+--baton path (ExecReload= and ExecStop= run it) is not an executable file
+on this machine, a warning on stderr says how to install it; the units are
+written all the same (they may be meant for another machine).`
 
 type unitsCmd struct {
 	io    stdio
@@ -88,6 +92,15 @@ func (c *unitsCmd) Run(_ context.Context, args []string) error {
 	if err != nil {
 		return c.specError(err)
 	}
+	if err := c.write(files); err != nil {
+		return err
+	}
+	// The units are right as asked; the machine may not be ready for them.
+	fmt.Fprint(c.io.Stderr, batonWarning(c.baton))
+	return nil
+}
+
+func (c *unitsCmd) write(files []units.File) error {
 	if c.out == "" {
 		return c.print(files)
 	}
@@ -101,6 +114,34 @@ func (c *unitsCmd) Run(_ context.Context, args []string) error {
 		fmt.Fprintln(c.io.Stdout, filepath.Join(c.out, f.Name))
 	}
 	return nil
+}
+
+// batonWarning is the warning `baton units` prints when path, the baton
+// that ExecReload= and ExecStop= run, is not an executable file on this
+// machine, with the fix; "" when it is.
+func batonWarning(path string) string {
+	why := ""
+	switch fi, err := os.Stat(path); {
+	case errors.Is(err, fs.ErrNotExist):
+		why = "it does not exist"
+	case err != nil:
+		why = err.Error()
+	case fi.IsDir():
+		why = "it is a directory"
+	case !fi.Mode().IsRegular():
+		why = "it is not a regular file"
+	case fi.Mode().Perm()&0o111 == 0:
+		why = fmt.Sprintf("it is not executable (mode %v)", fi.Mode().Perm())
+	case fi.Mode().Perm()&0o001 == 0:
+		// ExecReload= and ExecStop= run as the service's user, a dynamic
+		// one by default: not the file's owner or group.
+		why = fmt.Sprintf("only its owner or group may execute it (mode %v), not the service's user", fi.Mode().Perm())
+	default:
+		return ""
+	}
+	return fmt.Sprintf("baton units: warning: ExecReload= and ExecStop= run %s, which is not executable here: %s;\n"+
+		"  systemctl reload and stop would fail (status=203/EXEC). Install it with\n"+
+		"  go build -o %s ./cmd/baton (in a baton checkout), or pass --baton PATH.\n", path, why, path)
 }
 
 func (c *unitsCmd) spec() (units.Spec, error) {

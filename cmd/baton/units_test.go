@@ -3,11 +3,18 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/batonhq/baton/units"
 )
+
+// The README's example names units.DefaultBaton, which need not be
+// installed where the tests run: their stderr is the warning about it, or
+// nothing (batonWarning; TestUnitsBatonWarning checks it).
 
 // exampleArgs is the README's example.
 var exampleArgs = []string{
@@ -18,7 +25,7 @@ var exampleArgs = []string{
 
 func TestUnitsStdout(t *testing.T) {
 	r := baton(t, exampleArgs...)
-	if r.code != 0 || r.stderr != "" {
+	if r.code != 0 || r.stderr != batonWarning(units.DefaultBaton) {
 		t.Fatalf("exit status %d, stderr:\n%s", r.code, r.stderr)
 	}
 	path := filepath.Join("testdata", "units-example.golden")
@@ -39,7 +46,7 @@ func TestUnitsStdout(t *testing.T) {
 func TestUnitsOut(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "new", "dir")
 	r := baton(t, append(exampleArgs, "--out", dir)...)
-	if r.code != 0 || r.stderr != "" {
+	if r.code != 0 || r.stderr != batonWarning(units.DefaultBaton) {
 		t.Fatalf("exit status %d, stderr:\n%s", r.code, r.stderr)
 	}
 	names := []string{"myapp.service", "myapp-http.socket", "myapp-admin.socket"}
@@ -149,7 +156,7 @@ func TestUnitsBadSpec(t *testing.T) {
 func TestUnitsStopDelay(t *testing.T) {
 	plain := baton(t, exampleArgs...)
 	r := baton(t, append(exampleArgs, "--stop-delay", "10s")...)
-	if r.code != 0 || r.stderr != "" {
+	if r.code != 0 || r.stderr != batonWarning(units.DefaultBaton) {
 		t.Fatalf("exit status %d, stderr:\n%s", r.code, r.stderr)
 	}
 	// The example drains for 1m: 60s + 10s + 5s.
@@ -189,5 +196,69 @@ func TestSplitWords(t *testing.T) {
 		if _, err := splitWords(bad); err == nil {
 			t.Errorf("splitWords(%q): no error", bad)
 		}
+	}
+}
+
+// TestUnitsBatonWarning: when the baton that ExecReload= and ExecStop= run
+// is not an executable file here, baton units warns on stderr with the fix
+// and writes the units all the same; an executable one draws no warning.
+func TestUnitsBatonWarning(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("file modes say nothing of executability on windows")
+	}
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "baton")
+	plain := filepath.Join(dir, "plain")
+	private := filepath.Join(dir, "private")
+	for name, mode := range map[string]os.FileMode{exe: 0o755, plain: 0o644, private: 0o700} {
+		if err := os.WriteFile(name, []byte("#!/bin/sh\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(name, mode); err != nil { // whatever the umask
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name, baton, why string // why: "" for no warning
+	}{
+		{"missing", filepath.Join(dir, "nope"), "it does not exist"},
+		{"not executable", plain, "it is not executable (mode -rw-r--r--)"},
+		{"owner only", private, "only its owner or group may execute it (mode -rwx------), not the service's user"},
+		{"directory", dir, "it is a directory"},
+		{"executable", exe, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "units")
+			r := baton(t, "units", "--name", "app", "--exec", "/bin/app", "--baton", tt.baton, "--out", out)
+			if r.code != 0 {
+				t.Fatalf("exit status %d, want 0; stderr:\n%s", r.code, r.stderr)
+			}
+			b, err := os.ReadFile(filepath.Join(out, "app.service"))
+			if err != nil {
+				t.Fatalf("units not written: %v", err)
+			}
+			for _, line := range []string{"ExecReload=" + tt.baton + " reload --pid $MAINPID", "ExecStop=" + tt.baton + " stop --pid $MAINPID"} {
+				if !strings.Contains(string(b), line) {
+					t.Errorf("app.service lacks %q:\n%s", line, b)
+				}
+			}
+			if tt.why == "" {
+				if r.stderr != "" {
+					t.Errorf("stderr for an executable baton:\n%s", r.stderr)
+				}
+				return
+			}
+			for _, want := range []string{
+				"baton units: warning: ExecReload= and ExecStop= run " + tt.baton + ", which is not executable here: " + tt.why + ";",
+				"systemctl reload and stop would fail",
+				"go build -o " + tt.baton + " ./cmd/baton",
+				"or pass --baton PATH.",
+			} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+				}
+			}
+		})
 	}
 }
