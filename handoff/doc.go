@@ -238,6 +238,35 @@
 // the unit goes down as with NotifyAccess=main. Either way the outcome is a
 // serving service when Restart=on-failure is set.
 //
+// # Other systems
+//
+// Upgrades are implemented for Linux only: they start the successor with
+// the sockets at fds 3.. and LISTEN_PID set before its main runs
+// (internal/spawn), talk over a SOCK_SEQPACKET channel whose peer is
+// checked with SO_PEERCRED, and track generations through pidfds and
+// /proc. Elsewhere (macOS, FreeBSD, Windows) New returns an Upgrader that
+// runs the same program without them, so that a developer serves a
+// handoff server on a laptop unchanged:
+//
+//   - Listen, ListenPacket and File bind and open afresh (sockets handed
+//     over in LISTEN_FDS make New fail); a unix socket's path is removed
+//     when its listener closes.
+//   - Ready starts the servers and writes Config.PIDFile; there is no
+//     manager, control socket or fd store.
+//   - Wait returns after SIGTERM or SIGINT (unless Config.NoSignals), Stop,
+//     or a failing server, having drained every server under DrainTimeout
+//     as on Linux (StopDelay, Connection: close, IdleGrace, StreamGrace,
+//     Hijacked); the PID file is removed.
+//   - Upgrade returns an error wrapping ErrNotSupported that names the
+//     system and says why; SIGHUP logs it (level Warn). The generation
+//     keeps serving: stop it and start the new binary.
+//
+// The drain cannot peek into a socket there (pending_other.go): an idle
+// keep-alive connection whose next request arrives just as IdleGrace ends
+// may be closed instead of answered. On Windows only Ctrl-C and the
+// console's close events arrive, as SIGINT and SIGTERM. `baton run`,
+// `baton reload` and `baton stop` are Linux only too.
+//
 // # Traps
 //
 //   - Create the Upgrader before anything reads LISTEN_FDS or
