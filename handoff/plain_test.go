@@ -69,7 +69,7 @@ func TestPlainServesAndDrains(t *testing.T) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	u.Serve(HTTP(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, ln))
-	if err := u.Ready(); err != nil {
+	if err := plainReady(u); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(pidfile); err != nil || strings.TrimSpace(string(b)) != pid {
@@ -169,7 +169,7 @@ func TestPlainServerFails(t *testing.T) {
 		ServeFunc:    func() error { return boom },
 		ShutdownFunc: func(context.Context) error { close(shut); return nil },
 	})
-	if err := u.Ready(); err != nil {
+	if err := plainReady(u); err != nil {
 		t.Fatal(err)
 	}
 	if err := u.Wait(); !errors.Is(err, boom) {

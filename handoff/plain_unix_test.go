@@ -60,7 +60,7 @@ func plainMain() {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	up.Serve(HTTP(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, ln))
-	if err := up.Ready(); err != nil {
+	if err := plainReady(up); err != nil {
 		fail(err)
 	}
 	if err := up.Wait(); err != nil {
@@ -113,10 +113,11 @@ func TestPlainProcess(t *testing.T) {
 	go func() { exited <- cmd.Wait() }()
 	defer func() {
 		select {
-		case <-exited:
+		case err := <-exited:
+			exited <- err // for the next look
 		default:
 			_ = cmd.Process.Kill()
-			<-exited
+			exited <- <-exited
 		}
 		if t.Failed() {
 			t.Logf("helper's stderr:\n%s", stderr)
@@ -202,7 +203,7 @@ func TestPlainProcess(t *testing.T) {
 	if err := <-exited; err != nil {
 		t.Errorf("helper: %v, want exit status 0", err)
 	}
-	exited <- nil // for the deferred check
+	exited <- nil // for the deferred look
 	if !strings.Contains(stderr.String(), "msg=drained") {
 		t.Errorf("helper did not log its drain")
 	}

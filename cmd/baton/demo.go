@@ -387,7 +387,7 @@ func signalPID(pid int, sig os.Signal) error {
 	if err != nil {
 		return err
 	}
-	defer p.Release()
+	defer func() { _ = p.Release() }()
 	return p.Signal(sig)
 }
 
