@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/internal/testproc"
+	"golang.org/x/sys/unix"
 )
 
 // shutdownAsync starts s's drain and returns its result channel.
@@ -635,5 +637,35 @@ func TestReadyControlTaken(t *testing.T) {
 	defer up.Close()
 	if err := up.Ready(); err == nil || !strings.Contains(err.Error(), "control socket") {
 		t.Errorf("Ready with the control socket name taken = %v, want an error", err)
+	}
+}
+
+// TestSocketChecksKeepNonblock: looking at an inherited socket's address,
+// and duplicating it, leave its O_NONBLOCK alone: the open file
+// description is shared with every generation's accept loop.
+func TestSocketChecksKeepNonblock(t *testing.T) {
+	testproc.CheckFDs(t)
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 8); err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "inherited")
+	defer f.Close()
+	if sameAddr(f, "tcp", "127.0.0.1:1") {
+		t.Error("127.0.0.1:1 taken for the socket's address")
+	}
+	dup, err := dupCloexec(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = unix.Close(dup)
+	if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK == 0 {
+		t.Errorf("O_NONBLOCK cleared (flags %#x, %v)", fl, err)
 	}
 }

@@ -176,7 +176,7 @@ func (s *fdSet) inherited(name string, match func(*entry) bool) *entry {
 // ask for: the same path, or the same IP (any, when addr has none) and
 // port (any, when addr says 0). It says yes when it cannot tell.
 func sameAddr(f *os.File, network, addr string) bool {
-	sa, err := unix.Getsockname(int(f.Fd()))
+	sa, err := sockname(f)
 	if err != nil {
 		return true
 	}
@@ -226,7 +226,7 @@ func (s *fdSet) changed(name, network, addr string, match func(*entry) bool) (ol
 	if e == nil || !e.bound || sameAddr(e.file, network, addr) {
 		return "", false
 	}
-	if sa, err := unix.Getsockname(int(e.file.Fd())); err == nil {
+	if sa, err := sockname(e.file); err == nil {
 		return sockaddrString(sa), true
 	}
 	return "?", true
@@ -380,7 +380,7 @@ func (s *fdSet) file(name string, open func() (*os.File, error)) (*os.File, erro
 		return nil, err
 	}
 	if e := s.take(name, func(*entry) bool { return true }); e != nil {
-		fd, err := unix.FcntlInt(e.file.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+		fd, err := dupCloexec(e.file)
 		if err != nil {
 			return nil, fmt.Errorf("inherited file %q: %w", name, err)
 		}
@@ -411,4 +411,35 @@ func (s *fdSet) file(name string, open func() (*os.File, error)) (*os.File, erro
 // refuse would fail every later upgrade.
 func checkName(name string) error {
 	return activation.CheckName(name) // wraps ErrBadName
+}
+
+// onFile runs f on file's descriptor through SyscallConn, which never
+// changes its mode: os.File.Fd puts a file that the os package made
+// non-blocking back into blocking mode, and the sockets are open file
+// descriptions shared with the other generations, whose accept loops rely
+// on O_NONBLOCK.
+func onFile(file *os.File, f func(fd int)) error {
+	rc, err := file.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(func(fd uintptr) { f(int(fd)) })
+}
+
+func sockname(file *os.File) (unix.Sockaddr, error) {
+	var sa unix.Sockaddr
+	var serr error
+	if err := onFile(file, func(fd int) { sa, serr = unix.Getsockname(fd) }); err != nil {
+		return nil, err
+	}
+	return sa, serr
+}
+
+func dupCloexec(file *os.File) (int, error) {
+	nfd := -1
+	var derr error
+	if err := onFile(file, func(fd int) { nfd, derr = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3) }); err != nil {
+		return -1, err
+	}
+	return nfd, derr
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,6 +26,9 @@ const (
 	envNotify = "BATON_HANDOFF_NOTIFY" // the manager's NOTIFY_SOCKET, held back until main
 	envBound  = "BATON_HANDOFF_BOUND"  // positions (fd - 3) of the sockets and files a generation opened
 	envProto  = "BATON_HANDOFF_PROTO"  // the predecessor's hand-over protocol version
+	// The service's upgrade history and counters (JSON), and when the
+	// upgrade that started the successor was requested (unix ns).
+	envHistory = "BATON_HANDOFF_HISTORY"
 	// The generations still draining when the successor started, oldest
 	// first, its predecessor last: GEN:PID:START entries separated by
 	// commas, START the process's start time (/proc/PID/stat field 22).
@@ -119,6 +123,7 @@ func New(cfg Config) (*Upgrader, error) {
 		stopped: make(chan struct{}), cutDelay: make(chan struct{}),
 	}
 	u.selfStart, _ = procStart(os.Getpid())
+	u.startedAt = time.Now()
 	if err := u.fromPredecessor(); err != nil {
 		cancel()
 		fds.close()
@@ -129,7 +134,18 @@ func New(cfg Config) (*Upgrader, error) {
 		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 		quit := make(chan struct{})
 		u.wg.Go(func() { u.signals(sigs, quit) })
-		u.stopSignals = func() { signal.Stop(sigs); close(quit) }
+		u.stopSignals = func() { // called by closeOS, with u.mu held
+			if u.handedOver {
+				// Its work is done and the service's signals are its
+				// successor's: one that reaches it now (a PID 1 init
+				// forwards to every process) must not kill it by the
+				// default action before it exits.
+				signal.Ignore(syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+			} else {
+				signal.Stop(sigs)
+			}
+			close(quit)
+		}
 	}
 	return u, nil
 }
@@ -190,6 +206,7 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 	}
 	done := make(chan struct{})
 	u.upgradeDone = done
+	u.upgradeStart = time.Now()
 	mgr := u.mgr
 	u.mu.Unlock()
 
@@ -210,6 +227,7 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 			// gets the stop's SIGTERM too): the stop is the outcome.
 			ue.Err = fmt.Errorf("%w: %w", ErrStopping, ue.Err)
 		}
+		u.recordFailure(err)
 		if !u.stopping {
 			if nerr := mgr.Send("READY=1\nSTATUS=" + oneLine("upgrade failed: "+err.Error())); nerr != nil {
 				u.log.Warn("sd_notify", "err", nerr)
@@ -218,6 +236,7 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	u.handedOver, u.successor = true, pid
+	u.drainSince = time.Now()
 	u.endLocked()
 	return pid, nil
 }
@@ -249,6 +268,7 @@ func (u *Upgrader) successorEnv(gen, fd int, note string) []string {
 		envExe+"="+u.exe,
 		envBound+"="+u.fds.boundPositions(),
 		envProto+"="+strconv.Itoa(protoVersion),
+		envHistory+"="+u.historyEnv(),
 	)
 	if u.socket != "" {
 		env = append(env, envNotify+"="+u.socket)

@@ -17,6 +17,7 @@ var commands = []commandInfo{
 	{Name: "fds", Summary: "print the file descriptors this process was handed", New: newFDsCmd},
 	{Name: "run", Summary: "run a program with its sockets and upgrade it without downtime", New: newRunCmd},
 	{Name: "reload", Summary: "upgrade a running baton process and wait for the outcome", New: newReloadCmd},
+	{Name: "status", Summary: "show a running baton process's generations and upgrades", New: newStatusCmd},
 	{Name: "stop", Summary: "stop a process gracefully and wait until it has exited", New: newStopCmd},
 	{Name: "demo", Summary: "show zero-downtime upgrades of the example server under load", New: newDemoCmd},
 }

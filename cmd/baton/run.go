@@ -228,12 +228,15 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 
 	// supervisor.ErrStopping is control.ErrStopping: an upgrade a stop
 	// abandoned is answered "stopping".
-	srv, err := control.Listen(func(ctx context.Context) (int, error) {
+	started := time.Now()
+	srv, err := control.ListenStatus(func(ctx context.Context) (int, error) {
 		pid, err := sup.Upgrade(ctx)
 		if errors.Is(err, supervisor.ErrInProgress) {
 			return 0, fmt.Errorf("%w: %w", control.ErrInProgress, err)
 		}
 		return pid, err
+	}, func(context.Context) any {
+		return runStatus(sup, started, argv[0], socks)
 	})
 	if err != nil {
 		// baton reload would not reach this process, or would reach the

@@ -65,15 +65,19 @@ func (e *StrangerError) Error() string {
 
 // Request is what a client sends.
 type Request struct {
-	Op string `json:"op"` // "reload"
+	Op string `json:"op"` // "reload" or "status"
 }
 
 // Reply is what the server answers.
 type Reply struct {
-	PID     int    `json:"pid,omitempty"`     // the process serving now, on success
-	Code    string `json:"code,omitempty"`    // empty on success
-	Message string `json:"message,omitempty"` // the reason, on failure
+	PID     int             `json:"pid,omitempty"`     // the process serving now, on success
+	Code    string          `json:"code,omitempty"`    // empty on success
+	Message string          `json:"message,omitempty"` // the reason, on failure
+	Status  json.RawMessage `json:"status,omitempty"`  // the answer to "status"
 }
+
+// StatusFunc answers a "status" request with a value encoded as JSON.
+type StatusFunc func(ctx context.Context) any
 
 // Error is a failed request as the client sees it.
 type Error struct {
@@ -113,6 +117,7 @@ type Handler func(ctx context.Context) (pid int, err error)
 type Server struct {
 	ln      *net.UnixListener
 	handler Handler
+	status  StatusFunc
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -120,8 +125,12 @@ type Server struct {
 
 // Listen opens the server of the calling process and serves it until Close.
 // It fails when the name is taken: by another process that bound it first,
-// or by a server of this process already open.
-func Listen(handler Handler) (*Server, error) {
+// or by a server of this process already open. It answers "status"
+// requests with CodeBadRequest; ListenStatus answers them.
+func Listen(handler Handler) (*Server, error) { return ListenStatus(handler, nil) }
+
+// ListenStatus is Listen with status answering "status" requests.
+func ListenStatus(handler Handler, status StatusFunc) (*Server, error) {
 	name, err := ownAddress()
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
@@ -131,7 +140,7 @@ func Listen(handler Handler) (*Server, error) {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{ln: ln, handler: handler, ctx: ctx, cancel: cancel}
+	s := &Server{ln: ln, handler: handler, status: status, ctx: ctx, cancel: cancel}
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil
@@ -203,6 +212,15 @@ func (s *Server) handle(c *net.UnixConn) {
 	if err == nil {
 		err = json.Unmarshal(line, &req)
 	}
+	if err == nil && req.Op == "status" && s.status != nil {
+		b, err := json.Marshal(s.status(s.ctx))
+		if err != nil {
+			_ = enc.Encode(Reply{Code: CodeFailed, Message: "status: " + err.Error()})
+			return
+		}
+		_ = enc.Encode(Reply{PID: os.Getpid(), Status: b})
+		return
+	}
 	if err != nil || req.Op != "reload" {
 		_ = enc.Encode(Reply{Code: CodeBadRequest, Message: fmt.Sprintf("unknown request %q", line)})
 		return
@@ -220,46 +238,65 @@ func (s *Server) handle(c *net.UnixConn) {
 	}
 }
 
+// Status asks the baton process pid for its status (ListenStatus) and
+// returns it as the JSON the process sent. Errors are as for Reload.
+func Status(ctx context.Context, pid int) (json.RawMessage, error) {
+	r, err := ask(ctx, pid, "status")
+	if err != nil {
+		return nil, err
+	}
+	return r.Status, nil
+}
+
 // Reload asks the baton process pid to upgrade and waits for the outcome or
 // ctx. It returns the pid serving after the upgrade. A refused or failed
 // request is an *Error; a server that closes the connection without a
 // reply (it exited) is an error wrapping ErrNoReply. A socket held by
 // another process than pid is a *StrangerError, and nothing is sent to it.
 func Reload(ctx context.Context, pid int) (int, error) {
-	name, err := addressOf(pid)
+	r, err := ask(ctx, pid, "reload")
 	if err != nil {
 		return 0, err
+	}
+	return r.PID, nil
+}
+
+// ask sends one request to pid's server and returns its successful reply.
+func ask(ctx context.Context, pid int, op string) (*Reply, error) {
+	name, err := addressOf(pid)
+	if err != nil {
+		return nil, err
 	}
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", name)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || isRefused(err) {
-			return 0, fmt.Errorf("pid %d: %w (is it a baton process?)", pid, ErrNoServer)
+			return nil, fmt.Errorf("pid %d: %w (is it a baton process?)", pid, ErrNoServer)
 		}
-		return 0, fmt.Errorf("pid %d: %w", pid, err)
+		return nil, fmt.Errorf("pid %d: %w", pid, err)
 	}
 	c := nc.(*net.UnixConn)
 	defer c.Close()
 	if err := answeredBy(c, pid); err != nil {
-		return 0, err
+		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
 	// A server that refuses the caller replies and closes before reading the
 	// request, so a failed send still leaves that reply to read.
-	sendErr := json.NewEncoder(c).Encode(Request{Op: "reload"})
+	sendErr := json.NewEncoder(c).Encode(Request{Op: op})
 	var r Reply
 	if err := json.NewDecoder(c).Decode(&r); err != nil {
 		switch {
 		case ctx.Err() != nil:
-			return 0, fmt.Errorf("pid %d: no outcome: %w", pid, ctx.Err())
+			return nil, fmt.Errorf("pid %d: no outcome: %w", pid, ctx.Err())
 		case sendErr != nil:
-			return 0, fmt.Errorf("pid %d: send request: %w: %w", pid, ErrNoReply, sendErr)
+			return nil, fmt.Errorf("pid %d: send request: %w: %w", pid, ErrNoReply, sendErr)
 		}
-		return 0, fmt.Errorf("pid %d: read reply: %w: %w", pid, ErrNoReply, err)
+		return nil, fmt.Errorf("pid %d: read reply: %w: %w", pid, ErrNoReply, err)
 	}
 	if r.Code != "" {
-		return 0, &Error{PID: pid, Code: r.Code, Message: r.Message}
+		return nil, &Error{PID: pid, Code: r.Code, Message: r.Message}
 	}
-	return r.PID, nil
+	return &r, nil
 }
