@@ -14,6 +14,13 @@ var handoffBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 // collector is a prometheus.Collector that reads one handoff.Status per
 // scrape and turns it into baton's metrics; it keeps no state of its own
 // and starts no goroutine, so a scrape sees the generation as it is.
+//
+// baton_handoff_seconds is computed from Counters.HandoffSeconds, the
+// successful upgrades among the last handoff.MaxHistory in the history: a
+// window, not a running total. Past MaxHistory upgrades its count stops
+// growing, and an old sample leaving the window can lower a bucket, which
+// Prometheus takes for a counter reset. Count upgrades with
+// baton_upgrades_total; read the histogram as the recent distribution.
 type collector struct {
 	status func() handoff.Status // (*handoff.Upgrader).Status
 
@@ -34,7 +41,7 @@ func newCollector(status func() handoff.Status) *collector {
 		drainingConns: prometheus.NewDesc("baton_draining_connections",
 			"Connections still open in the draining generations, those whose count is known.", nil, nil),
 		handoffSeconds: prometheus.NewDesc("baton_handoff_seconds",
-			"Duration of successful upgrades, from their start to the hand-over of the main PID.", nil, nil),
+			"Duration of the successful upgrades among the last ones the history keeps, from the request to the hand-over of the main PID.", nil, nil),
 	}
 }
 

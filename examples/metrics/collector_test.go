@@ -37,7 +37,7 @@ baton_draining_generations 3
 # HELP baton_generation Generation of the process that answered the scrape (1 for the first one started).
 # TYPE baton_generation gauge
 baton_generation 7
-# HELP baton_handoff_seconds Duration of successful upgrades, from their start to the hand-over of the main PID.
+# HELP baton_handoff_seconds Duration of the successful upgrades among the last ones the history keeps, from the request to the hand-over of the main PID.
 # TYPE baton_handoff_seconds histogram
 baton_handoff_seconds_bucket{le="0.001"} 0
 baton_handoff_seconds_bucket{le="0.0025"} 0

@@ -4,6 +4,9 @@
 // prometheus.Collector, nothing polls in the background).
 //
 //	GET /         answers with the pid and generation (body, X-Pid, X-Generation)
+//	GET /?ms=N    the same at once, then holds the response open N ms (at
+//	              most 10 s) or until the client goes away: a request in
+//	              flight that a drain waits for
 //	GET /metrics  the Prometheus text format:
 //	              baton_generation                      gauge
 //	              baton_upgrades_total{outcome=...}     counter: ok, failed, abandoned
@@ -12,8 +15,12 @@
 //	              baton_handoff_seconds                 histogram, 1 ms to 10 s
 //
 // The upgrade counters and the hand-over durations come from
-// Status.Counters: this process's and the history it inherited, so they
+// Status.Counters, which travel to each successor with the history: they
 // carry on across upgrades instead of starting again at every generation.
+// The histogram covers the last handoff.MaxHistory upgrades only (see
+// collector). A scrape while older generations drain asks each of them
+// for its connection count over its control socket, a quarter second at
+// most.
 //
 // Socket name "http" when socket-activated; -listen otherwise. Send it
 // SIGHUP (or run `baton reload --pid PID`) to upgrade it.
@@ -67,10 +74,27 @@ func run(listen, pidfile string) error {
 		w.Header().Set("X-Pid", pid)
 		w.Header().Set("X-Generation", gen)
 		fmt.Fprintf(w, "pid %s generation %s\n", pid, gen)
+		if ms, err := strconv.Atoi(r.URL.Query().Get("ms")); err == nil && ms > 0 {
+			hold(w, r, min(time.Duration(ms)*time.Millisecond, 10*time.Second))
+		}
 	})
 	up.Serve(handoff.HTTP(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln))
 	if err := up.Ready(); err != nil {
 		return err
 	}
 	return up.Wait()
+}
+
+// hold sends what w has so far and keeps the response open for d, or until
+// the client goes away or the drain's StreamGrace cancels the request.
+func hold(w http.ResponseWriter, r *http.Request, d time.Duration) {
+	if err := http.NewResponseController(w).Flush(); err != nil {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+	}
 }

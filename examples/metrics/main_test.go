@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -39,10 +41,14 @@ func TestMain(m *testing.M) {
 // TestMetricsAcrossUpgrades runs the example socket-activated (name
 // "http") from a copy of the test binary, upgrades it by SIGHUP to
 // generation 2, makes the next upgrade fail (the file on disk replaced by
-// a script that exits 3), puts the binary back and upgrades twice more;
-// then it scrapes /metrics from generation 4, the only one left, and
-// checks the numbers against what it did: 3 upgrades ok, 1 failed.
+// a script that exits 3), puts the binary back and upgrades twice more,
+// the last time with a request held open in generation 3. It scrapes
+// /metrics with a plain client and checks the numbers against what it
+// did: generation 4 sees 1 generation draining 1 connection while the
+// request is held, then, with the older generations gone, 0 and 0, 3
+// upgrades ok, 1 failed, 3 hand-overs timed.
 func TestMetricsAcrossUpgrades(t *testing.T) {
+	testproc.CheckFDs(t)
 	lf, addr := testproc.ListenerFile(t)
 	defer lf.Close()
 	dir := t.TempDir()
@@ -111,7 +117,34 @@ func TestMetricsAcrossUpgrades(t *testing.T) {
 	install(t, self, exe)
 
 	upgrade() // generation 3
-	upgrade() // generation 4
+
+	// Generation 4 while 3 drains a request held open across the upgrade.
+	held := holdRequest(t, addr, serving(), 3)
+	old := serving()
+	if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	pids = append(pids, testproc.WaitPIDFile(t, pidfile, old))
+	// Generation 3 may take a scrape's connection until it stops
+	// accepting, and count it for a moment: ask until generation 4 answers
+	// and sees the held connection only.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mf = scrape(t, base+"/metrics")
+		if gauge(t, mf, "baton_generation") == 4 && gauge(t, mf, "baton_draining_connections") == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("while generation 3 drains one request: baton_generation %v, baton_draining_connections %v; want 4 and 1",
+				gauge(t, mf, "baton_generation"), gauge(t, mf, "baton_draining_connections"))
+		}
+	}
+	if g := gauge(t, mf, "baton_draining_generations"); g != 1 {
+		t.Errorf("while generation 3 drains: baton_draining_generations = %v, want 1", g)
+	}
+	t.Logf("generation 4 while 3 drains one request: draining %v generations, %v connections",
+		gauge(t, mf, "baton_draining_generations"), gauge(t, mf, "baton_draining_connections"))
+	_ = held.Close() // the handler returns, generation 3 has drained
+	testproc.WaitGone(t, old)
 
 	checkRoot(t, base+"/", serving(), len(pids))
 	mf = scrape(t, base+"/metrics")
@@ -126,14 +159,45 @@ func TestMetricsAcrossUpgrades(t *testing.T) {
 			t.Errorf("baton_upgrades_total{outcome=%q} = %v, want %v", c.outcome, n, c.want)
 		}
 	}
+	for _, name := range []string{"baton_draining_generations", "baton_draining_connections"} {
+		if g := gauge(t, mf, name); g != 0 {
+			t.Errorf("with the older generations gone: %s = %v, want 0", name, g)
+		}
+	}
 	h := histogramOf(t, mf, "baton_handoff_seconds")
 	if h.GetSampleCount() < 1 || h.GetSampleSum() <= 0 {
 		t.Errorf("baton_handoff_seconds: count %d, sum %v; want at least one hand-over timed",
 			h.GetSampleCount(), h.GetSampleSum())
 	}
-	t.Logf("generation 4 (pid %d) after 3 upgrades and 1 failed: ok %v, failed %v, handoff_seconds count %d sum %.4f s, draining %v generations %v connections",
-		serving(), upgrades(t, mf, "ok"), upgrades(t, mf, "failed"), h.GetSampleCount(), h.GetSampleSum(),
-		gauge(t, mf, "baton_draining_generations"), gauge(t, mf, "baton_draining_connections"))
+	t.Logf("generation 4 (pid %d) after 3 upgrades and 1 failed: ok %v, failed %v, abandoned %v, handoff_seconds count %d sum %.4f s",
+		serving(), upgrades(t, mf, "ok"), upgrades(t, mf, "failed"), upgrades(t, mf, "abandoned"), h.GetSampleCount(), h.GetSampleSum())
+}
+
+// holdRequest sends GET /?ms=10000 on a connection of its own and returns
+// it once the first line of the body came from pid, generation gen: the
+// request is in flight there until the connection is closed.
+func holdRequest(t *testing.T, addr string, pid, gen int) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, "GET /?ms=10000 HTTP/1.1\r\nHost: metrics\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if want := fmt.Sprintf("pid %d generation %d\n", pid, gen); err != nil || line != want {
+		t.Fatalf("held request: %q, %v; want %q", line, err, want)
+	}
+	return c
 }
 
 // install puts a copy of src at dst by rename, as a package manager does.
