@@ -107,10 +107,41 @@ type Counters struct {
 	// HandoffSeconds are the durations of the successful upgrades in
 	// Upgrades: from the request to the hand-over.
 	HandoffSeconds []float64 `json:"handoff_seconds"`
+	// Handoff counts the same durations since the first generation (it
+	// travels with the history): for a Prometheus histogram.
+	Handoff Histogram `json:"handoff"`
 	// DrainSeconds are the drains this generation saw end: from the
 	// hand-over to the exit of the generation that drained, the last
 	// MaxHistory.
 	DrainSeconds []float64 `json:"drain_seconds"`
+}
+
+// HandoffBuckets are the upper bounds, in seconds, of Counters.Handoff:
+// a hand-over takes milliseconds plus the successor's start-up, and
+// ReadyTimeout bounds it.
+var HandoffBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// Histogram is a cumulative histogram of durations in seconds: Cumulative[i]
+// counts the samples at most Bounds[i]; Count counts them all.
+type Histogram struct {
+	Count      uint64    `json:"count"`
+	Sum        float64   `json:"sum"`
+	Bounds     []float64 `json:"bounds"`
+	Cumulative []uint64  `json:"cumulative"`
+}
+
+// observe adds one sample, with HandoffBuckets' bounds when it has none.
+func (h *Histogram) observe(v float64) {
+	if len(h.Bounds) == 0 || len(h.Cumulative) != len(h.Bounds) {
+		h.Bounds, h.Cumulative = append([]float64(nil), HandoffBuckets...), make([]uint64, len(HandoffBuckets))
+	}
+	h.Count++
+	h.Sum += v
+	for i, b := range h.Bounds {
+		if v <= b {
+			h.Cumulative[i]++
+		}
+	}
 }
 
 // MaxHistory is how many upgrades Status.Upgrades keeps.
@@ -122,6 +153,7 @@ type history struct {
 	OK        int             `json:"ok"`
 	Failed    int             `json:"failed"`
 	Abandoned int             `json:"abandoned"`
+	Handoff   Histogram       `json:"handoff"`
 }
 
 // add appends r, keeping the last MaxHistory, and counts it.
@@ -133,6 +165,7 @@ func (h *history) add(r UpgradeRecord) {
 	switch r.Outcome {
 	case OutcomeOK:
 		h.OK++
+		h.Handoff.observe(r.Duration.Seconds())
 	case OutcomeFailed:
 		h.Failed++
 	case OutcomeAbandoned:
@@ -180,4 +213,10 @@ func (u *Upgrader) connectionsLocked() int {
 		return -1
 	}
 	return n
+}
+
+func (h Histogram) clone() Histogram {
+	h.Bounds = append([]float64{}, h.Bounds...)
+	h.Cumulative = append([]uint64{}, h.Cumulative...)
+	return h
 }

@@ -30,6 +30,7 @@ func (u *Upgrader) Status() Status {
 		Counters: Counters{
 			UpgradesOK: u.hist.OK, UpgradesFailed: u.hist.Failed, UpgradesAbandoned: u.hist.Abandoned,
 			HandoffSeconds: []float64{},
+			Handoff:        u.hist.Handoff.clone(),
 			DrainSeconds:   append([]float64{}, u.drainSeconds...),
 		},
 	}

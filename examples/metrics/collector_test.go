@@ -23,7 +23,10 @@ func TestCollector(t *testing.T) {
 		},
 		Counters: handoff.Counters{
 			UpgradesOK: 5, UpgradesFailed: 2, UpgradesAbandoned: 1,
-			HandoffSeconds: []float64{0.003, 0.005, 0.2, 12},
+			Handoff: handoff.Histogram{
+				Count: 4, Sum: 12.208, Bounds: handoff.HandoffBuckets,
+				Cumulative: []uint64{0, 0, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3},
+			},
 		},
 	}
 	c := newCollector(func() handoff.Status { return st })
@@ -37,7 +40,7 @@ baton_draining_generations 3
 # HELP baton_generation Generation of the process that answered the scrape (1 for the first one started).
 # TYPE baton_generation gauge
 baton_generation 7
-# HELP baton_handoff_seconds Duration of the successful upgrades among the last ones the history keeps, from the request to the hand-over of the main PID.
+# HELP baton_handoff_seconds Duration of the successful upgrades, from the request to the hand-over of the main PID, since the first generation.
 # TYPE baton_handoff_seconds histogram
 baton_handoff_seconds_bucket{le="0.001"} 0
 baton_handoff_seconds_bucket{le="0.0025"} 0
