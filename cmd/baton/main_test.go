@@ -21,6 +21,7 @@ var batonBin string
 
 func TestMain(m *testing.M) {
 	testproc.Register("silent-server", silentServer)
+	testproc.Register("report-mode", reportMode)
 	if _, ok := os.LookupEnv(testproc.EnvHelper); ok {
 		testproc.Main(m) // a helper: no baton binary needed
 	}

@@ -469,15 +469,11 @@ func removeStale(path string) {
 
 // sockAddr describes a socket file for the log.
 func sockAddr(f *os.File) string {
-	if ln, err := net.FileListener(f); err == nil {
-		defer ln.Close()
-		return ln.Addr().Network() + "://" + ln.Addr().String()
+	st := socketStatus(supervisor.Socket{File: f})
+	if st.Addr == "" {
+		return f.Name()
 	}
-	if pc, err := net.FilePacketConn(f); err == nil {
-		defer pc.Close()
-		return pc.LocalAddr().Network() + "://" + pc.LocalAddr().String()
-	}
-	return f.Name()
+	return st.Kind + "://" + st.Addr
 }
 
 var _ flag.Value = (*listenFlags)(nil)

@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/batonhq/baton/internal/testproc"
+	"golang.org/x/sys/unix"
 )
 
 // TestStatusHandoff: `baton status` of examples/http after two upgrades
@@ -119,5 +122,41 @@ func TestStatusRun(t *testing.T) {
 	}
 	if serving != 1 {
 		t.Errorf("children %+v, want one serving", st.Children)
+	}
+}
+
+// reportMode writes whether fd 3 is non-blocking to the file named by its
+// argument, then waits to be stopped.
+func reportMode() {
+	fl, err := unix.FcntlInt(3, unix.F_GETFL, 0)
+	out := fmt.Sprintf("nonblock=%t err=%v", fl&unix.O_NONBLOCK != 0, err)
+	_ = os.WriteFile(testproc.Args()[0], []byte(out), 0o600)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	<-sigs
+}
+
+// TestRunSocketsBlocking: the sockets baton run binds reach CMD in
+// blocking mode, as systemd passes them (NonBlocking=no), so a program
+// with a blocking accept loop works; describing them for the log and for
+// `baton status` (getsockname, not net.FileListener, which sets
+// O_NONBLOCK on the shared description) leaves the mode alone.
+func TestRunSocketsBlocking(t *testing.T) {
+	report := filepath.Join(t.TempDir(), "mode")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	child := testproc.Command(t, "report-mode", report)
+	cmd := exec.Command(batonBin, append([]string{"run", "--ready=exec", "--ready-timeout", "100ms", "--listen", "http=tcp://" + addr, "--"}, child.Args...)...)
+	cmd.Env = child.Env
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	var b []byte
+	for deadline := time.Now().Add(30 * time.Second); len(b) == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		b, _ = os.ReadFile(report)
+	}
+	if string(b) != "nonblock=false err=<nil>" {
+		t.Errorf("CMD's fd 3: %q, want blocking", b)
 	}
 }
