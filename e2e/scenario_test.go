@@ -233,14 +233,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	// A bound against hangs (a condition that can no longer come true, as
+	// when every reload fails at once), far above any wait of a passing run.
+	limit := time.NewTimer(waitForLimit)
+	defer limit.Stop()
 	for !cond() {
 		select {
 		case <-t.Context().Done():
 			t.Fatalf("waiting for %s: %v", what, t.Context().Err())
+		case <-limit.C:
+			t.Fatalf("waiting for %s: not within %v", what, waitForLimit)
 		case <-tick.C:
 		}
 	}
 }
+
+// waitForLimit bounds waitFor.
+const waitForLimit = 2 * time.Minute
 
 // waitNewMain waits until unit is active and running with a main process
 // other than old, and returns it.

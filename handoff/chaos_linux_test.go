@@ -519,11 +519,12 @@ func (c *chaos) eachSocket(pid int, f func(fd int)) {
 	}
 }
 
-// steadyFDs counts pid's open fds except its client connections: every
-// fd but the sockets, plus the listening and the non-TCP sockets.
+// steadyFDs counts pid's open fds except its client connections and its
+// pidfds (fdCount: they watch other processes for a while): every fd but
+// the sockets, plus the listening and the non-TCP sockets.
 func (c *chaos) steadyFDs(pid int) int {
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
+	all := fdCount(pid)
+	if all < 0 {
 		return -1
 	}
 	conns := 0
@@ -534,7 +535,7 @@ func (c *chaos) steadyFDs(pid int) int {
 			conns++
 		}
 	})
-	return len(ents) - conns
+	return all - conns
 }
 
 // pause is what the test finds in the pause directory's "at" file.

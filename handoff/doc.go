@@ -195,6 +195,20 @@
 //	FileDescriptorStoreMax=8
 //	Restart=on-failure
 //
+// # Status
+//
+// Upgrader.Status (and `baton status`, through the control socket) tells
+// what a generation knows: its state (starting, serving, draining,
+// stopping), sockets and open connections (of the servers that count
+// them: HTTPServer, TCPServer), the older generations still draining (it
+// asks each over its control socket, which a generation keeps open while it
+// drains), and the last MaxHistory upgrades with their outcome and reason.
+// The history and the counters travel to each successor
+// (BATON_HANDOFF_HISTORY), so the serving generation holds the service's;
+// drain durations are those this generation saw end. The STATUS= line a
+// successor sends says how long its upgrade took ("serving, generation 7,
+// pid 4242, upgraded in 8.1ms"); a failed upgrade's says why.
+//
 // # Containers
 //
 // As a container's entrypoint the first generation is PID 1 of the pid

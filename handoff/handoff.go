@@ -257,6 +257,18 @@ type Upgrader struct {
 	// it force-closed), added to this generation's first STATUS= line.
 	statusNote string
 
+	// What Status reports beyond the above: when this process started,
+	// the service's upgrade history (passed on to successors), when this
+	// generation began to drain, and the drains it saw end.
+	startedAt    time.Time
+	hist         history
+	drainSince   time.Time
+	drainSeconds []float64
+	// upgradeStart is when the upgrade in flight was requested.
+	upgradeStart time.Time
+	// becameMain is when this generation became the main process.
+	becameMain time.Time
+
 	servers  []Server // registered by Serve
 	started  []Server // those whose Serve runs
 	serveErr chan error
@@ -388,6 +400,7 @@ func (u *Upgrader) Wait() error {
 		u.Stop()
 	}
 	err := u.drain()
+	u.closeControl()
 	if failed != nil {
 		return failed
 	}
@@ -491,7 +504,9 @@ func (u *Upgrader) endLocked() {
 	}
 	close(u.done)
 	u.stopWatchdog()
-	if u.control != nil {
+	if u.control != nil && !u.handedOver {
+		// A draining generation keeps answering `baton status` until its
+		// drain ends (closeControl).
 		c := u.control
 		u.control = nil
 		// The request that ended this generation (a reload) is still to
@@ -501,6 +516,20 @@ func (u *Upgrader) endLocked() {
 			defer cancel()
 			_ = c.Shutdown(ctx)
 		})
+	}
+}
+
+// closeControl closes the control socket, if it is still open, once the
+// requests in flight are answered.
+func (u *Upgrader) closeControl() {
+	u.mu.Lock()
+	c := u.control
+	u.control = nil
+	u.mu.Unlock()
+	if c != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), DefaultBarrierTimeout)
+		defer cancel()
+		_ = c.Shutdown(ctx)
 	}
 }
 
@@ -517,6 +546,7 @@ func (u *Upgrader) Close() error {
 	u.closed = true
 	u.mu.Unlock()
 	u.Stop()
+	u.closeControl()
 	u.cancel()
 	u.mu.Lock()
 	u.closeOS()

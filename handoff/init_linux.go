@@ -4,6 +4,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -27,8 +29,10 @@ import (
 // (signals in upgrader_linux.go), so there is no gap.
 
 // serveAsInit closes what this generation holds, reaps and forwards
-// until no other process is left, and exits the process with the last
-// one's status (128+n for a signal). It does not return.
+// until no other process is left, and exits the process with the status
+// of the newest of them, the serving generation (128+n for a signal;
+// older ones may die of a forwarded SIGHUP once their drain is over). It
+// does not return.
 func (u *Upgrader) serveAsInit() {
 	u.log.Info("handed over as PID 1: staying as the namespace's init", "successor", u.successorPID())
 	sigs := make(chan os.Signal, 16)
@@ -45,8 +49,16 @@ func (u *Upgrader) serveAsInit() {
 	}
 	u.mu.Unlock()
 	debug.FreeOSMemory()
-	status := 0
+	var last exitRecord
 	for {
+		for _, pid := range zombies() {
+			start, _ := procStart(pid)
+			var ws unix.WaitStatus
+			if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err == nil && got == pid {
+				last = last.later(exitRecord{start: start, status: exitCode(ws)})
+				u.log.Info("init: reaped", "pid", pid, "status", exitCode(ws))
+			}
+		}
 		for {
 			var ws unix.WaitStatus
 			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
@@ -54,21 +66,67 @@ func (u *Upgrader) serveAsInit() {
 				continue
 			}
 			if err == unix.ECHILD {
-				u.log.Info("init: no process left", "status", status)
-				os.Exit(status)
+				u.log.Info("init: no process left", "status", last.status)
+				os.Exit(last.status)
 			}
 			if pid <= 0 {
 				break
 			}
-			switch {
-			case ws.Exited():
-				status = ws.ExitStatus()
-			case ws.Signaled():
-				status = 128 + int(ws.Signal())
-			}
+			// Not seen as a zombie above (no /proc children list): its
+			// start time is unknown.
+			last = last.later(exitRecord{status: exitCode(ws)})
 		}
 		if s := (<-sigs).(syscall.Signal); s != syscall.SIGCHLD {
 			_ = unix.Kill(-1, s) // every process of the namespace but this one
 		}
 	}
+}
+
+// exitRecord is a reaped process: when it started, how it ended.
+type exitRecord struct {
+	start  uint64 // clock ticks since boot; 0 when unknown
+	status int
+	seen   bool
+}
+
+// later returns the record of the process that started last.
+func (r exitRecord) later(o exitRecord) exitRecord {
+	if !r.seen || o.start >= r.start {
+		o.seen = true
+		return o
+	}
+	return r
+}
+
+func exitCode(ws unix.WaitStatus) int {
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus()
+	case ws.Signaled():
+		return 128 + int(ws.Signal())
+	}
+	return 0
+}
+
+// zombies lists this process's children that have exited and wait to be
+// reaped, from /proc/self/task/*/children.
+func zombies() []int {
+	tasks, _ := os.ReadDir("/proc/self/task")
+	var out []int
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			pid, err := strconv.Atoi(f)
+			if err != nil {
+				continue
+			}
+			if _, running := procStart(pid); !running {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
 }

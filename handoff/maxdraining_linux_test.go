@@ -142,7 +142,10 @@ func TestMaxDraining(t *testing.T) {
 	}
 	note := fmt.Sprintf("force-closed draining generation 1 (pid %d): MaxDraining=2", gens[0])
 	s.notes.waitFor(t, "the upgrade's STATUS=", has(gens[2], "STATUS=upgrading to generation 4; "+note))
-	s.notes.waitFor(t, "the successor's STATUS=", has(gens[3], fmt.Sprintf("STATUS=serving, generation 4, pid %d; %s", gens[3], note)))
+	s.notes.waitFor(t, "the successor's STATUS=", func(msgs []message) bool {
+		prefix := fmt.Sprintf("STATUS=serving, generation 4, pid %d, upgraded in ", gens[3])
+		return has(gens[3], prefix)(msgs) && has(gens[3], "; "+note)(msgs)
+	})
 
 	l.awaitAll(t, gens[3])
 	n := l.requests.Load()

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/batonhq/baton/notify"
 )
@@ -39,7 +40,7 @@ func newPlain(cfg Config, fds *fdSet) (*Upgrader, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	u := &Upgrader{
 		cfg: cfg, log: log, gen: 1, exe: exe, dir: dir, args: os.Args, fds: fds,
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, startedAt: time.Now(),
 		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1),
 		stopped: make(chan struct{}), cutDelay: make(chan struct{}),
 	}

@@ -78,6 +78,10 @@ func TestPlainServesAndDrains(t *testing.T) {
 	if u.Generation() != 1 || u.HandedOver() {
 		t.Errorf("generation %d, handed over %v; want 1, false", u.Generation(), u.HandedOver())
 	}
+	if st := u.Status(); st.State != StateServing || st.Generation != 1 || st.PID != os.Getpid() || st.Started.IsZero() {
+		t.Errorf("Status: state %q, generation %d, pid %d, started %v; want serving, 1, %d and a time",
+			st.State, st.Generation, st.PID, st.Started, os.Getpid())
+	}
 
 	err = plainUpgrade(u)
 	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), runtime.GOOS) || !strings.Contains(err.Error(), "Linux only") {

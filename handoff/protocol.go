@@ -9,6 +9,9 @@ const (
 	envNotify = "BATON_HANDOFF_NOTIFY" // the manager's NOTIFY_SOCKET, held back until main
 	envBound  = "BATON_HANDOFF_BOUND"  // positions (fd - 3) of the sockets and files a generation opened
 	envProto  = "BATON_HANDOFF_PROTO"  // the predecessor's hand-over protocol version
+	// The service's upgrade history and counters (JSON), and when the
+	// upgrade that started the successor was requested (unix ns).
+	envHistory = "BATON_HANDOFF_HISTORY"
 	// The generations still draining when the successor started, oldest
 	// first, its predecessor last: GEN:PID:START entries separated by
 	// commas, START the process's start time (/proc/PID/stat field 22).

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -20,10 +21,11 @@ func (u *Upgrader) fromPredecessor() error {
 	gen := os.Getenv(envGen)
 	notify := os.Getenv(envNotify)
 	bound := os.Getenv(envBound)
+	hist := os.Getenv(envHistory)
 	proto, hasProto := os.LookupEnv(envProto)
 	draining, hasDraining := os.LookupEnv(envDraining)
 	note := os.Getenv(envStatus)
-	for _, k := range []string{envFD, envGen, envNotify, envBound, envProto, envDraining, envStatus} {
+	for _, k := range []string{envFD, envGen, envNotify, envBound, envProto, envDraining, envStatus, envHistory} {
 		_ = os.Unsetenv(k)
 	}
 	if !ok {
@@ -86,6 +88,7 @@ func (u *Upgrader) fromPredecessor() error {
 		return fmt.Errorf("%s=%q: control character: %w", envStatus, note, ErrBadEnvironment)
 	}
 	u.parent, u.parentPID, u.gen, u.socket, u.statusNote = c.(*net.UnixConn), int(cred.Pid), n, notify, note
+	u.readHistory(hist)
 	return nil
 }
 
@@ -127,7 +130,7 @@ func (u *Upgrader) Ready() error {
 		// A name already taken (another process bound it first) is an
 		// error: `baton reload` would not reach this process. A
 		// successor that returns it never becomes main.
-		c, err := control.Listen(u.controlRequest)
+		c, err := control.ListenStatus(u.controlRequest, u.controlStatus)
 		if err != nil {
 			return fmt.Errorf("handoff: %w (Config.NoControl disables it)", err)
 		}
@@ -153,8 +156,32 @@ func (u *Upgrader) Ready() error {
 	return u.becomeMain(claim)
 }
 
+// controlStatus serves `baton status`. A successor whose predecessor is
+// handing over (it said READY) is waited for until it is main: `baton
+// reload` returns its pid at that moment, and a status asked for right
+// after shows it serving.
+func (u *Upgrader) controlStatus(ctx context.Context) any {
+	u.mu.Lock()
+	handing := u.readySent && !u.main
+	u.mu.Unlock()
+	if handing {
+		t := time.NewTimer(DefaultBarrierTimeout)
+		defer t.Stop()
+		select {
+		case <-u.isMain:
+		case <-u.done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return u.Status()
+}
+
 // controlRequest serves `baton reload`.
 func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
+	if u.HandedOver() {
+		return 0, ErrHandedOver // a draining generation's control socket
+	}
 	select {
 	case <-u.isMain:
 	case <-u.done:
@@ -237,6 +264,11 @@ func (u *Upgrader) becomeMain(claim bool) error {
 		return nil
 	}
 	u.main = true
+	u.becameMain = time.Now()
+	if u.parent != nil {
+		u.recordHandOver(self)
+		u.watchDrain(u.parentPID)
+	}
 	// Everything is in place before the manager hears of it: the control
 	// socket answers as soon as READY=1 is out.
 	u.writePIDFile()
@@ -251,7 +283,7 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	for _, s := range u.servers {
 		u.startLocked(s)
 	}
-	status := fmt.Sprintf("STATUS=serving, generation %d, pid %d", u.gen, self)
+	status := "STATUS=" + u.servingStatus(self)
 	if u.statusNote != "" {
 		status += "; " + u.statusNote
 	}

@@ -2,7 +2,9 @@ package handoff
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -464,4 +466,76 @@ func startVar(t *testing.T, pid int, key string) string {
 		}
 	}
 	return ""
+}
+
+// TestStatus: a generation's status over the control socket (what `baton
+// status` shows): its sockets, the history of upgrades that travelled to
+// it (a failed one included), and an older generation still draining with
+// its open connection.
+func TestStatus(t *testing.T) {
+	testproc.CheckFDs(t)
+	faultFile := filepath.Join(t.TempDir(), "fault")
+	s := startService(t, serviceOpts{env: []string{envFault + "=exit", envFaultFile + "=" + faultFile}})
+	if err := os.WriteFile(faultFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reload(t, s.gen1); !errors.Is(err, control.ErrFailed) {
+		t.Fatalf("reload with a successor that exits = %v, want a failure", err)
+	}
+	gen2 := mustReload(t, s.gen1)
+	// A request that outlives the next upgrade keeps generation 2 draining.
+	testproc.WaitGone(t, s.gen1) // until then it may take the connection
+	slow, err := dialHTTP("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if err := slow.send("/?ms=3000"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the request is in generation 2's handler
+	gen3 := mustReload(t, gen2)
+
+	st := status(t, gen3)
+	if st.PID != gen3 || st.Generation != 3 || st.State != StateServing {
+		t.Errorf("status: pid %d generation %d state %q, want %d 3 %q", st.PID, st.Generation, st.State, gen3, StateServing)
+	}
+	if len(st.Sockets) != 1 || st.Sockets[0].Name != "http" || st.Sockets[0].Kind != "tcp" || st.Sockets[0].Addr != s.addr {
+		t.Errorf("sockets %+v, want http tcp %s", st.Sockets, s.addr)
+	}
+	var outcomes []string
+	for _, u := range st.Upgrades {
+		outcomes = append(outcomes, fmt.Sprintf("%d:%s", u.Generation, u.Outcome))
+	}
+	if got := strings.Join(outcomes, " "); got != "2:failed 2:ok 3:ok" || !strings.Contains(st.Upgrades[0].Reason, "exit status 3") {
+		t.Errorf("upgrades %s (%+v), want 2:failed 2:ok 3:ok with the reason", got, st.Upgrades)
+	}
+	if c := st.Counters; c.UpgradesOK != 2 || c.UpgradesFailed != 1 || len(c.HandoffSeconds) != 2 {
+		t.Errorf("counters %+v, want 2 ok, 1 failed, 2 hand-over durations", c)
+	}
+	if len(st.Draining) != 1 || st.Draining[0].PID != gen2 || st.Draining[0].Generation != 2 || st.Draining[0].Connections < 1 || st.Draining[0].Deadline.IsZero() {
+		t.Errorf("draining %+v, want generation 2 (pid %d) with its connection", st.Draining, gen2)
+	}
+	if old := status(t, gen2); old.State != StateDraining || old.Connections < 1 {
+		t.Errorf("generation 2 says state %q, %d connections; want draining with its connection", old.State, old.Connections)
+	}
+	if _, err := reload(t, gen2); err == nil || !strings.Contains(err.Error(), "already handed over") {
+		t.Errorf("reload of a draining generation = %v, want it refused as handed over", err)
+	}
+	if _, err := slow.receive(); err != nil {
+		t.Errorf("the slow request: %v", err)
+	}
+}
+
+func status(t *testing.T, pid int) Status {
+	t.Helper()
+	b, err := control.Status(t.Context(), pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatalf("status %s: %v", b, err)
+	}
+	return st
 }

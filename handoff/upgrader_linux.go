@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -84,6 +85,7 @@ func New(cfg Config) (*Upgrader, error) {
 		stopped: make(chan struct{}), cutDelay: make(chan struct{}),
 	}
 	u.selfStart, _ = procStart(os.Getpid())
+	u.startedAt = time.Now()
 	if err := u.fromPredecessor(); err != nil {
 		cancel()
 		fds.close()
@@ -94,7 +96,18 @@ func New(cfg Config) (*Upgrader, error) {
 		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 		quit := make(chan struct{})
 		u.wg.Go(func() { u.signals(sigs, quit) })
-		u.stopSignals = func() { signal.Stop(sigs); close(quit) }
+		u.stopSignals = func() { // called by closeOS, with u.mu held
+			if u.handedOver {
+				// Its work is done and the service's signals are its
+				// successor's: one that reaches it now (a PID 1 init
+				// forwards to every process) must not kill it by the
+				// default action before it exits.
+				signal.Ignore(syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+			} else {
+				signal.Stop(sigs)
+			}
+			close(quit)
+		}
 	}
 	return u, nil
 }
@@ -155,6 +168,7 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 	}
 	done := make(chan struct{})
 	u.upgradeDone = done
+	u.upgradeStart = time.Now()
 	mgr := u.mgr
 	u.mu.Unlock()
 
@@ -175,6 +189,7 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 			// gets the stop's SIGTERM too): the stop is the outcome.
 			ue.Err = fmt.Errorf("%w: %w", ErrStopping, ue.Err)
 		}
+		u.recordFailure(err)
 		if !u.stopping {
 			if nerr := mgr.Send("READY=1\nSTATUS=" + oneLine("upgrade failed: "+err.Error())); nerr != nil {
 				u.log.Warn("sd_notify", "err", nerr)
@@ -183,6 +198,7 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	u.handedOver, u.successor = true, pid
+	u.drainSince = time.Now()
 	u.endLocked()
 	return pid, nil
 }
@@ -214,6 +230,7 @@ func (u *Upgrader) successorEnv(gen, fd int, note string) []string {
 		envExe+"="+u.exe,
 		envBound+"="+u.fds.boundPositions(),
 		envProto+"="+strconv.Itoa(protoVersion),
+		envHistory+"="+u.historyEnv(),
 	)
 	if u.socket != "" {
 		env = append(env, envNotify+"="+u.socket)

@@ -28,6 +28,10 @@ var commands = []commandInfo{
 		LinuxOnly: "upgrades and the control socket are implemented for Linux only",
 	},
 	{
+		Name: "status", Summary: "show a running baton process's generations and upgrades", New: newStatusCmd,
+		LinuxOnly: "it asks the control socket, which is implemented for Linux only",
+	},
+	{
 		Name: "stop", Summary: "stop a process gracefully and wait until it has exited", New: newStopCmd,
 		LinuxOnly: "it waits for the process through a Linux pidfd",
 	},

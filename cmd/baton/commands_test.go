@@ -21,7 +21,7 @@ func TestLinuxOnlyCommands(t *testing.T) {
 			linuxOnly = append(linuxOnly, c.Name)
 		}
 	}
-	if want := []string{"fds", "run", "reload", "stop", "demo"}; !slices.Equal(linuxOnly, want) {
+	if want := []string{"fds", "run", "reload", "status", "stop", "demo"}; !slices.Equal(linuxOnly, want) {
 		t.Errorf("Linux-only commands %v, want %v", linuxOnly, want)
 	}
 	runIn := func(args ...string) (code int, stdout, stderr string) {

@@ -231,12 +231,15 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 
 	// supervisor.ErrStopping is control.ErrStopping: an upgrade a stop
 	// abandoned is answered "stopping".
-	srv, err := control.Listen(func(ctx context.Context) (int, error) {
+	started := time.Now()
+	srv, err := control.ListenStatus(func(ctx context.Context) (int, error) {
 		pid, err := sup.Upgrade(ctx)
 		if errors.Is(err, supervisor.ErrInProgress) {
 			return 0, fmt.Errorf("%w: %w", control.ErrInProgress, err)
 		}
 		return pid, err
+	}, func(context.Context) any {
+		return runStatus(sup, started, argv[0], socks)
 	})
 	if err != nil {
 		// baton reload would not reach this process, or would reach the
@@ -469,15 +472,11 @@ func removeStale(path string) {
 
 // sockAddr describes a socket file for the log.
 func sockAddr(f *os.File) string {
-	if ln, err := net.FileListener(f); err == nil {
-		defer ln.Close()
-		return ln.Addr().Network() + "://" + ln.Addr().String()
+	st := socketStatus(supervisor.Socket{File: f})
+	if st.Addr == "" {
+		return f.Name()
 	}
-	if pc, err := net.FilePacketConn(f); err == nil {
-		defer pc.Close()
-		return pc.LocalAddr().Network() + "://" + pc.LocalAddr().String()
-	}
-	return f.Name()
+	return st.Kind + "://" + st.Addr
 }
 
 var _ flag.Value = (*listenFlags)(nil)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -649,4 +650,42 @@ func (s *Supervisor) manager(state string) {
 	if err := s.cfg.Manager(state); err != nil {
 		s.log.Warn("notify service manager", "err", err)
 	}
+}
+
+// Child is one CMD the supervisor runs, for `baton status`.
+type Child struct {
+	PID        int       `json:"pid"`
+	Generation int       `json:"generation"`
+	State      string    `json:"state"` // "starting", "serving", "draining"
+	Started    time.Time `json:"started"`
+	Status     string    `json:"status,omitempty"` // its last STATUS=
+}
+
+// Children returns the CMDs that run, by generation.
+func (s *Supervisor) Children() []Child {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Child, 0, len(s.byPID))
+	for _, g := range s.byPID {
+		if isClosed(g.done) {
+			continue
+		}
+		c := Child{PID: g.pid, Generation: g.n, State: "draining", Started: g.started, Status: g.lastStatus}
+		switch {
+		case g == s.current:
+			c.State = "serving"
+		case !isClosed(g.ready) && !slices.Contains(s.retired, g):
+			c.State = "starting"
+		}
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b Child) int { return a.Generation - b.Generation })
+	return out
+}
+
+// Stopping reports whether a stop was requested.
+func (s *Supervisor) Stopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.isStoppingLocked()
 }

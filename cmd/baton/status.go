@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/batonhq/baton/handoff"
+	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/internal/supervisor"
+)
+
+const statusUsage = `
+baton status (--pid PID | --pidfile FILE) [--json]
+
+Shows what a running baton process knows of its service: for a server
+built with package handoff, the generation serving (its pid, state,
+sockets, open connections), the older generations still draining with
+their open connections and deadlines, and the last 32 upgrades with their
+outcomes and reasons (the history travels from generation to generation);
+for 'baton run', the children by generation. Only the process's own user
+and root may ask.
+
+With --json, stdout has one JSON object: pid, generation, state
+(starting, serving, draining, stopping), started (RFC 3339), exe,
+connections, sockets [{name, kind, addr}], draining [{pid, generation,
+connections, since, deadline}], upgrades [{generation, pid, outcome (ok,
+failed, abandoned), reason, started, duration_ms}], counters, and for
+'baton run' children [{pid, generation, state, started, status}].
+
+Exit status: 0 shown; 1 the process answered with an error; 2 bad command
+line; 4 permission denied; 5 no baton process there, or no answer within
+--timeout.
+
+Linux only: on other systems baton status exits 1 at once ("baton status: not
+supported on darwin: ...").`
+
+type statusCommand struct {
+	io      stdio
+	flags   *flagSet
+	pid     int
+	pidfile string
+	timeout time.Duration
+	json    bool
+}
+
+func newStatusCmd(io stdio) command {
+	c := &statusCommand{io: io, flags: newFlagSet("status", statusUsage, io.Stdout)}
+	c.flags.IntVar(&c.pid, "pid", 0, "the process to ask")
+	c.flags.StringVar(&c.pidfile, "pidfile", "", "read the pid from this `file`")
+	c.flags.DurationVar(&c.timeout, "timeout", 5*time.Second, "give up waiting for the answer after this long")
+	c.flags.BoolVar(&c.json, "json", false, "print the status as one JSON object")
+	return c
+}
+
+// serviceStatus is what a handoff server or baton run answers.
+type serviceStatus struct {
+	handoff.Status
+	Children []supervisor.Child `json:"children,omitempty"` // baton run
+}
+
+func (c *statusCommand) Run(ctx context.Context, args []string) error {
+	if err := c.flags.parse(args); err != nil {
+		return err
+	}
+	if c.flags.NArg() > 0 {
+		return usagef("status", "unexpected argument %q", c.flags.Arg(0))
+	}
+	pid, err := pidTarget("status", c.pid, c.pidfile)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	raw, err := control.Status(ctx, pid)
+	if err != nil {
+		code := exitFailure
+		switch {
+		case errors.Is(err, control.ErrDenied):
+			code, err = exitDenied, fmt.Errorf("permission denied: %w", err)
+		case errors.Is(err, control.ErrNoServer), errors.Is(err, control.ErrNoReply), errors.Is(err, context.DeadlineExceeded):
+			code = exitNoServer
+		}
+		return &exitError{code: code, err: err}
+	}
+	if c.json {
+		_, err := fmt.Fprintf(c.io.Stdout, "%s\n", raw)
+		return err
+	}
+	var st serviceStatus
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return fmt.Errorf("status of pid %d: %w", pid, err)
+	}
+	return printStatus(c.io.Stdout, st, time.Now())
+}
+
+// printStatus writes st as a few lines and tables.
+func printStatus(w io.Writer, st serviceStatus, now time.Time) error {
+	ago := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.Local().Format("15:04:05") + " (" + now.Sub(t).Round(time.Millisecond).String() + " ago)"
+	}
+	clock := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.Local().Format("15:04:05")
+	}
+	fmt.Fprintf(w, "pid %d, generation %d, %s, started %s\n", st.PID, st.Generation, st.State, ago(st.Started))
+	fmt.Fprintf(w, "exe %s\n", st.Exe)
+	if st.Connections >= 0 {
+		fmt.Fprintf(w, "connections %d\n", st.Connections)
+	}
+	if !st.DrainDeadline.IsZero() {
+		fmt.Fprintf(w, "draining since %s, deadline %s\n", ago(st.DrainSince), clock(st.DrainDeadline))
+	}
+	table := func(header string, rows [][]string) {
+		if len(rows) == 0 {
+			return
+		}
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, header)
+		for _, r := range rows {
+			fmt.Fprintln(tw, strings.Join(r, "\t"))
+		}
+		_ = tw.Flush()
+	}
+	var rows [][]string
+	for _, s := range st.Sockets {
+		rows = append(rows, []string{s.Name, s.Kind, s.Addr})
+	}
+	table("SOCKET\tKIND\tADDRESS", rows)
+	rows = nil
+	for _, ch := range st.Children {
+		rows = append(rows, []string{strconv.Itoa(ch.PID), strconv.Itoa(ch.Generation), ch.State, ago(ch.Started), ch.Status})
+	}
+	table("CHILD PID\tGENERATION\tSTATE\tSTARTED\tSTATUS", rows)
+	rows = nil
+	for _, d := range st.Draining {
+		conns := "?"
+		if d.Connections >= 0 {
+			conns = strconv.Itoa(d.Connections)
+		}
+		rows = append(rows, []string{strconv.Itoa(d.PID), strconv.Itoa(d.Generation), conns, ago(d.Since), clock(d.Deadline)})
+	}
+	table("DRAINING PID\tGENERATION\tCONNECTIONS\tSINCE\tDEADLINE", rows)
+	c := st.Counters
+	fmt.Fprintf(w, "\nupgrades: ok %d, failed %d, abandoned %d\n", c.UpgradesOK, c.UpgradesFailed, c.UpgradesAbandoned)
+	rows = nil
+	for _, u := range st.Upgrades {
+		rows = append(rows, []string{strconv.Itoa(u.Generation), strconv.Itoa(u.PID), u.Outcome, clock(u.Started), u.Duration.Round(100 * time.Microsecond).String(), u.Reason})
+	}
+	if len(rows) > 0 {
+		table("GENERATION\tPID\tOUTCOME\tSTARTED\tTOOK\tREASON", rows)
+	}
+	return nil
+}
+
+// runStatus is what baton run answers to `baton status`.
+func runStatus(sup *supervisor.Supervisor, started time.Time, exe string, socks []supervisor.Socket) serviceStatus {
+	st := serviceStatus{Status: handoff.Status{
+		PID: os.Getpid(), State: handoff.StateServing, Started: started, Exe: exe, Connections: -1,
+		Sockets: []handoff.SocketStatus{}, Draining: []handoff.DrainStatus{}, Upgrades: []handoff.UpgradeRecord{},
+	}}
+	if sup.Stopping() {
+		st.State = handoff.StateStopping
+	}
+	stats := sup.Stats()
+	st.Counters = handoff.Counters{UpgradesOK: stats.Upgrades, UpgradesFailed: stats.FailedUpgrades, HandoffSeconds: []float64{}, DrainSeconds: []float64{}}
+	for _, s := range socks {
+		st.Sockets = append(st.Sockets, socketStatus(s))
+	}
+	st.Children = sup.Children()
+	for _, ch := range st.Children {
+		switch ch.State {
+		case "serving":
+			st.Generation = ch.Generation
+		case "draining":
+			st.Draining = append(st.Draining, handoff.DrainStatus{PID: ch.PID, Generation: ch.Generation, Connections: -1})
+		}
+	}
+	return st
+}
