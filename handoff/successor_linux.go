@@ -98,7 +98,10 @@ func (u *Upgrader) fromPredecessor() error {
 // BARRIER); only then does this process talk to the manager. If the
 // predecessor dies first, this process claims the main PID itself
 // (MAINPID=<self>, READY=1). It returns ErrAborted when the predecessor
-// gave up on this process, which should then exit.
+// gave up on this process, which should then exit. It returns an error,
+// and declares nothing, when this process's control socket cannot be
+// opened (its name taken by another process: `baton reload` would not
+// reach this one; Config.NoControl goes without).
 //
 // A generation stopped before (SIGTERM, Stop) gets nil at once and Wait
 // returns at once: a successor that had not said READY declined the
