@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -16,69 +14,12 @@ import (
 	"github.com/batonhq/baton/internal/testproc"
 )
 
-// freshLoad runs clients that open a connection per request and never
-// retry, and remembers which pid answered each one last.
-type freshLoad struct {
-	requests, failures atomic.Int64
-	last               []atomic.Int64
-	mu                 sync.Mutex
-	errs               []string
-	quit               chan struct{}
-	wg                 sync.WaitGroup
-}
-
-func startFreshLoad(addr string, n int) *freshLoad {
-	l := &freshLoad{last: make([]atomic.Int64, n), quit: make(chan struct{})}
-	for i := range n {
-		l.wg.Go(func() {
-			c := &rawhttp.Client{Addr: addr}
-			defer c.Close()
-			for {
-				select {
-				case <-l.quit:
-					return
-				default:
-				}
-				h, err := c.Get("/")
-				if err != nil {
-					l.failures.Add(1)
-					l.mu.Lock()
-					if len(l.errs) < 10 {
-						l.errs = append(l.errs, err.Error())
-					}
-					l.mu.Unlock()
-					continue
-				}
-				pid, _ := strconv.Atoi(h.Get("X-Pid"))
-				l.last[i].Store(int64(pid))
-				l.requests.Add(1)
-			}
-		})
-	}
-	return l
-}
-
-func (l *freshLoad) stop() {
-	select {
-	case <-l.quit:
-	default:
-		close(l.quit)
-	}
-	l.wg.Wait()
-}
-
 // awaitAll waits until every client's last answer came from pid: none of
 // them has a request on an older generation any more.
-func (l *freshLoad) awaitAll(t testing.TB, pid int) {
+func awaitAll(t testing.TB, l *rawhttp.Load, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for i := range l.last {
-		for l.last[i].Load() != int64(pid) {
-			if time.Now().After(deadline) {
-				t.Fatalf("client %d: last answer from %d, want %d", i, l.last[i].Load(), pid)
-			}
-			time.Sleep(time.Millisecond)
-		}
+	if ok, i, last := l.AwaitAll(pid, wait); !ok {
+		t.Fatalf("client %d: last answer from %d, want %d", i, last, pid)
 	}
 }
 
@@ -119,14 +60,14 @@ func TestMaxDraining(t *testing.T) {
 	testproc.CheckFDs(t)
 	s := startService(t, serviceOpts{env: []string{envMaxDraining + "=2"}})
 	gate := filepath.Join(t.TempDir(), "gate")
-	l := startFreshLoad(s.addr, 4)
-	defer l.stop()
+	l := rawhttp.StartLoad(s.addr, 4, nil)
+	defer l.Stop()
 	gens := []int{s.gen1}
 	held := []*httpConn{hold(t, s.addr, s.gen1, gate)}
 	for i := range 3 {
 		if i == 2 {
 			// No client of the load has a request on generation 1.
-			l.awaitAll(t, gens[2])
+			awaitAll(t, l, gens[2])
 		}
 		next := mustReload(t, gens[len(gens)-1])
 		gens = append(gens, next)
@@ -147,15 +88,15 @@ func TestMaxDraining(t *testing.T) {
 		return has(gens[3], prefix)(msgs) && has(gens[3], "; "+note)(msgs)
 	})
 
-	l.awaitAll(t, gens[3])
-	n := l.requests.Load()
-	for l.requests.Load() < n+100 && l.failures.Load() == 0 {
+	awaitAll(t, l, gens[3])
+	n := l.OK.Load()
+	for l.OK.Load() < n+100 && l.Failed.Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	l.stop()
-	t.Logf("3 upgrades, %d fresh requests, %d failures", l.requests.Load(), l.failures.Load())
-	if f := l.failures.Load(); f > 0 {
-		t.Errorf("%d failed requests, first ones:\n%s", f, strings.Join(l.errs, "\n"))
+	l.Stop()
+	t.Logf("3 upgrades, %d fresh requests, %d failures", l.OK.Load(), l.Failed.Load())
+	if f := l.Failed.Load(); f > 0 {
+		t.Errorf("%d failed requests, first ones:\n%s", f, strings.Join(l.Errors(), "\n"))
 	}
 
 	// Generation 1's request died with it; the others are answered once

@@ -8,8 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,15 +61,15 @@ func TestRunReloadsUnderLoad(t *testing.T) {
 			testproc.CheckGoroutines(t)
 			addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 			s := startRun(t, exec.Command(batonBin, "run", "--quiet", "--listen", "http=tcp://"+addr, "--", bin), "http://"+addr+"/")
-			l := newLoad(addr, 8)
+			l := rawhttp.StartLoad(addr, 8, halfKeepAlive)
 			seen := map[int]bool{}
 			for i := range reloads {
-				l.await(20)
+				l.Await(20)
 				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 				pid, err := control.Reload(ctx, s.cmd.Process.Pid)
 				cancel()
 				if err != nil {
-					l.stop()
+					l.Stop()
 					t.Fatalf("reload %d: %v\n%s", i+1, err, s.stderr)
 				}
 				if seen[pid] {
@@ -79,64 +77,15 @@ func TestRunReloadsUnderLoad(t *testing.T) {
 				}
 				seen[pid] = true
 			}
-			l.await(20)
-			l.stop()
-			t.Logf("%d reloads, %d requests, %d failed", reloads, l.ok.Load(), l.failed.Load())
-			if l.failed.Load() != 0 {
-				t.Errorf("%d requests failed, first: %v", l.failed.Load(), l.errs)
+			l.Await(20)
+			l.Stop()
+			t.Logf("%d reloads, %d requests, %d failed", reloads, l.OK.Load(), l.Failed.Load())
+			if l.Failed.Load() != 0 {
+				t.Errorf("%d requests failed, first: %v", l.Failed.Load(), l.Errors())
 			}
 		})
 	}
 }
 
-type load struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	errs       []string
-	quit       chan struct{}
-	wg         sync.WaitGroup
-}
-
-// newLoad runs n clients that never retry (package rawhttp), half of them
-// keeping their connection alive, against addr.
-func newLoad(addr string, n int) *load {
-	l := &load{quit: make(chan struct{})}
-	for i := range n {
-		c := &rawhttp.Client{Addr: addr, KeepAlive: i%2 == 0}
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			defer c.Close()
-			for {
-				select {
-				case <-l.quit:
-					return
-				default:
-				}
-				if _, err := c.Get("/"); err != nil {
-					l.failed.Add(1)
-					l.mu.Lock()
-					if len(l.errs) < 5 {
-						l.errs = append(l.errs, err.Error())
-					}
-					l.mu.Unlock()
-					continue
-				}
-				l.ok.Add(1)
-			}
-		}()
-	}
-	return l
-}
-
-func (l *load) await(n int64) {
-	want := l.ok.Load() + l.failed.Load() + n
-	for l.ok.Load()+l.failed.Load() < want {
-		time.Sleep(time.Millisecond)
-	}
-}
-
-func (l *load) stop() {
-	close(l.quit)
-	l.wg.Wait()
-}
+// halfKeepAlive keeps the connections of every other client alive.
+func halfKeepAlive(i int) bool { return i%2 == 0 }

@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -98,27 +97,25 @@ func TestRunStopDelay(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l := newLoad(addr, 4)
-		var once sync.Once
-		stopLoad := func() { once.Do(l.stop) }
-		defer stopLoad()
-		l.await(20)
+		l := rawhttp.StartLoad(addr, 4, halfKeepAlive)
+		defer l.Stop()
+		l.Await(20)
 		if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
 		await(baton, "STOPPING=1")
-		atStop := l.ok.Load()
+		atStop := l.OK.Load()
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		_, err = control.Reload(ctx, baton)
 		cancel()
 		if !errors.Is(err, control.ErrStopping) {
 			t.Errorf("reload during the stop delay = %v, want %v", err, control.ErrStopping)
 		}
-		l.await(200)
-		stopLoad()
-		t.Logf("%d requests after STOPPING=1 (%d in all), %d failed", l.ok.Load()-atStop, l.ok.Load(), l.failed.Load())
-		if l.failed.Load() != 0 {
-			t.Errorf("%d requests failed during the stop delay, first: %v", l.failed.Load(), l.errs)
+		l.Await(200)
+		l.Stop()
+		t.Logf("%d requests after STOPPING=1 (%d in all), %d failed", l.OK.Load()-atStop, l.OK.Load(), l.Failed.Load())
+		if l.Failed.Load() != 0 {
+			t.Errorf("%d requests failed during the stop delay, first: %v", l.Failed.Load(), l.Errors())
 		}
 		if pid, err := s.get(); err != nil || pid != serving {
 			t.Errorf("during the stop delay the answer came from %d (%v), want %d", pid, err, serving)
@@ -149,68 +146,11 @@ func TestRunStopDelay(t *testing.T) {
 	})
 }
 
-// trackedLoad runs clients that open a connection per request and never
-// retry, and remembers which pid answered each one last.
-type trackedLoad struct {
-	ok, failed atomic.Int64
-	last       []atomic.Int64
-	mu         sync.Mutex
-	errs       []string
-	quit       chan struct{}
-	wg         sync.WaitGroup
-}
-
-func newTrackedLoad(addr string, n int) *trackedLoad {
-	l := &trackedLoad{last: make([]atomic.Int64, n), quit: make(chan struct{})}
-	for i := range n {
-		l.wg.Go(func() {
-			c := &rawhttp.Client{Addr: addr}
-			defer c.Close()
-			for {
-				select {
-				case <-l.quit:
-					return
-				default:
-				}
-				h, err := c.Get("/")
-				if err != nil {
-					l.failed.Add(1)
-					l.mu.Lock()
-					if len(l.errs) < 5 {
-						l.errs = append(l.errs, err.Error())
-					}
-					l.mu.Unlock()
-					continue
-				}
-				pid, _ := strconv.Atoi(h.Get("X-Pid"))
-				l.last[i].Store(int64(pid))
-				l.ok.Add(1)
-			}
-		})
-	}
-	return l
-}
-
-func (l *trackedLoad) stop() {
-	select {
-	case <-l.quit:
-	default:
-		close(l.quit)
-	}
-	l.wg.Wait()
-}
-
 // awaitAll waits until every client's last answer came from pid.
-func (l *trackedLoad) awaitAll(t *testing.T, pid int) {
+func awaitAll(t *testing.T, l *rawhttp.Load, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for i := range l.last {
-		for l.last[i].Load() != int64(pid) {
-			if time.Now().After(deadline) {
-				t.Fatalf("client %d: last answer from %d, want %d", i, l.last[i].Load(), pid)
-			}
-			time.Sleep(time.Millisecond)
-		}
+	if ok, i, last := l.AwaitAll(pid, 30*time.Second); !ok {
+		t.Fatalf("client %d: last answer from %d, want %d", i, last, pid)
 	}
 }
 
@@ -285,13 +225,13 @@ func TestRunMaxDraining(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newTrackedLoad(addr, 4)
-	defer l.stop()
+	l := rawhttp.StartLoad(addr, 4, nil)
+	defer l.Stop()
 	pids := []int{first}
 	held := []*heldConn{holdSlow(t, addr, first, 5000)}
 	for i := range 3 {
 		if i == 2 {
-			l.awaitAll(t, pids[2]) // no client has a request on the first CMD
+			awaitAll(t, l, pids[2]) // no client has a request on the first CMD
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		pid, err := control.Reload(ctx, baton)
@@ -308,15 +248,15 @@ func TestRunMaxDraining(t *testing.T) {
 			t.Errorf("pid %d is gone, want it draining", pid)
 		}
 	}
-	l.awaitAll(t, pids[3])
-	n := l.ok.Load()
-	for l.ok.Load() < n+100 && l.failed.Load() == 0 {
+	awaitAll(t, l, pids[3])
+	n := l.OK.Load()
+	for l.OK.Load() < n+100 && l.Failed.Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	l.stop()
-	t.Logf("3 reloads, %d fresh requests, %d failed", l.ok.Load(), l.failed.Load())
-	if l.failed.Load() != 0 {
-		t.Errorf("%d requests failed, first: %v", l.failed.Load(), l.errs)
+	l.Stop()
+	t.Logf("3 reloads, %d fresh requests, %d failed", l.OK.Load(), l.Failed.Load())
+	if l.Failed.Load() != 0 {
+		t.Errorf("%d requests failed, first: %v", l.Failed.Load(), l.Errors())
 	}
 	if _, _, err := held[0].receive(); err == nil {
 		t.Error("the request held by the first CMD was answered")
