@@ -50,7 +50,7 @@ func parseDraining(v string, gen, parent int) ([]procRef, error) {
 		g, err1 := decimal(f[0])
 		pid, err2 := decimal(f[1])
 		start, err3 := strconv.ParseUint(f[2], 10, 64)
-		if err := errors.Join(err1, err2, err3); err != nil || !digits(f[2]) {
+		if err := errors.Join(err1, err2, err3); err != nil || !digits(f[2]) || f[2][0] == '0' {
 			return nil, fmt.Errorf("entry %q: %w", e, errDrainingList)
 		}
 		p := procRef{gen: g, pid: pid, start: start}
@@ -68,9 +68,10 @@ func parseDraining(v string, gen, parent int) ([]procRef, error) {
 }
 
 // decimal parses a non-negative int written in decimal digits only (no
-// sign, no space).
+// sign, no space), without a leading zero, so that every value has one
+// spelling.
 func decimal(s string) (int, error) {
-	if !digits(s) {
+	if !digits(s) || len(s) > 1 && s[0] == '0' {
 		return 0, strconv.ErrSyntax
 	}
 	return strconv.Atoi(s)

@@ -36,7 +36,7 @@ func FuzzHandOverChannel(f *testing.F) {
 // fds, the draining generations) are parsed strictly, never panic, and
 // what parses formats back to the same value.
 func FuzzHandOverEnv(f *testing.F) {
-	for _, s := range []string{"", "0", "0,2", "2,0", "1,,2", "-1", "01", "3:100:5,4:200:6", "1:1:1"} {
+	for _, s := range []string{"", "0", "0,2", "2,0", "1,,2", "-1", "01", "3:100:5,4:200:6", "1:1:1", "4:0200:1", "4:200:01", "VERSION 02"} {
 		f.Add(s, 5, 99)
 	}
 	f.Fuzz(func(t *testing.T, v string, gen, parent int) {

@@ -14,7 +14,7 @@ func parseBound(v string) ([]int, error) {
 	var positions []int
 	for p := range strings.SplitSeq(v, ",") {
 		i, err := decimal(p)
-		if err != nil || len(p) > 1 && p[0] == '0' || len(positions) > 0 && i <= positions[len(positions)-1] {
+		if err != nil || len(positions) > 0 && i <= positions[len(positions)-1] {
 			return nil, fmt.Errorf("%s=%q: %w", envBound, v, ErrBadEnvironment)
 		}
 		positions = append(positions, i)
