@@ -73,12 +73,7 @@ func TestHTTPDrainLateFirstRequest(t *testing.T) {
 	if !resp.Close {
 		t.Error("late first request answered without Connection: close")
 	}
-	if err := <-shut; err != nil {
-		t.Errorf("Shutdown = %v", err)
-	}
-	if err := <-served; err != nil {
-		t.Errorf("Serve = %v", err)
-	}
+	drained(t, shut, served)
 }
 
 // TestHTTPDrainNewConnBound: a connection that never sends a request is
@@ -136,12 +131,7 @@ func TestHTTPDrainPartialRequest(t *testing.T) {
 		t.Fatalf("request completed after IdleGrace: %v", err)
 	}
 	_ = resp.Body.Close()
-	if err := <-shut; err != nil {
-		t.Errorf("Shutdown = %v", err)
-	}
-	if err := <-served; err != nil {
-		t.Errorf("Serve = %v", err)
-	}
+	drained(t, shut, served)
 }
 
 // TestHTTPTLS: with srv.TLSConfig set, HTTP serves TLS with HTTP/2 and
@@ -151,21 +141,12 @@ func TestHTTPTLS(t *testing.T) {
 	testproc.CheckFDs(t)
 	testproc.CheckGoroutines(t)
 	cert, pool := testCert(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{
+	s, addr, served := serveHTTP(t, &http.Server{
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, r.Proto)
 		}),
-	}
-	s := HTTP(srv, ln)
-	s.IdleGrace = 50 * time.Millisecond
-	served := make(chan error, 1)
-	go func() { served <- s.Serve() }()
-	addr := ln.Addr().String()
+	})
 	client := func(protos ...string) *tls.Conn {
 		raw, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -212,12 +193,7 @@ func TestHTTPTLS(t *testing.T) {
 		t.Error("late TLS request answered without Connection: close")
 	}
 	// The HTTP/2 connection got GOAWAY and closed by itself.
-	if err := <-shut; err != nil {
-		t.Errorf("Shutdown = %v", err)
-	}
-	if err := <-served; err != nil {
-		t.Errorf("Serve = %v", err)
-	}
+	drained(t, shut, served)
 }
 
 // TestHTTPTLSNoCertificate: a TLSConfig without a certificate is an error
@@ -247,14 +223,8 @@ func TestHTTPDrainSignals(t *testing.T) {
 	})}
 	hook := make(chan struct{})
 	srv.RegisterOnShutdown(func() { close(hook) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := HTTP(srv, ln)
-	served := make(chan error, 1)
-	go func() { served <- s.Serve() }()
-	c, err := dialHTTP("tcp", ln.Addr().String())
+	s, addr, served := serveHTTP(t, srv)
+	c, err := dialHTTP("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,12 +244,7 @@ func TestHTTPDrainSignals(t *testing.T) {
 	}
 	h, err := c.receive()
 	expectClose(t, h, err)
-	if err := <-shut; err != nil {
-		t.Errorf("Shutdown = %v", err)
-	}
-	if err := <-served; err != nil {
-		t.Errorf("Serve = %v", err)
-	}
+	drained(t, shut, served)
 }
 
 // TestHTTPStreamGrace: a handler that streams until r.Context() is done
@@ -383,12 +348,7 @@ func TestHTTPHijacked(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	close(released)
-	if err := <-shut; err != nil {
-		t.Errorf("Shutdown = %v", err)
-	}
-	if err := <-served; err != nil {
-		t.Errorf("Serve = %v", err)
-	}
+	drained(t, shut, served)
 }
 
 // TestHTTPUpgradeDuringDrain: an upgrade request on a connection accepted
@@ -438,12 +398,7 @@ func TestHTTPUpgradeDuringDrain(t *testing.T) {
 	if line, err := c.br.ReadString('\n'); err != nil || line != "going away\n" {
 		t.Errorf("upgraded connection read %q, %v; want going away", line, err)
 	}
-	if err := <-shut; err != nil {
-		t.Errorf("Shutdown = %v", err)
-	}
-	if err := <-served; err != nil {
-		t.Errorf("Serve = %v", err)
-	}
+	drained(t, shut, served)
 }
 
 // TestHTTPHijackedDeadline: at the deadline a hijacked connection that
@@ -519,6 +474,17 @@ func TestStreamGraceConfig(t *testing.T) {
 	}
 }
 
+// drained checks that the drain and Serve both ended without an error.
+func drained(t *testing.T, shut, served chan error) {
+	t.Helper()
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown = %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
+}
+
 // waitConns waits until s tracks n connections.
 func waitConns(t *testing.T, s *HTTPServer, n int64) {
 	t.Helper()
@@ -578,20 +544,13 @@ func TestHTTPH2C(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, r.Proto)
 	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := HTTP(srv, ln)
-	s.IdleGrace = 50 * time.Millisecond
-	served := make(chan error, 1)
-	go func() { served <- s.Serve() }()
+	s, addr, served := serveHTTP(t, srv)
 	var cp http.Protocols
 	cp.SetUnencryptedHTTP2(true)
 	tr := &http.Transport{Protocols: &cp}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
-	url := "http://" + ln.Addr().String()
+	url := "http://" + addr
 	got := make(chan string, 1)
 	go func() {
 		resp, err := client.Get(url + "/slow")
@@ -610,12 +569,7 @@ func TestHTTPH2C(t *testing.T) {
 	if g := <-got; g != "HTTP/2.0" {
 		t.Errorf("stream open across the drain: %q, want HTTP/2.0", g)
 	}
-	if err := <-shut; err != nil {
-		t.Errorf("Shutdown = %v", err)
-	}
-	if err := <-served; err != nil {
-		t.Errorf("Serve = %v", err)
-	}
+	drained(t, shut, served)
 }
 
 // TestReadyControlTaken: when this process's control socket name is

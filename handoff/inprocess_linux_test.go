@@ -87,11 +87,18 @@ func TestGenerationOneLifecycle(t *testing.T) {
 // drainServer serves h on a fresh listener through HTTP.
 func drainServer(t *testing.T, h http.Handler) (*HTTPServer, string, chan error) {
 	t.Helper()
+	return serveHTTP(t, &http.Server{Handler: h})
+}
+
+// serveHTTP serves srv through HTTP on a fresh listener, with IdleGrace
+// 50 ms; Serve's result arrives on the channel.
+func serveHTTP(t *testing.T, srv *http.Server) (*HTTPServer, string, chan error) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := HTTP(&http.Server{Handler: h}, ln)
+	s := HTTP(srv, ln)
 	s.IdleGrace = 50 * time.Millisecond
 	served := make(chan error, 1)
 	go func() { served <- s.Serve() }()
