@@ -73,6 +73,10 @@
 // their first request yet (a distant client, a TLS handshake in progress)
 // are kept until they do (NewConnGrace, 5 s, or srv.ReadHeaderTimeout),
 // HTTP/2 connections get GOAWAY and close when their streams are done.
+// With many connections open (64 and more) these closes are spread over a
+// window of 100 µs per connection, at most 1 s (HTTPServer.SpreadWindow),
+// so that the clients reconnect, and handshake, with the successor at a
+// bounded rate rather than all in the same instant.
 // For TLS set srv.TLSConfig and pass the plain listener: HTTP serves it as
 // srv.ServeTLS would, HTTP/2 and HTTP/1.1 by ALPN:
 //

@@ -19,7 +19,15 @@ const (
 	// connection that has not sent its first request (net/http's own
 	// Shutdown gives such connections 5 s too).
 	DefaultNewConnGrace = 5 * time.Second
+	// DefaultSpreadPerConn is the reconnect spread's window per open
+	// connection when HTTPServer.SpreadWindow is zero.
+	DefaultSpreadPerConn = 100 * time.Microsecond
+	// DefaultSpreadMax bounds the default spread window.
+	DefaultSpreadMax = time.Second
 )
+
+// spreadMinConns: with fewer connections open, the default spreads nothing.
+const spreadMinConns = 64
 
 // HTTPServer drains an *http.Server without losing a request (SYSTEMD.md,
 // golang/go#65802). Shutdown starts the drain:
@@ -30,14 +38,18 @@ const (
 //     "Connection: close" (HTTP/1.1), or makes HTTP/2 send GOAWAY (NO_ERROR,
 //     the last stream processed) ahead of the response's body, so the
 //     client opens its next stream elsewhere; HTTP/2 connections still
-//     without GOAWAY after IdleGrace (idle, or one long stream) get it
-//     then. An HTTP/2 connection closes by itself once its streams are
-//     done; the drain never closes one before the deadline.
+//     without GOAWAY after IdleGrace (idle, or one long stream; after the
+//     spread's window and IdleGrace with SpreadWindow) get it then. An
+//     HTTP/2 connection closes by itself once its streams are done; the
+//     drain never closes one before the deadline.
 //   - A keep-alive connection is closed once it has been idle for
 //     IdleGrace (counted from the start of the drain at the earliest),
 //     unless request bytes are on their way: waiting in the kernel, or
 //     received since it went idle (net/http may hold part of a request in
 //     its buffer while the connection still counts as idle).
+//   - With many connections, the two points above come to each one in
+//     turn, spread over a window (SpreadWindow), so that the clients do
+//     not all reconnect to the successor at once.
 //   - A connection that has not sent its first request (a slow or distant
 //     client, a TLS handshake in progress, a browser's pre-connect) is
 //     kept until it does, and is then answered with "Connection: close",
@@ -75,6 +87,18 @@ type HTTPServer struct {
 	// else the Upgrader's Config.StreamGrace, else three quarters of the
 	// time Shutdown's ctx leaves (never, without a deadline).
 	StreamGrace time.Duration
+	// SpreadWindow spreads the drain's "Connection: close" and idle
+	// closes over a window, so that the clients reconnect to the
+	// successor at a bounded rate (TLS handshakes included), not all in
+	// the same instant: the connections open when the drain starts are
+	// released one after another, evenly over the window, and each is
+	// served as before until its turn (its responses keep the connection
+	// open; IdleGrace counts from its turn). Zero: DefaultSpreadPerConn
+	// per open connection, at most DefaultSpreadMax, none below 64
+	// connections. Positive: this window. Negative: no spreading. The
+	// window never exceeds half of what Shutdown's ctx leaves, so the
+	// drain ends by the deadline.
+	SpreadWindow time.Duration
 
 	srv         *http.Server // the serving copy of the user's server
 	hooks       *http.Server // the user's server: its shutdown hooks
@@ -94,6 +118,7 @@ type HTTPServer struct {
 	away         sync.WaitGroup // goingAway functions of hijacked connections
 	wake         chan struct{}
 	served       chan struct{}
+	window       time.Duration // the spread, set when the drain starts
 }
 
 // HTTP returns a Server that serves srv's configuration on ln and drains as
@@ -189,7 +214,7 @@ func (s *HTTPServer) handler(inner http.Handler) http.Handler {
 		// header goes out. The writer is pooled (no allocation per
 		// request); a handler must not use w after it returned anyway.
 		lw := lameDuckPool.Get().(*lameDuckWriter)
-		*lw = lameDuckWriter{ResponseWriter: w, s: s}
+		*lw = lameDuckWriter{ResponseWriter: w, s: s, ctx: r.Context()}
 		inner.ServeHTTP(lw, r)
 		lw.header() // a handler that wrote nothing: net/http writes the header now
 		if lw.hijacked != nil {
@@ -261,6 +286,7 @@ func (s *HTTPServer) Shutdown(ctx context.Context) error {
 	first := false
 	s.drainOnce.Do(func() {
 		first = true
+		s.window = s.spread(ctx, start)
 		goingAway = s.hijacks.startDrain(&s.draining)
 		close(s.drainStarted)
 	})
@@ -291,11 +317,27 @@ func (s *HTTPServer) Shutdown(ctx context.Context) error {
 	// stream it has seen, not the two of RFC 9113 section 6.8). The rest,
 	// idle ones and long streams, get it after IdleGrace, and a
 	// connection that starts HTTP/2 late IdleGrace after it does.
-	h2At := grace
+	h2At := s.window + grace
 	t := time.NewTimer(grace)
 	defer t.Stop()
+	var last time.Time
 	for s.open.Load() > 0 || s.hijacks.count() > 0 {
 		now := time.Now()
+		// A poke comes for every connection that goes idle or closes: a
+		// sweep per poke would make the drain quadratic in the
+		// connections. Sweeps are at least sweepGap apart, which bounds
+		// their share of a core whatever the count.
+		if wait := last.Add(sweepGap(s.open.Load())).Sub(now); wait > 0 {
+			t.Reset(wait)
+			select {
+			case <-s.wake:
+			case <-t.C:
+			case <-ctx.Done():
+				return s.force(ctx)
+			}
+			continue
+		}
+		last = now
 		next := s.sweep(now.UnixNano(), start.UnixNano(), grace, newBound)
 		if since := now.Sub(start); !streamsCancelled {
 			if since >= streamAt {
@@ -369,7 +411,7 @@ func (s *HTTPServer) sweep(now, start int64, grace, newBound time.Duration) time
 				return true // a first request is arriving after all
 			}
 		case http.StateIdle:
-			if idle := time.Duration(now - max(since, start)); idle < grace {
+			if idle := time.Duration(now - max(since, start, ci.release.Load())); idle < grace {
 				next = min(next, grace-idle)
 				return true
 			}
@@ -391,6 +433,51 @@ func (s *HTTPServer) sweep(now, start int64, grace, newBound time.Duration) time
 		return true
 	})
 	return next
+}
+
+// sweepGap is the least time between two sweeps of n connections: a
+// sweep costs well under a microsecond per connection.
+func sweepGap(n int64) time.Duration {
+	return max(time.Millisecond, time.Duration(n)*2*time.Microsecond)
+}
+
+// spreadWindow is the reconnect spread for n open connections (see
+// SpreadWindow); 0 means none.
+func (s *HTTPServer) spreadWindow(ctx context.Context, n int64) time.Duration {
+	w := s.SpreadWindow
+	switch {
+	case w < 0 || n < 2:
+		return 0
+	case w == 0:
+		if n < spreadMinConns {
+			return 0
+		}
+		w = min(time.Duration(n)*DefaultSpreadPerConn, DefaultSpreadMax)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		w = min(w, time.Until(dl)/2)
+	}
+	return max(w, 0)
+}
+
+// spread gives every open connection its turn in the drain, evenly over
+// the window, which it returns. Connections accepted later (before Serve
+// returns) have none: they are released at the drain's start.
+func (s *HTTPServer) spread(ctx context.Context, start time.Time) time.Duration {
+	n := s.open.Load()
+	w := s.spreadWindow(ctx, n)
+	if w == 0 {
+		return 0
+	}
+	step := float64(w) / float64(n)
+	i := 0
+	s.conns.Range(func(_, v any) bool {
+		at := min(time.Duration(step*float64(i)), w)
+		v.(*connInfo).release.Store(start.Add(at).UnixNano())
+		i++
+		return true
+	})
+	return w
 }
 
 // cancelStreams cancels the contexts of the requests still running.

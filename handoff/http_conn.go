@@ -23,6 +23,13 @@ type connInfo struct {
 	since     atomic.Int64 // unix nanoseconds: accepted (StateNew) or went idle (StateIdle)
 	h2        atomic.Bool  // served by HTTP/2: drained by GOAWAY, never closed by the drain
 	cancelled atomic.Bool  // its context was cancelled by the drain (StreamGrace)
+	release   atomic.Int64 // unix nanoseconds: its turn in the drain's spread (0: the drain's start)
+}
+
+// released reports whether the drain's spread has come to ci's turn.
+func (ci *connInfo) released() bool {
+	r := ci.release.Load()
+	return r == 0 || time.Now().UnixNano() >= r
 }
 
 type connKey struct{}

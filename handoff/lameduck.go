@@ -2,6 +2,7 @@ package handoff
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 type lameDuckWriter struct {
 	http.ResponseWriter
 	s        *HTTPServer
+	ctx      context.Context // the request's: its connection's turn in the spread
 	wrote    bool
 	hijacked net.Conn // set by Hijack
 }
@@ -25,14 +27,17 @@ type lameDuckWriter struct {
 var lameDuckPool = sync.Pool{New: func() any { return new(lameDuckWriter) }}
 
 // header finalizes the response header: the last moment "Connection:
-// close" can be added.
+// close" can be added (once the connection's turn in the drain's spread
+// has come).
 func (w *lameDuckWriter) header() {
 	if w.wrote {
 		return
 	}
 	w.wrote = true
 	if w.s.draining.Load() {
-		w.ResponseWriter.Header().Set("Connection", "close")
+		if ci := connOf(w.ctx); ci == nil || ci.released() {
+			w.ResponseWriter.Header().Set("Connection", "close")
+		}
 	}
 }
 
