@@ -36,6 +36,9 @@ var stopDelay = flag.Duration("stop-delay", 0, "after SIGTERM, go on serving thi
 // maxDraining is Config.MaxDraining.
 var maxDraining = flag.Int("max-draining", 0, "at most this many generations drain at once, the oldest are killed beyond (0: handoff's default, negative: no cap)")
 
+// spreadWindow is HTTPServer.SpreadWindow.
+var spreadWindow = flag.Duration("spread-window", 0, "spread the drain's closes over this window (0: handoff's default, proportional to the connections; negative: none)")
+
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "address to listen on when not socket-activated")
 	pidfile := flag.String("pidfile", "", "write the serving process's pid to this file")
@@ -81,7 +84,9 @@ func run(listen, pidfile string) error {
 	if srv.TLSConfig, err = serverTLS(); err != nil { // nil: plain HTTP
 		return err
 	}
-	up.Serve(handoff.HTTP(srv, ln))
+	hs := handoff.HTTP(srv, ln)
+	hs.SpreadWindow = *spreadWindow
+	up.Serve(hs)
 	if err := up.Ready(); err != nil {
 		return err
 	}
