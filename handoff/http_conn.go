@@ -73,6 +73,7 @@ func (s *HTTPServer) connContext(ctx context.Context, c net.Conn) context.Contex
 	ci.since.Store(time.Now().UnixNano())
 	s.conns.Store(c, ci)
 	s.open.Add(1)
+	markStage(stageAccept)
 	return ci
 }
 

@@ -210,6 +210,7 @@ func (u *Upgrader) awaitMain() error {
 	if _, err := u.parent.Write([]byte(msgReady)); err != nil {
 		return u.channelClosed()
 	}
+	u.stage(stageReadySent)
 	if u.afterReadySent != nil {
 		u.afterReadySent()
 	}
@@ -217,6 +218,7 @@ func (u *Upgrader) awaitMain() error {
 	n, err := u.parent.Read(buf[:])
 	switch {
 	case err == nil && string(buf[:n]) == msgMain:
+		u.stage(stageMain)
 		return nil
 	case err == nil && strings.HasPrefix(string(buf[:n]), msgAbort):
 		return ErrAborted
@@ -286,6 +288,7 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	for _, s := range u.servers {
 		u.startLocked(s)
 	}
+	u.stage(stageServing)
 	status := "STATUS=" + u.servingStatus(self)
 	if u.statusNote != "" {
 		status += "; " + u.statusNote

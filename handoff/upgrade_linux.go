@@ -68,6 +68,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 	}
 	_ = theirs.Close()
 	pid := p.Pid
+	u.stage(stageStarted)
 	u.log.Info("successor started", "generation", gen, "pid", pid, "exe", u.exe)
 	w := newWatched(p)
 	defer w.close()
@@ -99,6 +100,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		abort(conn, "protocol")
 		return 0, fail("ready", pid, fmt.Errorf("unexpected message %q (killed: %s)", buf[:n], w.kill()))
 	}
+	u.stage(stageReady)
 	u.log.Info("successor ready", "generation", gen, "pid", pid, "took", time.Since(start))
 
 	// Hand-over.
@@ -126,6 +128,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		// the lesser evil: taking it back is not possible.
 		u.log.Warn("sd_notify barrier after MAINPID", "err", err)
 	}
+	u.stage(stageHandedOver)
 	if u.beforeMain != nil {
 		u.beforeMain(pid)
 	}
@@ -137,6 +140,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		u.startWatchdog(mgr)
 		return 0, fail("handover", pid, fmt.Errorf("%w during hand-over: %s", ErrSuccessorExited, w.reap(exitGrace)))
 	}
+	u.stage(stageMainSent)
 	u.log.Info("handed over", "generation", gen, "pid", pid, "took", time.Since(start))
 	_ = p.Release()
 	return pid, nil

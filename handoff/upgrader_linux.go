@@ -130,6 +130,7 @@ func (u *Upgrader) signals(sigs chan os.Signal, quit chan struct{}) {
 				u.wg.Go(u.Stop)
 				continue
 			}
+			u.stage(stageSignal)
 			u.wg.Go(func() {
 				pid, err := u.Upgrade(u.ctx)
 				if err != nil {
@@ -169,6 +170,7 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 	done := make(chan struct{})
 	u.upgradeDone = done
 	u.upgradeStart = time.Now()
+	u.stage(stageUpgrade)
 	mgr := u.mgr
 	u.mu.Unlock()
 

@@ -39,6 +39,10 @@ var maxDraining = flag.Int("max-draining", 0, "at most this many generations dra
 // spreadWindow is HTTPServer.SpreadWindow.
 var spreadWindow = flag.Duration("spread-window", 0, "spread the drain's closes over this window (0: handoff's default, proportional to the connections; negative: none)")
 
+// logLevel is the level of the log on stderr (debug shows the stages of
+// each upgrade).
+var logLevel = flag.String("log-level", "info", "log `level`: debug, info, warn or error")
+
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "address to listen on when not socket-activated")
 	pidfile := flag.String("pidfile", "", "write the serving process's pid to this file")
@@ -50,7 +54,11 @@ func main() {
 }
 
 func run(listen, pidfile string) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	up, err := handoff.New(handoff.Config{PIDFile: pidfile, Logger: log, StopDelay: *stopDelay, MaxDraining: *maxDraining})
 	if err != nil {
 		return err

@@ -1,0 +1,102 @@
+package handoff
+
+import (
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// stage is one point of an upgrade whose time is recorded, to see where an
+// upgrade's time goes. The first ones are the predecessor's, the others
+// the successor's.
+type stage int
+
+const (
+	stageSignal     stage = iota // predecessor: SIGHUP received
+	stageUpgrade                 // predecessor: upgrade begun (Upgrade called)
+	stageStarted                 // predecessor: successor forked and exec'd
+	stageReady                   // predecessor: READY received from the successor
+	stageHandedOver              // predecessor: MAINPID sent (and BARRIER done, with a manager)
+	stageMainSent                // predecessor: the successor told it is main
+	stageInit                    // successor: package handoff initialized, main about to run
+	stageReadySent               // successor: READY sent to the predecessor
+	stageMain                    // successor: told it is main
+	stageServing                 // successor: its servers started
+	stageAccept                  // successor: first connection accepted by an HTTPServer
+	numStages
+)
+
+var stageNames = [numStages]string{
+	"signal", "upgrade", "started", "ready", "handed_over", "main_sent",
+	"init", "ready_sent", "main", "serving", "accept",
+}
+
+// stages holds this process's stage times: CLOCK_MONOTONIC nanoseconds,
+// the same clock in every process of the machine, so that a benchmark can
+// set them against its own trigger (0: not reached). A process is one
+// generation: its successor stages happen once, its predecessor stages
+// once per upgrade attempt (the last one's are kept).
+var stages struct {
+	t   [numStages]atomic.Int64
+	log atomic.Pointer[slog.Logger]
+}
+
+func init() { markStage(stageInit) }
+
+// stage records s, and logs the stages at debug level once the upgrade's
+// side of this process is complete: for the predecessor when the
+// successor is told it is main, for a successor at its first connection
+// accepted by an HTTPServer.
+func (u *Upgrader) stage(s stage) {
+	stages.log.Store(u.log)
+	if s == stageUpgrade {
+		// A new attempt: forget the previous one's later stages.
+		for i := stageStarted; i <= stageMainSent; i++ {
+			stages.t[i].Store(0)
+		}
+	}
+	markStage(s)
+	if s == stageMainSent {
+		logStages("predecessor", stageSignal, stageMainSent, u.gen)
+	}
+}
+
+// markStage records s. stageAccept is recorded once, in a successor
+// only, which then logs; after that it costs an atomic load.
+func markStage(s stage) {
+	if s != stageAccept {
+		stages.t[s].Store(monotonicNS())
+		return
+	}
+	if stages.t[s].Load() != 0 || stages.t[stageMain].Load() == 0 {
+		return // not the first, or not a successor
+	}
+	if stages.t[s].CompareAndSwap(0, monotonicNS()) {
+		logStages("successor", stageInit, stageAccept, 0)
+	}
+}
+
+// logStages logs the stages from..to as one line: CLOCK_MONOTONIC
+// nanoseconds of each, and the time from the first to the last.
+func logStages(role string, from, to stage, gen int) {
+	log := stages.log.Load()
+	if log == nil {
+		return
+	}
+	attrs := []any{"role", role, "pid", os.Getpid(), "clock", "CLOCK_MONOTONIC ns"}
+	if gen > 0 {
+		attrs = append(attrs, "generation", gen)
+	}
+	var first, last int64
+	for i := from; i <= to; i++ {
+		t := stages.t[i].Load()
+		attrs = append(attrs, stageNames[i], t)
+		if t != 0 && first == 0 {
+			first = t
+		}
+		last = max(last, t)
+	}
+	attrs = append(attrs, "took", time.Duration(last-first))
+	log.Debug("upgrade stages", attrs...)
+}
