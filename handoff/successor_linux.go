@@ -276,7 +276,6 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	}
 	// Everything is in place before the manager hears of it: the control
 	// socket answers as soon as READY=1 is out.
-	u.writePIDFile()
 	if u.parent != nil && os.Getenv("WATCHDOG_USEC") != "" {
 		// The predecessor left WATCHDOG_PID out: the watchdog is ours,
 		// and a program this process starts must not ping for it.
@@ -289,6 +288,7 @@ func (u *Upgrader) becomeMain(claim bool) error {
 		u.startLocked(s)
 	}
 	u.stage(stageServing)
+	u.writePIDFile() // once serving: replacing a file can take a millisecond (ext4 flushes it on rename)
 	status := "STATUS=" + u.servingStatus(self)
 	if u.statusNote != "" {
 		status += "; " + u.statusNote

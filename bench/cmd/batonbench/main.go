@@ -309,6 +309,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if writeProtocolTable(&table, rows) {
 		table.WriteString("\n")
 	}
+	if writeStages(&table, rows) {
+		table.WriteString("\n")
+	}
 	writeFloors(&table, floors)
 	if len(benches) > 0 {
 		table.WriteString("\n")

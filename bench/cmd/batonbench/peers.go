@@ -76,6 +76,16 @@ type bins struct {
 
 func (b *bins) path(name string) string { return filepath.Join(b.dir, name) }
 
+// debugLog is "-log-level debug" when the binary has that flag (its -h),
+// which makes examples/http log each upgrade's stages; nothing otherwise.
+func (b *bins) debugLog(name string) []string {
+	out, _ := exec.Command(b.path(name), "-h").CombinedOutput() // -h exits 0 or 2; the text is what matters
+	if !strings.Contains(string(out), "-log-level") {
+		return nil
+	}
+	return []string{"-log-level", "debug"}
+}
+
 func (b *bins) has(name string) bool {
 	st, err := os.Stat(b.path(name))
 	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
@@ -90,7 +100,7 @@ func peers() []*peer {
 			server:   "http",
 			selfArgs: listen,
 			args: func(b *bins, addr, dir string) []string {
-				return []string{"http", "-listen", addr, "-pidfile", filepath.Join(dir, "http.pid")}
+				return append([]string{"http", "-listen", addr, "-pidfile", filepath.Join(dir, "http.pid")}, b.debugLog("http")...)
 			},
 			trigger: func(_ *bins, inst *instance) control.Trigger {
 				return control.Signal{Sig: syscall.SIGHUP, PidFile: filepath.Join(inst.dir, "http.pid")}
@@ -106,7 +116,7 @@ func peers() []*peer {
 			server:   "http",
 			selfArgs: listen,
 			args: func(b *bins, addr, dir string) []string {
-				return []string{"http", "-listen", addr, "-pidfile", filepath.Join(dir, "http.pid")}
+				return append([]string{"http", "-listen", addr, "-pidfile", filepath.Join(dir, "http.pid")}, b.debugLog("http")...)
 			},
 			trigger: func(b *bins, inst *instance) control.Trigger {
 				return control.Command{Args: []string{b.path("baton"), "reload", "--pid", "{pid}"}, PidFile: filepath.Join(inst.dir, "http.pid")}

@@ -112,6 +112,10 @@ type row struct {
 	ProbeFailed   int            `json:"probe_failed,omitempty"`
 	ProbeFailures map[string]int `json:"probe_failures,omitempty"`
 	Protocols     bool           `json:"-"` // a row of the protocol table
+	// Median time from the trigger to each stage of the upgrade (ms), from
+	// the peer's "upgrade stages" log lines (baton), over StagesN upgrades.
+	Stages  map[string]float64 `json:"stages_ms,omitempty"`
+	StagesN int                `json:"stages_n,omitempty"`
 
 	Skipped string `json:"skipped,omitempty"`
 }
@@ -288,6 +292,7 @@ func runUpgrades(ctx context.Context, env *runEnv, p *peer, sc scenario) (*row, 
 			return nil, err
 		}
 	}
+	r.Stages, r.StagesN = stageBreakdown(logPath, ups)
 	if err := writeUpgrades(filepath.Join(env.results, fmt.Sprintf("%s-%s.upgrades.jsonl", p.name, strings.ReplaceAll(sc.name, "/", "-"))), res.Start, ups, w); err != nil {
 		return nil, err
 	}
