@@ -291,6 +291,7 @@ func (s *HTTPServer) Shutdown(ctx context.Context) error {
 		close(s.drainStarted)
 	})
 	lnErr := s.ln.Close()
+	markStage(stageDrain)
 	if errors.Is(lnErr, net.ErrClosed) {
 		lnErr = nil
 	}

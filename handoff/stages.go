@@ -19,6 +19,7 @@ const (
 	stageReady                   // predecessor: READY received from the successor
 	stageHandedOver              // predecessor: MAINPID sent (and BARRIER done, with a manager)
 	stageMainSent                // predecessor: the successor told it is main
+	stageDrain                   // predecessor: an HTTPServer's drain began, its listener closed
 	stageInit                    // successor: package handoff initialized, main about to run
 	stageReadySent               // successor: READY sent to the predecessor
 	stageMain                    // successor: told it is main
@@ -28,7 +29,7 @@ const (
 )
 
 var stageNames = [numStages]string{
-	"signal", "upgrade", "started", "ready", "handed_over", "main_sent",
+	"signal", "upgrade", "started", "ready", "handed_over", "main_sent", "drain",
 	"init", "ready_sent", "main", "serving", "accept",
 }
 
@@ -46,13 +47,14 @@ func init() { markStage(stageInit) }
 
 // stage records s, and logs the stages at debug level once the upgrade's
 // side of this process is complete: for the predecessor when the
-// successor is told it is main, for a successor at its first connection
-// accepted by an HTTPServer.
+// successor is told it is main (and its drain's start in a line of its
+// own), for a successor at its first connection accepted by an
+// HTTPServer.
 func (u *Upgrader) stage(s stage) {
 	stages.log.Store(u.log)
 	if s == stageUpgrade {
 		// A new attempt: forget the previous one's later stages.
-		for i := stageStarted; i <= stageMainSent; i++ {
+		for i := stageStarted; i <= stageDrain; i++ {
 			stages.t[i].Store(0)
 		}
 	}
@@ -62,18 +64,30 @@ func (u *Upgrader) stage(s stage) {
 	}
 }
 
-// markStage records s. stageAccept is recorded once, in a successor
-// only, which then logs; after that it costs an atomic load.
+// markStage records s. stageAccept (in a successor) and stageDrain (in
+// a predecessor, after the hand-over) are recorded once, and logged; after
+// that they cost an atomic load.
 func markStage(s stage) {
-	if s != stageAccept {
+	var after stage
+	switch s {
+	case stageAccept:
+		after = stageMain
+	case stageDrain:
+		after = stageMainSent
+	default:
 		stages.t[s].Store(monotonicNS())
 		return
 	}
-	if stages.t[s].Load() != 0 || stages.t[stageMain].Load() == 0 {
-		return // not the first, or not a successor
+	if stages.t[s].Load() != 0 || stages.t[after].Load() == 0 {
+		return // not the first, or not after an upgrade
 	}
-	if stages.t[s].CompareAndSwap(0, monotonicNS()) {
+	if !stages.t[s].CompareAndSwap(0, monotonicNS()) {
+		return
+	}
+	if s == stageAccept {
 		logStages("successor", stageInit, stageAccept, 0)
+	} else {
+		logStages("predecessor", stageDrain, stageDrain, 0)
 	}
 }
 

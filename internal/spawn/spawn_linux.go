@@ -60,7 +60,59 @@ func closeStrays(first int, list string) {
 
 // leaked lists, as EnvStrays does, this process's fds from first on that
 // are not close-on-exec: a child started with first fds gets them too.
+// It asks fcntl of every fd number below the fd table's size rather than
+// reading /proc/self/fd: a server holding 18,000 connections has as many
+// entries there, and listing them took most of its successor's start
+// (16 to 25 ms at 18,000 fds here; the fcntl calls take 4 to 7 ms).
 func leaked(first int) string {
+	size := fdTableSize()
+	if size < 0 {
+		return leakedFromProc(first)
+	}
+	var out []string
+	for fd := first; fd < size; fd++ {
+		if s := stray(fd); s != "" {
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// stray is the EnvStrays entry of fd when it is open and not
+// close-on-exec, "" otherwise.
+func stray(fd int) string {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+	if err != nil || fl&unix.FD_CLOEXEC != 0 {
+		return ""
+	}
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil {
+		return ""
+	}
+	return strconv.Itoa(fd) + "/" + strconv.FormatUint(st.Dev, 10) + "/" + strconv.FormatUint(st.Ino, 10)
+}
+
+// fdTableSize is FDSize from /proc/self/status: every open fd is below
+// it. -1 when unknown.
+func fdTableSize() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "FDSize:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n <= 0 {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
+}
+
+// leakedFromProc is leaked by the entries of /proc/self/fd.
+func leakedFromProc(first int) string {
 	d, err := os.Open("/proc/self/fd")
 	if err != nil {
 		return ""
@@ -73,13 +125,8 @@ func leaked(first int) string {
 		if err != nil || fd < first || fd == self {
 			continue
 		}
-		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
-		if err != nil || fl&unix.FD_CLOEXEC != 0 {
-			continue
-		}
-		var st unix.Stat_t
-		if unix.Fstat(fd, &st) == nil {
-			out = append(out, n+"/"+strconv.FormatUint(st.Dev, 10)+"/"+strconv.FormatUint(st.Ino, 10))
+		if s := stray(fd); s != "" {
+			out = append(out, s)
 		}
 	}
 	_ = d.Close()

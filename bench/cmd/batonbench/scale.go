@@ -34,11 +34,15 @@ type scaleRow struct {
 	RSSConnsMiB  float64 `json:"rss_with_conns_mib"`
 	RSSPerConnKB float64 `json:"rss_per_conn_kib"`
 	// Client-side closes, ms after the SIGHUP: first, p10, p50, p90, last.
-	Closes   [5]float64 `json:"closes_ms"`
-	Lost     int        `json:"lost"` // connections that got data or an error instead of EOF
-	LoadAvg  string     `json:"loadavg"`
-	NoFile   uint64     `json:"rlimit_nofile"`
-	ExitCode int        `json:"old_exit_code"`
+	Closes [5]float64 `json:"closes_ms"`
+	// From the old generation's stage line: fork+exec of the successor,
+	// and SIGHUP to the successor told it is main.
+	SpawnMS   float64 `json:"spawn_ms,omitempty"`
+	HandoffMS float64 `json:"sighup_to_main_sent_ms,omitempty"`
+	Lost      int     `json:"lost"` // connections that got data or an error instead of EOF
+	LoadAvg   string  `json:"loadavg"`
+	NoFile    uint64  `json:"rlimit_nofile"`
+	ExitCode  int     `json:"old_exit_code"`
 }
 
 // scale measures how the drain grows with the number of connections: for
@@ -71,7 +75,7 @@ func scale(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if !b.has("http") {
 		return fmt.Errorf("%w: %s", errMissing, b.path("http"))
 	}
-	fmt.Fprintf(stdout, "| idle conns | spread window | old gen exits after SIGHUP (ms) | drain CPU (ms) | CPU per conn (µs) | RSS before → with conns (MiB) | RSS per conn (KiB) | client closes first / p10 / p50 / p90 / last (ms) | lost | load avg |\n|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(stdout, "| idle conns | spread window | old gen exits after SIGHUP (ms) | drain CPU (ms) | CPU per conn (µs) | RSS before → with conns (MiB) | RSS per conn (KiB) | client closes first / p10 / p50 / p90 / last (ms) | successor fork+exec / SIGHUP → main sent (ms) | lost | load avg |\n|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	var rows []scaleRow
 	for _, sw := range split(*spread) {
 		for _, ns := range split(*sizes) {
@@ -89,9 +93,9 @@ func scale(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			r.NoFile = lim.Max
 			rows = append(rows, r)
-			fmt.Fprintf(stdout, "| %d | %s | %.0f | %.0f | %.1f | %.1f → %.1f | %.2f | %.0f / %.0f / %.0f / %.0f / %.0f | %d | %s |\n",
+			fmt.Fprintf(stdout, "| %d | %s | %.0f | %.0f | %.1f | %.1f → %.1f | %.2f | %.0f / %.0f / %.0f / %.0f / %.0f | %.1f / %.1f | %d | %s |\n",
 				r.Conns, r.SpreadWindow, r.ExitMS, r.DrainCPUMS, r.CPUPerConnUS, r.RSSIdleMiB, r.RSSConnsMiB, r.RSSPerConnKB,
-				r.Closes[0], r.Closes[1], r.Closes[2], r.Closes[3], r.Closes[4], r.Lost, r.LoadAvg)
+				r.Closes[0], r.Closes[1], r.Closes[2], r.Closes[3], r.Closes[4], r.SpawnMS, r.HandoffMS, r.Lost, r.LoadAvg)
 		}
 	}
 	enc := json.NewEncoder(stdout)
@@ -120,6 +124,7 @@ func scaleOne(ctx context.Context, b *bins, n int, spread string) (scaleRow, err
 	}
 	inst := &instance{b: b, log: lf, addr: addr, dir: dir,
 		argv: []string{"http", "-listen", addr, "-pidfile", filepath.Join(dir, "http.pid"), "-spread-window", spread}}
+	inst.argv = append(inst.argv, b.debugLog("http")...)
 	if err := inst.spawn(); err != nil {
 		lf.Close()
 		return row, err
@@ -228,6 +233,12 @@ func scaleOne(ctx context.Context, b *bins, n int, spread string) (scaleRow, err
 		row.Closes[i] = float64(closes[min(int(q*float64(n)), n-1)]) / float64(time.Millisecond)
 	}
 	row.LoadAvg = loadavg()
+	if pred, _, err := readStages(lf.Name()); err == nil {
+		if t := pred[pid].t; t["started"] > 0 && t["main_sent"] > 0 {
+			row.SpawnMS = float64(t["started"]-t["upgrade"]) / 1e6
+			row.HandoffMS = float64(t["main_sent"]-t["signal"]) / 1e6
+		}
+	}
 	if p, err := control.ReadPidfile(filepath.Join(dir, "http.pid")); err == nil && p != pid {
 		successor = p
 	}

@@ -29,6 +29,7 @@ var stageCols = []struct{ key, title string }{
 	{"ready", "READY received"},
 	{"handed_over", "MAINPID (BARRIER) done"},
 	{"main_sent", "main sent"},
+	{"drain", "old gen's drain begun (listener closed)"},
 	{"main", "successor main"},
 	{"serving", "successor serving"},
 	{"accept", "successor's first accept"},
@@ -58,7 +59,8 @@ type stageLine struct {
 }
 
 // readStages parses the "upgrade stages" lines of a peer's log, by pid:
-// the predecessor's and the successor's lines of each process.
+// the predecessor's and the successor's lines of each process. A
+// predecessor's lines are those of its last upgrade.
 func readStages(path string) (pred, succ map[int]stageLine, err error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -90,12 +92,19 @@ func readStages(path string) (pred, succ map[int]stageLine, err error) {
 				}
 			}
 		}
-		switch l.role {
-		case "predecessor":
-			pred[l.pid] = l
-		case "successor":
-			succ[l.pid] = l
+		m := map[string]map[int]stageLine{"predecessor": pred, "successor": succ}[l.role]
+		if m == nil {
+			continue
 		}
+		if old, ok := m[l.pid]; ok {
+			// A process's lines of the same role add up (the drain's
+			// start comes in a line of its own).
+			for k, v := range l.t {
+				old.t[k] = v
+			}
+			continue
+		}
+		m[l.pid] = l
 	}
 	return pred, succ, sc.Err()
 }
