@@ -97,6 +97,14 @@ type Config struct {
 	// early and speaks late. It counts in the request's latency and
 	// deadline.
 	FirstDelay time.Duration
+	// CheckIdle makes an HTTP/1.1 client look, before it reuses its
+	// connection, whether the server has closed it meanwhile (its FIN, or
+	// TLS close_notify, already here: a read that does not wait returns
+	// EOF), as an HTTP client that reads its idle connections in the
+	// background knows (net/http's Transport does). Such a connection is
+	// replaced by a new one, counted in Result.Replaced, not a failure; a
+	// request sent before the close arrived still fails (eof-reused).
+	CheckIdle bool
 
 	// Stop, when set, ends the run early: once it is closed no client
 	// starts another request (the ones in flight complete).
@@ -128,7 +136,8 @@ type Result struct {
 	// Errors keeps one example error per class, for the log.
 	Errors map[Class]error
 	// Replaced counts the HTTP/2 connections replaced because they could
-	// take no new request (after a GOAWAY, or closed) between requests.
+	// take no new request (after a GOAWAY, or closed) between requests,
+	// and with CheckIdle the HTTP/1.1 ones found closed by the server.
 	Replaced int
 	// Unsent counts HTTP/2 requests a ClientConn refused before sending
 	// them (it had become unusable in between): not failures, the
@@ -268,6 +277,10 @@ func (c *client) do(ctx context.Context, dialer *net.Dialer, slow bool) (Record,
 	deadline := t0.Add(c.cfg.Timeout)
 	gotBytes := false
 	resp, err := func() (Response, error) {
+		if c.conn != nil && c.cfg.CheckIdle && c.closedByServer() {
+			c.drop()
+			c.replaced++
+		}
 		if c.conn == nil {
 			if err := c.connect(ctx, dialer, deadline); err != nil {
 				return Response{}, err
@@ -302,6 +315,35 @@ func (c *client) do(ctx context.Context, dialer *net.Dialer, slow bool) (Record,
 		c.drop()
 	}
 	return rec, err
+}
+
+// closedByServer reports whether the server closed the idle connection
+// (CheckIdle): its socket has the end of the stream, or, over TLS, bytes
+// (the close_notify alert) that a short read shows to be the end.
+func (c *client) closedByServer() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	raw := c.conn
+	if tc, ok := raw.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	switch peekSocket(raw) {
+	case peekNothing:
+		return false
+	case peekEOF:
+		return true
+	}
+	// Bytes on an idle connection: over TLS, most likely the alert.
+	if err := c.conn.SetReadDeadline(time.Now().Add(time.Millisecond)); err != nil {
+		return true
+	}
+	_, err := c.br.Peek(1)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	return err != nil
 }
 
 // connect opens the client's connection: TCP, the TLS handshake when

@@ -264,3 +264,30 @@ func TestFirstDelayOverTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckIdle: a server that closes every connection after its first
+// answer (without saying so) makes a keep-alive client that checks its
+// idle connection replace it; one that does not fails (eof-reused).
+func TestCheckIdle(t *testing.T) {
+	addr := rawServer(t, func(_ int, c *net.TCPConn) {
+		if readRequest(bufio.NewReader(c)) {
+			_, _ = c.Write([]byte(okAnswer))
+		}
+	})
+	for _, check := range []bool{true, false} {
+		res, err := Run(context.Background(), Config{
+			Addr: addr, Clients: 1, Duration: 100 * time.Millisecond, Mode: KeepAlive,
+			Think: 20 * time.Millisecond, CheckIdle: check,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts := Count(res.Records)
+		if check && (counts.Failed() != 0 || res.Replaced == 0) {
+			t.Errorf("CheckIdle: counts %v, %d replaced, errors %v; want no failure and replacements", counts, res.Replaced, res.Errors)
+		}
+		if !check && (counts[EOFReused] == 0 || res.Replaced != 0) {
+			t.Errorf("without CheckIdle: counts %v, %d replaced; want eof-reused failures", counts, res.Replaced)
+		}
+	}
+}

@@ -86,11 +86,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	soak := fs.Int("soak", 1000, "consecutive upgrades in the soak")
 	rounds := fs.Int("rounds", 30, "interleaved rounds of the steady-state comparison")
 	floorN := fs.Int("floor", 40, "starts per binary for the fork-exec floor (half before the scenarios, half after)")
-	peerList := fs.String("peers", "baton,baton-reload,baton-run,tableflip,naive", "comma-separated `peers`")
-	scenList := fs.String("scenarios", "steady,upgrade/keep-alive,upgrade/new-conn,long-drain,soak,late-first-request,late-first-request/tls,h2,sse", "comma-separated `scenarios`")
+	peerList := fs.String("peers", "baton,baton-reload,baton-nospread,baton-run,tableflip,naive", "comma-separated `peers`")
+	scenList := fs.String("scenarios", "steady,upgrade/keep-alive,upgrade/new-conn,long-drain,soak,late-first-request,late-first-request/tls,h2,sse,wave,wave/tls", "comma-separated `scenarios`")
 	root := fs.String("gobench", "", "repository `root` in which to run the core's Go benchmarks (none when empty)")
 	benchtime := fs.String("benchtime", "200ms", "-benchtime of the Go benchmarks")
 	label := fs.String("label", "", "free `text` for the table's first line (bench/run passes the commit)")
+	waveClients := fs.Int("wave-clients", 5000, "keep-alive clients of the reconnect-wave scenarios")
+	waveThink := fs.Duration("wave-think", 200*time.Millisecond, "pause of each wave client between two requests")
 	records := fs.Bool("records", false, "also write every request of each upgrade run as CSV (large)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -221,12 +223,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		},
 	}
 	scenarios = append(scenarios, protocolScenarios(scaled)...)
+	scenarios = append(scenarios, waveScenarios(scaled, *waveClients, *waveThink)...)
 
 	for _, name := range wanted {
 		if name == "steady" {
 			var ps []*peer
 			for _, p := range active {
-				if p.server != plain.server && p.name != "baton-reload" {
+				if p.server != plain.server && p.name != "baton-reload" && !p.waveOnly {
 					ps = append(ps, p)
 				}
 			}
@@ -254,7 +257,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if p.name == "baton-reload" && !strings.HasPrefix(sc.name, "upgrade/") {
 				continue
 			}
-			if sc.protocols && !p.protocols {
+			if sc.protocols && !p.protocols || sc.wave != p.wave && (sc.wave || p.waveOnly) {
 				continue
 			}
 			logf("%s %s ...", p.name, sc.name)
@@ -307,6 +310,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		table.WriteString("\n")
 	}
 	if writeProtocolTable(&table, rows) {
+		table.WriteString("\n")
+	}
+	if writeWaveTable(&table, rows) {
 		table.WriteString("\n")
 	}
 	if writeStages(&table, rows) {

@@ -52,6 +52,9 @@ type peer struct {
 	// HTTP/2, /events); tlsArgs are the arguments that make it serve TLS.
 	protocols bool
 	tlsArgs   func(cert, key string) []string
+	// wave marks a peer that runs the reconnect-wave scenarios; waveOnly
+	// one that runs nothing else.
+	wave, waveOnly bool
 }
 
 // tlsFlags are the TLS arguments of the peers that have them.
@@ -110,6 +113,24 @@ func peers() []*peer {
 			needs:     []string{"http"},
 			protocols: true,
 			tlsArgs:   tlsFlags,
+			wave:      true,
+		},
+		{
+			name:     "baton-nospread",
+			server:   "http",
+			selfArgs: listen,
+			args: func(b *bins, addr, dir string) []string {
+				return append([]string{"http", "-listen", addr, "-pidfile", filepath.Join(dir, "http.pid"), "-spread-window", "-1s"}, b.debugLog("http")...)
+			},
+			trigger: func(_ *bins, inst *instance) control.Trigger {
+				return control.Signal{Sig: syscall.SIGHUP, PidFile: filepath.Join(inst.dir, "http.pid")}
+			},
+			pidfile:  "http.pid",
+			upgrades: true,
+			needs:    []string{"http"},
+			tlsArgs:  tlsFlags,
+			wave:     true,
+			waveOnly: true,
 		},
 		{
 			name:     "baton-reload",
@@ -156,6 +177,7 @@ func peers() []*peer {
 			needs:     []string{"tableflip"},
 			protocols: true,
 			tlsArgs:   tlsFlags,
+			wave:      true,
 		},
 		{
 			name:     "naive",

@@ -15,13 +15,13 @@ import (
 // writeTable prints the side-by-side markdown table of every row but the
 // protocol scenarios'; nothing when there are none.
 func writeTable(w io.Writer, rows []*row) bool {
-	if !slices.ContainsFunc(rows, func(r *row) bool { return !r.Protocols }) {
+	if !slices.ContainsFunc(rows, func(r *row) bool { return !r.Protocols && !r.Wave }) {
 		return false
 	}
 	fmt.Fprintln(w, "| peer | scenario | requests | failed | upgrades ok | handoff p50 / p90 / max (ms) | p50 ÷ floor | old gen exits after handover p50 / max (ms) | … after its last answer p50 / max (ms) | fast-request latency p99 all / overlapping an upgrade (ms) | throughput ÷ plain (CPU per request ÷ plain) | fd start→end | RSS MiB start→end |")
 	fmt.Fprintln(w, "|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range rows {
-		if r.Protocols {
+		if r.Protocols || r.Wave {
 			continue
 		}
 		if r.Skipped != "" {

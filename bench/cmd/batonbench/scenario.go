@@ -38,6 +38,9 @@ type scenario struct {
 	protocols bool
 	tls       bool
 	probe     bool
+	// wave marks the reconnect-wave scenarios (only peers with wave set
+	// run them): their table, and the successors' peak CPU.
+	wave bool
 }
 
 // probeConfig is the probe client of the protocol scenarios.
@@ -117,12 +120,23 @@ type row struct {
 	Stages  map[string]float64 `json:"stages_ms,omitempty"`
 	StagesN int                `json:"stages_n,omitempty"`
 
+	// The reconnect wave: p99 etc. of the fast requests that overlapped no
+	// upgrade, and the successors' highest and median peak CPU (share of
+	// one core over 100 ms).
+	Wave                   bool               `json:"wave,omitempty"`
+	FastSteadyLatency      map[string]float64 `json:"fast_steady_latency_ms,omitempty"`
+	SuccessorPeakCPU       float64            `json:"successor_peak_cpu_cores,omitempty"`
+	SuccessorMedianPeakCPU float64            `json:"successor_median_peak_cpu_cores,omitempty"`
+
 	Skipped string `json:"skipped,omitempty"`
 }
 
 // runUpgrades runs one scenario against one peer.
 func runUpgrades(ctx context.Context, env *runEnv, p *peer, sc scenario) (*row, error) {
-	r := &row{Date: env.date, Peer: p.name, Server: p.server, Scenario: sc.name, Mode: sc.load.Mode.String(), Clients: sc.load.Clients, Protocols: sc.protocols}
+	r := &row{Date: env.date, Peer: p.name, Server: p.server, Scenario: sc.name, Mode: sc.load.Mode.String(), Clients: sc.load.Clients, Protocols: sc.protocols, Wave: sc.wave}
+	if sc.wave {
+		r.TLS = sc.tls
+	}
 	var opts startOpts
 	if sc.tls {
 		if err := p.supportsTLS(env.bins); err != nil {
@@ -215,12 +229,14 @@ func runUpgrades(ctx context.Context, env *runEnv, p *peer, sc scenario) (*row, 
 	}
 
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, _, err = tr.WaitNew(wctx, 0, time.Time{})
+	firstPid, _, err := tr.WaitNew(wctx, 0, time.Time{})
 	cancel()
 	if err != nil {
 		_ = stopLoad()
 		return nil, fmt.Errorf("%s: no first answer: %w", p.name, err)
 	}
+	var wc waveContext
+	wc.start(sc, tr)
 	sample := func(set func(pid int, fd, rss int), pid int) {
 		fd, err1 := control.FDCount(pid)
 		rss, err2 := control.RSSKiB(pid)
@@ -265,6 +281,7 @@ func runUpgrades(ctx context.Context, env *runEnv, p *peer, sc scenario) (*row, 
 		ccfg.Until = cfg.Duration - settle
 	}
 	ups := control.Run(ctx, ccfg)
+	wc.finish(r, firstPid)
 
 	if sc.sampleProcs {
 		time.Sleep(settle)
@@ -286,6 +303,9 @@ func runUpgrades(ctx context.Context, env *runEnv, p *peer, sc scenario) (*row, 
 	summarize(r, res, ups, w, 0) // the floor ratio is set once the floor is complete
 	if sc.protocols {
 		summarizeProtocols(r, res, probeRes)
+	}
+	if sc.wave {
+		r.Replaced = res.Replaced
 	}
 	if env.records {
 		if err := writeRecords(filepath.Join(env.results, fmt.Sprintf("%s-%s.records.csv", p.name, strings.ReplaceAll(sc.name, "/", "-"))), res); err != nil {
@@ -312,7 +332,7 @@ func summarize(r *row, res *load.Result, ups []control.Upgrade, w *control.Watch
 		r.RPS = float64(r.OK) / res.Elapsed.Seconds()
 	}
 
-	var all, over, fast, fastOver []time.Duration
+	var all, over, fast, fastOver, fastSteady []time.Duration
 	lastAnswer := map[int32]time.Duration{}
 	done := slices.DeleteFunc(slices.Clone(ups), func(u control.Upgrade) bool { return u.Err != nil })
 	sort.Slice(done, func(i, j int) bool { return done[i].At.Before(done[j].At) })
@@ -334,6 +354,8 @@ func summarize(r *row, res *load.Result, ups []control.Upgrade, w *control.Watch
 			if !rec.Slow {
 				fastOver = append(fastOver, lat)
 			}
+		} else if !rec.Slow {
+			fastSteady = append(fastSteady, lat)
 		}
 	}
 	r.Latency = quantMS(load.Summarize(all))
@@ -346,6 +368,9 @@ func summarize(r *row, res *load.Result, ups []control.Upgrade, w *control.Watch
 	}
 	if len(fastOver) > 0 {
 		r.FastOverlapLatency = quantMS(load.Summarize(fastOver))
+	}
+	if len(fastSteady) > 0 {
+		r.FastSteadyLatency = quantMS(load.Summarize(fastSteady))
 	}
 
 	r.Upgrades, r.UpgradesOK = len(ups), len(done)
