@@ -15,38 +15,61 @@ import (
 )
 
 // goBenchmarks are the core's Go benchmarks bench/run reports.
-var goBenchmarks = []struct{ name, pkg string }{
-	{"BenchmarkReceive", "activation"},
-	{"BenchmarkReady", "notify"},
-	{"BenchmarkUpgrade", "handoff"},
+// subs, when set, are the sub-benchmarks reported (one row each).
+var goBenchmarks = []struct {
+	name, pkg string
+	subs      []string
+}{
+	{"BenchmarkReceive", "activation", nil},
+	{"BenchmarkReady", "notify", nil},
+	{"BenchmarkUpgrade", "handoff", nil},
+	// One keep-alive connection: net/http alone, then wrapped by HTTP.
+	{"BenchmarkHTTPServe", "handoff", []string{"plain", "handoff"}},
 }
 
 // runGoBenchmarks runs each benchmark briefly in the repository at root.
 func runGoBenchmarks(ctx context.Context, root, benchtime, date string) []*benchRow {
 	var out []*benchRow
 	for _, gb := range goBenchmarks {
-		br := &benchRow{Date: date, Kind: "gobench", Name: gb.name, Package: gb.pkg}
-		out = append(out, br)
+		names := []string{gb.name}
+		if gb.subs != nil {
+			names = nil
+			for _, sub := range gb.subs {
+				names = append(names, gb.name+"/"+sub)
+			}
+		}
+		var rows []*benchRow
+		for _, n := range names {
+			rows = append(rows, &benchRow{Date: date, Kind: "gobench", Name: n, Package: gb.pkg})
+		}
+		out = append(out, rows...)
+		missing := func(why string) {
+			for _, br := range rows {
+				br.Missing = why
+			}
+		}
 		if !declares(filepath.Join(root, gb.pkg), gb.name) {
-			br.Missing = "not in ./" + gb.pkg
+			missing("not in ./" + gb.pkg)
 			continue
 		}
-		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "^"+gb.name+"$",
+		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "^"+gb.name+"$", "-benchmem",
 			"-benchtime", benchtime, "-count", "1", "./"+gb.pkg+"/")
 		cmd.Dir = root
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		stdout, err := cmd.Output()
 		if err != nil {
-			br.Missing = fmt.Sprintf("go test: %v: %s", err, lastLine(stderr.String()+string(stdout)))
+			missing(fmt.Sprintf("go test: %v: %s", err, lastLine(stderr.String()+string(stdout))))
 			continue
 		}
-		ns, ok := parseNsOp(string(stdout), gb.name)
-		if !ok {
-			br.Missing = "no ns/op in output"
-			continue
+		for _, br := range rows {
+			ns, allocs, ok := parseNsOp(string(stdout), br.Name)
+			if !ok {
+				br.Missing = "no ns/op in output"
+				continue
+			}
+			br.NsOp, br.AllocsOp = ns, allocs
 		}
-		br.NsOp = ns
 	}
 	return out
 }
@@ -62,27 +85,34 @@ func declares(dir, name string) bool {
 	return false
 }
 
-// parseNsOp finds "BenchmarkX-N  iters  123.4 ns/op" (the first line of
-// name, sub-benchmarks excluded) in go test output.
-func parseNsOp(out, name string) (float64, bool) {
+// parseNsOp finds "BenchmarkX-N  iters  123.4 ns/op  ...  5 allocs/op"
+// (the first line of name, a sub-benchmark named in full) in go test
+// output; allocs is -1 without -benchmem's column.
+func parseNsOp(out, name string) (ns, allocs float64, ok bool) {
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) < 4 {
 			continue
 		}
-		base, _, _ := strings.Cut(f[0], "-")
-		if base != name {
+		if f[0] != name && !strings.HasPrefix(f[0], name+"-") {
 			continue
 		}
+		allocs = -1
 		for i := 2; i+1 < len(f); i++ {
-			if f[i+1] == "ns/op" {
-				v, err := strconv.ParseFloat(f[i], 64)
-				return v, err == nil
+			v, err := strconv.ParseFloat(f[i], 64)
+			switch f[i+1] {
+			case "ns/op":
+				ns, ok = v, err == nil
+			case "allocs/op":
+				if err == nil {
+					allocs = v
+				}
 			}
 		}
+		return ns, allocs, ok
 	}
-	return 0, false
+	return 0, -1, false
 }
 
 func lastLine(s string) string {

@@ -112,23 +112,24 @@ func writeFloors(w io.Writer, floors []*floorRow) {
 
 // benchRow is one Go benchmark.
 type benchRow struct {
-	Date    string  `json:"date"`
-	Kind    string  `json:"kind"`
-	Name    string  `json:"benchmark"`
-	Package string  `json:"package"`
-	NsOp    float64 `json:"ns_op,omitempty"`
-	Missing string  `json:"missing,omitempty"`
+	Date     string  `json:"date"`
+	Kind     string  `json:"kind"`
+	Name     string  `json:"benchmark"`
+	Package  string  `json:"package"`
+	NsOp     float64 `json:"ns_op,omitempty"`
+	AllocsOp float64 `json:"allocs_op"` // -1: not measured
+	Missing  string  `json:"missing,omitempty"`
 }
 
 func writeBenches(w io.Writer, bs []*benchRow) {
-	fmt.Fprintln(w, "| Go benchmark | package | ns/op |")
-	fmt.Fprintln(w, "|---|---|--:|")
+	fmt.Fprintln(w, "| Go benchmark | package | ns/op | allocs/op |")
+	fmt.Fprintln(w, "|---|---|--:|--:|")
 	for _, b := range bs {
-		v := fmt.Sprintf("%.0f", b.NsOp)
+		v, a := fmt.Sprintf("%.0f", b.NsOp), dash(b.AllocsOp >= 0, fmt.Sprintf("%.0f", b.AllocsOp))
 		if b.Missing != "" {
-			v = "missing: " + b.Missing
+			v, a = "missing: "+b.Missing, "–"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s |\n", b.Name, b.Package, v)
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", b.Name, b.Package, v, a)
 	}
 }
 

@@ -67,11 +67,15 @@ func TestParseNsOp(t *testing.T) {
 	out := `goos: linux
 BenchmarkReceive/one-2         	  100000	      1234 ns/op
 BenchmarkReceive-2             	   50000	     20040.5 ns/op	     512 B/op
+BenchmarkHTTPServe/handoff-2   	   10000	     11500 ns/op	    1234 B/op	      12 allocs/op
 PASS`
-	if v, ok := parseNsOp(out, "BenchmarkReceive"); !ok || v != 20040.5 {
-		t.Errorf("parseNsOp = %v, %v", v, ok)
+	if v, a, ok := parseNsOp(out, "BenchmarkReceive"); !ok || v != 20040.5 || a != -1 {
+		t.Errorf("parseNsOp = %v, %v, %v", v, a, ok)
 	}
-	if _, ok := parseNsOp(out, "BenchmarkReady"); ok {
+	if v, a, ok := parseNsOp(out, "BenchmarkHTTPServe/handoff"); !ok || v != 11500 || a != 12 {
+		t.Errorf("parseNsOp of a sub-benchmark = %v, %v, %v", v, a, ok)
+	}
+	if _, _, ok := parseNsOp(out, "BenchmarkReady"); ok {
 		t.Error("found a benchmark that is not there")
 	}
 }
