@@ -87,7 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rounds := fs.Int("rounds", 30, "interleaved rounds of the steady-state comparison")
 	floorN := fs.Int("floor", 40, "starts per binary for the fork-exec floor (half before the scenarios, half after)")
 	peerList := fs.String("peers", "baton,baton-reload,baton-nospread,baton-run,tableflip,naive", "comma-separated `peers`")
-	scenList := fs.String("scenarios", "steady,upgrade/keep-alive,upgrade/new-conn,long-drain,soak,late-first-request,late-first-request/tls,h2,sse,wave,wave/tls", "comma-separated `scenarios`")
+	scenList := fs.String("scenarios", "steady,upgrade/keep-alive,upgrade/new-conn,saturated/keep-alive,saturated/new-conn,long-drain,soak,late-first-request,late-first-request/tls,h2,sse,wave,wave/tls", "comma-separated `scenarios`")
 	root := fs.String("gobench", "", "repository `root` in which to run the core's Go benchmarks (none when empty)")
 	benchtime := fs.String("benchtime", "200ms", "-benchtime of the Go benchmarks")
 	label := fs.String("label", "", "free `text` for the table's first line (bench/run passes the commit)")
@@ -212,6 +212,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			every:     300 * time.Millisecond,
 			drainWait: 10 * time.Second,
 		},
+		// The issue's saturation: 32 clients without think time, 1 % of
+		// requests ?ms=100; baton against tableflip.
+		{
+			name:      "saturated/keep-alive",
+			load:      load.Config{Clients: 32, Duration: scaled(10 * time.Second), Mode: load.KeepAlive, SlowShare: 0.01, SlowMS: 100},
+			every:     400 * time.Millisecond,
+			drainWait: 10 * time.Second,
+			only:      []string{"baton", "tableflip"},
+		},
+		{
+			name:      "saturated/new-conn",
+			load:      load.Config{Clients: 32, Duration: scaled(10 * time.Second), Mode: load.NewConn, SlowShare: 0.01, SlowMS: 100},
+			every:     400 * time.Millisecond,
+			drainWait: 10 * time.Second,
+			only:      []string{"baton", "tableflip"},
+		},
 		{
 			name:           "soak",
 			load:           load.Config{Clients: 4, Mode: load.KeepAlive, SlowShare: 0.01, SlowMS: 20, Think: time.Millisecond},
@@ -257,7 +273,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if p.name == "baton-reload" && !strings.HasPrefix(sc.name, "upgrade/") {
 				continue
 			}
-			if sc.protocols && !p.protocols || sc.wave != p.wave && (sc.wave || p.waveOnly) {
+			if sc.protocols && !p.protocols || sc.wave != p.wave && (sc.wave || p.waveOnly) || sc.only != nil && !slices.Contains(sc.only, p.name) {
 				continue
 			}
 			logf("%s %s ...", p.name, sc.name)

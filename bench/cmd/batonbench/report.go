@@ -18,14 +18,14 @@ func writeTable(w io.Writer, rows []*row) bool {
 	if !slices.ContainsFunc(rows, func(r *row) bool { return !r.Protocols && !r.Wave }) {
 		return false
 	}
-	fmt.Fprintln(w, "| peer | scenario | requests | failed | upgrades ok | handoff p50 / p90 / max (ms) | p50 ÷ floor | old gen exits after handover p50 / max (ms) | … after its last answer p50 / max (ms) | fast-request latency p99 all / overlapping an upgrade (ms) | throughput ÷ plain (CPU per request ÷ plain) | fd start→end | RSS MiB start→end |")
-	fmt.Fprintln(w, "|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Fprintln(w, "| peer | scenario | requests | failed | upgrades ok | handoff p50 / p90 / max (ms) | p50 ÷ floor | old gen exits after handover p50 / max (ms) | … after its last answer p50 / max (ms) | fast-request latency p99 all / overlapping an upgrade (ms) | overlapping ÷ steady p99 | throughput ÷ plain (CPU per request ÷ plain) | fd start→end | RSS MiB start→end |")
+	fmt.Fprintln(w, "|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range rows {
 		if r.Protocols || r.Wave {
 			continue
 		}
 		if r.Skipped != "" {
-			fmt.Fprintf(w, "| %s | %s | skipped: %s |||||||||||\n", r.Peer, r.Scenario, r.Skipped)
+			fmt.Fprintf(w, "| %s | %s | skipped: %s ||||||||||||\n", r.Peer, r.Scenario, r.Skipped)
 			continue
 		}
 		cells := []string{
@@ -39,6 +39,7 @@ func writeTable(w io.Writer, rows []*row) bool {
 			dash(r.OldLife != nil, fmt.Sprintf("%.0f / %.0f", r.OldLife["p50"], r.OldLife["max"])+aliveNote(r)),
 			dash(r.OldLinger != nil, fmt.Sprintf("%.1f / %.1f", r.OldLinger["p50"], r.OldLinger["max"])),
 			fmt.Sprintf("%.1f / %s", r.FastLatency["p99"], dash(r.FastOverlapLatency != nil, fmt.Sprintf("%.1f", r.FastOverlapLatency["p99"]))),
+			dash(r.FastOverlapLatency != nil && r.FastSteadyLatency["p99"] > 0, fmt.Sprintf("%.2f", r.FastOverlapLatency["p99"]/r.FastSteadyLatency["p99"])),
 			dash(r.ThroughputRatio > 0, fmt.Sprintf("%.3f (%.3f)", r.ThroughputRatio, r.CPURatio)),
 			fdCell(r),
 			rssCell(r),

@@ -38,6 +38,8 @@ type scenario struct {
 	protocols bool
 	tls       bool
 	probe     bool
+	// only, when set, lists the peers that run the scenario.
+	only []string
 	// wave marks the reconnect-wave scenarios (only peers with wave set
 	// run them): their table, and the successors' peak CPU.
 	wave bool
