@@ -105,6 +105,10 @@ type Config struct {
 	// replaced by a new one, counted in Result.Replaced, not a failure; a
 	// request sent before the close arrived still fails (eof-reused).
 	CheckIdle bool
+	// Ramp spreads the clients' starts evenly over this span (client i of
+	// n starts i×Ramp/n in), so that thousands of clients do not all
+	// connect, and handshake, in the same instant.
+	Ramp time.Duration
 
 	// Stop, when set, ends the run early: once it is closed no client
 	// starts another request (the ones in flight complete).
@@ -189,7 +193,22 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			c.share = 1
 		}
 		clients[i] = c
-		wg.Go(func() { c.loop(ctx, stop) })
+		delay := time.Duration(0)
+		if cfg.Ramp > 0 {
+			delay = cfg.Ramp * time.Duration(i) / time.Duration(len(clients))
+		}
+		wg.Go(func() {
+			if delay > 0 {
+				t := time.NewTimer(delay)
+				defer t.Stop()
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					return
+				}
+			}
+			c.loop(ctx, stop)
+		})
 	}
 	wg.Wait()
 	n := 0

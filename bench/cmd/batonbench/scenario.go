@@ -122,11 +122,14 @@ type row struct {
 	Stages  map[string]float64 `json:"stages_ms,omitempty"`
 	StagesN int                `json:"stages_n,omitempty"`
 
-	// The reconnect wave: p99 etc. of the fast requests that overlapped no
-	// upgrade, and the successors' highest and median peak CPU (share of
-	// one core over 100 ms).
+	// p99 etc. of the fast requests that overlapped no upgrade (after the
+	// warm-up); for the reconnect wave, of those that started during a
+	// drain (from a trigger to the old generation's exit), and the
+	// successors' highest and median peak CPU (share of one core over
+	// 100 ms).
 	Wave                   bool               `json:"wave,omitempty"`
 	FastSteadyLatency      map[string]float64 `json:"fast_steady_latency_ms,omitempty"`
+	FastDrainLatency       map[string]float64 `json:"fast_drain_latency_ms,omitempty"`
 	SuccessorPeakCPU       float64            `json:"successor_peak_cpu_cores,omitempty"`
 	SuccessorMedianPeakCPU float64            `json:"successor_median_peak_cpu_cores,omitempty"`
 
@@ -308,6 +311,7 @@ func runUpgrades(ctx context.Context, env *runEnv, p *peer, sc scenario) (*row, 
 	}
 	if sc.wave {
 		r.Replaced = res.Replaced
+		summarizeWave(r, res, ups, w)
 	}
 	if env.records {
 		if err := writeRecords(filepath.Join(env.results, fmt.Sprintf("%s-%s.records.csv", p.name, strings.ReplaceAll(sc.name, "/", "-"))), res); err != nil {
@@ -356,7 +360,7 @@ func summarize(r *row, res *load.Result, ups []control.Upgrade, w *control.Watch
 			if !rec.Slow {
 				fastOver = append(fastOver, lat)
 			}
-		} else if !rec.Slow {
+		} else if !rec.Slow && rec.Start >= warmUp(res) {
 			fastSteady = append(fastSteady, lat)
 		}
 	}
