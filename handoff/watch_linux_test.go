@@ -154,8 +154,11 @@ func TestWatchWindowQuiet(t *testing.T) {
 			t.Errorf("reload of %d in the window: %v, want in progress", pid, err)
 		}
 	}
-	if st := statusOf(t, s.gen1); st.State != StateDraining {
-		t.Errorf("old generation in the window: state %q", st.State)
+	if st := statusOf(t, s.gen1); st.State != StateDraining || st.Watch == nil || st.Watch.Role != "watching" || st.Watch.PID != next || st.Watch.Until.IsZero() {
+		t.Errorf("old generation in the window: state %q, watch %+v", st.State, st.Watch)
+	}
+	if st := statusOf(t, next); st.State != StateServing || st.Watch == nil || st.Watch.Role != "probation" || st.Watch.PID != s.gen1 {
+		t.Errorf("new generation in the window: state %q, watch %+v", st.State, st.Watch)
 	}
 	s.notes.waitFor(t, "MAINPID= after the window", has(s.gen1, fmt.Sprintf("MAINPID=%d", next)))
 	if ws := s.waitExit(s.gen1); ws.ExitStatus() != 0 {
