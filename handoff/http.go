@@ -119,6 +119,7 @@ type HTTPServer struct {
 	wake         chan struct{}
 	served       chan struct{}
 	window       time.Duration // the spread, set when the drain starts
+	spare        spare         // the socket, kept for Renew
 }
 
 // HTTP returns a Server that serves srv's configuration on ln and drains as
@@ -290,6 +291,7 @@ func (s *HTTPServer) Shutdown(ctx context.Context) error {
 		goingAway = s.hijacks.startDrain(&s.draining)
 		close(s.drainStarted)
 	})
+	s.spare.keep(ctx, s.ln)
 	lnErr := s.ln.Close()
 	markStage(stageDrain)
 	if errors.Is(lnErr, net.ErrClosed) {

@@ -52,21 +52,30 @@ func init() { markStage(stageInit) }
 // HTTPServer.
 func (u *Upgrader) stage(s stage) {
 	stages.log.Store(u.log)
-	if s == stageUpgrade {
+	switch s {
+	case stageSignal:
+		stages.t[s].Store(monotonicNS())
+	case stageUpgrade:
 		// A new attempt: forget the previous one's later stages.
 		for i := stageStarted; i <= stageDrain; i++ {
 			stages.t[i].Store(0)
 		}
-	}
-	markStage(s)
-	if s == stageMainSent {
-		logStages("predecessor", stageSignal, stageMainSent, u.gen)
+		stages.t[s].Store(monotonicNS())
+	default:
+		// The first time per attempt (a watch window's MAIN comes after
+		// its SERVE) and per process.
+		if !stages.t[s].CompareAndSwap(0, monotonicNS()) {
+			return
+		}
+		if s == stageMainSent {
+			logStages("predecessor", stageSignal, stageMainSent, u.gen)
+		}
 	}
 }
 
-// markStage records s. stageAccept (in a successor) and stageDrain (in
-// a predecessor, after the hand-over) are recorded once, and logged; after
-// that they cost an atomic load.
+// markStage records stageInit, stageAccept (in a successor) or
+// stageDrain (in a predecessor, after the hand-over); the last two once,
+// then logged, and after that they cost an atomic load.
 func markStage(s stage) {
 	var after stage
 	switch s {
