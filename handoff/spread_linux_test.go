@@ -64,7 +64,7 @@ func TestHTTPDrainSpread(t *testing.T) {
 				// Idle: the drain closes it; nothing may arrive first.
 				<-started
 				if b, err := c.br.ReadByte(); !errors.Is(err, io.EOF) {
-					fail(fmt.Errorf("idle connection: read %q, %v; want EOF", b, err))
+					fail(fmt.Errorf("idle connection: read %q, %w; want EOF", b, err))
 					return
 				}
 				mu.Lock()

@@ -122,8 +122,10 @@ func scaleOne(ctx context.Context, b *bins, n int, spread string) (scaleRow, err
 	if err != nil {
 		return row, err
 	}
-	inst := &instance{b: b, log: lf, addr: addr, dir: dir,
-		argv: []string{"http", "-listen", addr, "-pidfile", filepath.Join(dir, "http.pid"), "-spread-window", spread}}
+	inst := &instance{
+		b: b, log: lf, addr: addr, dir: dir,
+		argv: []string{"http", "-listen", addr, "-pidfile", filepath.Join(dir, "http.pid"), "-spread-window", spread},
+	}
 	inst.argv = append(inst.argv, b.debugLog("http")...)
 	if err := inst.spawn(); err != nil {
 		lf.Close()

@@ -38,16 +38,19 @@ var stageCols = []struct{ key, title string }{
 
 // monoRef ties time.Now to CLOCK_MONOTONIC, the clock of handoff's stage
 // lines: mono(t) = monoRef.ns + t.Sub(monoRef.t).
-var monoRef = func() (r struct {
+var monoRef = newMonoRef()
+
+type monoPair struct {
 	t  time.Time
 	ns int64
-}) {
+}
+
+func newMonoRef() monoPair {
 	var ts syscall.Timespec
 	// clock_gettime(CLOCK_MONOTONIC, &ts)
 	_, _, _ = syscall.Syscall(syscall.SYS_CLOCK_GETTIME, 1, uintptr(unsafe.Pointer(&ts)), 0)
-	r.t, r.ns = time.Now(), ts.Nano()
-	return r
-}()
+	return monoPair{time.Now(), ts.Nano()}
+}
 
 func mono(t time.Time) int64 { return monoRef.ns + int64(t.Sub(monoRef.t)) }
 
