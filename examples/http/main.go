@@ -18,6 +18,9 @@
 // -watch-window D keeps the old generation after an upgrade for D, not
 // accepting but holding the main PID: a new version that dies within D is
 // rolled back, the old one serving again (Config.WatchWindow).
+// -spread-window D spreads the drain's closes over D (HTTPServer.SpreadWindow:
+// 0 for its default, proportional to the connections; negative for none).
+// -log-level debug also logs the stages of each upgrade.
 package main
 
 import (
