@@ -425,6 +425,25 @@ type httpConn struct {
 	br *bufio.Reader
 }
 
+// mustDial is dialHTTP for a test: a failure ends it, the connection is
+// closed at its end.
+func mustDial(t *testing.T, network, addr string) *httpConn {
+	t.Helper()
+	c, err := dialHTTP(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// checkLeaks fails the test when it leaves an fd or a goroutine behind.
+func checkLeaks(t *testing.T) {
+	t.Helper()
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+}
+
 func dialHTTP(network, addr string) (*httpConn, error) {
 	c, err := net.DialTimeout(network, addr, wait)
 	if err != nil {
