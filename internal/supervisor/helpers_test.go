@@ -176,6 +176,8 @@ func openFDs() []string {
 }
 
 // childArgs returns Args that run the named helper of this test binary.
+// (GORACE: under -race a process sleeps a second before it exits, which
+// would make every drain look a second long.)
 func childArgs(t *testing.T, mode ...string) (args, env []string) {
 	t.Helper()
 	exe, err := os.Executable()
@@ -183,7 +185,7 @@ func childArgs(t *testing.T, mode ...string) (args, env []string) {
 		t.Fatal(err)
 	}
 	return append([]string{exe, "-test.run=^$", "--"}, mode...),
-		append(os.Environ(), testproc.EnvHelper+"=go-child")
+		append(os.Environ(), testproc.EnvHelper+"=go-child", "GORACE=atexit_sleep_ms=0")
 }
 
 // listen binds a loopback TCP socket and returns it as a Socket named http.
