@@ -298,8 +298,13 @@ func (s *Supervisor) failed(begun time.Time, version int, fresh []*child, err er
 	s.stats.FailedUpgrades++
 	r := Outcome{Version: version, Outcome: OutcomeFailed, Reason: err.Error(), Started: begun, Duration: time.Since(begun)}
 	var se *StartError
-	if errors.As(err, &se) {
+	if errors.As(err, &se) && se.PID != 0 {
 		r.PID = se.PID
+		if c := s.byPID[se.PID]; c != nil {
+			r.Generation = c.n
+		} else {
+			r.Generation = s.stats.Generations // the last one started: with one at a time, this one
+		}
 	}
 	s.record(r)
 	for _, c := range fresh {
