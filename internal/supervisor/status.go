@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -87,7 +88,7 @@ type Child struct {
 	Restarts int `json:"restarts,omitempty"`
 }
 
-// Children returns the CMDs that run, by generation.
+// Children returns the CMDs that run, by worker (a pool's) and generation.
 func (s *Supervisor) Children() []Child {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -105,7 +106,7 @@ func (s *Supervisor) Children() []Child {
 		}
 		out = append(out, ch)
 	}
-	slices.SortFunc(out, func(a, b Child) int { return a.Generation - b.Generation })
+	slices.SortFunc(out, func(a, b Child) int { return cmp.Or(a.Worker-b.Worker, a.Generation-b.Generation) })
 	return out
 }
 
