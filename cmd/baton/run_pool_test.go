@@ -157,7 +157,9 @@ type runStatusJSON struct {
 	Upgrades []struct {
 		Outcome, Reason string
 	} `json:"upgrades"`
-	RolledBack int `json:"upgrades_rolled_back"`
+	Counters struct {
+		RolledBack int `json:"upgrades_rolled_back"`
+	} `json:"counters"`
 }
 
 func poolStatusOf(t *testing.T, pid int) runStatusJSON {

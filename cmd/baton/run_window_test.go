@@ -52,7 +52,7 @@ func TestRunWatchWindow(t *testing.T) {
 	if r := reload(t, "--pid", bpid); r.code != exitInProgress || !strings.Contains(r.stderr, "upgrade already in progress (watch window until ") {
 		t.Errorf("reload during the window = %d %q, want %d: in progress (watch window until T)", r.code, r.stderr, exitInProgress)
 	}
-	awaitPool(t, s.cmd.Process.Pid, "the rollback", func(st runStatusJSON) bool { return st.RolledBack == 1 })
+	awaitPool(t, s.cmd.Process.Pid, "the rollback", func(st runStatusJSON) bool { return st.Counters.RolledBack == 1 })
 	for i := range reps {
 		r := reload(t, "--pid", bpid, "--wait-window")
 		if r.code != 1 || !strings.Contains(r.stderr, "rolled back in the watch window: new pid") || !strings.Contains(r.stderr, fmt.Sprintf("pid %d serves again", old)) {

@@ -69,9 +69,8 @@ func newStatusCmd(io stdio) command {
 // serviceStatus is what a handoff server or baton run answers.
 type serviceStatus struct {
 	handoff.Status
-	Children   []supervisor.Child `json:"children,omitempty"`             // baton run
-	RolledBack int                `json:"upgrades_rolled_back,omitempty"` // baton run: of upgrades_failed
-	Pool       *poolStatus        `json:"pool,omitempty"`                 // baton run --workers N
+	Children []supervisor.Child `json:"children,omitempty"` // baton run
+	Pool     *poolStatus        `json:"pool,omitempty"`     // baton run --workers N
 }
 
 // poolStatus is the state of baton run's pool.
@@ -141,6 +140,13 @@ func printStatus(w io.Writer, st serviceStatus, now time.Time) error {
 	if !st.DrainDeadline.IsZero() {
 		fmt.Fprintf(w, "draining since %s, deadline %s\n", ago(st.DrainSince), clock(st.DrainDeadline))
 	}
+	switch wa := st.Watch; {
+	case wa == nil:
+	case wa.Role == "watching":
+		fmt.Fprintf(w, "watch window: generation %d (pid %d) serves, this one holds the main PID until %s\n", wa.Generation, wa.PID, clock(wa.Until))
+	default:
+		fmt.Fprintf(w, "watch window: generation %d (pid %d) holds the main PID; this one serves on probation\n", wa.Generation, wa.PID)
+	}
 	table := func(header string, rows [][]string) {
 		if len(rows) == 0 {
 			return
@@ -184,8 +190,8 @@ func printStatus(w io.Writer, st serviceStatus, now time.Time) error {
 	table("DRAINING PID\tGENERATION\tCONNECTIONS\tSINCE\tDEADLINE", rows)
 	c := st.Counters
 	failed := strconv.Itoa(c.UpgradesFailed)
-	if st.RolledBack > 0 {
-		failed += fmt.Sprintf(" (%d rolled back)", st.RolledBack)
+	if c.UpgradesRolledBack > 0 {
+		failed += fmt.Sprintf(" (%d rolled back)", c.UpgradesRolledBack)
 	}
 	fmt.Fprintf(w, "\nupgrades: ok %d, failed %s, abandoned %d\n", c.UpgradesOK, failed, c.UpgradesAbandoned)
 	rows = nil
@@ -210,10 +216,9 @@ func runStatus(sup *supervisor.Supervisor, started time.Time, exe string, socks 
 	}
 	stats := sup.Stats()
 	st.Counters = handoff.Counters{
-		UpgradesOK: stats.Upgrades, UpgradesFailed: stats.FailedUpgrades + stats.RolledBack,
+		UpgradesOK: stats.Upgrades, UpgradesFailed: stats.FailedUpgrades + stats.RolledBack, UpgradesRolledBack: stats.RolledBack,
 		HandoffSeconds: []float64{}, DrainSeconds: []float64{},
 	}
-	st.RolledBack = stats.RolledBack
 	for _, u := range sup.History() {
 		st.Upgrades = append(st.Upgrades, handoff.UpgradeRecord{
 			Generation: u.Generation, PID: u.PID, Outcome: u.Outcome, Reason: u.Reason, Started: u.Started, Duration: u.Duration,
