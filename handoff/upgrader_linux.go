@@ -145,7 +145,10 @@ func (u *Upgrader) signals(sigs chan os.Signal, quit chan struct{}) {
 // Upgrade starts the executable on disk as the successor generation with
 // this generation's sockets and waits until it is ready, then hands it the
 // main PID and returns its pid; Done is closed and the caller's Wait
-// drains this generation. On failure the successor is killed and reaped,
+// drains this generation. With Config.WatchWindow it returns at the
+// cut-over instead: the successor serves, this generation drains but keeps
+// the main PID until the window has passed (UpgradeWatched waits for
+// that). On failure the successor is killed and reaped,
 // the manager is told READY=1 with STATUS= giving the reason, this
 // generation keeps serving, and the error is an *UpgradeError. While
 // another upgrade runs it returns an error wrapping ErrInProgress.
