@@ -153,10 +153,17 @@ func (u *Upgrader) signals(sigs chan os.Signal, quit chan struct{}) {
 // generation keeps serving, and the error is an *UpgradeError. While
 // another upgrade runs it returns an error wrapping ErrInProgress.
 func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
+	pid, _, err := u.upgradeWatch(ctx)
+	return pid, err
+}
+
+// upgradeWatch is Upgrade, with the watch window it started (nil for
+// none).
+func (u *Upgrader) upgradeWatch(ctx context.Context) (int, *window, error) {
 	u.mu.Lock()
 	if err := u.upgradeRefusedLocked(); err != nil {
 		u.mu.Unlock()
-		return 0, err
+		return 0, nil, err
 	}
 	u.enterLocked(phaseUpgrading)
 	done := make(chan struct{})
@@ -190,7 +197,7 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 				u.log.Warn("sd_notify", "err", nerr)
 			}
 		}
-		return 0, err
+		return 0, nil, err
 	}
 	if win != nil && stopping {
 		// The stop came as the successor started serving: it is told to
@@ -199,7 +206,7 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 		close(win.done)
 		err = &UpgradeError{Generation: win.gen, PID: pid, Stage: "handover", Err: ErrStopping}
 		u.recordFailure(err)
-		return 0, err
+		return 0, nil, err
 	}
 	u.successor = pid
 	u.drainSince = time.Now()
@@ -208,11 +215,11 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 		u.window, u.watchUntil = win, win.until
 		u.endSpellLocked(win)
 		u.wg.Go(func() { u.watchWindow(win, mgr) })
-		return pid, nil
+		return pid, win, nil
 	}
 	u.enterLocked(phaseHandedOver)
 	u.endLocked()
-	return pid, nil
+	return pid, nil, nil
 }
 
 // upgradeRefusedLocked is why an upgrade cannot start now, nil when it
