@@ -3,16 +3,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,8 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/batonhq/baton/internal/spawn"
-	"github.com/batonhq/baton/internal/testproc"
+	"github.com/batonhq/baton/internal/exampletest"
 )
 
 // testDrainTimeout bounds each generation's drain in the test: a stream
@@ -34,20 +28,10 @@ import (
 const testDrainTimeout = 5 * time.Second
 
 func TestMain(m *testing.M) {
-	// Args: the pid file, and a file where a generation whose run failed
-	// (a drain cut by its deadline among them) appends its error.
-	testproc.Register("server", func() {
-		args := testproc.Args()
-		err := run(config{listen: "127.0.0.1:0", pidfile: args[0], drainTimeout: testDrainTimeout})
-		if err != nil {
-			if f, ferr := os.OpenFile(args[1], os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); ferr == nil {
-				fmt.Fprintf(f, "pid %d: %v\n", os.Getpid(), err)
-				_ = f.Close()
-			}
-			os.Exit(1)
-		}
+	exampletest.Register("server", func(pidfile string, _ []string) error {
+		return run(config{listen: "127.0.0.1:0", pidfile: pidfile, drainTimeout: testDrainTimeout})
 	})
-	testproc.Main(m)
+	exampletest.Main(m)
 }
 
 // TestStreamsAcrossUpgrades upgrades the server 200 times with SIGHUP while
@@ -68,25 +52,10 @@ func TestStreamsAcrossUpgrades(t *testing.T) {
 		watchers  = 2 // health Watch streams, each on its own connection
 		callers   = 4 // unary health checks, on one shared connection
 	)
-	lf, addr := testproc.ListenerFile(t)
-	defer lf.Close()
-	dir := t.TempDir()
-	pidfile, errfile := filepath.Join(dir, "pid"), filepath.Join(dir, "errors")
-	logf, err := os.Create(filepath.Join(dir, "log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	t.Cleanup(func() { dumpLog(t, logf.Name()) })
-	cmd := testproc.Command(t, "server", pidfile, errfile)
-	p, err := spawn.Start(&spawn.Config{
-		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Stderr: logf,
-		Files: []*os.File{lf}, Names: []string{"grpc"}, Mode: spawn.SelfFix,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _, _ = p.Wait() }()
+	// A generation whose drain hits testDrainTimeout fails its run: Stop
+	// fails the test for it.
+	srv := exampletest.Start(t, exampletest.Config{Helper: "server", Socket: "grpc", Log: true})
+	addr := srv.Addr
 
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -149,23 +118,9 @@ func TestStreamsAcrossUpgrades(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	pid := testproc.WaitPIDFile(t, pidfile, 0)
-	pids := []int{pid}
-	defer func() {
-		if t.Failed() { // a Fatal: leave no generation behind
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}()
-	waitStreams(pid)
+	waitStreams(srv.PID())
 	for range upgrades {
-		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-		pid = testproc.WaitPIDFile(t, pidfile, pid)
-		pids = append(pids, pid)
-		waitStreams(pid)
+		waitStreams(srv.Upgrade())
 	}
 	took := time.Since(start)
 	cancel()
@@ -173,17 +128,7 @@ func TestStreamsAcrossUpgrades(t *testing.T) {
 	for _, conn := range conns {
 		_ = conn.Close()
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	for _, pid := range pids {
-		testproc.WaitGone(t, pid)
-	}
-	if b, err := os.ReadFile(errfile); err == nil {
-		t.Errorf("generations that failed (drain deadline %v):\n%s", testDrainTimeout, b)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		t.Error(err)
-	}
+	srv.Stop()
 
 	t.Logf("%d upgrades in %v: %d unary calls, %d failed; %d streams opened (%d Pids, %d health Watch), %d messages; "+
 		"%d ended by the drain (%d before a first message), %d abrupt ends; "+
@@ -383,17 +328,3 @@ func (r transparentRetries) TagConn(ctx context.Context, _ *stats.ConnTagInfo) c
 }
 
 func (r transparentRetries) HandleConn(context.Context, stats.ConnStats) {}
-
-// dumpLog prints the end of the servers' log when the test failed.
-func dumpLog(t *testing.T, path string) {
-	if !t.Failed() {
-		return
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Log(err)
-		return
-	}
-	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
-	t.Logf("last lines of the servers' log:\n%s", bytes.Join(lines[max(0, len(lines)-60):], []byte("\n")))
-}
