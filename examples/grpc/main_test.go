@@ -73,11 +73,11 @@ func TestStreamsAcrossUpgrades(t *testing.T) {
 		return conn
 	}
 	var wg sync.WaitGroup
-	pidStreams := make([]*streamer, streamers)
+	last := make([]*atomic.Int64, streamers) // the pid in the last message, by Pids stream
 	for i := range streamers + watchers {
 		s := &streamer{conn: dial(), health: i >= streamers, c: &c}
 		if !s.health {
-			pidStreams[i] = s
+			last[i] = &s.pid
 		}
 		wg.Go(func() { s.run(ctx) })
 	}
@@ -92,35 +92,16 @@ func TestStreamsAcrossUpgrades(t *testing.T) {
 				c.unary.Add(1)
 				if err != nil {
 					c.unaryFailed.Add(1)
-					c.note("unary: %v", err)
+					c.Note("unary: %v", err)
 				}
 			}
 		})
 	}
 
-	// waitStreams waits until every Pids stream had a message from pid.
-	waitStreams := func(pid int) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); ; {
-			behind := 0
-			for _, s := range pidStreams {
-				if s.pid.Load() != int64(pid) {
-					behind++
-				}
-			}
-			if behind == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d streams had no message from pid %d", behind, len(pidStreams), pid)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
 	start := time.Now()
-	waitStreams(srv.PID())
+	exampletest.AwaitPID(t, "Pids streams", last, srv.PID())
 	for range upgrades {
-		waitStreams(srv.Upgrade())
+		exampletest.AwaitPID(t, "Pids streams", last, srv.Upgrade())
 	}
 	took := time.Since(start)
 	cancel()
@@ -136,7 +117,7 @@ func TestStreamsAcrossUpgrades(t *testing.T) {
 		upgrades, took.Round(time.Millisecond), c.unary.Load(), c.unaryFailed.Load(),
 		c.opened.Load(), c.openedPids.Load(), c.opened.Load()-c.openedPids.Load(), c.messages.Load(),
 		c.clean.Load(), c.empty.Load(), c.abrupt.Load(), c.refused.Load(), c.unsent.Load())
-	for _, e := range c.notes() {
+	for _, e := range c.List() {
 		t.Error(e)
 	}
 	if c.unaryFailed.Load() != 0 || c.abrupt.Load() != 0 || c.refused.Load() != 0 {
@@ -161,23 +142,7 @@ type counts struct {
 	empty              atomic.Int64 // ended by the drain before a first message
 	abrupt             atomic.Int64
 	refused, unsent    atomic.Int64 // transparent retries
-	mu                 sync.Mutex
-	errs               []string
-}
-
-// note keeps the first few failures for the report.
-func (c *counts) note(format string, args ...any) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.errs) < 10 {
-		c.errs = append(c.errs, fmt.Sprintf(format, args...))
-	}
-}
-
-func (c *counts) notes() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]string(nil), c.errs...)
+	exampletest.Failures
 }
 
 // streamer keeps one server stream open on conn, opening a new one each
@@ -205,7 +170,7 @@ func (s *streamer) run(ctx context.Context) {
 		}
 		if !isDrainEnd(err) {
 			s.c.abrupt.Add(1)
-			s.c.note("stream %s: %v", method, err)
+			s.c.Note("stream %s: %v", method, err)
 		}
 	}
 }
@@ -316,7 +281,7 @@ func (r transparentRetries) HandleRPC(ctx context.Context, s stats.RPCStats) {
 		case !s.IsTransparentRetryAttempt:
 		case sent:
 			r.c.refused.Add(1)
-			r.c.note("%s refused and retried by grpc-go after: %v", info.method, info.lastErr.Load())
+			r.c.Note("%s refused and retried by grpc-go after: %v", info.method, info.lastErr.Load())
 		default:
 			r.c.unsent.Add(1)
 		}

@@ -211,12 +211,5 @@ func TestHTTP2AcrossUpgrades(t *testing.T) {
 			x.l.run(x.senders, func(i int) (func(context.Context) error, func()) { return s.sender(i), nil })
 		}
 	}
-	e.upgrade(upgrades)
-	for _, l := range []*load{one, three} {
-		l.stop()
-	}
-	for _, l := range []*load{one, three} {
-		l.wait()
-		l.check(t, e)
-	}
+	e.upgradeUnder(t, upgrades, one, three)
 }

@@ -71,6 +71,20 @@ func (e *example) upgrade(n int) {
 	}
 }
 
+// upgradeUnder upgrades n times while the loads run, then stops them,
+// waits for their clients and checks each.
+func (e *example) upgradeUnder(t *testing.T, n int, loads ...*load) {
+	t.Helper()
+	e.upgrade(n)
+	for _, l := range loads {
+		l.stop()
+	}
+	for _, l := range loads {
+		l.wait()
+		l.check(t, e)
+	}
+}
+
 // upgraded returns how many upgrades completed, and the time they took.
 func (e *example) upgraded() (int, time.Duration) {
 	e.mu.Lock()

@@ -107,14 +107,7 @@ const noDrainCap = "-max-draining=-1"
 func TestLateFirstRequest(t *testing.T) {
 	e := newExample(t, nil, noDrainCap)
 	loads := lateLoads(t, e, nil, false, 16)
-	e.upgrade(upgrades)
-	for _, l := range loads {
-		l.stop()
-	}
-	for _, l := range loads {
-		l.wait()
-		l.check(t, e)
-	}
+	e.upgradeUnder(t, upgrades, loads...)
 }
 
 // TestLateFirstRequestTLS is TestLateFirstRequest over TLS: clients that
@@ -125,12 +118,5 @@ func TestLateFirstRequestTLS(t *testing.T) {
 	e := newExample(t, cert, noDrainCap)
 	conf := cert.client("http/1.1")
 	loads := append(lateLoads(t, e, conf, false, 8), lateLoads(t, e, conf, true, 8)...)
-	e.upgrade(upgrades)
-	for _, l := range loads {
-		l.stop()
-	}
-	for _, l := range loads {
-		l.wait()
-		l.check(t, e)
-	}
+	e.upgradeUnder(t, upgrades, loads...)
 }

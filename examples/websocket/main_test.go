@@ -57,39 +57,21 @@ func TestEchoAcrossUpgrades(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	var c counts
-	cls := make([]*client, clients)
+	last := make([]*atomic.Int64, clients) // the pid that last echoed, by client
 	var wg sync.WaitGroup
-	for i := range cls {
-		cls[i] = &client{id: i, url: "ws://" + srv.Addr + "/ws", window: window, c: &c}
-		wg.Go(func() { cls[i].run(ctx) })
+	for i := range clients {
+		cl := &client{id: i, url: "ws://" + srv.Addr + "/ws", window: window, c: &c}
+		last[i] = &cl.pid
+		wg.Go(func() { cl.run(ctx) })
 	}
 	for i := range dialers {
 		d := &client{id: clients + i, url: "ws://" + srv.Addr + "/ws", window: 1, once: true, c: &c}
 		wg.Go(func() { d.run(ctx) })
 	}
-	// waitClients waits until every client had an echo from pid.
-	waitClients := func(pid int) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); ; {
-			behind := 0
-			for _, cl := range cls {
-				if cl.pid.Load() != int64(pid) {
-					behind++
-				}
-			}
-			if behind == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d clients had no echo from pid %d", behind, len(cls), pid)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
 	begin := time.Now()
-	waitClients(srv.PID())
+	exampletest.AwaitPID(t, "clients", last, srv.PID())
 	for range upgrades {
-		waitClients(srv.Upgrade())
+		exampletest.AwaitPID(t, "clients", last, srv.Upgrade())
 	}
 	took := time.Since(begin)
 	cancel()
@@ -100,7 +82,7 @@ func TestEchoAcrossUpgrades(t *testing.T) {
 		"%d abrupt ends, %d failed dials; %d lost echoes; %d messages crossed the close frame",
 		upgrades, took.Round(time.Millisecond), c.conns.Load(), c.echoes.Load(),
 		c.clean.Load(), c.closed.Load(), c.abrupt.Load(), c.failedDials.Load(), c.lost.Load(), c.crossed.Load())
-	for _, e := range c.notes() {
+	for _, e := range c.List() {
 		t.Error(e)
 	}
 	if c.abrupt.Load() != 0 || c.failedDials.Load() != 0 || c.lost.Load() != 0 {
@@ -195,23 +177,7 @@ type counts struct {
 	closed        atomic.Int64 // by a one-message client, after its echo
 	failedDials   atomic.Int64
 	lost, crossed atomic.Int64
-	mu            sync.Mutex
-	errs          []string
-}
-
-// note keeps the first few failures for the report.
-func (c *counts) note(format string, args ...any) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.errs) < 10 {
-		c.errs = append(c.errs, fmt.Sprintf(format, args...))
-	}
-}
-
-func (c *counts) notes() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]string(nil), c.errs...)
+	exampletest.Failures
 }
 
 // client echoes on one connection at a time, connecting again when the
@@ -240,7 +206,7 @@ func (cl *client) session(ctx context.Context) {
 	if err != nil {
 		if ctx.Err() == nil {
 			cl.c.failedDials.Add(1)
-			cl.c.note("client %d: dial: %v", cl.id, err)
+			cl.c.Note("client %d: dial: %v", cl.id, err)
 		}
 		return
 	}
@@ -249,7 +215,7 @@ func (cl *client) session(ctx context.Context) {
 	cl.c.conns.Add(1)
 	pid, err := strconv.Atoi(resp.Header.Get("X-Pid"))
 	if err != nil {
-		cl.c.note("client %d: X-Pid %q", cl.id, resp.Header.Get("X-Pid"))
+		cl.c.Note("client %d: X-Pid %q", cl.id, resp.Header.Get("X-Pid"))
 	}
 
 	// The writer queues each message before sending it: the queue holds,
@@ -296,7 +262,7 @@ func (cl *client) session(ctx context.Context) {
 		}
 		if string(b) != want {
 			cl.c.lost.Add(1)
-			cl.c.note("client %d: echo %q, want %q", cl.id, b, want)
+			cl.c.Note("client %d: echo %q, want %q", cl.id, b, want)
 			return
 		}
 		received++
@@ -313,7 +279,7 @@ func (cl *client) session(ctx context.Context) {
 				cl.end(err, received, sent.Load())
 			default:
 				cl.c.abrupt.Add(1)
-				cl.c.note("client %d: close: %v", cl.id, err)
+				cl.c.Note("client %d: close: %v", cl.id, err)
 			}
 			return
 		}
@@ -325,13 +291,13 @@ func (cl *client) end(err error, received, sent int64) {
 	var ce websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway {
 		cl.c.abrupt.Add(1)
-		cl.c.note("client %d: abrupt end after %d echoes: %v", cl.id, received, err)
+		cl.c.Note("client %d: abrupt end after %d echoes: %v", cl.id, received, err)
 		return
 	}
 	var n int64
 	if _, err := fmt.Sscanf(ce.Reason, "restarting: echoed %d", &n); err != nil {
 		cl.c.abrupt.Add(1)
-		cl.c.note("client %d: close reason %q: %v", cl.id, ce.Reason, err)
+		cl.c.Note("client %d: close reason %q: %v", cl.id, ce.Reason, err)
 		return
 	}
 	cl.c.clean.Add(1)
@@ -340,7 +306,7 @@ func (cl *client) end(err error, received, sent int64) {
 	}
 	if n != received {
 		cl.c.lost.Add(max(n-received, 1))
-		cl.c.note("client %d: the server echoed %d messages, %d echoes arrived", cl.id, n, received)
+		cl.c.Note("client %d: the server echoed %d messages, %d echoes arrived", cl.id, n, received)
 	}
 	cl.c.crossed.Add(sent - received)
 }
