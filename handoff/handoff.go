@@ -10,199 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/batonhq/baton/activation"
 	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/notify"
 )
-
-// Defaults for the zero Config.
-const (
-	DefaultReadyTimeout = 5 * time.Second
-	DefaultDrainTimeout = 30 * time.Second
-	// DefaultBarrierTimeout bounds the wait for the manager to confirm it
-	// read the hand-over (BARRIER=1).
-	DefaultBarrierTimeout = 5 * time.Second
-	// DefaultMaxDraining is the cap on draining generations when
-	// Config.MaxDraining is zero: room for a storm of back-to-back
-	// upgrades whose generations each drain for a few milliseconds, and
-	// a bound for those held by long connections.
-	DefaultMaxDraining = 8
-)
-
-// Config configures an Upgrader. The zero value is valid.
-type Config struct {
-	// ReadyTimeout bounds the time from starting a successor to its
-	// readiness (DefaultReadyTimeout when zero).
-	ReadyTimeout time.Duration
-	// DrainTimeout bounds the drain of a generation that handed over or
-	// was stopped (DefaultDrainTimeout when zero); then servers are
-	// force-closed.
-	DrainTimeout time.Duration
-	// StopDelay is a lame duck before a stop, for load balancers and
-	// Kubernetes: when the main generation is asked to stop (SIGTERM,
-	// SIGINT, Stop), Stopping is closed and the manager told STOPPING=1
-	// at once, but the generation goes on serving for StopDelay; only then
-	// is Done closed and the drain started. A health check that answers
-	// 503 once Stopping is closed takes the instance out of rotation
-	// before it stops accepting. A second SIGTERM or SIGINT (or Stop, or
-	// Close) during the delay ends it at once. Upgrades do not wait: a
-	// generation that hands over drains at once, and an upgrade asked for
-	// during the delay is refused (ErrStopping). Zero or negative: no
-	// delay. Under systemd, TimeoutStopSec= must cover StopDelay plus
-	// DrainTimeout (`baton units --stop-delay`).
-	StopDelay time.Duration
-	// MaxDraining caps the generations draining at once. When an upgrade
-	// starts and the older generations still draining, plus this one
-	// (which drains after the hand-over), would be more than MaxDraining,
-	// the oldest are killed (SIGKILL) first, so that a storm of reloads
-	// with long-lived connections cannot pile up processes. Each one is
-	// logged ("force-closed draining generation G (pid P): MaxDraining=N",
-	// level Warn) and reported in the STATUS= line of the upgrade and in
-	// the first STATUS= line of the successor. A generation learns the
-	// older ones from its predecessor with each one's start time, so a pid
-	// reused by another process is never signalled. Zero means
-	// DefaultMaxDraining; negative means no cap.
-	MaxDraining int
-	// NewConnGrace bounds how long a draining HTTPServer keeps a
-	// connection that has not sent its first request (a slow client, a
-	// TLS handshake in progress) when its http.Server has no
-	// ReadHeaderTimeout; DefaultNewConnGrace when zero or negative. The
-	// drain's deadline (DrainTimeout) bounds it anyway.
-	NewConnGrace time.Duration
-	// StreamGrace is when, after the drain began, the contexts of HTTP
-	// requests still running are cancelled, so that handlers streaming
-	// until r.Context() is done (Server-Sent Events) return and end their
-	// responses cleanly before DrainTimeout force-closes what is left.
-	// Zero or negative means three quarters of DrainTimeout; it must be
-	// shorter than DrainTimeout.
-	StreamGrace time.Duration
-	// PIDFile, when set, is rewritten atomically with the pid of the
-	// current main process each time a generation becomes main.
-	PIDFile string
-	// Logger receives what the Upgrader does; nil means silence.
-	Logger *slog.Logger
-	// NoSignals leaves SIGHUP, SIGTERM and SIGINT alone; by default SIGHUP
-	// starts an upgrade and SIGTERM and SIGINT stop the generation.
-	NoSignals bool
-	// NoControl disables the control socket used by `baton reload`.
-	NoControl bool
-	// NoFDStore keeps the sockets and files this process opens itself
-	// (Listen, ListenPacket and File when nothing was inherited) out of
-	// the manager's fd store. By default the main generation sends each
-	// of them once with FDSTORE=1 and FDNAME=<name>, so a service without
-	// a socket unit keeps its sockets across `systemctl restart` and a
-	// crash with Restart=: the next process receives them as LISTEN_FDS
-	// and no connection is refused meanwhile. systemd ignores the message
-	// unless the unit sets FileDescriptorStoreMax= (`baton units
-	// --fdstore N`).
-	NoFDStore bool
-}
-
-func (c *Config) readyTimeout() time.Duration {
-	if c.ReadyTimeout > 0 {
-		return c.ReadyTimeout
-	}
-	return DefaultReadyTimeout
-}
-
-// maxDraining is the cap, 0 for none.
-func (c *Config) maxDraining() int {
-	switch {
-	case c.MaxDraining < 0:
-		return 0
-	case c.MaxDraining == 0:
-		return DefaultMaxDraining
-	}
-	return c.MaxDraining
-}
-
-func (c *Config) drainTimeout() time.Duration {
-	if c.DrainTimeout > 0 {
-		return c.DrainTimeout
-	}
-	return DefaultDrainTimeout
-}
-
-func (c *Config) streamGrace() time.Duration {
-	if c.StreamGrace > 0 {
-		return c.StreamGrace
-	}
-	return c.drainTimeout() * 3 / 4
-}
-
-func (c *Config) newConnGrace() time.Duration {
-	if c.NewConnGrace > 0 {
-		return c.NewConnGrace
-	}
-	return DefaultNewConnGrace
-}
-
-// check refuses a Config whose durations contradict each other.
-func (c *Config) check() error {
-	if c.StreamGrace > 0 && c.StreamGrace >= c.drainTimeout() {
-		return fmt.Errorf("handoff: StreamGrace %v is not shorter than DrainTimeout %v", c.StreamGrace, c.drainTimeout())
-	}
-	return nil
-}
-
-var (
-	// ErrInProgress is returned (wrapped) by Upgrade while another upgrade
-	// runs. It is the value `baton reload` reports as "in progress".
-	ErrInProgress = control.ErrInProgress
-	// ErrNotReady is returned by Upgrade before Ready.
-	ErrNotReady = errors.New("handoff: generation not ready")
-	// ErrHandedOver is returned by Upgrade in a generation that already
-	// handed over to its successor.
-	ErrHandedOver = errors.New("handoff: generation already handed over")
-	// ErrStopping is returned (wrapped) by Upgrade once the generation is
-	// stopping, and by an upgrade that a stop abandoned. It is the value
-	// `baton reload` reports as "stopping" (exit status 0: the stop
-	// superseded the reload).
-	ErrStopping = control.ErrStopping
-	// ErrAborted is returned by Ready in a successor whose predecessor gave
-	// up on it (timeout, stop). The process should exit.
-	ErrAborted = errors.New("handoff: predecessor aborted the upgrade")
-	// ErrReadyTimeout is wrapped by the UpgradeError of a successor that
-	// was not ready within ReadyTimeout.
-	ErrReadyTimeout = errors.New("not ready in time")
-	// ErrSuccessorExited is wrapped by the UpgradeError of a successor that
-	// exited (or closed its hand-over channel) before the hand-over.
-	ErrSuccessorExited = errors.New("successor exited")
-	// ErrBadEnvironment is wrapped when LISTEN_FDS or a BATON_HANDOFF_
-	// variable is malformed.
-	ErrBadEnvironment = errors.New("malformed environment")
-	// ErrProtocolVersion is wrapped when a generation and its successor
-	// speak different versions of the hand-over protocol (two releases of
-	// this package that cannot hand over): the upgrade fails naming both,
-	// and the successor's New returns it.
-	ErrProtocolVersion = errors.New("hand-over protocol version mismatch")
-	// ErrBadName is wrapped for a socket name that LISTEN_FDNAMES cannot
-	// carry to a successor (activation.CheckName: empty, over 255 bytes,
-	// ':', a control character or a non-ASCII byte).
-	ErrBadName = activation.ErrBadName
-	// ErrNotSupported is wrapped by Upgrade (and logged on SIGHUP) on
-	// systems other than Linux, where a generation serves and drains but
-	// cannot hand over (see the package doc, Other systems).
-	ErrNotSupported = errors.New("not supported on this system")
-)
-
-// UpgradeError describes a failed upgrade: the successor was killed and
-// reaped, and this generation keeps serving.
-type UpgradeError struct {
-	Generation int    // the successor's generation number
-	PID        int    // the successor's pid, 0 when it never started
-	Stage      string // "start", "ready" or "handover"
-	Err        error
-}
-
-func (e *UpgradeError) Error() string {
-	if e.PID == 0 {
-		return fmt.Sprintf("upgrade to generation %d: %s: %v", e.Generation, e.Stage, e.Err)
-	}
-	return fmt.Sprintf("upgrade to generation %d (pid %d): %s: %v", e.Generation, e.PID, e.Stage, e.Err)
-}
-
-func (e *UpgradeError) Unwrap() error { return e.Err }
 
 // Upgrader manages one generation of the process: its named sockets, its
 // readiness, the upgrades it starts and its end. Create it with New at the
@@ -225,13 +35,9 @@ type Upgrader struct {
 	wg     sync.WaitGroup
 
 	mu          sync.Mutex
-	mgr         notifier // nil until this generation is main
-	ready       bool
-	readySent   bool // a successor told its predecessor READY
-	main        bool
-	handedOver  bool
-	stopping    bool
-	closed      bool
+	mgr         notifier      // nil until this generation is main
+	phase       phase         // lifecycle.go; changed by enterLocked only
+	closed      bool          // Close ran (resources released, not a phase)
 	upgradeDone chan struct{} // non-nil while an upgrade runs
 	successor   int
 	stopped     chan struct{} // closed by the first Stop (Stopping)
@@ -269,10 +75,17 @@ type Upgrader struct {
 	// becameMain is when this generation became the main process.
 	becameMain time.Time
 
-	servers  []Server // registered by Serve
-	started  []Server // those whose Serve runs
+	servers  []Server   // registered by Serve (renewed by a rollback)
+	running  []*running // those whose Serve was started
+	spell    *spell     // the current stretch of serving
 	serveErr chan error
-	serveWG  sync.WaitGroup
+
+	// The watch window: in the predecessor, the one running (nil for
+	// none) and when it ends; in a successor, whether the predecessor
+	// will watch it (BATON_HANDOFF_WATCH).
+	window     *window
+	watchUntil time.Time
+	watched    bool
 
 	// beforeHandOver, when set (tests), runs after the successor is ready
 	// and before the liveness check and MAINPID.
@@ -303,7 +116,7 @@ func (u *Upgrader) Stopping() <-chan struct{} { return u.stopped }
 func (u *Upgrader) HandedOver() bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return u.handedOver
+	return u.phase == phaseHandedOver
 }
 
 // Listen returns a stream listener for name: the inherited socket with that
@@ -360,17 +173,23 @@ func (u *Upgrader) Serve(s Server) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.servers = append(u.servers, s)
-	if u.main {
+	if u.phase.accepting() {
 		u.startLocked(s)
 	}
 }
 
+// running is a server whose Serve was started.
+type running struct {
+	s    Server
+	done chan struct{} // closed when its Serve returned
+}
+
 // startLocked starts s.Serve; called with u.mu held.
 func (u *Upgrader) startLocked(s Server) {
-	u.started = append(u.started, s)
-	u.serveWG.Add(1)
+	r := &running{s: s, done: make(chan struct{})}
+	u.running = append(u.running, r)
 	go func() {
-		defer u.serveWG.Done()
+		defer close(r.done)
 		if err := s.Serve(); err != nil {
 			select {
 			case u.serveErr <- err:
@@ -380,11 +199,37 @@ func (u *Upgrader) startLocked(s Server) {
 	}()
 }
 
+// spell is one stretch of serving: from Ready (or a rollback) to the
+// cut-over or stop that ends it.
+type spell struct {
+	end     chan struct{} // closed when the spell ends
+	servers []*running    // the servers to drain; set before end is closed
+	win     *window       // the watch window that ended it, nil for none
+}
+
+func newSpell() *spell { return &spell{end: make(chan struct{})} }
+
+// endSpellLocked ends the current spell once: its servers are to drain,
+// win (nil for none) is the watch window that ended it. Called with u.mu
+// held.
+func (u *Upgrader) endSpellLocked(win *window) {
+	sp := u.spell
+	if isClosed(sp.end) {
+		return
+	}
+	sp.servers, sp.win = u.running, win
+	close(sp.end)
+}
+
 // Wait blocks until the generation ends (handed over, stopped, or a server
 // given to Serve failed), then drains every server under DrainTimeout and
 // returns. It returns nil after a clean hand-over or stop, the server's
 // error when one failed, or the drain's error (ctx.Err() of the deadline
 // when servers had to be force-closed).
+//
+// With Config.WatchWindow, Wait drains the servers at the cut-over and
+// returns when the window has passed; when the successor ends within it,
+// the servers serve again (Renewer) and Wait goes on as before the upgrade.
 //
 // In a process that is PID 1 of its pid namespace (a container's
 // entrypoint) and handed over, Wait does not return: the process stays as
@@ -392,23 +237,35 @@ func (u *Upgrader) startLocked(s Server) {
 // after it, and exits with the status of the last one (see the package
 // doc, Containers).
 func (u *Upgrader) Wait() error {
-	var failed error
-	select {
-	case <-u.done:
-	case failed = <-u.serveErr:
-		u.log.Error("server failed, stopping", "err", failed)
-		u.Stop()
+	for {
+		u.mu.Lock()
+		sp := u.spell
+		u.mu.Unlock()
+		var failed error
+		select {
+		case <-sp.end:
+		case failed = <-u.serveErr:
+			u.log.Error("server failed, stopping", "err", failed)
+			u.Stop()
+			<-sp.end
+		}
+		err := u.drain(sp)
+		if failed == nil && sp.win != nil {
+			<-sp.win.done
+			if sp.win.rolledBack {
+				continue // serving again, in a new spell
+			}
+		}
+		u.closeControl()
+		if failed != nil {
+			return failed
+		}
+		if u.HandedOver() && os.Getpid() == 1 {
+			// PID 1 of its namespace: its exit would kill the successor.
+			u.serveAsInit()
+		}
+		return err
 	}
-	err := u.drain()
-	u.closeControl()
-	if failed != nil {
-		return failed
-	}
-	if u.HandedOver() && os.Getpid() == 1 {
-		// PID 1 of its namespace: its exit would kill the successor.
-		u.serveAsInit()
-	}
-	return err
 }
 
 func (u *Upgrader) successorPID() int {
@@ -417,21 +274,24 @@ func (u *Upgrader) successorPID() int {
 	return u.successor
 }
 
-func (u *Upgrader) drain() error {
-	u.mu.Lock()
-	servers := append([]Server(nil), u.started...)
-	u.mu.Unlock()
+// drain shuts the servers of sp down under DrainTimeout.
+func (u *Upgrader) drain(sp *spell) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), u.cfg.drainTimeout())
 	defer cancel()
 	ctx = context.WithValue(ctx, drainKey{}, drainConfig{streamGrace: u.cfg.streamGrace(), newConnGrace: u.cfg.newConnGrace()})
-	errs := make([]error, len(servers))
+	if sp.win != nil {
+		ctx = withRenew(ctx)
+	}
+	errs := make([]error, len(sp.servers))
 	var wg sync.WaitGroup
-	for i, s := range servers {
-		wg.Go(func() { errs[i] = s.Shutdown(ctx) })
+	for i, r := range sp.servers {
+		wg.Go(func() { errs[i] = r.s.Shutdown(ctx) })
 	}
 	wg.Wait()
-	u.serveWG.Wait()
+	for _, r := range sp.servers {
+		<-r.done
+	}
 	err := errors.Join(errs...)
 	u.log.Info("drained", "generation", u.gen, "took", time.Since(start), "err", err)
 	return err
@@ -446,7 +306,7 @@ func (u *Upgrader) drain() error {
 // and returns. SIGTERM and SIGINT call it.
 func (u *Upgrader) Stop() {
 	u.mu.Lock()
-	if u.stopping {
+	if isClosed(u.stopped) {
 		if !u.delayCut {
 			u.delayCut = true
 			close(u.cutDelay)
@@ -454,15 +314,38 @@ func (u *Upgrader) Stop() {
 		u.mu.Unlock()
 		return
 	}
-	u.stopping = true
 	close(u.stopped)
 	wait := u.upgradeDone
-	if u.parent != nil && !u.main && !u.readySent {
-		// A successor asked to stop before it said READY declines the
-		// hand-over: the predecessor sees the channel close and keeps
-		// serving. After READY the predecessor's answer is awaited: on
-		// MAIN this process becomes main just to say STOPPING=1.
-		_ = u.parent.Close()
+	sayStopping := false
+	switch u.phase {
+	case phaseStarting:
+		if u.parent != nil {
+			// A successor asked to stop before it said READY declines
+			// the hand-over: the predecessor sees the channel close and
+			// keeps serving.
+			_ = u.parent.Close()
+		}
+		u.enterLocked(phaseStopped)
+	case phaseAwaitingMain:
+		// The predecessor's answer is awaited: on MAIN this process
+		// becomes main just to say STOPPING=1 (becomeMain).
+		u.enterLocked(phaseStopped)
+	case phaseProbation:
+		// The predecessor still holds the main PID and rolls back at
+		// once (watch.go).
+		_, _ = u.parent.Write([]byte(msgStopping))
+		u.enterLocked(phaseStopped)
+	case phaseWatching:
+		// Main but no longer accepting: the window ends without a
+		// rollback, the successor is told to stop (watch.go). When the
+		// window's end is handing the main PID over, its outcome is
+		// awaited first.
+		if wait == nil {
+			u.enterLocked(phaseStopped)
+			sayStopping = true
+		}
+	case phaseServing, phaseUpgrading:
+		u.enterLocked(phaseStopping)
 	}
 	u.mu.Unlock()
 	u.cancel()
@@ -470,8 +353,15 @@ func (u *Upgrader) Stop() {
 		<-wait
 	}
 	u.mu.Lock()
-	serving := u.main && !u.handedOver
-	if serving {
+	switch u.phase {
+	case phaseWatching: // the hand-over at the window's end failed
+		u.enterLocked(phaseStopped)
+		sayStopping = true
+	case phaseServing: // rolled back while the stop waited
+		u.enterLocked(phaseStopping)
+	}
+	serving := u.phase == phaseStopping
+	if serving || sayStopping {
 		if err := u.mgr.Stopping(); err != nil {
 			u.log.Warn("sd_notify", "err", err)
 		}
@@ -491,6 +381,7 @@ func (u *Upgrader) Stop() {
 	defer u.mu.Unlock()
 	if serving {
 		u.removePIDFile()
+		u.enterLocked(phaseStopped)
 	}
 	u.endLocked()
 }
@@ -503,8 +394,9 @@ func (u *Upgrader) endLocked() {
 	default:
 	}
 	close(u.done)
+	u.endSpellLocked(nil)
 	u.stopWatchdog()
-	if u.control != nil && !u.handedOver {
+	if u.control != nil && u.phase != phaseHandedOver {
 		// A draining generation keeps answering `baton status` until its
 		// drain ends (closeControl).
 		c := u.control
