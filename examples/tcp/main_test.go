@@ -51,7 +51,6 @@ func TestEchoAcrossUpgrade(t *testing.T) {
 	_ = old.Close()
 	testproc.WaitGone(t, gen1)
 	s.Stop() // generation 2
-
 }
 
 // TestOutOfFDs: with RLIMIT_NOFILE 64 and 200 connections open, Accept

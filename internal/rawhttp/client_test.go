@@ -109,11 +109,13 @@ func TestDialAndUserAgent(t *testing.T) {
 	go func() { _ = srv.Serve(ln); close(done) }()
 	defer func() { _ = srv.Close(); <-done }()
 	var dials int
-	c := &Client{Addr: ln.Addr().String(), KeepAlive: true, UserAgent: "rawhttp-test",
+	c := &Client{
+		Addr: ln.Addr().String(), KeepAlive: true, UserAgent: "rawhttp-test",
 		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			dials++
 			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		}}
+		},
+	}
 	defer c.Close()
 	for _, path := range []string{"/", "/", "/bad", "/"} {
 		_, err := c.Get(path)

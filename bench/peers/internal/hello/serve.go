@@ -24,7 +24,7 @@ func Serve(ln net.Listener, drain time.Duration, ready func() error) error {
 	if ready != nil {
 		if err := ready(); err != nil {
 			_ = srv.Close()
-			<-served
+			_ = <-served
 			return err
 		}
 	}
