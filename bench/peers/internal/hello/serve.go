@@ -24,7 +24,9 @@ func Serve(ln net.Listener, drain time.Duration, ready func() error) error {
 	if ready != nil {
 		if err := ready(); err != nil {
 			_ = srv.Close()
-			_ = <-served
+			if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+				return errors.Join(err, serr)
+			}
 			return err
 		}
 	}
