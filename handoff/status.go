@@ -26,10 +26,24 @@ type Status struct {
 	// DrainSince and DrainDeadline are set while this generation drains.
 	DrainSince    time.Time `json:"drain_since,omitzero"`
 	DrainDeadline time.Time `json:"drain_deadline,omitzero"`
+	// Watch is set during a watch window (Config.WatchWindow), in both
+	// generations.
+	Watch *WatchStatus `json:"watch,omitempty"`
 	// Upgrades are the last MaxHistory upgrades of the service, oldest
 	// first: each generation passes its history on to its successor.
 	Upgrades []UpgradeRecord `json:"upgrades"`
 	Counters Counters        `json:"counters"`
+}
+
+// WatchStatus is a watch window as one of its two generations sees it.
+type WatchStatus struct {
+	// Role is "watching" in the old generation (it holds the main PID and
+	// rolls back if the other ends) or "probation" in the new one (it
+	// serves, and becomes main when the window has passed).
+	Role       string    `json:"role"`
+	PID        int       `json:"pid"`        // the other generation's
+	Generation int       `json:"generation"` // the other generation's
+	Until      time.Time `json:"until,omitzero"`
 }
 
 // States of a generation in Status.

@@ -37,6 +37,12 @@ func (u *Upgrader) Status() Status {
 	if !u.drainSince.IsZero() {
 		st.DrainSince, st.DrainDeadline = u.drainSince, u.drainSince.Add(u.cfg.drainTimeout())
 	}
+	switch u.phase {
+	case phaseWatching:
+		st.Watch = &WatchStatus{Role: "watching", PID: u.successor, Generation: u.gen + 1, Until: u.watchUntil}
+	case phaseProbation:
+		st.Watch = &WatchStatus{Role: "probation", PID: u.parentPID, Generation: u.gen - 1}
+	}
 	var older []procRef
 	if u.phase != phaseHandedOver {
 		older = append(older, u.draining...)

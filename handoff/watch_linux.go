@@ -82,6 +82,10 @@ func (u *Upgrader) watchWindow(win *window, mgr notifier) {
 	}
 }
 
+// exitSettle is how long a successor whose channel closed gets to be seen
+// exited: the kernel closes its fds before it becomes a zombie.
+const exitSettle = 100 * time.Millisecond
+
 // successorEnded says how the successor ended its probation (m is what it
 // said, "" when its channel closed). A successor stopped as the whole
 // service is (SIGTERM to every process of the unit) may have been
@@ -93,7 +97,7 @@ func (u *Upgrader) successorEnded(win *window, m string) error {
 	switch {
 	case m == msgStopping:
 		why, stopped = errors.New("successor stopped"), true
-	case m == "" && win.w.exited():
+	case m == "" && win.w.wait(exitSettle):
 		st, how := win.w.reapState(0)
 		why, stopped = fmt.Errorf("%w: %s", ErrSuccessorExited, how), stoppedLike(st)
 	case m == "":
