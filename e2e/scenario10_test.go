@@ -23,11 +23,14 @@ const watchWindow = 1500 * time.Millisecond
 
 // TestScenario10WatchWindow: the hardened units from `baton units` for
 // examples/http -watch-window, on systemd 252 (Type=notify) and 254
-// (Type=notify-reload), under keep-alive and new-connection load. Each
-// `systemctl reload` returns at the cut-over with MainPID unchanged; then
-// either the successor is SIGKILLed at a random moment of its window (the
-// old generation serves again, MainPID never moves, no restart) or the
-// window passes (MainPID moves to the successor, the old one exits). A
+// (Type=notify-reload), under keep-alive and new-connection load. On 252
+// `systemctl reload` returns at the cut-over with MainPID unchanged; on
+// 254 the units come from `baton units --watch-window` and it returns at
+// the window's end (ExecReload=baton reload --wait-window), failing on a
+// rollback. Either the successor is SIGKILLed at a random moment of its
+// window (the old generation serves again, MainPID never moves, no
+// restart) or the window passes (MainPID moves to the successor, the old
+// one exits). A
 // sampler reads MainPID throughout: no value it sees is a killed
 // successor, and every one is alive when read. No request fails but those
 // in flight on a killed process's connections.
@@ -41,9 +44,10 @@ func TestScenario10WatchWindow(t *testing.T) {
 		t.Run("systemd"+v, func(t *testing.T) {
 			cfg := Config{}
 			extra := []string{}
+			waitWindow := v == "254"
 			if v == "254" {
 				cfg.SystemdTree = SystemdTree(t)
-				extra = append(extra, "--systemd-version", "254")
+				extra = append(extra, "--systemd-version", "254", "--watch-window", watchWindow.String())
 			}
 			box := boxWithProduct(t, cfg)
 			args := append([]string{
@@ -53,12 +57,12 @@ func TestScenario10WatchWindow(t *testing.T) {
 			}, extra...)
 			install(t, box, p.units(t, args...))
 			box.Systemctl("start", "s10-http.socket")
-			watchScenario(t, box, p.http, v, rounds)
+			watchScenario(t, box, p.http, v, rounds, waitWindow)
 		})
 	}
 }
 
-func watchScenario(t *testing.T, box *Box, exe, version string, rounds int) {
+func watchScenario(t *testing.T, box *Box, exe, version string, rounds int, waitWindow bool) {
 	const unit = "s10.service"
 	c := &chaosRun{t: t, box: box, unit: unit, exe: exe, outcomes: map[string]int{}, faults: map[string]int{}}
 	start := time.Now()
@@ -75,25 +79,43 @@ func watchScenario(t *testing.T, box *Box, exe, version string, rounds int) {
 		kill := rng.IntN(3) != 0 // two in three die in their window
 		c.label = fmt.Sprintf("systemd %s, reload %d (kill %v, main %d)", version, i+1, kill, old)
 		done := c.reload()
-		succ, err, ended := c.successor(old, done)
-		if ended {
-			t.Fatalf("%s: reload ended before a successor was seen: %v", c.label, err)
+		if !waitWindow {
+			if err := <-done; err != nil {
+				t.Fatalf("%s: systemctl reload: %v", c.label, err)
+			}
 		}
-		if err := <-done; err != nil {
-			t.Fatalf("%s: systemctl reload: %v", c.label, err)
-		}
-		// Returned at the cut-over: the successor serves, old is main.
-		if m := box.MainPID(unit); m != old {
-			t.Errorf("%s: MainPID %d right after the reload, want %d until the window passes", c.label, m, old)
+		// Alive for its window at least: found whether or not the reload
+		// has returned.
+		succ := c.newServer(old, killed)
+		if !waitWindow {
+			// Returned at the cut-over: the successor serves, old is main.
+			if m := box.MainPID(unit); m != old {
+				t.Errorf("%s: MainPID %d right after the reload, want %d until the window passes", c.label, m, old)
+			}
 		}
 		if !kill {
+			if waitWindow {
+				if err := <-done; err != nil {
+					t.Fatalf("%s: systemctl reload: %v", c.label, err)
+				}
+				// Returned at the window's end: the successor is main.
+				if m := box.MainPID(unit); m != succ {
+					t.Errorf("%s: MainPID %d right after the reload, want the successor %d", c.label, m, succ)
+				}
+			}
 			waitFor(t, c.label+": MainPID to move after the window", func() bool { return box.MainPID(unit) == succ })
 			c.mains = append(c.mains, succ)
 			c.outcome("window passed")
 			c.settle()
 			continue
 		}
-		time.Sleep(time.Duration(rng.Int64N(int64(watchWindow * 7 / 10))))
+		if waitWindow {
+			// The reload runs on: the cut-over is in StatusText.
+			waitFor(t, c.label+": the cut-over", func() bool {
+				return strings.Contains(box.Show(unit, "StatusText")["StatusText"], fmt.Sprintf("pid %d, watched until", succ))
+			})
+		}
+		time.Sleep(time.Duration(rng.Int64N(int64(watchWindow * 6 / 10))))
 		if !c.stop(succ) {
 			t.Fatalf("%s: successor %d gone before the kill", c.label, succ)
 		}
@@ -108,6 +130,11 @@ func watchScenario(t *testing.T, box *Box, exe, version string, rounds int) {
 			t.Fatalf("%s: served by %d after the kill, want %d", c.label, got, old)
 		}
 		rollback = append(rollback, time.Since(gone))
+		if waitWindow {
+			if err := <-done; err == nil {
+				t.Errorf("%s: systemctl reload succeeded, want it to fail: the successor was rolled back", c.label)
+			}
+		}
 		waitFor(t, c.label+": the rollback's StatusText", func() bool {
 			return strings.Contains(box.Show(unit, "StatusText")["StatusText"], fmt.Sprintf("(pid %d): successor exited: signal: killed", succ))
 		})
@@ -146,7 +173,32 @@ func watchScenario(t *testing.T, box *Box, exe, version string, rounds int) {
 			version, rollback[len(rollback)/2], rollback[len(rollback)-1])
 	}
 	checkServedBy(t, box, res, append(slices.Clone(killed), c.mains...)) // the last is MainPID
-	checkJournal(t, box, unit)
+	if waitWindow {
+		// One "Reload failed" per rollback, and no other error.
+		checkJournal(t, box, unit, "Reload failed")
+		if n := strings.Count(box.Journal(unit), "Reload failed for"); n != c.outcomes["rolled back"] {
+			t.Errorf("journal: %d failed reloads, want one per rollback (%d)", n, c.outcomes["rolled back"])
+		}
+	} else {
+		checkJournal(t, box, unit)
+	}
+}
+
+// newServer waits for a server process that is neither old nor one seen
+// before (a MainPID, or killed).
+func (c *chaosRun) newServer(old int, killed []int) int {
+	c.t.Helper()
+	var pid int
+	waitFor(c.t, c.label+": the successor", func() bool {
+		for p, cmdline := range c.box.Processes() {
+			if p != old && strings.HasPrefix(cmdline, c.exe+" ") && !slices.Contains(c.mains, p) && !slices.Contains(killed, p) {
+				pid = p
+				return true
+			}
+		}
+		return false
+	})
+	return pid
 }
 
 // mainSample is one MainPID the sampler read, and whether a process with

@@ -176,8 +176,9 @@ var (
 	ErrSuccessorExited = errors.New("successor exited")
 	// ErrRolledBack is wrapped by the UpgradeError (Stage "watch") of a
 	// successor that ended within the watch window: this generation
-	// serves again (UpgradeWatched, `baton reload --wait-window`).
-	ErrRolledBack = errors.New("rolled back")
+	// serves again (UpgradeWatched, `baton reload --wait-window`, which
+	// exits 1). It wraps control.ErrFailed: the upgrade failed.
+	ErrRolledBack = control.ErrRolledBack
 	// ErrBadEnvironment is wrapped when LISTEN_FDS or a BATON_HANDOFF_
 	// variable is malformed.
 	ErrBadEnvironment = errors.New("malformed environment")

@@ -188,7 +188,8 @@ func (u *Upgrader) controlStatus(ctx context.Context) any {
 	return u.Status()
 }
 
-// controlRequest serves `baton reload`.
+// controlRequest serves `baton reload`: answered at the cut-over, or with
+// --wait-window when the watch window has ended.
 func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
 	u.mu.Lock()
 	ph := u.phase
@@ -206,6 +207,9 @@ func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
 		return 0, ErrStopping
 	case <-ctx.Done():
 		return 0, ctx.Err()
+	}
+	if control.RequestOf(ctx).WaitWindow {
+		return u.UpgradeWatched(ctx)
 	}
 	return u.Upgrade(ctx)
 }

@@ -123,18 +123,32 @@ func TestWatchWindowRollback(t *testing.T) {
 }
 
 // A successor that exits by itself once it serves (a new version that
-// crashes) is rolled back, the reason naming its exit status.
+// crashes) is rolled back, the reason naming its exit status; `baton
+// reload --wait-window` reports the rollback, and the success of a window
+// that passes once it has passed.
 func TestWatchWindowSuccessorExits(t *testing.T) {
 	fault := filepath.Join(t.TempDir(), "fault")
-	s := startService(t, serviceOpts{env: []string{envTestWatch + "=5s", envFault + "=die-serving", envFaultFile + "=" + fault}})
+	s := startService(t, serviceOpts{env: []string{envTestWatch + "=1s", envFault + "=die-serving", envFaultFile + "=" + fault}})
 	if err := os.WriteFile(fault, []byte("50ms"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	next := mustReload(t, s.gen1)
-	testproc.WaitGone(t, next)
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	_, err := control.ReloadWith(ctx, s.gen1, control.ReloadOptions{WaitWindow: true})
+	if !errors.Is(err, control.ErrRolledBack) || !strings.Contains(err.Error(), "exit status 5") {
+		t.Fatalf("reload --wait-window: %v, want a rollback naming exit status 5", err)
+	}
 	s.servedBy(s.gen1)
 	s.notes.waitFor(t, "the rollback's STATUS=", has(s.gen1, "exit status 5"))
-	s.stop(s.gen1)
+	start := time.Now()
+	next, err := control.ReloadWith(ctx, s.gen1, control.ReloadOptions{WaitWindow: true})
+	if err != nil {
+		t.Fatalf("reload --wait-window of a successor that lives: %v", err)
+	}
+	if m := s.mainPIDs(); !slices.Contains(m, strconv.Itoa(next)) {
+		t.Errorf("reload --wait-window returned %d after %v, before MAINPID= (sent: %v)", next, time.Since(start), m)
+	}
+	s.stop(next)
 }
 
 // A window that passes quietly: the old generation keeps the main PID
@@ -218,4 +232,28 @@ func TestWatchWindowNeedsRenewers(t *testing.T) {
 	}
 	s.servedBy(s.gen1)
 	s.stop(s.gen1)
+}
+
+// The old generation killed in the window (SIGKILL, a crash): the
+// successor, serving on probation, sees its channel close, claims the
+// main PID itself and serves on; no request fails.
+func TestWatchWindowPredecessorKilled(t *testing.T) {
+	s := startService(t, serviceOpts{env: []string{envTestWatch + "=30s"}})
+	l := startLoad(s.addr, 2, 2)
+	next := mustReload(t, s.gen1)
+	s.servedBy(next)
+	if err := syscall.Kill(s.gen1, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.waitExit(s.gen1)
+	s.notes.waitFor(t, "the successor's claim", has(next, fmt.Sprintf("MAINPID=%d", next)))
+	if st := statusOf(t, next); st.State != StateServing || st.Watch != nil {
+		t.Errorf("successor after its predecessor's death: state %q, watch %+v", st.State, st.Watch)
+	}
+	third := mustReload(t, next) // main now: it upgrades
+	s.servedBy(third)
+	l.stop()
+	if n := l.failures.Load(); n != 0 {
+		t.Errorf("%d of %d requests failed: %v", n, l.requests.Load()+n, l.errs)
+	}
 }

@@ -21,6 +21,16 @@
 // the service is stopping: systemd counts any other status of ExecReload=
 // as a failure of the unit, and a stop during a reload is not one.
 //
+// baton run supervises one CMD by default and a pool with --workers N
+// (upgraded rolling, at most N+--max-surge CMDs at once; workers that exit
+// are started again with a doubling delay; SIGTTIN and SIGTTOU resize it).
+// With --watch-window D one CMD's upgrade keeps the old CMD on standby for
+// D, rolled back to if the new one exits; baton reload returns at the
+// cut-over unless given --wait-window, and exits 1 for a rollback. Its
+// run.go holds the lifecycle (signals, control socket), run_flags.go the
+// flags and their checks, run_sockets.go the sockets, status.go what
+// baton status prints of it.
+//
 // baton builds everywhere, but run, reload, stop, demo and fds work on
 // Linux only (commandInfo.LinuxOnly): elsewhere they print their usage for
 // -h and otherwise exit 1 at once ("baton run: not supported on darwin:

@@ -16,7 +16,7 @@ import (
 )
 
 const reloadUsage = `
-baton reload (--pid PID | --pidfile FILE) [--timeout D] [--json]
+baton reload (--pid PID | --pidfile FILE) [--wait-window] [--timeout D] [--json]
 
 Asks a running baton process (a server built with package handoff, or
 'baton run') to upgrade, and waits for the outcome. Exits 0 and prints the
@@ -25,6 +25,15 @@ with the reason: the new process exited with status N, was not ready in
 time, its binary is missing, an upgrade is already in progress, permission
 denied (only the process's own user and root may ask), or no baton process
 at that pid. The old generation keeps serving in every failure.
+
+With a watch window (baton run --watch-window D) the new generation takes
+over but the old one stays until D has passed, to serve again if the new
+one exits within D. baton reload returns at the cut-over; with
+--wait-window it waits for the window's end: exit 0 when it passed, 1
+when the new generation was rolled back ("rolled back in the watch
+window: new pid N ended (exit status S) T after the cut-over; pid O serves
+again"). A server without a watch window answers at the cut-over either
+way.
 
 One outcome is not a failure: when the service stops during the upgrade
 ('systemctl stop' during 'systemctl reload'), the upgrade is abandoned,
@@ -42,7 +51,7 @@ fails when it fails:
   ExecReload=/usr/bin/baton reload --pid $MAINPID
 
 Exit status: 0 serving, or the upgrade abandoned because the service is
-stopping; 1 upgrade failed (the old generation serves); 2 bad command
+stopping; 1 upgrade failed or rolled back (the old generation serves); 2 bad command
 line; 3 upgrade already in progress; 4 permission denied; 5 no baton
 process there, or no outcome (not within --timeout, or the process
 exited without answering); 130 interrupted (SIGINT), the upgrade goes on.
@@ -73,6 +82,7 @@ type reloadCommand struct {
 	pidfile string
 	timeout time.Duration
 	json    bool
+	window  bool
 }
 
 func newReloadCmd(io stdio) command {
@@ -81,6 +91,7 @@ func newReloadCmd(io stdio) command {
 	c.flags.StringVar(&c.pidfile, "pidfile", "", "read the pid from this `file`")
 	c.flags.DurationVar(&c.timeout, "timeout", 2*time.Minute, "give up waiting for the outcome after this long")
 	c.flags.BoolVar(&c.json, "json", false, `print {"pid":N} or {"error":..., "code":...} on stdout`)
+	c.flags.BoolVar(&c.window, "wait-window", false, "wait for the end of the new generation's watch window, not the cut-over")
 	return c
 }
 
@@ -141,7 +152,7 @@ func (c *reloadCommand) reload(ctx context.Context, pid int, sigs <-chan os.Sign
 	defer cancel()
 	res := make(chan reloadOutcome, 1)
 	go func() {
-		p, err := control.Reload(rctx, pid)
+		p, err := control.ReloadWith(rctx, pid, control.ReloadOptions{WaitWindow: c.window})
 		res <- reloadOutcome{pid: p, err: err}
 	}()
 	intr := false

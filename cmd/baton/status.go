@@ -25,15 +25,21 @@ built with package handoff, the generation serving (its pid, state,
 sockets, open connections), the older generations still draining with
 their open connections and deadlines, and the last 32 upgrades with their
 outcomes and reasons (the history travels from generation to generation);
-for 'baton run', the children by generation. Only the process's own user
-and root may ask.
+for 'baton run', the children by generation (with --workers, by worker:
+version, the upgrade that started it, and restarts) and the last 32
+upgrades (outcome rolled-back for a watch window's rollback). Only the
+process's own user and root may ask.
 
 With --json, stdout has one JSON object: pid, generation, state
 (starting, serving, draining, stopping), started (RFC 3339), exe,
 connections, sockets [{name, kind, addr}], draining [{pid, generation,
 connections, since, deadline}], upgrades [{generation, pid, outcome (ok,
-failed, abandoned), reason, started, duration_ms}], counters, and for
-'baton run' children [{pid, generation, state, started, status}].
+failed, abandoned, rolled-back), reason, started, duration_ms}],
+counters, and for 'baton run' children [{pid, generation, state
+(starting, serving, standby, draining), started, status, and in a pool
+worker, version, restarts}], upgrades_rolled_back (counted in
+upgrades_failed too) and, with --workers, pool {workers, max_surge, peak,
+worker_exits, restarts, failed_starts}.
 
 Exit status: 0 shown; 1 the process answered with an error; 2 bad command
 line; 4 permission denied; 5 no baton process there, or no answer within
@@ -64,6 +70,17 @@ func newStatusCmd(io stdio) command {
 type serviceStatus struct {
 	handoff.Status
 	Children []supervisor.Child `json:"children,omitempty"` // baton run
+	Pool     *poolStatus        `json:"pool,omitempty"`     // baton run --workers N
+}
+
+// poolStatus is the state of baton run's pool.
+type poolStatus struct {
+	Workers      int `json:"workers"`       // the wanted size
+	MaxSurge     int `json:"max_surge"`     //
+	Peak         int `json:"peak"`          // the most CMDs at once, draining ones included
+	WorkerExits  int `json:"worker_exits"`  // outside upgrades
+	Restarts     int `json:"restarts"`      // workers started again after an exit
+	FailedStarts int `json:"failed_starts"` // restarts and resizes that failed
 }
 
 func (c *statusCommand) Run(ctx context.Context, args []string) error {
@@ -123,6 +140,13 @@ func printStatus(w io.Writer, st serviceStatus, now time.Time) error {
 	if !st.DrainDeadline.IsZero() {
 		fmt.Fprintf(w, "draining since %s, deadline %s\n", ago(st.DrainSince), clock(st.DrainDeadline))
 	}
+	switch wa := st.Watch; {
+	case wa == nil:
+	case wa.Role == "watching":
+		fmt.Fprintf(w, "watch window: generation %d (pid %d) serves, this one holds the main PID until %s\n", wa.Generation, wa.PID, clock(wa.Until))
+	default:
+		fmt.Fprintf(w, "watch window: generation %d (pid %d) holds the main PID; this one serves on probation\n", wa.Generation, wa.PID)
+	}
 	table := func(header string, rows [][]string) {
 		if len(rows) == 0 {
 			return
@@ -141,10 +165,20 @@ func printStatus(w io.Writer, st serviceStatus, now time.Time) error {
 	}
 	table("SOCKET\tKIND\tADDRESS", rows)
 	rows = nil
-	for _, ch := range st.Children {
-		rows = append(rows, []string{strconv.Itoa(ch.PID), strconv.Itoa(ch.Generation), ch.State, ago(ch.Started), ch.Status})
+	if p := st.Pool; p != nil {
+		fmt.Fprintf(w, "\nworkers %d (max surge %d), exits %d, restarts %d, failed starts %d, most at once %d\n",
+			p.Workers, p.MaxSurge, p.WorkerExits, p.Restarts, p.FailedStarts, p.Peak)
+		for _, ch := range st.Children {
+			rows = append(rows, []string{strconv.Itoa(ch.Worker), strconv.Itoa(ch.PID), strconv.Itoa(ch.Version), strconv.Itoa(ch.Generation),
+				ch.State, ago(ch.Started), strconv.Itoa(ch.Restarts), ch.Status})
+		}
+		table("WORKER\tPID\tVERSION\tGENERATION\tSTATE\tSTARTED\tRESTARTS\tSTATUS", rows)
+	} else {
+		for _, ch := range st.Children {
+			rows = append(rows, []string{strconv.Itoa(ch.PID), strconv.Itoa(ch.Generation), ch.State, ago(ch.Started), ch.Status})
+		}
+		table("CHILD PID\tGENERATION\tSTATE\tSTARTED\tSTATUS", rows)
 	}
-	table("CHILD PID\tGENERATION\tSTATE\tSTARTED\tSTATUS", rows)
 	rows = nil
 	for _, d := range st.Draining {
 		conns := "?"
@@ -155,7 +189,11 @@ func printStatus(w io.Writer, st serviceStatus, now time.Time) error {
 	}
 	table("DRAINING PID\tGENERATION\tCONNECTIONS\tSINCE\tDEADLINE", rows)
 	c := st.Counters
-	fmt.Fprintf(w, "\nupgrades: ok %d, failed %d, abandoned %d\n", c.UpgradesOK, c.UpgradesFailed, c.UpgradesAbandoned)
+	failed := strconv.Itoa(c.UpgradesFailed)
+	if c.UpgradesRolledBack > 0 {
+		failed += fmt.Sprintf(" (%d rolled back)", c.UpgradesRolledBack)
+	}
+	fmt.Fprintf(w, "\nupgrades: ok %d, failed %s, abandoned %d\n", c.UpgradesOK, failed, c.UpgradesAbandoned)
 	rows = nil
 	for _, u := range st.Upgrades {
 		rows = append(rows, []string{strconv.Itoa(u.Generation), strconv.Itoa(u.PID), u.Outcome, clock(u.Started), u.Duration.Round(100 * time.Microsecond).String(), u.Reason})
@@ -167,7 +205,8 @@ func printStatus(w io.Writer, st serviceStatus, now time.Time) error {
 }
 
 // runStatus is what baton run answers to `baton status`.
-func runStatus(sup *supervisor.Supervisor, started time.Time, exe string, socks []supervisor.Socket) serviceStatus {
+// pool is set for --workers above 1, with maxSurge its --max-surge.
+func runStatus(sup *supervisor.Supervisor, started time.Time, exe string, socks []supervisor.Socket, pool bool, maxSurge int) serviceStatus {
 	st := serviceStatus{Status: handoff.Status{
 		PID: os.Getpid(), State: handoff.StateServing, Started: started, Exe: exe, Connections: -1,
 		Sockets: []handoff.SocketStatus{}, Draining: []handoff.DrainStatus{}, Upgrades: []handoff.UpgradeRecord{},
@@ -176,7 +215,21 @@ func runStatus(sup *supervisor.Supervisor, started time.Time, exe string, socks 
 		st.State = handoff.StateStopping
 	}
 	stats := sup.Stats()
-	st.Counters = handoff.Counters{UpgradesOK: stats.Upgrades, UpgradesFailed: stats.FailedUpgrades, HandoffSeconds: []float64{}, DrainSeconds: []float64{}}
+	st.Counters = handoff.Counters{
+		UpgradesOK: stats.Upgrades, UpgradesFailed: stats.FailedUpgrades + stats.RolledBack, UpgradesRolledBack: stats.RolledBack,
+		HandoffSeconds: []float64{}, DrainSeconds: []float64{},
+	}
+	for _, u := range sup.History() {
+		st.Upgrades = append(st.Upgrades, handoff.UpgradeRecord{
+			Generation: u.Generation, PID: u.PID, Outcome: u.Outcome, Reason: u.Reason, Started: u.Started, Duration: u.Duration,
+		})
+	}
+	if pool {
+		st.Pool = &poolStatus{
+			Workers: stats.Workers, MaxSurge: maxSurge, Peak: stats.Peak,
+			WorkerExits: stats.WorkerExits, Restarts: stats.Restarts, FailedStarts: stats.FailedStarts,
+		}
+	}
 	for _, s := range socks {
 		st.Sockets = append(st.Sockets, socketStatus(s))
 	}
@@ -184,7 +237,9 @@ func runStatus(sup *supervisor.Supervisor, started time.Time, exe string, socks 
 	for _, ch := range st.Children {
 		switch ch.State {
 		case "serving":
-			st.Generation = ch.Generation
+			if st.Generation == 0 {
+				st.Generation = ch.Generation
+			}
 		case "draining":
 			st.Draining = append(st.Draining, handoff.DrainStatus{PID: ch.PID, Generation: ch.Generation, Connections: -1})
 		}

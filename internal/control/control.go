@@ -21,6 +21,7 @@ const (
 	CodeFailed     = "failed"
 	CodeBadRequest = "bad-request"
 	CodeStopping   = "stopping"
+	CodeRolledBack = "rolled-back"
 )
 
 var (
@@ -37,6 +38,10 @@ var (
 	// the process is stopping (SIGTERM, Stop): the stop superseded the
 	// reload and nothing failed.
 	ErrStopping = errors.New("generation stopping")
+	// ErrRolledBack means the new generation took over but exited within
+	// its watch window, and the old one serves again. It wraps ErrFailed:
+	// for the caller the upgrade failed.
+	ErrRolledBack = fmt.Errorf("%w: rolled back in the watch window", ErrFailed)
 	// ErrNoReply means the server closed the connection without a reply:
 	// the process exited (or closed its control socket) while the request
 	// was in flight.
@@ -66,6 +71,21 @@ func (e *StrangerError) Error() string {
 // Request is what a client sends.
 type Request struct {
 	Op string `json:"op"` // "reload" or "status"
+	// WaitWindow asks a "reload" to be answered when the new generation's
+	// watch window ends (success, or CodeRolledBack), not at the
+	// cut-over. A server without watch windows answers at the cut-over,
+	// as it does for the request without it; one that does not know the
+	// field ignores it.
+	WaitWindow bool `json:"wait_window,omitempty"`
+}
+
+type requestKey struct{}
+
+// RequestOf returns the request a Handler is called for (from its ctx), or
+// the zero Request.
+func RequestOf(ctx context.Context) Request {
+	r, _ := ctx.Value(requestKey{}).(Request)
+	return r
 }
 
 // Reply is what the server answers.
@@ -104,13 +124,16 @@ func (e *Error) Unwrap() error {
 		return ErrFailed
 	case CodeStopping:
 		return ErrStopping
+	case CodeRolledBack:
+		return ErrRolledBack
 	}
 	return nil
 }
 
 // Handler performs an upgrade and returns the pid now serving. An error that
-// matches ErrInProgress or ErrStopping is reported with that code; any other
-// error as CodeFailed with its text.
+// matches ErrInProgress, ErrStopping or ErrRolledBack is reported with that
+// code; any other error as CodeFailed with its text. RequestOf(ctx) is the
+// request.
 type Handler func(ctx context.Context) (pid int, err error)
 
 // Server accepts control connections for one process.
@@ -225,7 +248,7 @@ func (s *Server) handle(c *net.UnixConn) {
 		_ = enc.Encode(Reply{Code: CodeBadRequest, Message: fmt.Sprintf("unknown request %q", line)})
 		return
 	}
-	pid, err := s.handler(s.ctx)
+	pid, err := s.handler(context.WithValue(s.ctx, requestKey{}, req))
 	switch {
 	case err == nil:
 		_ = enc.Encode(Reply{PID: pid})
@@ -233,6 +256,8 @@ func (s *Server) handle(c *net.UnixConn) {
 		_ = enc.Encode(Reply{Code: CodeInProgress, Message: err.Error()})
 	case errors.Is(err, ErrStopping):
 		_ = enc.Encode(Reply{Code: CodeStopping, Message: err.Error()})
+	case errors.Is(err, ErrRolledBack):
+		_ = enc.Encode(Reply{Code: CodeRolledBack, Message: err.Error()})
 	default:
 		_ = enc.Encode(Reply{Code: CodeFailed, Message: err.Error()})
 	}
@@ -241,7 +266,7 @@ func (s *Server) handle(c *net.UnixConn) {
 // Status asks the baton process pid for its status (ListenStatus) and
 // returns it as the JSON the process sent. Errors are as for Reload.
 func Status(ctx context.Context, pid int) (json.RawMessage, error) {
-	r, err := ask(ctx, pid, "status")
+	r, err := ask(ctx, pid, Request{Op: "status"})
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +279,19 @@ func Status(ctx context.Context, pid int) (json.RawMessage, error) {
 // reply (it exited) is an error wrapping ErrNoReply. A socket held by
 // another process than pid is a *StrangerError, and nothing is sent to it.
 func Reload(ctx context.Context, pid int) (int, error) {
-	r, err := ask(ctx, pid, "reload")
+	return ReloadWith(ctx, pid, ReloadOptions{})
+}
+
+// ReloadOptions are the options of ReloadWith; the zero value is Reload's.
+type ReloadOptions struct {
+	// WaitWindow waits for the end of the new generation's watch window:
+	// a rollback in it is an *Error wrapping ErrRolledBack.
+	WaitWindow bool
+}
+
+// ReloadWith is Reload with options.
+func ReloadWith(ctx context.Context, pid int, opts ReloadOptions) (int, error) {
+	r, err := ask(ctx, pid, Request{Op: "reload", WaitWindow: opts.WaitWindow})
 	if err != nil {
 		return 0, err
 	}
@@ -262,7 +299,7 @@ func Reload(ctx context.Context, pid int) (int, error) {
 }
 
 // ask sends one request to pid's server and returns its successful reply.
-func ask(ctx context.Context, pid int, op string) (*Reply, error) {
+func ask(ctx context.Context, pid int, req Request) (*Reply, error) {
 	name, err := addressOf(pid)
 	if err != nil {
 		return nil, err
@@ -284,7 +321,7 @@ func ask(ctx context.Context, pid int, op string) (*Reply, error) {
 	defer stop()
 	// A server that refuses the caller replies and closes before reading the
 	// request, so a failed send still leaves that reply to read.
-	sendErr := json.NewEncoder(c).Encode(Request{Op: op})
+	sendErr := json.NewEncoder(c).Encode(req)
 	var r Reply
 	if err := json.NewDecoder(c).Decode(&r); err != nil {
 		switch {

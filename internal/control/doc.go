@@ -26,6 +26,14 @@
 // number of connections at once; whether a second upgrade may start while one
 // is in flight is the handler's decision (it returns ErrInProgress).
 //
+// A "reload" request may carry "wait_window": true, asking for the answer
+// at the end of the new generation's watch window rather than at the
+// cut-over; a rollback in the window is answered CodeRolledBack
+// ("rolled-back", ErrRolledBack, which wraps ErrFailed) with the reason.
+// Both ends stay compatible with peers that do not know the field: an old
+// server ignores it and answers at the cut-over, and an old client never
+// sends it. A Handler reads the request with RequestOf(ctx).
+//
 // An upgrade abandoned because the process is stopping (SIGTERM, Stop: a
 // `systemctl stop` during `systemctl reload`) is answered CodeStopping, the
 // sentinel ErrStopping: the stop superseded the reload and nothing failed,

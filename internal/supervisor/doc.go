@@ -3,15 +3,41 @@
 // program with a fresh copy without closing the sockets, so no client sees a
 // refused connection.
 //
-// The model: at any moment there is one serving CMD and possibly some
-// draining ones. The sockets belong to the supervisor; every CMD gets them at
-// fd 3.. with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID set to its own pid,
-// exactly as systemd would start it, plus a NOTIFY_SOCKET of the
-// supervisor's own. An upgrade starts a new CMD, waits for its READY=1, makes
-// it the serving one, then sends SIGTERM to the old one, which has Drain to
-// finish before SIGKILL. A new CMD that exits, is not ready in time, or
-// cannot be found is killed and reported (a *StartError); the old one keeps
-// serving. One upgrade runs at a time.
+// The model: at any moment there is one serving CMD (or a pool of Workers
+// serving CMDs) and possibly some draining ones. The sockets belong to the
+// supervisor; every CMD gets them at fd 3.. with LISTEN_FDS, LISTEN_FDNAMES
+// and LISTEN_PID set to its own pid, exactly as systemd would start it, plus
+// a NOTIFY_SOCKET of the supervisor's own. An upgrade starts a new CMD, waits
+// for its READY=1, makes it the serving one, then sends SIGTERM to the old
+// one, which has Drain to finish before SIGKILL. A new CMD that exits, is
+// not ready in time, or cannot be found is killed and reported (a
+// *StartError); the old one keeps serving. One upgrade runs at a time.
+//
+// With a WatchWindow the old CMD is not signalled at the cut-over: it stays
+// on standby, still accepting on the shared sockets, until the window has
+// passed, and a new CMD that exits within it is rolled back (the old one
+// serves on alone, ErrRolledBack for UpgradeWith with WaitWindow, counted in
+// Stats.RolledBack, outcome "rolled-back" in History, STATUS= to the
+// manager). A new upgrade is refused while the window runs.
+//
+// A pool (Workers above 1) is upgraded rolling: at most MaxSurge new workers
+// start at a time, each takes a worker's place once ready (whose old worker
+// then gets SIGTERM), and no more than Workers+MaxSurge CMDs run at once,
+// draining ones included. A new worker that fails stops the roll-out and the
+// roll-out's other new workers are stopped too, so that one version serves.
+// A worker that exits outside an upgrade is started again after
+// RestartDelay, doubling up to MaxRestartDelay. Scale resizes the pool.
+//
+// Every CMD's life is one state (state.go), changed only by one transition
+// function that refuses what this table does not list:
+//
+//	starting  -> serving   ready (a restart, a resize, an upgrade's cut-over)
+//	starting  -> draining  failed or abandoned start (SIGTERM, SIGKILL after Drain)
+//	serving   -> standby   replaced while a watch window runs
+//	serving   -> draining  replaced, rolled back (a pool's new ones), scaled down, stopped
+//	standby   -> serving   the new CMD exited within the window: rollback
+//	standby   -> draining  the window passed, or a stop
+//	any       -> exited    reaped (a pool restarts a serving worker that exits)
 //
 // Under systemd the supervisor stays the main process. It tells the manager
 // READY=1 once the first CMD is ready, RELOADING=1 (with MONOTONIC_USEC) and
@@ -66,6 +92,17 @@
 //     their connections. There is no cap by default: a CMD that sleeps
 //     through a lame-duck period looks as busy as one with requests in
 //     flight, and in a storm of upgrades a cap would kill it there.
+//   - The file on disk is the only version the supervisor can start: after
+//     a pool's failed roll-out the places whose old workers were already
+//     replaced stay vacant (Stats.Workers is the wanted size, Children the
+//     running ones) until the next upgrade or Scale; a restart after an
+//     exit starts the file on disk too, whatever version it is.
+//   - A watch window needs one CMD: New refuses it with Workers above 1.
+//     In a pool the roll-out itself is the safeguard (each new worker
+//     ready before an old one stops); rolling back a whole pool could
+//     only keep MaxSurge old workers.
+//   - In a pool, a forwarded signal goes to every worker; STATUS= and
+//     WATCHDOG= are forwarded from the first worker only.
 //   - Stop during an upgrade abandons it with an error wrapping ErrStopping
 //     (control code "stopping", `baton reload` exit 0). systemd signals the
 //     whole cgroup on stop, so the new CMD may end before the supervisor's

@@ -37,7 +37,12 @@ func TestMain(m *testing.M) {
 // goChild is a server as a Go user writes it with go-systemd: sockets from
 // activation, readiness through daemon.SdNotify, and a drain on SIGTERM
 // (listener closed, a lame-duck period answering with Connection: close,
-// then Shutdown). Its first argument is a mode: serve, exit N, hang, noready.
+// then Shutdown). Its first argument is a mode: serve, exit N, hang,
+// noready, die-after MS (serves, then after MS milliseconds drains as on
+// SIGTERM and exits with status 3: a crash that loses no request), fail-nth
+// FILE N (appends a byte to FILE and exits 3 before serving when FILE then
+// holds N bytes: the N-th start fails). $CHILD_LAME_DUCK is the lame-duck
+// period (100ms by default).
 func goChild() {
 	args := testproc.Args()
 	mode := "serve"
@@ -55,6 +60,21 @@ func goChild() {
 		select {}
 	case "family":
 		family()
+	case "fail-nth":
+		f, err := os.OpenFile(args[1], os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			os.Exit(4)
+		}
+		_, _ = f.Write([]byte{1})
+		fi, _ := f.Stat()
+		_ = f.Close()
+		if n, _ := strconv.Atoi(args[2]); fi.Size() == int64(n) {
+			os.Exit(3)
+		}
+	}
+	lame := 100 * time.Millisecond
+	if d, err := time.ParseDuration(os.Getenv("CHILD_LAME_DUCK")); err == nil {
+		lame = d
 	}
 	lns, err := activation.ListenersWithNames()
 	if err != nil || len(lns["http"]) != 1 {
@@ -91,22 +111,33 @@ func goChild() {
 		_, _ = daemon.SdNotify(false, "READY=1\nSTATUS=serving from "+pid)
 		_, _ = daemon.SdNotify(false, "WATCHDOG=1")
 	}
-	<-term
+	code := 0
+	if mode == "die-after" {
+		ms, _ := strconv.Atoi(args[1])
+		select {
+		case <-term:
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			code = 3
+		}
+	} else {
+		<-term
+	}
 	// Drain: no more accepts; answer with Connection: close for a while;
 	// never Shutdown while a connection's first request is unread, since
 	// net/http drops a request it reads after Shutdown began.
 	_ = ln.Close()
 	lameDuck.Store(true)
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(lame)
 	for i := 0; i < 500 && fresh.Load() > 0; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	_ = srv.Shutdown(ctx)
+	cancel()
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		os.Exit(1)
 	}
+	os.Exit(code)
 }
 
 // family is a CMD that starts a child of its own (this binary, hanging),
@@ -145,6 +176,8 @@ func openFDs() []string {
 }
 
 // childArgs returns Args that run the named helper of this test binary.
+// (GORACE: under -race a process sleeps a second before it exits, which
+// would make every drain look a second long.)
 func childArgs(t *testing.T, mode ...string) (args, env []string) {
 	t.Helper()
 	exe, err := os.Executable()
@@ -152,7 +185,7 @@ func childArgs(t *testing.T, mode ...string) (args, env []string) {
 		t.Fatal(err)
 	}
 	return append([]string{exe, "-test.run=^$", "--"}, mode...),
-		append(os.Environ(), testproc.EnvHelper+"=go-child")
+		append(os.Environ(), testproc.EnvHelper+"=go-child", "GORACE=atexit_sleep_ms=0")
 }
 
 // listen binds a loopback TCP socket and returns it as a Socket named http.

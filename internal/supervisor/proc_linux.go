@@ -63,7 +63,7 @@ func statusOf(ws unix.WaitStatus) ExitStatus {
 }
 
 // waitExit collects g's exit status, by its own wait unless the reaper does.
-func (s *Supervisor) waitExit(g *generation) {
+func (s *Supervisor) waitExit(g *child) {
 	if s.cfg.ReapOrphans {
 		return
 	}
@@ -81,11 +81,16 @@ func (s *Supervisor) waitExit(g *generation) {
 	}()
 }
 
-func (s *Supervisor) reaped(g *generation, st ExitStatus) {
+func (s *Supervisor) reaped(g *child, st ExitStatus) {
 	s.mu.Lock()
 	delete(s.byPID, g.pid)
-	s.mu.Unlock()
+	_ = g.to(stateExited)
 	g.exited(st)
+	s.mu.Unlock()
+	select {
+	case s.exits <- struct{}{}:
+	default:
+	}
 }
 
 type reaper struct {

@@ -21,6 +21,6 @@ func fileID(os.FileInfo) (ino, dev uint64) { return 0, 0 }
 
 type reaper struct{}
 
-func (s *Supervisor) waitExit(*generation) {}
-func (s *Supervisor) startReaper() error   { return errUnsupported }
-func (s *Supervisor) stopReaper()          {}
+func (s *Supervisor) waitExit(*child)    {}
+func (s *Supervisor) startReaper() error { return errUnsupported }
+func (s *Supervisor) stopReaper()        {}

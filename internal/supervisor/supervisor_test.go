@@ -287,7 +287,7 @@ func TestConcurrentUpgradeInProgress(t *testing.T) {
 	go func() { _, err := s.Upgrade(t.Context()); first <- err }()
 	for {
 		s.mu.Lock()
-		busy := s.upgrading
+		busy := s.op != ""
 		s.mu.Unlock()
 		if busy {
 			break
@@ -447,7 +447,7 @@ func TestStopAfterNewCMDDied(t *testing.T) {
 	s.cfg.Args = append(args[:len(args):len(args)], "hang")
 	upgraded := make(chan error, 1)
 	go func() { _, err := s.Upgrade(context.Background()); upgraded <- err }()
-	var g *generation
+	var g *child
 	for g == nil {
 		time.Sleep(time.Millisecond)
 		s.mu.Lock()

@@ -1,6 +1,8 @@
 // Command gochild is an HTTP server as a Go user writes it with go-systemd:
 // its socket from activation (named http), readiness through
 // daemon.SdNotify, and a drain on SIGTERM. The body and X-Pid are its pid.
+// With $GOCHILD_DIE_AFTER (a duration) it drains by itself that long after
+// it is ready and exits 3: a crash that loses no request.
 package main
 
 import (
@@ -58,7 +60,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "gochild:", err)
 	}
 	_, _ = daemon.SdNotify(false, "WATCHDOG=1")
-	<-term
+	code := 0
+	if d, err := time.ParseDuration(os.Getenv("GOCHILD_DIE_AFTER")); err == nil {
+		select {
+		case <-term:
+		case <-time.After(d):
+			code = 3
+		}
+	} else {
+		<-term
+	}
 	// Stop accepting, answer with Connection: close for a while, and
 	// never Shutdown while a connection's first request is unread.
 	_ = ln.Close()
@@ -68,9 +79,10 @@ func main() {
 		time.Sleep(10 * time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	_ = srv.Shutdown(ctx)
+	cancel()
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		os.Exit(1)
 	}
+	os.Exit(code)
 }

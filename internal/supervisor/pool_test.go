@@ -1,0 +1,232 @@
+//go:build linux
+
+package supervisor
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/batonhq/baton/internal/rawhttp"
+	"github.com/batonhq/baton/internal/testproc"
+)
+
+// TestPoolRollingUpgrades: 4 workers upgraded rolling under load, MaxSurge
+// 1 and 2: no request fails, every upgrade replaces every worker, and no
+// more than Workers+MaxSurge CMDs ever run (counted by the supervisor at
+// every start, and sampled from /proc meanwhile).
+func TestPoolRollingUpgrades(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	for _, tt := range []struct{ surge, upgrades int }{{1, 12}, {2, 6}} {
+		if testproc.InCI() {
+			tt.upgrades *= 4
+		}
+		t.Run("surge "+strconv.Itoa(tt.surge), func(t *testing.T) {
+			const workers = 4
+			s, _, addr, _ := newServing(t, Config{Workers: workers, MaxSurge: tt.surge})
+			sampled := sampleChildren(t)
+			l := rawhttp.StartLoad(addr, 8, halfKeepAlive)
+			defer l.Stop()
+			for i := range tt.upgrades {
+				l.Await(20)
+				if _, err := s.Upgrade(t.Context()); err != nil {
+					t.Fatalf("upgrade %d: %v", i+1, err)
+				}
+				if v := servingVersions(s); len(v) != 1 || v[i+1] != workers {
+					t.Fatalf("after upgrade %d the serving workers' versions are %v, want %d of %d", i+1, v, workers, i+1)
+				}
+			}
+			l.Await(20)
+			l.Stop()
+			peak := sampled()
+			st := s.Stats()
+			t.Logf("SIGTERM to exit of replaced workers: %s", summary(st.ExitAfterTerm))
+			t.Logf("%d rolling upgrades of %d workers, surge %d: %d requests, %d failed; most CMDs at once: %d (sampled %d)",
+				tt.upgrades, workers, tt.surge, l.OK.Load(), l.Failed.Load(), st.Peak, peak)
+			if n := l.Failed.Load(); n != 0 {
+				t.Errorf("%d requests failed, first: %v", n, l.Errors())
+			}
+			if st.Peak != workers+tt.surge || peak > workers+tt.surge {
+				t.Errorf("at most %d CMDs at once (sampled %d), want %d", st.Peak, peak, workers+tt.surge)
+			}
+			if st.Upgrades != tt.upgrades || st.Generations != workers*(tt.upgrades+1) {
+				t.Errorf("stats %+v, want %d upgrades of %d workers", st, tt.upgrades, workers)
+			}
+		})
+	}
+}
+
+// TestPoolFailedRollOut: the second new worker of a roll-out fails; the
+// roll-out stops, the first new one is stopped too (one version serves),
+// the three old ones serve on and no request fails. The next upgrade fills
+// the pool again.
+func TestPoolFailedRollOut(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	count := filepath.Join(t.TempDir(), "starts")
+	s, args, addr, rec := newServing(t, Config{Workers: 4})
+	s.cfg.Args = append(args[:len(args):len(args)], "fail-nth", count, "2")
+	l := rawhttp.StartLoad(addr, 8, halfKeepAlive)
+	defer l.Stop()
+	l.Await(50)
+	_, err := s.Upgrade(t.Context())
+	var se *StartError
+	if !errors.As(err, &se) || !errors.Is(err, ErrExited) {
+		t.Fatalf("Upgrade = %v, want the second new worker's StartError", err)
+	}
+	waitFor(t, "the first new worker's exit", func() bool { return len(s.Children()) == 3 })
+	if v := servingVersions(s); len(v) != 1 || v[0] != 3 {
+		t.Errorf("after the failed roll-out the serving versions are %v, want 3 old workers (version 0)", v)
+	}
+	if st := s.Stats(); st.FailedUpgrades != 1 || st.Restarts != 0 {
+		t.Errorf("stats %+v, want 1 failed upgrade and no restart", st)
+	}
+	if firstWith(rec.all(), "STATUS=upgrade failed, 3 of 4 workers (the old version) serving") == "" {
+		t.Errorf("no STATUS= of the failed roll-out: %q", rec.all())
+	}
+	l.Await(50)
+	s.cfg.Args = args
+	if _, err := s.Upgrade(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if v := servingVersions(s); len(v) != 1 || v[2] != 4 {
+		t.Errorf("after the next upgrade the serving versions are %v, want 4 of version 2", v)
+	}
+	l.Await(50)
+	l.Stop()
+	if n := l.Failed.Load(); n != 0 {
+		t.Errorf("%d of %d requests failed, first: %v", n, l.OK.Load(), l.Errors())
+	}
+}
+
+// TestPoolRestartBackoff: a worker killed outside an upgrade is started
+// again, first after RestartDelay, then after twice that when its
+// successor dies at once, and counted.
+func TestPoolRestartBackoff(t *testing.T) {
+	testproc.CheckGoroutines(t)
+	s, _, _, _ := newServing(t, Config{Workers: 3})
+	for round, want := range []time.Duration{DefaultRestartDelay, 2 * DefaultRestartDelay, 4 * DefaultRestartDelay} {
+		victim := workerPID(s, 2)
+		if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "worker 2's restart", func() bool { p := workerPID(s, 2); return p != 0 && p != victim })
+		s.mu.Lock()
+		delay, restarts := s.slots[1].delay, s.slots[1].restarts
+		s.mu.Unlock()
+		if delay != want || restarts != round+1 {
+			t.Errorf("restart %d: delay %s, restarts %d; want %s, %d", round+1, delay, restarts, want, round+1)
+		}
+	}
+	st := s.Stats()
+	if st.WorkerExits != 3 || st.Restarts != 3 {
+		t.Errorf("stats %+v, want 3 exits and 3 restarts", st)
+	}
+	for _, c := range s.Children() {
+		if want := map[int]int{2: 3}[c.Worker]; c.Restarts != want {
+			t.Errorf("worker %d: %d restarts, want %d", c.Worker, c.Restarts, want)
+		}
+	}
+}
+
+// TestPoolScale: a pool grows and shrinks at run time under load without a
+// failed request.
+func TestPoolScale(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	s, _, addr, _ := newServing(t, Config{Workers: 2})
+	l := rawhttp.StartLoad(addr, 8, halfKeepAlive)
+	defer l.Stop()
+	for _, n := range []int{5, 1, 3} {
+		l.Await(50)
+		if err := s.Scale(n); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the new size "+strconv.Itoa(n), func() bool {
+			return len(s.Children()) == n && s.Stats().Workers == n && len(servingVersions(s)) == 1 && servingVersions(s)[0] == n
+		})
+	}
+	l.Await(50)
+	l.Stop()
+	if n := l.Failed.Load(); n != 0 {
+		t.Errorf("%d of %d requests failed, first: %v", n, l.OK.Load(), l.Errors())
+	}
+	if err := s.Scale(0); err == nil {
+		t.Error("Scale(0) succeeded")
+	}
+}
+
+// servingVersions counts the serving workers by version.
+func servingVersions(s *Supervisor) map[int]int {
+	v := map[int]int{}
+	for _, c := range s.Children() {
+		if c.State == "serving" {
+			v[c.Version]++
+		}
+	}
+	return v
+}
+
+// workerPID returns the pid of the serving worker n (1...), 0 when none.
+func workerPID(s *Supervisor, n int) int {
+	for _, c := range s.Children() {
+		if c.Worker == n && c.State == "serving" {
+			return c.PID
+		}
+	}
+	return 0
+}
+
+// sampleChildren counts this process's living children every millisecond
+// until the returned function is called, which returns the most seen.
+func sampleChildren(t *testing.T) func() int {
+	t.Helper()
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if n := int64(livingChildren(os.Getpid())); n > peak.Load() {
+				peak.Store(n)
+			}
+		}
+	})
+	var once sync.Once
+	finish := func() int {
+		once.Do(func() { close(stop); wg.Wait() })
+		return int(peak.Load())
+	}
+	t.Cleanup(func() { finish() })
+	return finish
+}
+
+// livingChildren counts the children of ppid that are not zombies.
+func livingChildren(ppid int) int {
+	ents, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(ppid) && f[0] != "Z" {
+			n++
+		}
+	}
+	return n
+}
