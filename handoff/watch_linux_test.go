@@ -234,14 +234,22 @@ func TestWatchWindowNeedsRenewers(t *testing.T) {
 	s.stop(s.gen1)
 }
 
-// The old generation killed in the window (SIGKILL, a crash): the
-// successor, serving on probation, sees its channel close, claims the
-// main PID itself and serves on; no request fails.
+// The old generation killed in the window (SIGKILL, a crash) once it has
+// drained: the successor, serving on probation, sees its channel close,
+// claims the main PID itself and serves on; no request fails.
 func TestWatchWindowPredecessorKilled(t *testing.T) {
 	s := startService(t, serviceOpts{env: []string{envTestWatch + "=30s"}})
 	l := startLoad(s.addr, 2, 2)
 	next := mustReload(t, s.gen1)
 	s.servedBy(next)
+	// Drained: it holds no connection a kill would cut.
+	deadline := time.Now().Add(wait)
+	for statusOf(t, s.gen1).Connections != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the old generation did not drain")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err := syscall.Kill(s.gen1, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
