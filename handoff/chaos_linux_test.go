@@ -132,8 +132,7 @@ func TestChaos(t *testing.T) {
 		seed = n
 	}
 	t.Logf("chaos: seed %d, %d upgrades (replay: %s=%d %s=%d)", seed, upgrades, envChaosSeed, seed, envChaosUpgrades, upgrades)
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	rng := rand.New(rand.NewPCG(seed, seed>>32|1))
 
 	c := startChaos(t)

@@ -154,6 +154,95 @@
 // not a stop: the generation that hands over drains at once, and its
 // Stopping stays open.
 //
+// # Watch window
+//
+// A new version that becomes ready and dies a second later would be an
+// outage: the old generation has drained and exited. With
+// Config.WatchWindow the old generation, at the cut-over, stops accepting
+// and drains as without it, but stays alive, holding its sockets and the
+// main PID, for the window:
+//
+//  1. The successor says READY probation (it knows the window:
+//     BATON_HANDOFF_WATCH). The old generation writes SERVE instead of
+//     MAIN and tells the manager READY=1 (the reload job ends) with
+//     STATUS=serving, generation N+1, pid P, watched until T; generation N
+//     (pid Q) holds the main PID and drains. The successor starts its
+//     servers and says nothing to the manager: its NOTIFY_SOCKET stays
+//     held back, the old generation keeps the watchdog, the PID file and
+//     the fd store. Upgrade, and `baton reload`, return now, with the
+//     successor's pid (`baton reload --wait-window` waits for the window's
+//     outcome, UpgradeWatched in Go). Another upgrade is refused until the
+//     window ends (ErrInProgress, naming it), on both generations.
+//  2. When the successor ends within the window (it exits, crashes, is
+//     killed, or is stopped alone and says STOPPING), the old generation
+//     rolls back at once: its servers serve again (Renewer: HTTPServer,
+//     TCPServer, Rebuild), so connections that waited in the shared
+//     socket's backlog are answered and none is refused; only requests in
+//     flight on connections the dead process held are lost, as with any
+//     crash. It logs "rolled back" (Warn), sends STATUS=serving,
+//     generation N, pid Q; rolled back generation N+1 (pid P): <reason>,
+//     records the upgrade as "rolled back" in its history (`baton
+//     status`), and Wait goes on as before the upgrade.
+//  3. When the window has passed, the old generation checks through its
+//     pidfd that the successor is alive, sends MAINPID=<successor> with
+//     READY=1, waits for BARRIER=1 and writes MAIN; the successor then
+//     becomes main as after an upgrade without a window (NOTIFY_SOCKET,
+//     watchdog, PID file, STATUS=). The old generation exits; Done is
+//     closed then, not at the cut-over.
+//
+// Why MAINPID never names a dead process: systemd acts on the death of
+// the main process (SYSTEMD.md: the unit goes down, the control group is
+// killed, Restart= starts the same broken binary), so the main PID moves
+// only when the window has passed. Until then the manager's main process
+// is the old generation, alive throughout; the successor is a process of
+// the unit that the manager does not watch, and its death changes nothing
+// for the unit. At the window's end the successor is this process's
+// unreaped child: if it died just before MAINPID= is read, it is a
+// zombie, which systemd refuses as a main PID ("does not exist or is a
+// zombie"), and the old generation, still main, rolls back. A successor
+// that dies after the manager accepted it is the main process dying, as
+// without a window. Under NotifyAccess=main nothing the successor could
+// send reaches the manager before it is main; the old one speaks for the
+// unit until then, and says nothing after (SYSTEMD.md rule 2).
+//
+// A stop during the window (SIGTERM to the unit) stops both: the old
+// generation, main, says STOPPING=1 and tells the successor ABORT, which
+// drains and exits. TimeoutStopSec= need not cover the window. A
+// successor of a release without watch windows says READY alone and is
+// handed the main PID at once (logged).
+//
+// # Lifecycle
+//
+// A generation is in one phase at a time (lifecycle.go); every change goes
+// through one transition function that refuses a move this table does not
+// have:
+//
+//	phase          main  accepts  goes to            when
+//	starting       no    no       awaiting main      a successor's Ready writes READY
+//	                              serving            generation 1's Ready
+//	                              stopped            Stop before Ready (a successor declines)
+//	awaiting main  no    no       serving            MAIN, or the predecessor died (claim)
+//	                              probation          SERVE (the predecessor's watch window)
+//	                              stopped            Stop (the answer is awaited: STOPPING=1 on MAIN)
+//	probation      no    yes      serving            MAIN after the window, or the predecessor died
+//	                              stopped            Stop (says STOPPING to the predecessor), ABORT
+//	serving        yes   yes      upgrading          Upgrade
+//	                              stopping           Stop (STOPPING=1, then StopDelay)
+//	upgrading      yes   yes      serving            the upgrade failed (READY=1, STATUS=)
+//	                              watching           cut over with a watch window
+//	                              handed over        MAINPID=, BARRIER=1, MAIN
+//	                              stopping           Stop: the upgrade is cancelled and awaited
+//	watching       yes   no       serving            the successor ended in the window: rollback
+//	                              handed over        the window passed: MAINPID=, BARRIER=1, MAIN
+//	                              stopped            Stop (STOPPING=1, ABORT to the successor)
+//	stopping       yes   yes      stopped            after StopDelay (or a second Stop)
+//	                              handed over        an upgrade that was in flight completed
+//	handed over    no    no       -                  drains, exits
+//	stopped        no    no       -                  drains, exits
+//
+// Done is closed on entering handed over or stopped; Stopping on the
+// first Stop, in any phase.
+//
 // # Draining generations
 //
 // Every generation that handed over drains until its last connection ends

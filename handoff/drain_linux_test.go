@@ -50,15 +50,10 @@ func expectClose(t *testing.T, h http.Header, err error) {
 // that sends its first request long after IdleGrace gets its answer.
 // (Before, the drain closed connections in StateNew like idle ones.)
 func TestHTTPDrainLateFirstRequest(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	s, addr, served := drainServer(t, http.NotFoundHandler())
 	s.NewConnGrace = 5 * time.Second
-	late, err := dialHTTP("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer late.Close()
+	late := mustDial(t, "tcp", addr)
 	waitConns(t, s, 1)
 	shut := shutdownAsync(s, 10*time.Second)
 	time.Sleep(4 * s.IdleGrace) // a client far away, or slow to start
@@ -79,15 +74,10 @@ func TestHTTPDrainLateFirstRequest(t *testing.T) {
 // TestHTTPDrainNewConnBound: a connection that never sends a request is
 // closed once NewConnGrace old, and the drain ends then.
 func TestHTTPDrainNewConnBound(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	s, addr, served := drainServer(t, http.NotFoundHandler())
 	s.NewConnGrace = 100 * time.Millisecond
-	silent, err := dialHTTP("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
+	silent := mustDial(t, "tcp", addr)
 	waitConns(t, s, 1)
 	if err := <-shutdownAsync(s, 10*time.Second); err != nil {
 		t.Errorf("Shutdown = %v, want the silent connection closed before the deadline", err)
@@ -104,14 +94,9 @@ func TestHTTPDrainNewConnBound(t *testing.T) {
 // its buffer while the connection still counts as idle keep it open: the
 // rest of the request arrives after IdleGrace and is answered.
 func TestHTTPDrainPartialRequest(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	s, addr, served := drainServer(t, http.NotFoundHandler())
-	c, err := dialHTTP("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := mustDial(t, "tcp", addr)
 	if _, err := c.rawDo("/"); err != nil {
 		t.Fatal(err)
 	}
@@ -138,8 +123,7 @@ func TestHTTPDrainPartialRequest(t *testing.T) {
 // HTTP/1.1 by ALPN; a TLS handshake that starts late in the drain counts
 // as a new connection and is answered.
 func TestHTTPTLS(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	cert, pool := testCert(t)
 	s, addr, served := serveHTTP(t, &http.Server{
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
@@ -213,8 +197,7 @@ func TestHTTPTLSNoCertificate(t *testing.T) {
 // TestHTTPDrainSignals: handlers see the drain start (Draining, the
 // user's RegisterOnShutdown hooks) while requests are still in flight.
 func TestHTTPDrainSignals(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	in := make(chan struct{}, 1)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in <- struct{}{}
@@ -224,11 +207,7 @@ func TestHTTPDrainSignals(t *testing.T) {
 	hook := make(chan struct{})
 	srv.RegisterOnShutdown(func() { close(hook) })
 	s, addr, served := serveHTTP(t, srv)
-	c, err := dialHTTP("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := mustDial(t, "tcp", addr)
 	if err := c.send("/"); err != nil {
 		t.Fatal(err)
 	}
@@ -251,8 +230,7 @@ func TestHTTPDrainSignals(t *testing.T) {
 // is cancelled at StreamGrace and its response ends cleanly (the chunked
 // end of body), long before the deadline.
 func TestHTTPStreamGrace(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	in := make(chan struct{}, 1)
 	s, addr, served := drainServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -271,11 +249,7 @@ func TestHTTPStreamGrace(t *testing.T) {
 		}
 	}))
 	s.StreamGrace = 100 * time.Millisecond
-	c, err := dialHTTP("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := mustDial(t, "tcp", addr)
 	if err := c.send("/events"); err != nil {
 		t.Fatal(err)
 	}
@@ -300,8 +274,7 @@ func TestHTTPStreamGrace(t *testing.T) {
 // TestHTTPHijacked: a hijacked connection registered with Hijacked is
 // told to go away when the drain starts, and the drain waits for it.
 func TestHTTPHijacked(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	released := make(chan struct{})
 	s, addr, served := drainServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, brw, err := http.NewResponseController(w).Hijack()
@@ -325,11 +298,7 @@ func TestHTTPHijacked(t *testing.T) {
 			<-released
 		}()
 	}))
-	c, err := dialHTTP("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := mustDial(t, "tcp", addr)
 	if err := c.send("/ws"); err != nil {
 		t.Fatal(err)
 	}
@@ -356,8 +325,7 @@ func TestHTTPHijacked(t *testing.T) {
 // "Connection: Upgrade" (not "close", which fails a WebSocket handshake),
 // and the upgraded connection is told to go away at once.
 func TestHTTPUpgradeDuringDrain(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	s, addr, served := drainServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Upgrade", "echo")
 		w.Header().Set("Connection", "Upgrade")
@@ -376,11 +344,7 @@ func TestHTTPUpgradeDuringDrain(t *testing.T) {
 		defer done()
 		<-away
 	}))
-	c, err := dialHTTP("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := mustDial(t, "tcp", addr)
 	waitConns(t, s, 1)
 	shut := shutdownAsync(s, 10*time.Second)
 	<-s.Draining()
@@ -404,8 +368,7 @@ func TestHTTPUpgradeDuringDrain(t *testing.T) {
 // TestHTTPHijackedDeadline: at the deadline a hijacked connection that
 // did not end is closed.
 func TestHTTPHijackedDeadline(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	s, addr, served := drainServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _, err := http.NewResponseController(w).Hijack()
 		if err != nil {
@@ -414,11 +377,7 @@ func TestHTTPHijackedDeadline(t *testing.T) {
 		defer c.Close()
 		_, _ = io.Copy(io.Discard, c) // deaf: only the close ends it
 	}))
-	c, err := dialHTTP("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := mustDial(t, "tcp", addr)
 	if err := c.send("/ws"); err != nil {
 		t.Fatal(err)
 	}
@@ -531,8 +490,7 @@ func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
 // a stream open when the drain starts finishes, then the connection,
 // told GOAWAY, closes by itself before the deadline.
 func TestHTTPH2C(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
@@ -577,8 +535,7 @@ func TestHTTPH2C(t *testing.T) {
 // it first), Ready fails instead of serving a process `baton reload`
 // cannot reach.
 func TestReadyControlTaken(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	squat, err := control.Listen(func(context.Context) (int, error) { return 4242, nil })
 	if err != nil {
 		t.Fatal(err)

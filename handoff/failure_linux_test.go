@@ -246,8 +246,7 @@ func reloadAsync(t *testing.T, pid int) <-chan result {
 }
 
 func TestConcurrentReloadInProgress(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	s, gate, started := gated(t)
 	first := reloadAsync(t, s.gen1)
 	succ := waitStarted(t, started)
@@ -270,8 +269,7 @@ func TestConcurrentReloadInProgress(t *testing.T) {
 }
 
 func TestStopDuringUpgrade(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	s, _, started := gated(t)
 	pending := reloadAsync(t, s.gen1)
 	succ := waitStarted(t, started)
@@ -303,8 +301,7 @@ func TestStopDuringUpgrade(t *testing.T) {
 // cgroup, the main one first, then the successor; whichever the old
 // generation notices first, the upgrade is abandoned for the stop.
 func TestStopSignalsBoth(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	s, gate, started := gated(t)
 	pending := reloadAsync(t, s.gen1)
 	succ := waitStarted(t, started)
@@ -334,8 +331,7 @@ func TestStopSignalsBoth(t *testing.T) {
 }
 
 func TestPredecessorKilledMidUpgrade(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	s, gate, started := gated(t)
 	pending := reloadAsync(t, s.gen1)
 	succ := waitStarted(t, started)
@@ -376,8 +372,7 @@ func TestSIGHUP(t *testing.T) {
 // TestSuccessorStoppedBeforeHandOver: a successor that gets SIGTERM before
 // it is main declines the hand-over; the predecessor keeps serving.
 func TestSuccessorStoppedBeforeHandOver(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	s, gate, started := gated(t)
 	pending := reloadAsync(t, s.gen1)
 	succ := waitStarted(t, started)

@@ -29,6 +29,8 @@ func successorMessage(b []byte) (kind, arg string) {
 	switch m := string(b); {
 	case m == msgReady:
 		return msgReady, ""
+	case m == msgReady+" "+readyProbation:
+		return msgReady, readyProbation
 	case strings.HasPrefix(m, msgVersion+" "):
 		v := strings.TrimPrefix(m, msgVersion+" ")
 		if _, err := decimal(v); err == nil {

@@ -2,7 +2,6 @@ package handoff
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -310,95 +308,10 @@ func (s *service) get(query string) (int, error) {
 // load drives requests at a service until stopped: keepAlive clients reuse
 // their connection until the server says Connection: close, fresh clients
 // open one per request. Any error or non-200 answer is a failure: the
-// clients never retry.
-type load struct {
-	requests atomic.Int64
-	failures atomic.Int64
-	mu       sync.Mutex
-	errs     []string
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-}
+// clients never retry. It is chaos_linux_test.go's load, without kills.
+type load = chaosLoad
 
-func startLoad(addr string, keepAlive, fresh int) *load {
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &load{cancel: cancel}
-	for i := range keepAlive + fresh {
-		l.wg.Go(func() { l.client(ctx, addr, i < keepAlive, i) })
-	}
-	return l
-}
-
-func (l *load) stop() {
-	l.cancel()
-	l.wg.Wait()
-}
-
-func (l *load) fail(err error) {
-	l.failures.Add(1)
-	l.mu.Lock()
-	if len(l.errs) < 20 {
-		l.errs = append(l.errs, err.Error())
-	}
-	l.mu.Unlock()
-}
-
-func (l *load) client(ctx context.Context, addr string, keepAlive bool, n int) {
-	var c net.Conn
-	var br *bufio.Reader
-	defer func() {
-		if c != nil {
-			_ = c.Close()
-		}
-	}()
-	for i := 0; ctx.Err() == nil; i++ {
-		if c == nil {
-			var err error
-			c, err = net.Dial("tcp", addr)
-			if err != nil {
-				l.fail(fmt.Errorf("dial: %w", err))
-				continue
-			}
-			br = bufio.NewReader(c)
-		}
-		// Every 16th request is slow, so that hand-overs find requests in
-		// flight.
-		q := "/"
-		if (i+n)%16 == 0 {
-			q = "/?ms=" + strconv.Itoa(1+(i+n)%20)
-		}
-		req := "GET " + q + " HTTP/1.1\r\nHost: t\r\n"
-		if !keepAlive {
-			req += "Connection: close\r\n"
-		}
-		_ = c.SetDeadline(time.Now().Add(wait))
-		if _, err := io.WriteString(c, req+"\r\n"); err != nil {
-			l.fail(fmt.Errorf("write: %w", err))
-			_ = c.Close()
-			c = nil
-			continue
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err == nil {
-			_, err = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if err == nil && resp.StatusCode != http.StatusOK {
-				err = fmt.Errorf("status %s", resp.Status)
-			}
-		}
-		if err != nil {
-			l.fail(fmt.Errorf("request %d on %s: %w", i, c.LocalAddr(), err))
-			_ = c.Close()
-			c = nil
-			continue
-		}
-		l.requests.Add(1)
-		if resp.Close || !keepAlive {
-			_ = c.Close()
-			c = nil
-		}
-	}
-}
+func startLoad(addr string, keepAlive, fresh int) *load { return startChaosLoad(addr, keepAlive, fresh) }
 
 // fdCount returns the number of open fds of pid.
 // fdCount counts pid's open fds but its pidfds: those watch other
@@ -423,6 +336,25 @@ func fdCount(pid int) int {
 type httpConn struct {
 	net.Conn
 	br *bufio.Reader
+}
+
+// mustDial is dialHTTP for a test: a failure ends it, the connection is
+// closed at its end.
+func mustDial(t *testing.T, network, addr string) *httpConn {
+	t.Helper()
+	c, err := dialHTTP(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// checkLeaks fails the test when it leaves an fd or a goroutine behind.
+func checkLeaks(t *testing.T) {
+	t.Helper()
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
 }
 
 func dialHTTP(network, addr string) (*httpConn, error) {

@@ -94,6 +94,7 @@ type HTTPServer struct {
 	away         sync.WaitGroup // goingAway functions of hijacked connections
 	wake         chan struct{}
 	served       chan struct{}
+	spare        spare // the socket, kept for Renew
 }
 
 // HTTP returns a Server that serves srv's configuration on ln and drains as
@@ -264,6 +265,7 @@ func (s *HTTPServer) Shutdown(ctx context.Context) error {
 		goingAway = s.hijacks.startDrain(&s.draining)
 		close(s.drainStarted)
 	})
+	s.spare.keep(ctx, s.ln)
 	lnErr := s.ln.Close()
 	if errors.Is(lnErr, net.ErrClosed) {
 		lnErr = nil

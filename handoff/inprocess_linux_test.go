@@ -12,13 +12,10 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/batonhq/baton/internal/testproc"
 )
 
 func TestGenerationOneLifecycle(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	notes := newReceiver(t)
 	t.Setenv("NOTIFY_SOCKET", notes.path)
 	pidfile := filepath.Join(t.TempDir(), "pid")
@@ -106,8 +103,7 @@ func serveHTTP(t *testing.T, srv *http.Server) (*HTTPServer, string, chan error)
 }
 
 func TestHTTPDrain(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	release := make(chan struct{})
 	inHandler := make(chan struct{}, 1)
 	s, addr, served := drainServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -152,24 +148,14 @@ func TestHTTPDrain(t *testing.T) {
 	if _, err := busy.receive(); err != nil {
 		t.Errorf("request in flight: %v", err)
 	}
-	if err := <-shut; err != nil {
-		t.Errorf("Shutdown = %v", err)
-	}
-	if err := <-served; err != nil {
-		t.Errorf("Serve = %v", err)
-	}
+	drained(t, shut, served)
 }
 
 func TestHTTPDrainLameDuck(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	s, addr, served := drainServer(t, http.NotFoundHandler())
 	s.IdleGrace = time.Hour // never idle long enough: only Connection: close ends it
-	c, err := dialHTTP("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := mustDial(t, "tcp", addr)
 	if _, err := c.do("/"); err == nil {
 		t.Fatal("want 404")
 	}
@@ -187,12 +173,7 @@ func TestHTTPDrainLameDuck(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond) // the drain may not have started yet
 	}
-	if err := <-shut; err != nil {
-		t.Errorf("Shutdown = %v", err)
-	}
-	if err := <-served; err != nil {
-		t.Errorf("Serve = %v", err)
-	}
+	drained(t, shut, served)
 }
 
 // TestHTTPDrainInFlight: a request whose handler started before the drain
@@ -200,8 +181,7 @@ func TestHTTPDrainLameDuck(t *testing.T) {
 // close, so the drain ends with that response instead of after IdleGrace;
 // the handler still sees the net/http writer's interfaces.
 func TestHTTPDrainInFlight(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	release := make(chan struct{})
 	in := make(chan struct{}, 1)
 	var flusher, hijacker, controller bool
@@ -214,11 +194,7 @@ func TestHTTPDrainInFlight(t *testing.T) {
 		_, _ = io.WriteString(w, "late")
 	}))
 	s.IdleGrace = time.Hour // only Connection: close can end the drain
-	c, err := dialHTTP("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := mustDial(t, "tcp", addr)
 	if err := c.send("/"); err != nil {
 		t.Fatal(err)
 	}
@@ -239,20 +215,14 @@ func TestHTTPDrainInFlight(t *testing.T) {
 	if got := h.Get("Connection"); got != "close" {
 		t.Errorf("in-flight response: Connection %q, want close", got)
 	}
-	if err := <-shut; err != nil {
-		t.Errorf("Shutdown = %v", err)
-	}
-	if err := <-served; err != nil {
-		t.Errorf("Serve = %v", err)
-	}
+	drained(t, shut, served)
 	if !flusher || !hijacker || !controller {
 		t.Errorf("handler's writer: Flusher %v, Hijacker %v, ResponseController %v; want all", flusher, hijacker, controller)
 	}
 }
 
 func TestHTTPDrainDeadline(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	stuck := make(chan struct{})
 	in := make(chan struct{}, 1)
 	s, addr, served := drainServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -260,11 +230,7 @@ func TestHTTPDrainDeadline(t *testing.T) {
 		<-stuck // deaf to r.Context(): only the deadline ends it
 	}))
 	defer close(stuck)
-	c, err := dialHTTP("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := mustDial(t, "tcp", addr)
 	if err := c.send("/"); err != nil {
 		t.Fatal(err)
 	}
@@ -283,8 +249,7 @@ func TestHTTPDrainDeadline(t *testing.T) {
 }
 
 func TestTCPServerDrain(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -323,12 +288,7 @@ func TestTCPServerDrain(t *testing.T) {
 		t.Fatalf("connection not served during drain: %v", err)
 	}
 	_ = c.Close()
-	if err := <-shut; err != nil {
-		t.Errorf("Shutdown = %v", err)
-	}
-	if err := <-served; err != nil {
-		t.Errorf("Serve = %v", err)
-	}
+	drained(t, shut, served)
 }
 
 // BenchmarkHTTPServe compares requests on one keep-alive connection to a

@@ -39,6 +39,8 @@ const (
 	envDrift        = "BATON_TEST_DRIFT"         // appended "+" at start-up, answered as X-Drift
 	envExtra        = "BATON_TEST_EXTRA"         // also serve HTTP on "extra", at the address this file names (none if empty)
 	envPause        = "BATON_TEST_PAUSE"         // a directory: pause at the stage its file "pause" names (pauseAt)
+	envTestWatch    = "BATON_TEST_WATCH"         // Config.WatchWindow
+	envDieAfter     = "BATON_TEST_DIE_AFTER"     // fault "die-serving": exit 5 this long after Ready returned
 )
 
 func TestMain(m *testing.M) {
@@ -70,7 +72,11 @@ func serverMain() {
 		_ = os.Setenv(envDrift, v+"+") // as a start-up PATH+= does
 	}
 	drift := os.Getenv(envDrift)
-	fault := ""
+	fault, faultArg := "", ""
+	if f := os.Getenv(envFaultFile); f != "" {
+		b, _ := os.ReadFile(f)
+		faultArg = strings.TrimSpace(string(b))
+	}
 	if f := os.Getenv(envFaultFile); f != "" && os.Remove(f) == nil {
 		fault = os.Getenv(envFault)
 		_ = os.WriteFile(f+".taken", nil, 0o600)
@@ -84,6 +90,9 @@ func serverMain() {
 	}
 	if d, err := time.ParseDuration(os.Getenv(envStopDelay)); err == nil {
 		cfg.StopDelay = d
+	}
+	if d, err := time.ParseDuration(os.Getenv(envTestWatch)); err == nil {
+		cfg.WatchWindow = d
 	}
 	if n, err := strconv.Atoi(os.Getenv(envMaxDraining)); err == nil {
 		cfg.MaxDraining = n
@@ -209,6 +218,15 @@ func serverMain() {
 	if err := up.Ready(); err != nil {
 		fmt.Fprintln(os.Stderr, "server: ready:", err)
 		os.Exit(1)
+	}
+	if fault == "die-serving" {
+		// A new version that dies once it serves: after the duration
+		// the fault file held, else envDieAfter.
+		d, err := time.ParseDuration(faultArg)
+		if err != nil {
+			d, _ = time.ParseDuration(os.Getenv(envDieAfter))
+		}
+		time.AfterFunc(d, func() { os.Exit(5) })
 	}
 	if err := up.Wait(); err != nil {
 		fmt.Fprintln(os.Stderr, "server: wait:", err)

@@ -41,7 +41,7 @@ func newPlain(cfg Config, fds *fdSet) (*Upgrader, error) {
 	u := &Upgrader{
 		cfg: cfg, log: log, gen: 1, exe: exe, dir: dir, args: os.Args, fds: fds,
 		ctx: ctx, cancel: cancel, startedAt: time.Now(),
-		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1),
+		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1), spell: newSpell(),
 		stopped: make(chan struct{}), cutDelay: make(chan struct{}),
 	}
 	if !cfg.NoSignals {
@@ -75,11 +75,11 @@ func (u *Upgrader) plainSignals(sigs chan os.Signal, quit chan struct{}) {
 func (u *Upgrader) readyPlain() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.ready || u.stopping {
+	if u.phase != phaseStarting {
 		return nil
 	}
 	u.mgr = (*notify.Client)(nil) // no manager: every message is a no-op
-	u.ready, u.main = true, true
+	u.enterLocked(phaseServing)
 	u.writePIDFile()
 	close(u.isMain)
 	for _, s := range u.servers {

@@ -19,6 +19,9 @@ const (
 	// What the upgrade did before it started the successor (the draining
 	// generations it force-closed), for the successor's first STATUS=.
 	envStatus = "BATON_HANDOFF_STATUS"
+	// Set when the predecessor has a watch window (Config.WatchWindow):
+	// a successor that knows SERVE says READY probation.
+	envWatch = "BATON_HANDOFF_WATCH"
 )
 
 // protoVersion is the version of the hand-over protocol (the variables and
@@ -36,4 +39,16 @@ const (
 	// msgVersion + " N": successor -> predecessor instead of READY: it
 	// speaks version N, not the predecessor's, and exits.
 	msgVersion = "VERSION"
+	// msgReady + " " + readyProbation: successor -> predecessor, when
+	// envWatch is set: ready, and it knows msgServe. A successor of a
+	// release without watch windows says READY alone and is handed the
+	// main PID at once.
+	readyProbation = "probation"
+	// msgServe: predecessor -> successor, instead of MAIN, in a watch
+	// window: start serving but say nothing to the manager; MAIN follows
+	// when the window has passed, ABORT when the predecessor stops.
+	msgServe = "SERVE"
+	// msgStopping: successor -> predecessor, on probation: it was asked
+	// to stop (the predecessor rolls back at once).
+	msgStopping = "STOPPING"
 )

@@ -26,10 +26,24 @@ type Status struct {
 	// DrainSince and DrainDeadline are set while this generation drains.
 	DrainSince    time.Time `json:"drain_since,omitzero"`
 	DrainDeadline time.Time `json:"drain_deadline,omitzero"`
+	// Watch is set during a watch window (Config.WatchWindow), in both
+	// generations.
+	Watch *WatchStatus `json:"watch,omitempty"`
 	// Upgrades are the last MaxHistory upgrades of the service, oldest
 	// first: each generation passes its history on to its successor.
 	Upgrades []UpgradeRecord `json:"upgrades"`
 	Counters Counters        `json:"counters"`
+}
+
+// WatchStatus is a watch window as one of its two generations sees it.
+type WatchStatus struct {
+	// Role is "watching" in the old generation (it holds the main PID and
+	// rolls back if the other ends) or "probation" in the new one (it
+	// serves, and becomes main when the window has passed).
+	Role       string    `json:"role"`
+	PID        int       `json:"pid"`        // the other generation's
+	Generation int       `json:"generation"` // the other generation's
+	Until      time.Time `json:"until,omitzero"`
 }
 
 // States of a generation in Status.
@@ -58,9 +72,10 @@ type DrainStatus struct {
 
 // Outcomes of an upgrade in UpgradeRecord.
 const (
-	OutcomeOK        = "ok"        // the successor became the main process
-	OutcomeFailed    = "failed"    // it was killed; the old one kept serving
-	OutcomeAbandoned = "abandoned" // a stop came first
+	OutcomeOK         = "ok"          // the successor became the main process
+	OutcomeFailed     = "failed"      // it was killed; the old one kept serving
+	OutcomeAbandoned  = "abandoned"   // a stop came first
+	OutcomeRolledBack = "rolled back" // it ended in the watch window; the old one serves again
 )
 
 // UpgradeRecord is one upgrade of the service.
@@ -104,6 +119,9 @@ type Counters struct {
 	UpgradesOK        int `json:"upgrades_ok"`
 	UpgradesFailed    int `json:"upgrades_failed"`
 	UpgradesAbandoned int `json:"upgrades_abandoned"`
+	// UpgradesRolledBack counts successors that ended within the watch
+	// window (Config.WatchWindow).
+	UpgradesRolledBack int `json:"upgrades_rolled_back"`
 	// HandoffSeconds are the durations of the successful upgrades in
 	// Upgrades: from the request to the hand-over.
 	HandoffSeconds []float64 `json:"handoff_seconds"`
@@ -149,11 +167,12 @@ const MaxHistory = 32
 
 // history is what travels to a successor (envHistory).
 type history struct {
-	Upgrades  []UpgradeRecord `json:"upgrades"`
-	OK        int             `json:"ok"`
-	Failed    int             `json:"failed"`
-	Abandoned int             `json:"abandoned"`
-	Handoff   Histogram       `json:"handoff"`
+	Upgrades   []UpgradeRecord `json:"upgrades"`
+	OK         int             `json:"ok"`
+	Failed     int             `json:"failed"`
+	Abandoned  int             `json:"abandoned"`
+	RolledBack int             `json:"rolled_back"`
+	Handoff    Histogram       `json:"handoff"`
 }
 
 // add appends r, keeping the last MaxHistory, and counts it.
@@ -170,6 +189,8 @@ func (h *history) add(r UpgradeRecord) {
 		h.Failed++
 	case OutcomeAbandoned:
 		h.Abandoned++
+	case OutcomeRolledBack:
+		h.RolledBack++
 	}
 }
 
@@ -188,12 +209,15 @@ func (s *TCPServer) Connections() int {
 }
 
 func (u *Upgrader) stateLocked() string {
-	switch {
-	case u.handedOver:
+	switch u.phase {
+	case phaseHandedOver, phaseWatching:
 		return StateDraining
-	case u.stopping:
+	case phaseStopping, phaseStopped:
+		if u.successor != 0 {
+			return StateDraining
+		}
 		return StateStopping
-	case u.main:
+	case phaseServing, phaseUpgrading, phaseProbation:
 		return StateServing
 	}
 	return StateStarting
@@ -203,10 +227,12 @@ func (u *Upgrader) stateLocked() string {
 // -1 when none does.
 func (u *Upgrader) connectionsLocked() int {
 	n, counted := 0, false
-	for _, s := range u.started {
-		if c, ok := s.(connCounter); ok {
-			n += c.Connections()
-			counted = true
+	for _, r := range u.running {
+		if c, ok := r.s.(connCounter); ok {
+			if k := c.Connections(); k >= 0 {
+				n += k
+				counted = true
+			}
 		}
 	}
 	if !counted {

@@ -28,7 +28,7 @@ func (u *Upgrader) Status() Status {
 		Connections: u.connectionsLocked(),
 		Upgrades:    append([]UpgradeRecord{}, u.hist.Upgrades...),
 		Counters: Counters{
-			UpgradesOK: u.hist.OK, UpgradesFailed: u.hist.Failed, UpgradesAbandoned: u.hist.Abandoned,
+			UpgradesOK: u.hist.OK, UpgradesFailed: u.hist.Failed, UpgradesAbandoned: u.hist.Abandoned, UpgradesRolledBack: u.hist.RolledBack,
 			HandoffSeconds: []float64{},
 			Handoff:        u.hist.Handoff.clone(),
 			DrainSeconds:   append([]float64{}, u.drainSeconds...),
@@ -37,8 +37,14 @@ func (u *Upgrader) Status() Status {
 	if !u.drainSince.IsZero() {
 		st.DrainSince, st.DrainDeadline = u.drainSince, u.drainSince.Add(u.cfg.drainTimeout())
 	}
+	switch u.phase {
+	case phaseWatching:
+		st.Watch = &WatchStatus{Role: "watching", PID: u.successor, Generation: u.gen + 1, Until: u.watchUntil}
+	case phaseProbation:
+		st.Watch = &WatchStatus{Role: "probation", PID: u.parentPID, Generation: u.gen - 1}
+	}
 	var older []procRef
-	if !u.handedOver {
+	if u.phase != phaseHandedOver {
 		older = append(older, u.draining...)
 	}
 	u.mu.Unlock()
@@ -86,8 +92,11 @@ func drainStatus(list []procRef) []DrainStatus {
 // with u.mu held.
 func (u *Upgrader) recordFailure(err error) {
 	r := UpgradeRecord{Generation: u.gen + 1, Outcome: OutcomeFailed, Reason: err.Error(), Started: u.upgradeStart, Duration: time.Since(u.upgradeStart)}
-	if errors.Is(err, ErrStopping) {
+	switch {
+	case errors.Is(err, ErrStopping):
 		r.Outcome = OutcomeAbandoned
+	case errors.Is(err, ErrRolledBack):
+		r.Outcome = OutcomeRolledBack
 	}
 	var ue *UpgradeError
 	if errors.As(err, &ue) {

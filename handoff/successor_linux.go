@@ -25,7 +25,8 @@ func (u *Upgrader) fromPredecessor() error {
 	proto, hasProto := os.LookupEnv(envProto)
 	draining, hasDraining := os.LookupEnv(envDraining)
 	note := os.Getenv(envStatus)
-	for _, k := range []string{envFD, envGen, envNotify, envBound, envProto, envDraining, envStatus, envHistory} {
+	_, watched := os.LookupEnv(envWatch)
+	for _, k := range []string{envFD, envGen, envNotify, envBound, envProto, envDraining, envStatus, envHistory, envWatch} {
 		_ = os.Unsetenv(k)
 	}
 	if !ok {
@@ -88,6 +89,7 @@ func (u *Upgrader) fromPredecessor() error {
 		return fmt.Errorf("%s=%q: control character: %w", envStatus, note, ErrBadEnvironment)
 	}
 	u.parent, u.parentPID, u.gen, u.socket, u.statusNote = c.(*net.UnixConn), int(cred.Pid), n, notify, note
+	u.watched = watched
 	u.readHistory(hist)
 	return nil
 }
@@ -113,7 +115,7 @@ func (u *Upgrader) fromPredecessor() error {
 // connections wait in the sockets' backlog.
 func (u *Upgrader) Ready() error {
 	u.mu.Lock()
-	if u.ready || u.stopping {
+	if u.phase != phaseStarting {
 		// Stopped before it was ready: nothing to declare (a successor
 		// has declined the hand-over in Stop); Wait returns at once.
 		u.mu.Unlock()
@@ -144,6 +146,12 @@ func (u *Upgrader) Ready() error {
 	claim := false
 	if u.parent != nil {
 		err := u.awaitMain()
+		if errors.Is(err, errServe) {
+			// The predecessor watches this generation for its window:
+			// serve now, become main when it says so (watch.go).
+			u.startProbation()
+			return nil
+		}
 		_ = u.parent.Close()
 		switch {
 		case errors.Is(err, errDeclined):
@@ -165,7 +173,7 @@ func (u *Upgrader) Ready() error {
 // after shows it serving.
 func (u *Upgrader) controlStatus(ctx context.Context) any {
 	u.mu.Lock()
-	handing := u.readySent && !u.main
+	handing := u.phase == phaseAwaitingMain
 	u.mu.Unlock()
 	if handing {
 		t := time.NewTimer(DefaultBarrierTimeout)
@@ -180,10 +188,18 @@ func (u *Upgrader) controlStatus(ctx context.Context) any {
 	return u.Status()
 }
 
-// controlRequest serves `baton reload`.
+// controlRequest serves `baton reload`: answered at the cut-over, or with
+// --wait-window when the watch window has ended.
 func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
-	if u.HandedOver() {
-		return 0, ErrHandedOver // a draining generation's control socket
+	u.mu.Lock()
+	ph := u.phase
+	var refused error
+	if ph == phaseHandedOver || ph == phaseProbation {
+		refused = u.upgradeRefusedLocked()
+	}
+	u.mu.Unlock()
+	if refused != nil {
+		return 0, refused // a draining generation's control socket, or one on probation
 	}
 	select {
 	case <-u.isMain:
@@ -191,6 +207,9 @@ func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
 		return 0, ErrStopping
 	case <-ctx.Done():
 		return 0, ctx.Err()
+	}
+	if control.RequestOf(ctx).WaitWindow {
+		return u.UpgradeWatched(ctx)
 	}
 	return u.Upgrade(ctx)
 }
@@ -201,42 +220,59 @@ func (u *Upgrader) awaitMain() error {
 	// Once READY is out the predecessor decides: from then on a stop
 	// request waits for its answer (see Stop).
 	u.mu.Lock()
-	if u.stopping {
+	if u.phase != phaseStarting || !u.enterLocked(phaseAwaitingMain) {
 		u.mu.Unlock()
 		return errDeclined
 	}
-	u.readySent = true
 	u.mu.Unlock()
-	if _, err := u.parent.Write([]byte(msgReady)); err != nil {
+	ready := msgReady
+	if u.watched {
+		ready += " " + readyProbation
+	}
+	if _, err := u.parent.Write([]byte(ready)); err != nil {
 		return u.channelClosed()
 	}
 	if u.afterReadySent != nil {
 		u.afterReadySent()
 	}
-	var buf [64]byte
-	n, err := u.parent.Read(buf[:])
-	switch {
-	case err == nil && string(buf[:n]) == msgMain:
-		return nil
-	case err == nil && strings.HasPrefix(string(buf[:n]), msgAbort):
-		return ErrAborted
-	case err == nil:
-		return fmt.Errorf("hand-over channel: unexpected %q: %w", buf[:n], ErrAborted)
-	}
-	return u.channelClosed()
+	return u.readAnswer()
 }
 
-// errDeclined: this successor was stopped before the hand-over.
-var errDeclined = errors.New("hand-over declined")
+// readAnswer reads the predecessor's next word on the hand-over channel:
+// nil for MAIN, errServe for SERVE, ErrAborted for ABORT, or why the
+// channel ended.
+func (u *Upgrader) readAnswer() error {
+	var buf [64]byte
+	n, err := u.parent.Read(buf[:])
+	switch m := string(buf[:n]); {
+	case err != nil:
+		return u.channelClosed()
+	case m == msgMain:
+		return nil
+	case m == msgServe:
+		return errServe
+	case strings.HasPrefix(m, msgAbort):
+		return ErrAborted
+	default:
+		return fmt.Errorf("hand-over channel: unexpected %q: %w", m, ErrAborted)
+	}
+}
+
+var (
+	// errDeclined: this successor was stopped before the hand-over.
+	errDeclined = errors.New("hand-over declined")
+	// errServe: the predecessor said SERVE (a watch window).
+	errServe = errors.New("serve on probation")
+)
 
 // channelClosed tells why the hand-over channel ended without a message.
 // The predecessor always says ABORT before it gives up: a silent end of
 // the channel means it died. A successor asked to stop does not claim.
 func (u *Upgrader) channelClosed() error {
 	u.mu.Lock()
-	stopping := u.stopping
+	stopped := u.phase == phaseStopped
 	u.mu.Unlock()
-	if stopping {
+	if stopped {
 		return errDeclined
 	}
 	return errParentGone
@@ -253,21 +289,25 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	self := os.Getpid()
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.mgr, u.ready = mgr, true
-	if u.stopping {
+	u.mgr = mgr
+	if u.phase == phaseStopped {
 		// Asked to stop while the predecessor handed the main PID over:
 		// main for as long as it takes to say it stops. Nothing is
 		// started; Wait returns at once.
 		if !claim {
-			u.main = true
 			if err := mgr.Stopping(); err != nil {
 				u.log.Warn("sd_notify", "err", err)
 			}
 		}
 		return nil
 	}
-	u.main = true
-	u.becameMain = time.Now()
+	onProbation := u.phase == phaseProbation
+	if !u.enterLocked(phaseServing) {
+		return fmt.Errorf("handoff: cannot become main while %s", u.phase)
+	}
+	if !onProbation {
+		u.becameMain = time.Now()
+	}
 	if u.parent != nil {
 		u.recordHandOver(self)
 		u.watchDrain(u.parentPID)
@@ -283,8 +323,10 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	u.storeFDsLocked()
 	u.startWatchdog(mgr)
 	close(u.isMain)
-	for _, s := range u.servers {
-		u.startLocked(s)
+	if !onProbation {
+		for _, s := range u.servers {
+			u.startLocked(s)
+		}
 	}
 	status := "STATUS=" + u.servingStatus(self)
 	if u.statusNote != "" {
@@ -322,7 +364,7 @@ func (u *Upgrader) storeFDs() {
 // store already, through the generation that opened them. Called with u.mu
 // held.
 func (u *Upgrader) storeFDsLocked() {
-	if u.cfg.NoFDStore || !u.main || u.handedOver || u.mgr == nil {
+	if u.cfg.NoFDStore || !u.phase.main() || u.phase == phaseWatching || u.mgr == nil {
 		return
 	}
 	for _, e := range u.fds.unstored() {

@@ -22,13 +22,19 @@ import (
 // killed.
 const exitGrace = time.Second
 
-// upgrade runs one upgrade attempt; see Upgrade.
-func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
+// upgrade runs one upgrade attempt; see Upgrade. With a watch window it
+// returns at the cut-over with the window, which the caller starts.
+func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, *window, error) {
 	gen := u.gen + 1
 	fail := func(stage string, pid int, err error) error {
 		return &UpgradeError{Generation: gen, PID: pid, Stage: stage, Err: err}
 	}
 	start := time.Now()
+	if u.cfg.WatchWindow > 0 {
+		if err := u.checkRenewable(); err != nil {
+			return 0, nil, fail("start", 0, err)
+		}
+	}
 	note := u.capDraining()
 	if err := mgr.Reloading(); err != nil {
 		u.log.Warn("sd_notify", "err", err)
@@ -40,7 +46,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 	}
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return 0, fail("start", 0, fmt.Errorf("socketpair: %w", err))
+		return 0, nil, fail("start", 0, fmt.Errorf("socketpair: %w", err))
 	}
 	theirs := os.NewFile(uintptr(pair[1]), "handoff-successor")
 	defer theirs.Close()
@@ -48,10 +54,15 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 	fc, err := net.FileConn(mine)
 	_ = mine.Close()
 	if err != nil {
-		return 0, fail("start", 0, fmt.Errorf("hand-over channel: %w", err))
+		return 0, nil, fail("start", 0, fmt.Errorf("hand-over channel: %w", err))
 	}
 	conn := fc.(*net.UnixConn)
-	defer conn.Close()
+	kept := false // the watch window keeps conn and w
+	defer func() {
+		if !kept {
+			_ = conn.Close()
+		}
+	}()
 
 	files, names := u.fds.all()
 	sc := &spawn.Config{
@@ -64,13 +75,17 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 	sc.Env = u.successorEnv(gen, sc.FD(0), note)
 	p, err := spawn.Start(sc)
 	if err != nil {
-		return 0, fail("start", 0, err)
+		return 0, nil, fail("start", 0, err)
 	}
 	_ = theirs.Close()
 	pid := p.Pid
 	u.log.Info("successor started", "generation", gen, "pid", pid, "exe", u.exe)
 	w := newWatched(p)
-	defer w.close()
+	defer func() {
+		if !kept {
+			w.close()
+		}
+	}()
 
 	// Readiness.
 	_ = conn.SetReadDeadline(time.Now().Add(u.cfg.readyTimeout()))
@@ -78,26 +93,26 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 	var buf [64]byte
 	n, err := conn.Read(buf[:])
 	stop()
-	kind, version := successorMessage(buf[:n])
+	kind, arg := successorMessage(buf[:n])
 	switch {
 	case err == nil && kind == msgReady:
 	case ctx.Err() != nil:
 		abort(conn, "cancelled")
-		return 0, fail("ready", pid, fmt.Errorf("%w (successor killed: %s)", u.cancelCause(ctx), w.kill()))
+		return 0, nil, fail("ready", pid, fmt.Errorf("%w (successor killed: %s)", u.cancelCause(ctx), w.kill()))
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		abort(conn, "timeout")
-		return 0, fail("ready", pid, fmt.Errorf("%w (%s; killed: %s)", ErrReadyTimeout, u.cfg.readyTimeout(), w.kill()))
+		return 0, nil, fail("ready", pid, fmt.Errorf("%w (%s; killed: %s)", ErrReadyTimeout, u.cfg.readyTimeout(), w.kill()))
 	case err != nil:
 		if w.wait(exitGrace) {
-			return 0, fail("ready", pid, u.exitedErr("before ready", w))
+			return 0, nil, fail("ready", pid, u.exitedErr("before ready", w))
 		}
-		return 0, fail("ready", pid, fmt.Errorf("%w: closed the hand-over channel before ready (killed: %s)", ErrSuccessorExited, w.kill()))
+		return 0, nil, fail("ready", pid, fmt.Errorf("%w: closed the hand-over channel before ready (killed: %s)", ErrSuccessorExited, w.kill()))
 	case kind == msgVersion:
 		w.wait(exitGrace)
-		return 0, fail("ready", pid, fmt.Errorf("%w: this generation speaks version %d, the successor version %s (killed: %s)", ErrProtocolVersion, protoVersion, version, w.kill()))
+		return 0, nil, fail("ready", pid, fmt.Errorf("%w: this generation speaks version %d, the successor version %s (killed: %s)", ErrProtocolVersion, protoVersion, arg, w.kill()))
 	default:
 		abort(conn, "protocol")
-		return 0, fail("ready", pid, fmt.Errorf("unexpected message %q (killed: %s)", buf[:n], w.kill()))
+		return 0, nil, fail("ready", pid, fmt.Errorf("unexpected message %q (killed: %s)", buf[:n], w.kill()))
 	}
 	u.log.Info("successor ready", "generation", gen, "pid", pid, "took", time.Since(start))
 
@@ -106,20 +121,44 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		u.beforeHandOver(pid)
 	}
 	if w.exited() {
-		return 0, fail("handover", pid, u.exitedErr("after ready, before hand-over", w))
+		return 0, nil, fail("handover", pid, u.exitedErr("after ready, before hand-over", w))
 	}
 	if ctx.Err() != nil {
 		abort(conn, "cancelled")
-		return 0, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", u.cancelCause(ctx), w.kill()))
+		return 0, nil, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", u.cancelCause(ctx), w.kill()))
 	}
+	if u.cfg.WatchWindow > 0 {
+		if arg == readyProbation {
+			win, err := u.cutOver(conn, w, mgr, gen, pid)
+			if err != nil {
+				return 0, nil, fail("handover", pid, err)
+			}
+			kept = true
+			u.log.Info("cut over, watching", "generation", gen, "pid", pid, "took", time.Since(start), "until", win.until)
+			return pid, win, nil
+		}
+		u.log.Warn("successor cannot be watched (a release without watch windows): handing over at once", "generation", gen, "pid", pid)
+	}
+	if err := u.handOverMain(conn, w, mgr, pid); err != nil {
+		return 0, nil, fail("handover", pid, err)
+	}
+	u.log.Info("handed over", "generation", gen, "pid", pid, "took", time.Since(start))
+	_ = p.Release()
+	return pid, nil, nil
+}
+
+// handOverMain makes the successor pid the manager's main process:
+// MAINPID=pid and READY=1, BARRIER=1, then MAIN on the channel. On failure
+// the successor is killed and this generation is main again.
+func (u *Upgrader) handOverMain(conn *net.UnixConn, w *watched, mgr notifier, pid int) error {
 	u.stopWatchdog()
 	if err := mgr.HandOver(pid); err != nil {
 		u.startWatchdog(mgr)
 		abort(conn, "manager")
-		return 0, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", err, w.kill()))
+		return fmt.Errorf("%w (successor killed: %s)", err, w.kill())
 	}
 	bctx, cancel := context.WithTimeout(context.Background(), DefaultBarrierTimeout)
-	err = mgr.Barrier(bctx)
+	err := mgr.Barrier(bctx)
 	cancel()
 	if err != nil {
 		// MAINPID is sent; the manager most likely has it. Going on is
@@ -135,11 +174,9 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, error) {
 		// NotifyAccess=all; see the package notes).
 		_ = mgr.HandOver(os.Getpid())
 		u.startWatchdog(mgr)
-		return 0, fail("handover", pid, fmt.Errorf("%w during hand-over: %s", ErrSuccessorExited, w.reap(exitGrace)))
+		return fmt.Errorf("%w during hand-over: %s", ErrSuccessorExited, w.reap(exitGrace))
 	}
-	u.log.Info("handed over", "generation", gen, "pid", pid, "took", time.Since(start))
-	_ = p.Release()
-	return pid, nil
+	return nil
 }
 
 // cancelCause says why ctx ended: ErrStopping when this generation is

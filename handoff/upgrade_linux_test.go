@@ -47,8 +47,7 @@ func (s *service) stop(main int) {
 }
 
 func TestUpgradesUnderLoad(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	upgrades := 200
 	if testing.Short() {
 		upgrades = 20
@@ -98,8 +97,7 @@ func TestUpgradesUnderLoad(t *testing.T) {
 // TestNotifySequence checks every datagram the manager gets during one
 // upgrade and a stop, from which process.
 func TestNotifySequence(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
+	checkLeaks(t)
 	s := startService(t, serviceOpts{})
 	old := s.gen1
 	next := mustReload(t, old)

@@ -81,7 +81,7 @@ func New(cfg Config) (*Upgrader, error) {
 	u := &Upgrader{
 		cfg: cfg, log: log, gen: 1, exe: startExe, dir: startDir, args: os.Args, fds: fds,
 		socket: os.Getenv("NOTIFY_SOCKET"), ctx: ctx, cancel: cancel,
-		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1),
+		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1), spell: newSpell(),
 		stopped: make(chan struct{}), cutDelay: make(chan struct{}),
 	}
 	u.selfStart, _ = procStart(os.Getpid())
@@ -97,7 +97,7 @@ func New(cfg Config) (*Upgrader, error) {
 		quit := make(chan struct{})
 		u.wg.Go(func() { u.signals(sigs, quit) })
 		u.stopSignals = func() { // called by closeOS, with u.mu held
-			if u.handedOver {
+			if u.phase == phaseHandedOver {
 				// Its work is done and the service's signals are its
 				// successor's: one that reaches it now (a PID 1 init
 				// forwards to every process) must not kill it by the
@@ -151,21 +151,11 @@ func (u *Upgrader) signals(sigs chan os.Signal, quit chan struct{}) {
 // another upgrade runs it returns an error wrapping ErrInProgress.
 func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 	u.mu.Lock()
-	switch {
-	case u.handedOver:
-		pid := u.successor
+	if err := u.upgradeRefusedLocked(); err != nil {
 		u.mu.Unlock()
-		return 0, fmt.Errorf("%w to pid %d", ErrHandedOver, pid)
-	case u.stopping:
-		u.mu.Unlock()
-		return 0, ErrStopping
-	case !u.ready:
-		u.mu.Unlock()
-		return 0, ErrNotReady
-	case u.upgradeDone != nil:
-		u.mu.Unlock()
-		return 0, fmt.Errorf("generation %d starting: %w", u.gen+1, ErrInProgress)
+		return 0, err
 	}
+	u.enterLocked(phaseUpgrading)
 	done := make(chan struct{})
 	u.upgradeDone = done
 	u.upgradeStart = time.Now()
@@ -174,7 +164,7 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(u.ctx, cancel)
-	pid, err := u.upgrade(ctx, mgr)
+	pid, win, err := u.upgrade(ctx, mgr)
 	stop()
 	cancel()
 
@@ -182,25 +172,64 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 	defer u.mu.Unlock()
 	u.upgradeDone = nil
 	close(done)
+	stopping := u.phase == phaseStopping
 	if err != nil {
 		var ue *UpgradeError
-		if u.stopping && !errors.Is(err, ErrStopping) && errors.As(err, &ue) {
+		if stopping && !errors.Is(err, ErrStopping) && errors.As(err, &ue) {
 			// The stop raced the failure (under systemd the successor
 			// gets the stop's SIGTERM too): the stop is the outcome.
 			ue.Err = fmt.Errorf("%w: %w", ErrStopping, ue.Err)
 		}
 		u.recordFailure(err)
-		if !u.stopping {
+		if !stopping {
+			u.enterLocked(phaseServing)
 			if nerr := mgr.Send("READY=1\nSTATUS=" + oneLine("upgrade failed: "+err.Error())); nerr != nil {
 				u.log.Warn("sd_notify", "err", nerr)
 			}
 		}
 		return 0, err
 	}
-	u.handedOver, u.successor = true, pid
+	if win != nil && stopping {
+		// The stop came as the successor started serving: it is told to
+		// stop too, and this generation stops as main.
+		u.abandonWindow(win)
+		close(win.done)
+		err = &UpgradeError{Generation: win.gen, PID: pid, Stage: "handover", Err: ErrStopping}
+		u.recordFailure(err)
+		return 0, err
+	}
+	u.successor = pid
 	u.drainSince = time.Now()
+	if win != nil {
+		u.enterLocked(phaseWatching)
+		u.window, u.watchUntil = win, win.until
+		u.endSpellLocked(win)
+		u.wg.Go(func() { u.watchWindow(win, mgr) })
+		return pid, nil
+	}
+	u.enterLocked(phaseHandedOver)
 	u.endLocked()
 	return pid, nil
+}
+
+// upgradeRefusedLocked is why an upgrade cannot start now, nil when it
+// can; called with u.mu held.
+func (u *Upgrader) upgradeRefusedLocked() error {
+	switch u.phase {
+	case phaseHandedOver:
+		return fmt.Errorf("%w to pid %d", ErrHandedOver, u.successor)
+	case phaseStopping, phaseStopped:
+		return ErrStopping
+	case phaseStarting, phaseAwaitingMain:
+		return ErrNotReady
+	case phaseUpgrading:
+		return fmt.Errorf("generation %d starting: %w", u.gen+1, ErrInProgress)
+	case phaseWatching:
+		return fmt.Errorf("generation %d in its watch window until %s: %w", u.gen+1, u.watchUntil.Format(time.RFC3339), ErrInProgress)
+	case phaseProbation:
+		return fmt.Errorf("in the watch window of generation %d (pid %d), which holds the main PID: %w", u.gen-1, u.parentPID, ErrInProgress)
+	}
+	return nil
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
@@ -244,6 +273,9 @@ func (u *Upgrader) successorEnv(gen, fd int, note string) []string {
 	}
 	if note != "" {
 		env = append(env, envStatus+"="+note)
+	}
+	if u.cfg.WatchWindow > 0 {
+		env = append(env, envWatch+"=1")
 	}
 	return env
 }

@@ -77,3 +77,9 @@ func (*fdSet) file(name string, open func() (*os.File, error)) (*os.File, error)
 }
 
 func (*fdSet) close() {}
+
+// window is a watch window; there are none without upgrades.
+type window struct {
+	done       chan struct{}
+	rolledBack bool
+}

@@ -75,7 +75,10 @@
 //     TimeoutStopSec=), and baton stop returns when the process has exited.
 //   - TimeoutStartSec= also bounds ExecReload=: it is ReadyTimeout +
 //     TimeoutSlack, so a reload is cut off only after the service itself
-//     gave up on the new generation.
+//     gave up on the new generation. With Spec.WatchWindow it adds the
+//     window, and ExecReload= is `baton reload --wait-window`: `systemctl
+//     reload` returns when the window has passed, and fails when the new
+//     generation was rolled back within it.
 //   - IPAddressDeny= filters the sockets the service creates. The sockets
 //     of the socket units belong to them; filter those with IPAddress*= in
 //     a drop-in for the socket unit.

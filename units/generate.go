@@ -76,7 +76,12 @@ func (r *resolved) service() File {
 	// Synchronous: baton reload returns only when the new generation
 	// serves, and fails when the upgrade fails, so systemctl reload
 	// reports it (notify-reload alone has no way to fail a reload).
-	o.add(svc, "ExecReload", execLine([]string{r.Baton, "reload", "--pid"})+" $MAINPID")
+	reload := []string{r.Baton, "reload", "--pid"}
+	if r.WatchWindow > 0 {
+		// Until the window's end: a rollback fails the reload.
+		reload = []string{r.Baton, "reload", "--wait-window", "--pid"}
+	}
+	o.add(svc, "ExecReload", execLine(reload)+" $MAINPID")
 	// After an upgrade the main process is not the manager's child, and the
 	// manager does not wait for a main process that is not its child: on
 	// stop it would follow SIGTERM with SIGKILL at once. It waits for
@@ -89,7 +94,7 @@ func (r *resolved) service() File {
 	if r.FDStoreMax > 0 {
 		o.add(svc, "FileDescriptorStoreMax", fmt.Sprint(r.FDStoreMax))
 	}
-	o.add(svc, "TimeoutStartSec", duration(r.ReadyTimeout+TimeoutSlack))
+	o.add(svc, "TimeoutStartSec", duration(r.ReadyTimeout+r.WatchWindow+TimeoutSlack))
 	// The stop: the service's stop delay, then its drain.
 	o.add(svc, "TimeoutStopSec", duration(r.StopDelay+r.DrainTimeout+TimeoutSlack))
 	if r.Watchdog > 0 {

@@ -84,6 +84,15 @@ type Spec struct {
 	// DefaultReadyTimeout.
 	ReadyTimeout time.Duration
 
+	// WatchWindow is the service's watch window after each upgrade
+	// (handoff.Config.WatchWindow, `baton run --watch-window`), which the
+	// program's arguments in Exec set. With it ExecReload= waits for the
+	// window's end (`baton reload --wait-window`), so that `systemctl
+	// reload` fails when the new generation was rolled back, and
+	// TimeoutStartSec= (which bounds ExecReload=) adds it. Zero means
+	// none: the reload returns at the cut-over.
+	WatchWindow time.Duration
+
 	// Watchdog sets WatchdogSec=; zero means no watchdog.
 	Watchdog time.Duration
 
@@ -221,7 +230,7 @@ func (s *Spec) resolve() (*resolved, error) {
 	for _, d := range []struct {
 		field string
 		v     time.Duration
-	}{{"DrainTimeout", s.DrainTimeout}, {"StopDelay", s.StopDelay}, {"ReadyTimeout", s.ReadyTimeout}, {"Watchdog", s.Watchdog}} {
+	}{{"DrainTimeout", s.DrainTimeout}, {"StopDelay", s.StopDelay}, {"ReadyTimeout", s.ReadyTimeout}, {"WatchWindow", s.WatchWindow}, {"Watchdog", s.Watchdog}} {
 		if d.v < 0 {
 			return nil, &SpecError{Field: d.field, Value: d.v.String(), Reason: "negative duration"}
 		}

@@ -383,3 +383,29 @@ func TestWriteAllOrNothing(t *testing.T) {
 		t.Errorf("%s not replaced: %q, %v", old, b, err)
 	}
 }
+
+// TestWatchWindow: with a watch window ExecReload= waits for its end and
+// TimeoutStartSec= covers it; nothing else changes.
+func TestWatchWindow(t *testing.T) {
+	base := specs[0].spec
+	plain, err := Generate(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := base
+	spec.WatchWindow = 30 * time.Second
+	files, err := Generate(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := string(plain[0].Bytes())
+	want = strings.Replace(want, "TimeoutStartSec=15s", "TimeoutStartSec=45s", 1)
+	want = strings.Replace(want, " reload --pid $MAINPID", " reload --wait-window --pid $MAINPID", 1)
+	if diff := cmp.Diff(want, string(files[0].Bytes())); diff != "" {
+		t.Errorf("WatchWindow 30s (-want +got):\n%s", diff)
+	}
+	spec.WatchWindow = -time.Second
+	if _, err := Generate(spec); !errors.Is(err, ErrInvalid) {
+		t.Errorf("negative WatchWindow: %v, want ErrInvalid", err)
+	}
+}

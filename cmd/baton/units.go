@@ -44,6 +44,7 @@ type unitsCmd struct {
 	name, exec, desc, out, user, baton string
 	listen, allowIP                    []string
 	drain, stopDelay, ready, watchdog  time.Duration
+	watchWindow                        time.Duration
 	systemd, fdstore                   int
 	allowNetwork, stateDir             bool
 }
@@ -63,6 +64,7 @@ func newUnitsCmd(io stdio) command {
 		"the oldest systemd that will run the units; 253 and newer get Type=notify-reload and no ExecReload=")
 	f.DurationVar(&c.drain, "drain", units.DefaultDrainTimeout, "how long an old generation may drain; TimeoutStopSec= adds 5s")
 	f.DurationVar(&c.stopDelay, "stop-delay", 0, "the service's stop delay (lame duck) before its drain; TimeoutStopSec= adds it")
+	f.DurationVar(&c.watchWindow, "watch-window", 0, "the service's watch window after an upgrade: ExecReload= waits for its end (baton reload --wait-window), TimeoutStartSec= adds it")
 	f.DurationVar(&c.ready, "ready-timeout", units.DefaultReadyTimeout, "how long a new generation may take to be ready; TimeoutStartSec= adds 5s")
 	f.DurationVar(&c.watchdog, "watchdog", 0, "WatchdogSec= (0: no watchdog)")
 	f.IntVar(&c.fdstore, "fdstore", 0, "FileDescriptorStoreMax=, for a service without --listen that binds its own sockets")
@@ -161,6 +163,7 @@ func (c *unitsCmd) spec() (units.Spec, error) {
 		Exec:           words,
 		DrainTimeout:   c.drain,
 		StopDelay:      c.stopDelay,
+		WatchWindow:    c.watchWindow,
 		ReadyTimeout:   c.ready,
 		Watchdog:       c.watchdog,
 		FDStoreMax:     c.fdstore,
@@ -198,7 +201,7 @@ func (c *unitsCmd) specError(err error) error {
 	field, _, _ := strings.Cut(se.Field, ".")
 	flagName := map[string]string{
 		"Name": "--name", "Description": "--description", "Baton": "--baton",
-		"DrainTimeout": "--drain", "StopDelay": "--stop-delay", "ReadyTimeout": "--ready-timeout", "Watchdog": "--watchdog",
+		"DrainTimeout": "--drain", "StopDelay": "--stop-delay", "WatchWindow": "--watch-window", "ReadyTimeout": "--ready-timeout", "Watchdog": "--watchdog",
 		"SystemdVersion": "--systemd-version", "FDStoreMax": "--fdstore", "User": "--user",
 		"AllowIP": "--allow-ip",
 	}[field]

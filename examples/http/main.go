@@ -15,6 +15,9 @@
 // -tls-cert FILE and -tls-key FILE serve HTTPS, h2 and http/1.1 by ALPN.
 // -max-draining N caps the generations draining at once (handoff's
 // Config.MaxDraining: 0 for its default, negative for no cap).
+// -watch-window D keeps the old generation after an upgrade for D, not
+// accepting but holding the main PID: a new version that dies within D is
+// rolled back, the old one serving again (Config.WatchWindow).
 package main
 
 import (
@@ -33,6 +36,9 @@ import (
 // stopDelay is Config.StopDelay.
 var stopDelay = flag.Duration("stop-delay", 0, "after SIGTERM, go on serving this long (/healthz says 503) before draining")
 
+// watchWindow is Config.WatchWindow.
+var watchWindow = flag.Duration("watch-window", 0, "after an upgrade, keep this generation (not accepting, holding the main PID) this long and serve again if the new one dies (0: hand over at once)")
+
 // maxDraining is Config.MaxDraining.
 var maxDraining = flag.Int("max-draining", 0, "at most this many generations drain at once, the oldest are killed beyond (0: handoff's default, negative: no cap)")
 
@@ -48,7 +54,7 @@ func main() {
 
 func run(listen, pidfile string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	up, err := handoff.New(handoff.Config{PIDFile: pidfile, Logger: log, StopDelay: *stopDelay, MaxDraining: *maxDraining})
+	up, err := handoff.New(handoff.Config{PIDFile: pidfile, Logger: log, StopDelay: *stopDelay, MaxDraining: *maxDraining, WatchWindow: *watchWindow})
 	if err != nil {
 		return err
 	}

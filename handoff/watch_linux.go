@@ -1,0 +1,293 @@
+package handoff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+)
+
+// window is a watch window (Config.WatchWindow) run by the predecessor:
+// from the cut-over, when the successor started serving, until until.
+type window struct {
+	gen, pid int
+	conn     *net.UnixConn // the hand-over channel
+	w        *watched
+	until    time.Time
+	done     chan struct{} // closed when the window has ended, one way or another
+	// Set before done is closed: whether the successor was rolled back,
+	// and why (an *UpgradeError, Stage "watch").
+	rolledBack bool
+	err        error
+}
+
+// checkRenewable refuses a watch window when a server could not serve
+// again after a rollback; called before a successor is started.
+func (u *Upgrader) checkRenewable() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, s := range u.servers {
+		if _, ok := s.(Renewer); !ok {
+			return fmt.Errorf("Config.WatchWindow: server %T %w", s, errNotRenewable)
+		}
+	}
+	return nil
+}
+
+// cutOver starts the watch window: the successor, ready, is told to serve
+// (SERVE) while this generation keeps the main PID. The manager gets
+// READY=1, which ends the reload job, with a STATUS= saying who serves.
+func (u *Upgrader) cutOver(conn *net.UnixConn, w *watched, mgr notifier, gen, pid int) (*window, error) {
+	if _, err := conn.Write([]byte(msgServe)); err != nil {
+		return nil, fmt.Errorf("%w before it could serve: %s", ErrSuccessorExited, w.reap(exitGrace))
+	}
+	win := &window{gen: gen, pid: pid, conn: conn, w: w, until: time.Now().Add(u.cfg.WatchWindow), done: make(chan struct{})}
+	status := fmt.Sprintf("serving, generation %d, pid %d, watched until %s; generation %d (pid %d) holds the main PID and drains",
+		gen, pid, win.until.Format(time.RFC3339), u.gen, os.Getpid())
+	if err := mgr.Send("READY=1\nSTATUS=" + oneLine(status)); err != nil {
+		u.log.Warn("sd_notify", "err", err)
+	}
+	return win, nil
+}
+
+// watchWindow runs the window: it ends quietly with the main PID handed
+// over (endWindow), with a rollback when the successor ends first, or
+// with this generation's stop.
+func (u *Upgrader) watchWindow(win *window, mgr notifier) {
+	defer close(win.done)
+	heard := make(chan string, 1)
+	go func() {
+		// The successor says STOPPING when it is stopped; its end of the
+		// channel closes when it exits. Ends when conn is closed.
+		var buf [64]byte
+		n, err := win.conn.Read(buf[:])
+		if err != nil {
+			heard <- ""
+			return
+		}
+		heard <- string(buf[:n])
+	}()
+	t := time.NewTimer(time.Until(win.until))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		u.endWindow(win, mgr)
+	case m := <-heard:
+		why := u.successorEnded(win, m)
+		u.rollBack(win, mgr, why)
+	case <-u.ctx.Done():
+		u.abandonWindow(win)
+	}
+}
+
+// exitSettle is how long a successor whose channel closed gets to be seen
+// exited: the kernel closes its fds before it becomes a zombie.
+const exitSettle = 100 * time.Millisecond
+
+// successorEnded says how the successor ended its probation (m is what it
+// said, "" when its channel closed). A successor stopped as the whole
+// service is (SIGTERM to every process of the unit) may have been
+// faster than this generation's own stop: that is given stopRaceGrace to
+// arrive.
+func (u *Upgrader) successorEnded(win *window, m string) error {
+	var why error
+	stopped := false
+	switch {
+	case m == msgStopping:
+		why, stopped = errors.New("successor stopped"), true
+	case m == "" && win.w.wait(exitSettle):
+		st, how := win.w.reapState(0)
+		why, stopped = fmt.Errorf("%w: %s", ErrSuccessorExited, how), stoppedLike(st)
+	case m == "":
+		why = fmt.Errorf("%w: closed the hand-over channel", ErrSuccessorExited)
+	default:
+		why = fmt.Errorf("successor said %q", m)
+	}
+	if stopped {
+		t := time.NewTimer(stopRaceGrace)
+		defer t.Stop()
+		select {
+		case <-u.ctx.Done():
+		case <-t.C:
+		}
+	}
+	return why
+}
+
+// endWindow hands the main PID to the successor once the window has
+// passed: it is still alive (its pidfd says so; a successor that has just
+// exited is an unreaped child of this process, a zombie, and systemd
+// refuses a zombie as MAINPID), MAINPID=, BARRIER=1, MAIN. A successor
+// that ended meanwhile is rolled back.
+func (u *Upgrader) endWindow(win *window, mgr notifier) {
+	u.mu.Lock()
+	if u.phase != phaseWatching {
+		u.mu.Unlock()
+		u.abandonWindow(win)
+		return
+	}
+	// A stop now waits for the outcome (Stop).
+	handing := make(chan struct{})
+	u.upgradeDone = handing
+	u.mu.Unlock()
+	var err error
+	if win.w.exited() {
+		err = fmt.Errorf("%w at the end of the watch window: %s", ErrSuccessorExited, win.w.reap(0))
+	} else {
+		err = u.handOverMain(win.conn, win.w, mgr, win.pid)
+	}
+	u.mu.Lock()
+	u.upgradeDone = nil
+	close(handing)
+	if err != nil {
+		u.mu.Unlock()
+		u.rollBack(win, mgr, err)
+		return
+	}
+	u.enterLocked(phaseHandedOver)
+	u.window = nil
+	u.endLocked()
+	u.mu.Unlock()
+	_ = win.conn.Close()
+	win.w.close()
+	_ = win.w.p.Release()
+	u.log.Info("handed over after the watch window", "generation", win.gen, "pid", win.pid)
+}
+
+// rollBack makes this generation serve again: its servers are renewed and
+// started, the manager is told (STATUS=) and the history records it. The
+// successor is reaped in the background (a stopped one drains first).
+func (u *Upgrader) rollBack(win *window, mgr notifier, why error) {
+	u.mu.Lock()
+	if u.phase != phaseWatching {
+		u.mu.Unlock()
+		u.abandonWindow(win)
+		return
+	}
+	ran := map[Server]bool{}
+	for _, r := range u.spell.servers {
+		ran[r.s] = true
+	}
+	u.enterLocked(phaseServing)
+	u.spell, u.running = newSpell(), nil
+	for i, s := range u.servers {
+		if !ran[s] {
+			u.startLocked(s)
+			continue
+		}
+		n, err := s.(Renewer).Renew()
+		if err != nil {
+			u.log.Error("rollback: server cannot serve again", "err", err)
+			select {
+			case u.serveErr <- err:
+			default:
+			}
+			continue
+		}
+		u.servers[i] = n
+		u.startLocked(n)
+	}
+	u.window, u.successor, u.drainSince = nil, 0, time.Time{}
+	ue := &UpgradeError{Generation: win.gen, PID: win.pid, Stage: "watch", Err: fmt.Errorf("%w: %w", ErrRolledBack, why)}
+	u.recordFailure(ue)
+	u.mu.Unlock()
+	status := fmt.Sprintf("serving, generation %d, pid %d; rolled back generation %d (pid %d): %v", u.gen, os.Getpid(), win.gen, win.pid, why)
+	if err := mgr.Send("STATUS=" + oneLine(status)); err != nil {
+		u.log.Warn("sd_notify", "err", err)
+	}
+	u.log.Warn("rolled back", "generation", u.gen, "successor", win.pid, "reason", why.Error())
+	win.rolledBack, win.err = true, ue
+	_ = win.conn.Close()
+	go func() {
+		win.w.reap(u.cfg.drainTimeout() + exitGrace)
+		win.w.close()
+	}()
+}
+
+// abandonWindow ends a window because this generation stops: the
+// successor is told to stop too (ABORT) and reaped in the background.
+func (u *Upgrader) abandonWindow(win *window) {
+	abort(win.conn, "stopping")
+	_ = win.conn.Close()
+	go func() {
+		win.w.reap(u.cfg.drainTimeout() + u.cfg.StopDelay + exitGrace)
+		win.w.close()
+	}()
+}
+
+// UpgradeWatched is Upgrade that returns when the watch window has ended
+// (Config.WatchWindow; without one it is Upgrade): the successor's pid
+// when it was handed the main PID, an *UpgradeError with Stage "watch"
+// wrapping ErrRolledBack when it ended within the window and this
+// generation serves again. ctx bounds the wait for the window, not the
+// window itself.
+func (u *Upgrader) UpgradeWatched(ctx context.Context) (int, error) {
+	pid, err := u.Upgrade(ctx)
+	if err != nil {
+		return 0, err
+	}
+	u.mu.Lock()
+	win := u.window
+	u.mu.Unlock()
+	if win == nil || win.pid != pid {
+		return pid, nil
+	}
+	select {
+	case <-win.done:
+	case <-ctx.Done():
+		return pid, ctx.Err()
+	}
+	if win.rolledBack {
+		return 0, win.err
+	}
+	if u.ctx.Err() != nil && !u.HandedOver() {
+		return 0, &UpgradeError{Generation: win.gen, PID: pid, Stage: "watch", Err: ErrStopping}
+	}
+	return pid, nil
+}
+
+// startProbation is a successor's answer to SERVE: it starts its servers
+// and waits, in the background, for MAIN.
+func (u *Upgrader) startProbation() {
+	u.mu.Lock()
+	if u.phase != phaseAwaitingMain || !u.enterLocked(phaseProbation) {
+		// Stopped meanwhile: the predecessor rolls back.
+		u.mu.Unlock()
+		_, _ = u.parent.Write([]byte(msgStopping))
+		_ = u.parent.Close()
+		return
+	}
+	u.becameMain = time.Now() // serving since: the upgrade's duration ends here
+	for _, s := range u.servers {
+		u.startLocked(s)
+	}
+	u.mu.Unlock()
+	u.log.Info("serving on probation", "generation", u.gen, "pid", os.Getpid(), "predecessor", u.parentPID)
+	go u.probation()
+}
+
+// probation waits for the predecessor's word: MAIN (the window passed),
+// ABORT (it stops: so does this one), or the end of the channel (it died:
+// this one claims the main PID).
+func (u *Upgrader) probation() {
+	err := u.readAnswer()
+	_ = u.parent.Close()
+	switch {
+	case err == nil:
+		err = u.becomeMain(false)
+	case errors.Is(err, errParentGone):
+		u.log.Warn("predecessor gone in its watch window: claiming main", "predecessor", u.parentPID)
+		err = u.becomeMain(true)
+	case errors.Is(err, errDeclined):
+		return
+	default:
+		u.log.Info("predecessor ended the watch window: stopping", "generation", u.gen, "why", err)
+		u.Stop()
+		return
+	}
+	if err != nil {
+		u.log.Error("becoming main after probation", "err", err)
+	}
+}
