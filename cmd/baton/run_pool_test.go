@@ -113,13 +113,23 @@ func TestRunPoolFailedRestartResize(t *testing.T) {
 		t.Errorf("after the failed roll-out the serving versions are %v, want the 3 old workers", v)
 	}
 	install(t, bin, good)
+	l.Await(50)
+	l.Stop()
+	if l.Failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed, first: %v", l.Failed.Load(), l.OK.Load(), l.Errors())
+	}
 
+	// (No load now: the SIGKILL would cut what the killed worker has.)
 	st := poolStatusOf(t, bpid)
 	victim := st.Children[1].PID
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	awaitPool(t, bpid, "the restart", func(st runStatusJSON) bool { return st.Pool.Restarts == 1 && len(st.Children) == 3 })
+	if v := poolVersions(t, bpid); len(v) != 1 || v[0] != 3 {
+		t.Errorf("after the restart the serving versions are %v, want 3 of version 0", v)
+	}
+	l = rawhttp.StartLoad(addr, 4, halfKeepAlive)
 
 	for _, step := range []struct {
 		sig  syscall.Signal
@@ -135,7 +145,7 @@ func TestRunPoolFailedRestartResize(t *testing.T) {
 	l.Await(50)
 	l.Stop()
 	if l.Failed.Load() != 0 {
-		t.Errorf("%d of %d requests failed (the SIGKILL cuts what the killed worker had), first: %v", l.Failed.Load(), l.OK.Load(), l.Errors())
+		t.Errorf("%d of %d requests failed while resizing, first: %v", l.Failed.Load(), l.OK.Load(), l.Errors())
 	}
 	r = baton(t, "status", "--pid", strconv.Itoa(bpid))
 	if r.code != 0 || !strings.Contains(r.stdout, "WORKER  PID") || !strings.Contains(r.stdout, "workers 2 (max surge 1), exits 1, restarts 1") {
@@ -157,7 +167,9 @@ type runStatusJSON struct {
 	Upgrades []struct {
 		Outcome, Reason string
 	} `json:"upgrades"`
-	RolledBack int `json:"upgrades_rolled_back"`
+	Counters struct {
+		RolledBack int `json:"upgrades_rolled_back"`
+	} `json:"counters"`
 }
 
 func poolStatusOf(t *testing.T, pid int) runStatusJSON {

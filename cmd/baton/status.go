@@ -27,19 +27,18 @@ their open connections and deadlines, and the last 32 upgrades with their
 outcomes and reasons (the history travels from generation to generation);
 for 'baton run', the children by generation (with --workers, by worker:
 version, the upgrade that started it, and restarts) and the last 32
-upgrades (outcome rolled-back for a watch window's rollback). Only the
+upgrades (outcome "rolled back" for a watch window's rollback). Only the
 process's own user and root may ask.
 
 With --json, stdout has one JSON object: pid, generation, state
 (starting, serving, draining, stopping), started (RFC 3339), exe,
 connections, sockets [{name, kind, addr}], draining [{pid, generation,
 connections, since, deadline}], upgrades [{generation, pid, outcome (ok,
-failed, abandoned, rolled-back), reason, started, duration_ms}],
+failed, abandoned, rolled back), reason, started, duration_ms}],
 counters, and for 'baton run' children [{pid, generation, state
 (starting, serving, standby, draining), started, status, and in a pool
-worker, version, restarts}], upgrades_rolled_back (counted in
-upgrades_failed too) and, with --workers, pool {workers, max_surge, peak,
-worker_exits, restarts, failed_starts}.
+worker, version, restarts}] and, with --workers, pool {workers,
+max_surge, peak, worker_exits, restarts, failed_starts}.
 
 Exit status: 0 shown; 1 the process answered with an error; 2 bad command
 line; 4 permission denied; 5 no baton process there, or no answer within
@@ -69,9 +68,8 @@ func newStatusCmd(io stdio) command {
 // serviceStatus is what a handoff server or baton run answers.
 type serviceStatus struct {
 	handoff.Status
-	Children   []supervisor.Child `json:"children,omitempty"`             // baton run
-	RolledBack int                `json:"upgrades_rolled_back,omitempty"` // baton run: of upgrades_failed
-	Pool       *poolStatus        `json:"pool,omitempty"`                 // baton run --workers N
+	Children []supervisor.Child `json:"children,omitempty"` // baton run
+	Pool     *poolStatus        `json:"pool,omitempty"`     // baton run --workers N
 }
 
 // poolStatus is the state of baton run's pool.
@@ -183,11 +181,11 @@ func printStatus(w io.Writer, st serviceStatus, now time.Time) error {
 	}
 	table("DRAINING PID\tGENERATION\tCONNECTIONS\tSINCE\tDEADLINE", rows)
 	c := st.Counters
-	failed := strconv.Itoa(c.UpgradesFailed)
-	if st.RolledBack > 0 {
-		failed += fmt.Sprintf(" (%d rolled back)", st.RolledBack)
+	fmt.Fprintf(w, "\nupgrades: ok %d, failed %d, abandoned %d", c.UpgradesOK, c.UpgradesFailed, c.UpgradesAbandoned)
+	if c.UpgradesRolledBack > 0 {
+		fmt.Fprintf(w, ", rolled back %d", c.UpgradesRolledBack)
 	}
-	fmt.Fprintf(w, "\nupgrades: ok %d, failed %s, abandoned %d\n", c.UpgradesOK, failed, c.UpgradesAbandoned)
+	fmt.Fprintln(w)
 	rows = nil
 	for _, u := range st.Upgrades {
 		rows = append(rows, []string{strconv.Itoa(u.Generation), strconv.Itoa(u.PID), u.Outcome, clock(u.Started), u.Duration.Round(100 * time.Microsecond).String(), u.Reason})
@@ -210,10 +208,9 @@ func runStatus(sup *supervisor.Supervisor, started time.Time, exe string, socks 
 	}
 	stats := sup.Stats()
 	st.Counters = handoff.Counters{
-		UpgradesOK: stats.Upgrades, UpgradesFailed: stats.FailedUpgrades + stats.RolledBack,
+		UpgradesOK: stats.Upgrades, UpgradesFailed: stats.FailedUpgrades, UpgradesRolledBack: stats.RolledBack,
 		HandoffSeconds: []float64{}, DrainSeconds: []float64{},
 	}
-	st.RolledBack = stats.RolledBack
 	for _, u := range sup.History() {
 		st.Upgrades = append(st.Upgrades, handoff.UpgradeRecord{
 			Generation: u.Generation, PID: u.PID, Outcome: u.Outcome, Reason: u.Reason, Started: u.Started, Duration: u.Duration,

@@ -98,8 +98,8 @@ func TestPoolFailedRollOut(t *testing.T) {
 	if _, err := s.Upgrade(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if v := servingVersions(s); len(v) != 1 || v[2] != 4 {
-		t.Errorf("after the next upgrade the serving versions are %v, want 4 of version 2", v)
+	if v := servingVersions(s); len(v) != 1 || v[1] != 4 {
+		t.Errorf("after the next upgrade the serving versions are %v, want 4 of version 1 (the failed one took none)", v)
 	}
 	l.Await(50)
 	l.Stop()

@@ -296,6 +296,7 @@ func (s *Supervisor) startBatch(ctx context.Context, first, k, version int) ([]*
 func (s *Supervisor) failed(begun time.Time, version int, fresh []*child, err error, note string) error {
 	s.mu.Lock()
 	s.stats.FailedUpgrades++
+	s.unversion(version)
 	r := Outcome{Version: version, Outcome: OutcomeFailed, Reason: err.Error(), Started: begun, Duration: time.Since(begun)}
 	var se *StartError
 	if errors.As(err, &se) && se.PID != 0 {
@@ -325,6 +326,15 @@ func (s *Supervisor) failed(begun time.Time, version int, fresh []*child, err er
 	s.log.Warn("roll-out stopped, new workers stopped", "err", err, "stopped", len(fresh), "serving", len(serving), "workers", len(s.slots))
 	s.manager(fmt.Sprintf("READY=1\nSTATUS=upgrade failed, %d of %d workers (the old version) serving: %v%s", len(serving), len(s.slots), err, note))
 	return err
+}
+
+// unversion takes back the version of an upgrade that did not stick, so
+// that versions count the upgrades that did (and a restarted worker gets
+// the serving one). s.mu is held.
+func (s *Supervisor) unversion(v int) {
+	if s.version == v {
+		s.version--
+	}
 }
 
 // capDraining applies Config.MaxDraining before an upgrade: it forgets
