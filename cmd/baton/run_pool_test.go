@@ -56,6 +56,7 @@ func TestRunPoolRollingUpgrades(t *testing.T) {
 			s := startRun(t, exec.Command(batonBin, "run", "--quiet", "--workers", strconv.Itoa(workers), "--max-surge", strconv.Itoa(surge),
 				"--listen", "http=tcp://"+addr, "--", bin), "http://"+addr+"/")
 			baton := s.cmd.Process.Pid
+			awaitPool(t, baton, "the first workers", func(runStatusJSON) bool { return poolVersions(t, baton)[0] == workers })
 			peak := sampleLiving(t, baton)
 			l := rawhttp.StartLoad(addr, 8, halfKeepAlive)
 			defer l.Stop()
@@ -101,6 +102,7 @@ func TestRunPoolFailedRestartResize(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	s := startRun(t, exec.Command(batonBin, "run", "--workers", "3", "--listen", "http=tcp://"+addr, "--", bin), "http://"+addr+"/")
 	bpid := s.cmd.Process.Pid
+	awaitPool(t, bpid, "the first workers", func(runStatusJSON) bool { return poolVersions(t, bpid)[0] == 3 })
 	l := rawhttp.StartLoad(addr, 4, halfKeepAlive)
 	defer l.Stop()
 

@@ -63,10 +63,12 @@ func (s *Supervisor) claim(op string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case !s.running || len(s.slots) == 0:
+	case !s.running:
 		return ErrNotRunning
 	case s.isStoppingLocked():
 		return ErrStopping
+	case len(s.slots) == 0:
+		return fmt.Errorf("%w (first start)", ErrInProgress)
 	case s.window != nil:
 		return fmt.Errorf("%w (watch window until %s)", ErrInProgress, s.window.until.Format(timeFormat))
 	case s.op == opUpgrade:
