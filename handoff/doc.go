@@ -205,6 +205,12 @@
 // send reaches the manager before it is main; the old one speaks for the
 // unit until then, and says nothing after (SYSTEMD.md rule 2).
 //
+// The old generation killed in the window (SIGKILL, a crash) is the main
+// process dying: the successor sees its channel close and claims the main
+// PID (MAINPID=<self>, READY=1), as in "Predecessor killed mid-upgrade"
+// below: without a manager it serves on; under systemd with
+// NotifyAccess=main the unit restarts on its sockets.
+//
 // A stop during the window (SIGTERM to the unit) stops both: the old
 // generation, main, says STOPPING=1 and tells the successor ABORT, which
 // drains and exits. TimeoutStopSec= need not cover the window. A

@@ -101,7 +101,10 @@ type Upgrader struct {
 func (u *Upgrader) Generation() int { return u.gen }
 
 // Done is closed when this generation must stop serving: it handed over to
-// a successor, or a stop was requested (SIGTERM, SIGINT, Stop).
+// a successor, or a stop was requested (SIGTERM, SIGINT, Stop). With
+// Config.WatchWindow a hand-over closes it when the window has passed, not
+// at the cut-over (a rollback would have to reopen it); the servers are
+// drained at the cut-over all the same.
 func (u *Upgrader) Done() <-chan struct{} { return u.done }
 
 // Stopping is closed as soon as a stop is requested (SIGTERM, SIGINT,

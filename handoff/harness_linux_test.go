@@ -311,7 +311,9 @@ func (s *service) get(query string) (int, error) {
 // clients never retry. It is chaos_linux_test.go's load, without kills.
 type load = chaosLoad
 
-func startLoad(addr string, keepAlive, fresh int) *load { return startChaosLoad(addr, keepAlive, fresh) }
+func startLoad(addr string, keepAlive, fresh int) *load {
+	return startChaosLoad(addr, keepAlive, fresh)
+}
 
 // fdCount returns the number of open fds of pid.
 // fdCount counts pid's open fds but its pidfds: those watch other

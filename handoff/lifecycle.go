@@ -102,10 +102,6 @@ func (p phase) accepting() bool {
 	return false
 }
 
-// ready reports whether Ready has done its work in phase p (an upgrade
-// may be asked for once the generation is main).
-func (p phase) ready() bool { return p != phaseStarting && p != phaseAwaitingMain }
-
 // enterLocked moves the generation to next; called with u.mu held. A move
 // the lifecycle does not have is refused and logged (a bug): the caller's
 // state stays as it was, and enterLocked reports false.

@@ -75,7 +75,7 @@ const (
 	OutcomeOK         = "ok"          // the successor became the main process
 	OutcomeFailed     = "failed"      // it was killed; the old one kept serving
 	OutcomeAbandoned  = "abandoned"   // a stop came first
-	OutcomeRolledBack = "rolled back" // it ended in the watch window; the old one serves again
+	OutcomeRolledBack = "rolled-back" // it ended in the watch window; the old one serves again
 )
 
 // UpgradeRecord is one upgrade of the service.
@@ -120,7 +120,7 @@ type Counters struct {
 	UpgradesFailed    int `json:"upgrades_failed"`
 	UpgradesAbandoned int `json:"upgrades_abandoned"`
 	// UpgradesRolledBack counts successors that ended within the watch
-	// window (Config.WatchWindow).
+	// window (Config.WatchWindow); UpgradesFailed counts them too.
 	UpgradesRolledBack int `json:"upgrades_rolled_back"`
 	// HandoffSeconds are the durations of the successful upgrades in
 	// Upgrades: from the request to the hand-over.
@@ -190,6 +190,7 @@ func (h *history) add(r UpgradeRecord) {
 	case OutcomeAbandoned:
 		h.Abandoned++
 	case OutcomeRolledBack:
+		h.Failed++
 		h.RolledBack++
 	}
 }

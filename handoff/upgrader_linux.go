@@ -145,15 +145,25 @@ func (u *Upgrader) signals(sigs chan os.Signal, quit chan struct{}) {
 // Upgrade starts the executable on disk as the successor generation with
 // this generation's sockets and waits until it is ready, then hands it the
 // main PID and returns its pid; Done is closed and the caller's Wait
-// drains this generation. On failure the successor is killed and reaped,
+// drains this generation. With Config.WatchWindow it returns at the
+// cut-over instead: the successor serves, this generation drains but keeps
+// the main PID until the window has passed (UpgradeWatched waits for
+// that). On failure the successor is killed and reaped,
 // the manager is told READY=1 with STATUS= giving the reason, this
 // generation keeps serving, and the error is an *UpgradeError. While
 // another upgrade runs it returns an error wrapping ErrInProgress.
 func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
+	pid, _, err := u.upgradeWatch(ctx)
+	return pid, err
+}
+
+// upgradeWatch is Upgrade, with the watch window it started (nil for
+// none).
+func (u *Upgrader) upgradeWatch(ctx context.Context) (int, *window, error) {
 	u.mu.Lock()
 	if err := u.upgradeRefusedLocked(); err != nil {
 		u.mu.Unlock()
-		return 0, err
+		return 0, nil, err
 	}
 	u.enterLocked(phaseUpgrading)
 	done := make(chan struct{})
@@ -187,7 +197,7 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 				u.log.Warn("sd_notify", "err", nerr)
 			}
 		}
-		return 0, err
+		return 0, nil, err
 	}
 	if win != nil && stopping {
 		// The stop came as the successor started serving: it is told to
@@ -196,7 +206,7 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 		close(win.done)
 		err = &UpgradeError{Generation: win.gen, PID: pid, Stage: "handover", Err: ErrStopping}
 		u.recordFailure(err)
-		return 0, err
+		return 0, nil, err
 	}
 	u.successor = pid
 	u.drainSince = time.Now()
@@ -205,11 +215,11 @@ func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
 		u.window, u.watchUntil = win, win.until
 		u.endSpellLocked(win)
 		u.wg.Go(func() { u.watchWindow(win, mgr) })
-		return pid, nil
+		return pid, win, nil
 	}
 	u.enterLocked(phaseHandedOver)
 	u.endLocked()
-	return pid, nil
+	return pid, nil, nil
 }
 
 // upgradeRefusedLocked is why an upgrade cannot start now, nil when it

@@ -224,15 +224,9 @@ func (u *Upgrader) abandonWindow(win *window) {
 // generation serves again. ctx bounds the wait for the window, not the
 // window itself.
 func (u *Upgrader) UpgradeWatched(ctx context.Context) (int, error) {
-	pid, err := u.Upgrade(ctx)
-	if err != nil {
-		return 0, err
-	}
-	u.mu.Lock()
-	win := u.window
-	u.mu.Unlock()
-	if win == nil || win.pid != pid {
-		return pid, nil
+	pid, win, err := u.upgradeWatch(ctx)
+	if err != nil || win == nil {
+		return pid, err
 	}
 	select {
 	case <-win.done:

@@ -233,3 +233,27 @@ func TestWatchWindowNeedsRenewers(t *testing.T) {
 	s.servedBy(s.gen1)
 	s.stop(s.gen1)
 }
+
+// The old generation killed in the window (SIGKILL, a crash): the
+// successor, serving on probation, sees its channel close, claims the
+// main PID itself and serves on; no request fails.
+func TestWatchWindowPredecessorKilled(t *testing.T) {
+	s := startService(t, serviceOpts{env: []string{envTestWatch + "=30s"}})
+	l := startLoad(s.addr, 2, 2)
+	next := mustReload(t, s.gen1)
+	s.servedBy(next)
+	if err := syscall.Kill(s.gen1, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.waitExit(s.gen1)
+	s.notes.waitFor(t, "the successor's claim", has(next, fmt.Sprintf("MAINPID=%d", next)))
+	if st := statusOf(t, next); st.State != StateServing || st.Watch != nil {
+		t.Errorf("successor after its predecessor's death: state %q, watch %+v", st.State, st.Watch)
+	}
+	third := mustReload(t, next) // main now: it upgrades
+	s.servedBy(third)
+	l.stop()
+	if n := l.failures.Load(); n != 0 {
+		t.Errorf("%d of %d requests failed: %v", n, l.requests.Load()+n, l.errs)
+	}
+}

@@ -48,7 +48,7 @@ by default (0) there is no cap.
 accepting on the shared sockets, for D: a new CMD that exits within D is
 rolled back, the old one serving on alone, and that is logged ("upgrade
 rolled back in the watch window"), sent to systemd as STATUS=, listed by
-'baton status' (outcome "rolled back") and returned to 'baton reload
+'baton status' (outcome rolled-back) and returned to 'baton reload
 --wait-window' (exit status 1). Once D has passed, the old CMD gets its
 SIGTERM. 'baton reload' returns at the cut-over unless given
 --wait-window; an upgrade asked for during the window is refused ("upgrade

@@ -61,8 +61,8 @@ func TestRunWatchWindow(t *testing.T) {
 	}
 	await(s.cmd.Process.Pid, "STATUS=rolled back: pid ")
 	r = baton(t, "status", "--pid", bpid)
-	if want := fmt.Sprintf("failed 0, abandoned 0, rolled back %d", reps+1); r.code != 0 || !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, "  rolled back  ") {
-		t.Errorf("status: %d, want %q and rolled back upgrades:\n%s%s", r.code, want, r.stdout, r.stderr)
+	if want := fmt.Sprintf("failed %d (%d rolled back)", reps+1, reps+1); r.code != 0 || !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, "rolled-back") {
+		t.Errorf("status: %d, want %q and rolled-back upgrades:\n%s%s", r.code, want, r.stdout, r.stderr)
 	}
 	t.Logf("baton status after the rollbacks:\n%s", r.stdout)
 	if got, err := s.get(); err != nil || got != old {

@@ -27,18 +27,19 @@ their open connections and deadlines, and the last 32 upgrades with their
 outcomes and reasons (the history travels from generation to generation);
 for 'baton run', the children by generation (with --workers, by worker:
 version, the upgrade that started it, and restarts) and the last 32
-upgrades (outcome "rolled back" for a watch window's rollback). Only the
+upgrades (outcome rolled-back for a watch window's rollback). Only the
 process's own user and root may ask.
 
 With --json, stdout has one JSON object: pid, generation, state
 (starting, serving, draining, stopping), started (RFC 3339), exe,
 connections, sockets [{name, kind, addr}], draining [{pid, generation,
 connections, since, deadline}], upgrades [{generation, pid, outcome (ok,
-failed, abandoned, rolled back), reason, started, duration_ms}],
-counters, and for 'baton run' children [{pid, generation, state
-(starting, serving, standby, draining), started, status, and in a pool
-worker, version, restarts}] and, with --workers, pool {workers,
-max_surge, peak, worker_exits, restarts, failed_starts}.
+failed, abandoned, rolled-back), reason, started, duration_ms}],
+counters (upgrades_rolled_back counted in upgrades_failed too), and for
+'baton run' children [{pid, generation, state (starting, serving,
+standby, draining), started, status, and in a pool worker, version,
+restarts}] and, with --workers, pool {workers, max_surge, peak,
+worker_exits, restarts, failed_starts}.
 
 Exit status: 0 shown; 1 the process answered with an error; 2 bad command
 line; 4 permission denied; 5 no baton process there, or no answer within
@@ -139,6 +140,13 @@ func printStatus(w io.Writer, st serviceStatus, now time.Time) error {
 	if !st.DrainDeadline.IsZero() {
 		fmt.Fprintf(w, "draining since %s, deadline %s\n", ago(st.DrainSince), clock(st.DrainDeadline))
 	}
+	switch wa := st.Watch; {
+	case wa == nil:
+	case wa.Role == "watching":
+		fmt.Fprintf(w, "watch window: generation %d (pid %d) serves, this one holds the main PID until %s\n", wa.Generation, wa.PID, clock(wa.Until))
+	default:
+		fmt.Fprintf(w, "watch window: generation %d (pid %d) holds the main PID; this one serves on probation\n", wa.Generation, wa.PID)
+	}
 	table := func(header string, rows [][]string) {
 		if len(rows) == 0 {
 			return
@@ -161,10 +169,8 @@ func printStatus(w io.Writer, st serviceStatus, now time.Time) error {
 		fmt.Fprintf(w, "\nworkers %d (max surge %d), exits %d, restarts %d, failed starts %d, most at once %d\n",
 			p.Workers, p.MaxSurge, p.WorkerExits, p.Restarts, p.FailedStarts, p.Peak)
 		for _, ch := range st.Children {
-			rows = append(rows, []string{
-				strconv.Itoa(ch.Worker), strconv.Itoa(ch.PID), strconv.Itoa(ch.Version), strconv.Itoa(ch.Generation),
-				ch.State, ago(ch.Started), strconv.Itoa(ch.Restarts), ch.Status,
-			})
+			rows = append(rows, []string{strconv.Itoa(ch.Worker), strconv.Itoa(ch.PID), strconv.Itoa(ch.Version), strconv.Itoa(ch.Generation),
+				ch.State, ago(ch.Started), strconv.Itoa(ch.Restarts), ch.Status})
 		}
 		table("WORKER\tPID\tVERSION\tGENERATION\tSTATE\tSTARTED\tRESTARTS\tSTATUS", rows)
 	} else {
@@ -183,11 +189,11 @@ func printStatus(w io.Writer, st serviceStatus, now time.Time) error {
 	}
 	table("DRAINING PID\tGENERATION\tCONNECTIONS\tSINCE\tDEADLINE", rows)
 	c := st.Counters
-	fmt.Fprintf(w, "\nupgrades: ok %d, failed %d, abandoned %d", c.UpgradesOK, c.UpgradesFailed, c.UpgradesAbandoned)
+	failed := strconv.Itoa(c.UpgradesFailed)
 	if c.UpgradesRolledBack > 0 {
-		fmt.Fprintf(w, ", rolled back %d", c.UpgradesRolledBack)
+		failed += fmt.Sprintf(" (%d rolled back)", c.UpgradesRolledBack)
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintf(w, "\nupgrades: ok %d, failed %s, abandoned %d\n", c.UpgradesOK, failed, c.UpgradesAbandoned)
 	rows = nil
 	for _, u := range st.Upgrades {
 		rows = append(rows, []string{strconv.Itoa(u.Generation), strconv.Itoa(u.PID), u.Outcome, clock(u.Started), u.Duration.Round(100 * time.Microsecond).String(), u.Reason})
@@ -210,7 +216,7 @@ func runStatus(sup *supervisor.Supervisor, started time.Time, exe string, socks 
 	}
 	stats := sup.Stats()
 	st.Counters = handoff.Counters{
-		UpgradesOK: stats.Upgrades, UpgradesFailed: stats.FailedUpgrades, UpgradesRolledBack: stats.RolledBack,
+		UpgradesOK: stats.Upgrades, UpgradesFailed: stats.FailedUpgrades + stats.RolledBack, UpgradesRolledBack: stats.RolledBack,
 		HandoffSeconds: []float64{}, DrainSeconds: []float64{},
 	}
 	for _, u := range sup.History() {

@@ -17,7 +17,7 @@
 // on standby, still accepting on the shared sockets, until the window has
 // passed, and a new CMD that exits within it is rolled back (the old one
 // serves on alone, ErrRolledBack for UpgradeWith with WaitWindow, counted in
-// Stats.RolledBack, outcome "rolled back" in History, STATUS= to the
+// Stats.RolledBack, outcome "rolled-back" in History, STATUS= to the
 // manager). A new upgrade is refused while the window runs.
 //
 // A pool (Workers above 1) is upgraded rolling: at most MaxSurge new workers

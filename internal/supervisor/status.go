@@ -40,7 +40,7 @@ const HistoryLen = 32
 const (
 	OutcomeOK         = "ok"          // the new CMDs serve
 	OutcomeFailed     = "failed"      // a new CMD failed to start; the old ones serve
-	OutcomeRolledBack = "rolled back" // the new CMD exited in the watch window; the old one serves again
+	OutcomeRolledBack = "rolled-back" // the new CMD exited in the watch window; the old one serves again
 )
 
 // Outcome is one upgrade, for `baton status`.
