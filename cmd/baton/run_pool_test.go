@@ -154,6 +154,18 @@ func TestRunPoolFailedRestartResize(t *testing.T) {
 		t.Errorf("status table: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("baton status:\n%s", r.stdout)
+
+	// SIGTERM stops every worker; baton exits with their status.
+	last := poolStatusOf(t, bpid)
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := s.exitCode(t); code != 0 {
+		t.Errorf("baton run --workers exited %d after SIGTERM, want 0\n%s", code, s.stderr)
+	}
+	for _, c := range last.Children {
+		testproc.WaitGone(t, c.PID)
+	}
 }
 
 // runStatusJSON is what the tests read of `baton status --json` of baton run.
