@@ -230,3 +230,34 @@ func livingChildren(ppid int) int {
 	}
 	return n
 }
+
+// TestPoolStopDuringRollOut: a stop while a roll-out's new worker starts
+// abandons the roll-out (ErrStopping), stops every worker, and Run returns
+// their exit status 0.
+func TestPoolStopDuringRollOut(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	s, args, _, _ := newSup(t, Config{Workers: 3})
+	done := runStarted(t, s)
+	waitFor(t, "the first workers", func() bool { return servingVersions(s)[0] == 3 })
+	workers := s.Children()
+	s.cfg.Args = append(args[:len(args):len(args)], "hang")
+	upgraded := make(chan error, 1)
+	go func() { _, err := s.Upgrade(t.Context()); upgraded <- err }()
+	waitFor(t, "the roll-out's first start", func() bool { return s.Stats().Generations == 4 })
+	if err := s.Stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-upgraded; !errors.Is(err, ErrStopping) {
+		t.Errorf("the roll-out after Stop = %v, want ErrStopping", err)
+	}
+	var ee *ExitError
+	if err := <-done; !errors.As(err, &ee) || ee.Status.Code != 0 {
+		t.Errorf("Run = %v, want the workers' exit status 0", err)
+	}
+	for _, c := range workers {
+		if testproc.Alive(c.PID) {
+			t.Errorf("worker %d (pid %d) still runs after Run", c.Worker, c.PID)
+		}
+	}
+}

@@ -416,3 +416,23 @@ func upgradingToHang(t *testing.T) (s *Supervisor, done, upgraded <-chan error) 
 	go func() { _, err := s.Upgrade(context.Background()); up <- err }()
 	return s, done, up
 }
+
+// TestUpgradeDuringFirstStart: an upgrade asked for while the first CMD is
+// not ready yet is refused as in progress (`baton reload` exit status 3),
+// not as "supervisor not running" (a failure).
+func TestUpgradeDuringFirstStart(t *testing.T) {
+	testproc.CheckGoroutines(t)
+	s, _, _, _ := newSup(t, Config{Args: []string{"noready"}, Ready: ReadyExec, ReadyTimeout: 300 * time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	waitFor(t, "the first start", func() bool { return s.Stats().Generations == 1 })
+	if _, err := s.Upgrade(t.Context()); !errors.Is(err, ErrInProgress) || !strings.Contains(err.Error(), "first start") {
+		t.Errorf("Upgrade during the first start = %v, want ErrInProgress (first start)", err)
+	}
+	waitFor(t, "the first CMD ready", func() bool { return s.PID() != 0 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v", err)
+	}
+}
