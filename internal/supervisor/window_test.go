@@ -22,7 +22,8 @@ import (
 // rollback is counted, recorded and told to the manager. (The new CMD dies
 // as a crash that loses nothing does: it answers what it accepted, then
 // exits 3. A crash that cuts requests in flight loses them whatever the
-// supervisor does.)
+// supervisor does. The window is long enough for its drain, up to 2s with
+// a client that stays silent, to end within it.)
 func TestWatchWindowRollback(t *testing.T) {
 	testproc.CheckFDs(t)
 	testproc.CheckGoroutines(t)
@@ -30,7 +31,7 @@ func TestWatchWindowRollback(t *testing.T) {
 	if testproc.InCI() {
 		reps = 100
 	}
-	s, args, addr, rec := newServing(t, Config{WatchWindow: time.Second})
+	s, args, addr, rec := newServing(t, Config{WatchWindow: 3 * time.Second})
 	old := s.PID()
 	l := rawhttp.StartLoad(addr, 8, halfKeepAlive)
 	defer l.Stop()
