@@ -139,6 +139,14 @@ func (s *Supervisor) rollOut(ctx context.Context, opts UpgradeOptions) (int, err
 			return 0, fmt.Errorf("%w: %w", ErrStopping, err)
 		}
 		cs, err := s.startBatch(ctx, next, k, version)
+		if err == nil {
+			// A new worker of an earlier batch that died fails the roll-out too.
+			if err = exitedOf(fresh); err != nil {
+				for _, c := range cs {
+					s.terminate(c)
+				}
+			}
+		}
 		if se := (*StartError)(nil); errors.As(err, &se) {
 			s.awaitStopRace(se.Status)
 		}
@@ -158,17 +166,7 @@ func (s *Supervisor) rollOut(ctx context.Context, opts UpgradeOptions) (int, err
 			// gets the stop's SIGTERM too.
 			s.mu.Unlock()
 			return 0, fmt.Errorf("%w: %w", ErrStopping, err)
-		case err == nil:
-			err = exitedOf(fresh)
-			if err != nil {
-				s.mu.Unlock()
-				for _, c := range cs {
-					s.terminate(c)
-				}
-				s.mu.Lock()
-			}
-		}
-		if err != nil {
+		case err != nil:
 			s.mu.Unlock()
 			return 0, s.failed(begun, version, fresh, err, note)
 		}
