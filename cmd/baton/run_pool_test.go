@@ -9,11 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -57,7 +54,7 @@ func TestRunPoolRollingUpgrades(t *testing.T) {
 				"--listen", "http=tcp://"+addr, "--", bin), "http://"+addr+"/")
 			baton := s.cmd.Process.Pid
 			awaitPool(t, baton, "the first workers", func(runStatusJSON) bool { return poolVersions(t, baton)[0] == workers })
-			peak := sampleLiving(t, baton)
+			peak := testproc.PeakChildren(t, baton)
 			l := rawhttp.StartLoad(addr, 8, halfKeepAlive)
 			defer l.Stop()
 			for i := range reloads {
@@ -141,7 +138,7 @@ func TestRunPoolFailedRestartResize(t *testing.T) {
 			t.Fatal(err)
 		}
 		awaitPool(t, bpid, fmt.Sprintf("%d workers after %s", step.want, step.sig), func(st runStatusJSON) bool {
-			return st.Pool.Workers == step.want && len(st.Children) == step.want && len(kidsOf(bpid)) == step.want
+			return st.Pool.Workers == step.want && len(st.Children) == step.want && len(testproc.Children(bpid)) == step.want
 		})
 	}
 	l.Await(50)
@@ -222,44 +219,4 @@ func poolVersions(t *testing.T, pid int) map[int]int {
 		}
 	}
 	return v
-}
-
-// kidsOf lists the children of ppid that are not zombies.
-func kidsOf(ppid int) []int {
-	kids, zombies := procChildren(ppid)
-	var out []int
-	for _, k := range kids {
-		if !slices.Contains(zombies, k) {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
-// sampleLiving counts ppid's living children every millisecond until the
-// returned function is called, which returns the most seen.
-func sampleLiving(t *testing.T, ppid int) func() int {
-	t.Helper()
-	var peak atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Millisecond):
-			}
-			if n := int64(len(kidsOf(ppid))); n > peak.Load() {
-				peak.Store(n)
-			}
-		}
-	})
-	var once sync.Once
-	finish := func() int {
-		once.Do(func() { close(stop); wg.Wait() })
-		return int(peak.Load())
-	}
-	t.Cleanup(func() { finish() })
-	return finish
 }

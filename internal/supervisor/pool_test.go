@@ -3,14 +3,10 @@
 package supervisor
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -33,7 +29,7 @@ func TestPoolRollingUpgrades(t *testing.T) {
 		t.Run("surge "+strconv.Itoa(tt.surge), func(t *testing.T) {
 			const workers = 4
 			s, _, addr, _ := newServing(t, Config{Workers: workers, MaxSurge: tt.surge})
-			sampled := sampleChildren(t)
+			sampled := testproc.PeakChildren(t, os.Getpid())
 			l := rawhttp.StartLoad(addr, 8, halfKeepAlive)
 			defer l.Stop()
 			for i := range tt.upgrades {
@@ -184,51 +180,6 @@ func workerPID(s *Supervisor, n int) int {
 		}
 	}
 	return 0
-}
-
-// sampleChildren counts this process's living children every millisecond
-// until the returned function is called, which returns the most seen.
-func sampleChildren(t *testing.T) func() int {
-	t.Helper()
-	var peak atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Millisecond):
-			}
-			if n := int64(livingChildren(os.Getpid())); n > peak.Load() {
-				peak.Store(n)
-			}
-		}
-	})
-	var once sync.Once
-	finish := func() int {
-		once.Do(func() { close(stop); wg.Wait() })
-		return int(peak.Load())
-	}
-	t.Cleanup(func() { finish() })
-	return finish
-}
-
-// livingChildren counts the children of ppid that are not zombies.
-func livingChildren(ppid int) int {
-	ents, _ := os.ReadDir("/proc")
-	n := 0
-	for _, e := range ents {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(ppid) && f[0] != "Z" {
-			n++
-		}
-	}
-	return n
 }
 
 // TestPoolStopDuringRollOut: a stop while a roll-out's new worker starts
