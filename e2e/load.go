@@ -3,13 +3,11 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -19,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/batonhq/baton/internal/rawhttp"
 )
 
 // Defaults for LoadConfig's zero values.
@@ -114,7 +114,7 @@ type Load struct {
 	box      *Box
 	cfg      LoadConfig
 	addr     string // host:port
-	request  string // the request line and headers, without Connection
+	path     string // the request's target
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
@@ -156,12 +156,11 @@ func (b *Box) StartLoad(ctx context.Context, cfg LoadConfig) *Load {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultLoadTimeout
 	}
-	path := u.RequestURI()
 	l := &Load{
 		box:       b,
 		cfg:       cfg,
 		addr:      u.Host,
-		request:   "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUser-Agent: baton-e2e\r\n",
+		path:      u.RequestURI(),
 		stop:      make(chan struct{}),
 		start:     time.Now(),
 		failures:  map[string]int64{},
@@ -248,15 +247,27 @@ func maps[K comparable, V any](m map[K]V) map[K]V {
 	return c
 }
 
-// client sends requests one after the other until the load stops.
+// client sends requests one after the other until the load stops, on a
+// rawhttp.Client (which never retries) whose connections the box dials.
 func (l *Load) client(keepAlive bool) {
 	defer l.wg.Done()
-	var c *clientConn
-	defer func() {
-		if c != nil {
-			c.Close()
-		}
-	}()
+	var cur *clientConn // the connection c has, or last had, open
+	c := &rawhttp.Client{
+		Addr: l.addr, KeepAlive: keepAlive, Timeout: l.cfg.Timeout, UserAgent: "baton-e2e",
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			cur = &clientConn{dialed: time.Now(), dialSeq: l.killSeq.Load()}
+			conn, err := l.box.Dial(ctx, network, addr)
+			if err != nil {
+				cur = nil
+				return nil, fmt.Errorf("dial: %w", err)
+			}
+			if a, ok := conn.LocalAddr().(*net.TCPAddr); ok {
+				cur.port = a.Port
+			}
+			return conn, nil
+		},
+	}
+	defer c.Close()
 	for {
 		select {
 		case <-l.stop:
@@ -267,19 +278,19 @@ func (l *Load) client(keepAlive bool) {
 			l.halt()
 			return
 		}
-		var pid int
-		var err error
 		now := time.Now()
-		var used *clientConn
-		c, used, pid, err = l.do(c, keepAlive, now)
+		h, err := c.Get(l.path)
 		dialed := now
-		if used != nil {
-			dialed = used.dialed
+		if cur != nil {
+			dialed = cur.dialed
 		}
-		if err != nil && used != nil && l.isLost(used) {
+		var se *rawhttp.StatusError
+		if err != nil && cur != nil && !errors.As(err, &se) && l.isLost(cur) {
+			// An answer, whatever its status, is never lost.
 			l.done.Add(1)
 			l.lost.Add(1)
 		} else {
+			pid, _ := strconv.Atoi(h.Get("X-Pid"))
 			l.record(pid, dialed, err)
 		}
 		if l.cfg.Pause > 0 {
@@ -292,9 +303,8 @@ func (l *Load) client(keepAlive bool) {
 	}
 }
 
+// clientConn is what the load knows of a client's connection.
 type clientConn struct {
-	net.Conn
-	br      *bufio.Reader
 	dialed  time.Time // when the dial started
 	port    int       // the local port
 	dialSeq int64     // the number of MarkLost calls before the dial
@@ -307,62 +317,6 @@ func (l *Load) isLost(c *clientConn) bool {
 	seq, ok := l.lostPorts[c.port]
 	return ok && seq > c.dialSeq
 }
-
-// do makes one request on c (a new connection when c is nil) and returns
-// the connection to use next (nil: open a new one) and the one it used
-// (nil: the dial failed). now is the request's start.
-func (l *Load) do(c *clientConn, keepAlive bool, now time.Time) (next, used *clientConn, pid int, err error) {
-	deadline := now.Add(l.cfg.Timeout)
-	if c == nil {
-		seq := l.killSeq.Load()
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		conn, err := l.box.Dial(ctx, "tcp", l.addr)
-		cancel()
-		if err != nil {
-			return nil, nil, 0, fmt.Errorf("dial: %w", err)
-		}
-		c = &clientConn{Conn: conn, br: bufio.NewReader(conn), dialed: now, dialSeq: seq}
-		if a, ok := conn.LocalAddr().(*net.TCPAddr); ok {
-			c.port = a.Port
-		}
-	}
-	fail := func(err error) (*clientConn, *clientConn, int, error) {
-		c.Close()
-		return nil, c, 0, err
-	}
-	_ = c.SetDeadline(deadline)
-	req := l.request
-	if !keepAlive {
-		req += "Connection: close\r\n"
-	}
-	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
-		return fail(fmt.Errorf("write: %w", err))
-	}
-	resp, err := http.ReadResponse(c.br, nil)
-	if err != nil {
-		return fail(fmt.Errorf("read response: %w", err))
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return fail(fmt.Errorf("read body: %w", err))
-	}
-	pid, _ = strconv.Atoi(resp.Header.Get("X-Pid"))
-	if resp.StatusCode != http.StatusOK {
-		// An answer is never lost: not counted by isLost.
-		c.Close()
-		return nil, nil, pid, &statusError{resp.Status}
-	}
-	if !keepAlive || resp.Close {
-		c.Close()
-		return nil, c, pid, nil
-	}
-	return c, c, pid, nil
-}
-
-type statusError struct{ status string }
-
-func (e *statusError) Error() string { return "status " + e.status }
 
 func (l *Load) record(pid int, dialed time.Time, err error) {
 	l.done.Add(1)
@@ -388,7 +342,7 @@ func (l *Load) record(pid int, dialed time.Time, err error) {
 
 // classify names a failed request's kind.
 func classify(err error) string {
-	var se *statusError
+	var se *rawhttp.StatusError
 	var ne net.Error
 	switch {
 	case errors.As(err, &se):

@@ -79,14 +79,15 @@ func watchScenario(t *testing.T, box *Box, exe, version string, rounds int, wait
 		kill := rng.IntN(3) != 0 // two in three die in their window
 		c.label = fmt.Sprintf("systemd %s, reload %d (kill %v, main %d)", version, i+1, kill, old)
 		done := c.reload()
-		succ, err, ended := c.successor(old, done)
-		if ended {
-			t.Fatalf("%s: reload ended before a successor was seen: %v", c.label, err)
-		}
 		if !waitWindow {
 			if err := <-done; err != nil {
 				t.Fatalf("%s: systemctl reload: %v", c.label, err)
 			}
+		}
+		// Alive for its window at least: found whether or not the reload
+		// has returned.
+		succ := c.newServer(old, killed)
+		if !waitWindow {
 			// Returned at the cut-over: the successor serves, old is main.
 			if m := box.MainPID(unit); m != old {
 				t.Errorf("%s: MainPID %d right after the reload, want %d until the window passes", c.label, m, old)
@@ -181,6 +182,23 @@ func watchScenario(t *testing.T, box *Box, exe, version string, rounds int, wait
 	} else {
 		checkJournal(t, box, unit)
 	}
+}
+
+// newServer waits for a server process that is neither old nor one seen
+// before (a MainPID, or killed).
+func (c *chaosRun) newServer(old int, killed []int) int {
+	c.t.Helper()
+	var pid int
+	waitFor(c.t, c.label+": the successor", func() bool {
+		for p, cmdline := range c.box.Processes() {
+			if p != old && strings.HasPrefix(cmdline, c.exe+" ") && !slices.Contains(c.mains, p) && !slices.Contains(killed, p) {
+				pid = p
+				return true
+			}
+		}
+		return false
+	})
+	return pid
 }
 
 // mainSample is one MainPID the sampler read, and whether a process with

@@ -251,17 +251,13 @@ func (c *chaos) stormOutcomes() string {
 }
 
 func startChaos(t *testing.T) *chaos {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lf, err := ln.(*net.TCPListener).File()
-	_ = ln.Close()
+	lf, addr := testproc.ListenerFile(t)
+	port, err := strconv.Atoi(addr[strings.LastIndexByte(addr, ':')+1:])
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &chaos{
-		t: t, addr: ln.Addr().String(), port: ln.Addr().(*net.TCPAddr).Port, ln: lf, dir: t.TempDir(),
+		t: t, addr: addr, port: port, ln: lf, dir: t.TempDir(),
 		procs: map[int]int{}, killed: map[int]bool{}, baseFDs: map[bool]int{}, faults: map[string]int{}, took: map[string]time.Duration{}, storms: map[string]int{},
 	}
 	c.s = &service{

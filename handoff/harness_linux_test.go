@@ -169,17 +169,9 @@ func startService(t testing.TB, o serviceOpts) *service {
 	env = append(env, o.env...)
 	files, names := []*os.File{lf}, []string{"http"}
 	if o.udp {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		pf, err := pc.(*net.UDPConn).File()
-		_ = pc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		pf, udpAddr := testproc.PacketFile(t)
 		defer pf.Close()
-		s.udpAddr = pc.LocalAddr().String()
+		s.udpAddr = udpAddr
 		files, names = append(files, pf), append(names, "echo")
 		env = append(env, envUDP+"=1")
 	}

@@ -3,16 +3,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,8 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/batonhq/baton/internal/spawn"
-	"github.com/batonhq/baton/internal/testproc"
+	"github.com/batonhq/baton/internal/exampletest"
 )
 
 // testDrainTimeout bounds each generation's drain in the test: a stream
@@ -34,20 +28,10 @@ import (
 const testDrainTimeout = 5 * time.Second
 
 func TestMain(m *testing.M) {
-	// Args: the pid file, and a file where a generation whose run failed
-	// (a drain cut by its deadline among them) appends its error.
-	testproc.Register("server", func() {
-		args := testproc.Args()
-		err := run(config{listen: "127.0.0.1:0", pidfile: args[0], drainTimeout: testDrainTimeout})
-		if err != nil {
-			if f, ferr := os.OpenFile(args[1], os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); ferr == nil {
-				fmt.Fprintf(f, "pid %d: %v\n", os.Getpid(), err)
-				_ = f.Close()
-			}
-			os.Exit(1)
-		}
+	exampletest.Register("server", func(pidfile string, _ []string) error {
+		return run(config{listen: "127.0.0.1:0", pidfile: pidfile, drainTimeout: testDrainTimeout})
 	})
-	testproc.Main(m)
+	exampletest.Main(m)
 }
 
 // TestStreamsAcrossUpgrades upgrades the server 200 times with SIGHUP while
@@ -68,25 +52,10 @@ func TestStreamsAcrossUpgrades(t *testing.T) {
 		watchers  = 2 // health Watch streams, each on its own connection
 		callers   = 4 // unary health checks, on one shared connection
 	)
-	lf, addr := testproc.ListenerFile(t)
-	defer lf.Close()
-	dir := t.TempDir()
-	pidfile, errfile := filepath.Join(dir, "pid"), filepath.Join(dir, "errors")
-	logf, err := os.Create(filepath.Join(dir, "log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	t.Cleanup(func() { dumpLog(t, logf.Name()) })
-	cmd := testproc.Command(t, "server", pidfile, errfile)
-	p, err := spawn.Start(&spawn.Config{
-		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Stderr: logf,
-		Files: []*os.File{lf}, Names: []string{"grpc"}, Mode: spawn.SelfFix,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _, _ = p.Wait() }()
+	// A generation whose drain hits testDrainTimeout fails its run: Stop
+	// fails the test for it.
+	srv := exampletest.Start(t, exampletest.Config{Helper: "server", Socket: "grpc", Log: true})
+	addr := srv.Addr
 
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -104,11 +73,11 @@ func TestStreamsAcrossUpgrades(t *testing.T) {
 		return conn
 	}
 	var wg sync.WaitGroup
-	pidStreams := make([]*streamer, streamers)
+	last := make([]*atomic.Int64, streamers) // the pid in the last message, by Pids stream
 	for i := range streamers + watchers {
 		s := &streamer{conn: dial(), health: i >= streamers, c: &c}
 		if !s.health {
-			pidStreams[i] = s
+			last[i] = &s.pid
 		}
 		wg.Go(func() { s.run(ctx) })
 	}
@@ -123,49 +92,16 @@ func TestStreamsAcrossUpgrades(t *testing.T) {
 				c.unary.Add(1)
 				if err != nil {
 					c.unaryFailed.Add(1)
-					c.note("unary: %v", err)
+					c.Note("unary: %v", err)
 				}
 			}
 		})
 	}
 
-	// waitStreams waits until every Pids stream had a message from pid.
-	waitStreams := func(pid int) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); ; {
-			behind := 0
-			for _, s := range pidStreams {
-				if s.pid.Load() != int64(pid) {
-					behind++
-				}
-			}
-			if behind == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d streams had no message from pid %d", behind, len(pidStreams), pid)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
 	start := time.Now()
-	pid := testproc.WaitPIDFile(t, pidfile, 0)
-	pids := []int{pid}
-	defer func() {
-		if t.Failed() { // a Fatal: leave no generation behind
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}()
-	waitStreams(pid)
+	exampletest.AwaitPID(t, "Pids streams", last, srv.PID())
 	for range upgrades {
-		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-		pid = testproc.WaitPIDFile(t, pidfile, pid)
-		pids = append(pids, pid)
-		waitStreams(pid)
+		exampletest.AwaitPID(t, "Pids streams", last, srv.Upgrade())
 	}
 	took := time.Since(start)
 	cancel()
@@ -173,17 +109,7 @@ func TestStreamsAcrossUpgrades(t *testing.T) {
 	for _, conn := range conns {
 		_ = conn.Close()
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	for _, pid := range pids {
-		testproc.WaitGone(t, pid)
-	}
-	if b, err := os.ReadFile(errfile); err == nil {
-		t.Errorf("generations that failed (drain deadline %v):\n%s", testDrainTimeout, b)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		t.Error(err)
-	}
+	srv.Stop()
 
 	t.Logf("%d upgrades in %v: %d unary calls, %d failed; %d streams opened (%d Pids, %d health Watch), %d messages; "+
 		"%d ended by the drain (%d before a first message), %d abrupt ends; "+
@@ -191,7 +117,7 @@ func TestStreamsAcrossUpgrades(t *testing.T) {
 		upgrades, took.Round(time.Millisecond), c.unary.Load(), c.unaryFailed.Load(),
 		c.opened.Load(), c.openedPids.Load(), c.opened.Load()-c.openedPids.Load(), c.messages.Load(),
 		c.clean.Load(), c.empty.Load(), c.abrupt.Load(), c.refused.Load(), c.unsent.Load())
-	for _, e := range c.notes() {
+	for _, e := range c.List() {
 		t.Error(e)
 	}
 	if c.unaryFailed.Load() != 0 || c.abrupt.Load() != 0 || c.refused.Load() != 0 {
@@ -216,23 +142,7 @@ type counts struct {
 	empty              atomic.Int64 // ended by the drain before a first message
 	abrupt             atomic.Int64
 	refused, unsent    atomic.Int64 // transparent retries
-	mu                 sync.Mutex
-	errs               []string
-}
-
-// note keeps the first few failures for the report.
-func (c *counts) note(format string, args ...any) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.errs) < 10 {
-		c.errs = append(c.errs, fmt.Sprintf(format, args...))
-	}
-}
-
-func (c *counts) notes() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]string(nil), c.errs...)
+	exampletest.Failures
 }
 
 // streamer keeps one server stream open on conn, opening a new one each
@@ -260,7 +170,7 @@ func (s *streamer) run(ctx context.Context) {
 		}
 		if !isDrainEnd(err) {
 			s.c.abrupt.Add(1)
-			s.c.note("stream %s: %v", method, err)
+			s.c.Note("stream %s: %v", method, err)
 		}
 	}
 }
@@ -371,7 +281,7 @@ func (r transparentRetries) HandleRPC(ctx context.Context, s stats.RPCStats) {
 		case !s.IsTransparentRetryAttempt:
 		case sent:
 			r.c.refused.Add(1)
-			r.c.note("%s refused and retried by grpc-go after: %v", info.method, info.lastErr.Load())
+			r.c.Note("%s refused and retried by grpc-go after: %v", info.method, info.lastErr.Load())
 		default:
 			r.c.unsent.Add(1)
 		}
@@ -383,17 +293,3 @@ func (r transparentRetries) TagConn(ctx context.Context, _ *stats.ConnTagInfo) c
 }
 
 func (r transparentRetries) HandleConn(context.Context, stats.ConnStats) {}
-
-// dumpLog prints the end of the servers' log when the test failed.
-func dumpLog(t *testing.T, path string) {
-	if !t.Failed() {
-		return
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Log(err)
-		return
-	}
-	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
-	t.Logf("last lines of the servers' log:\n%s", bytes.Join(lines[max(0, len(lines)-60):], []byte("\n")))
-}

@@ -22,7 +22,7 @@ import (
 // be the pid of the generation that answered.
 func sseClient(e *example, l *load) func(context.Context) error {
 	return func(ctx context.Context) error {
-		c, err := net.DialTimeout("tcp", e.addr, wait)
+		c, err := net.DialTimeout("tcp", e.Addr, wait)
 		if err != nil {
 			return classified{"dial", fmt.Errorf("dial: %w", err)}
 		}
@@ -30,7 +30,7 @@ func sseClient(e *example, l *load) func(context.Context) error {
 		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 		defer stop()
 		_ = c.SetDeadline(time.Now().Add(wait))
-		req := "GET /events HTTP/1.1\r\nHost: " + e.addr + "\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n"
+		req := "GET /events HTTP/1.1\r\nHost: " + e.Addr + "\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n"
 		if _, err := io.WriteString(c, req); err != nil {
 			return classified{"other", fmt.Errorf("write: %w", err)}
 		}

@@ -95,7 +95,7 @@ func (s *h2Slot) reserve() (cc *http2.ClientConn, first bool, err error) {
 		s.cc = nil
 	}
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: wait}, Config: s.conf}
-	c, err := d.Dial("tcp", s.e.addr)
+	c, err := d.Dial("tcp", s.e.Addr)
 	if err != nil {
 		return nil, false, classified{"dial", fmt.Errorf("tls dial: %w", err)}
 	}
@@ -151,7 +151,7 @@ func (s *h2Slot) sender(n int) func(context.Context) error {
 		}
 		ctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+s.e.addr+path, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+s.e.Addr+path, nil)
 		if err != nil {
 			return classified{"other", err}
 		}
@@ -211,12 +211,5 @@ func TestHTTP2AcrossUpgrades(t *testing.T) {
 			x.l.run(x.senders, func(i int) (func(context.Context) error, func()) { return s.sender(i), nil })
 		}
 	}
-	e.upgrade(upgrades)
-	for _, l := range []*load{one, three} {
-		l.stop()
-	}
-	for _, l := range []*load{one, three} {
-		l.wait()
-		l.check(t, e)
-	}
+	e.upgradeUnder(t, upgrades, one, three)
 }

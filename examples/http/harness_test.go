@@ -4,29 +4,19 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"maps"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/batonhq/baton/internal/spawn"
+	"github.com/batonhq/baton/internal/exampletest"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
@@ -40,49 +30,28 @@ const upgrades = 200
 // example is a chain of generations of the example, started
 // socket-activated (socket name "http") as systemd would start it.
 type example struct {
-	t       *testing.T
-	addr    string
-	pidfile string
-	cur     atomic.Int64 // the pid the pid file names
+	*exampletest.Server
 
 	mu    sync.Mutex
-	pids  []int         // every generation, in order
 	spent time.Duration // in upgrade
 }
 
 // newExample starts generation 1 with the example's flags given, serving
-// TLS with cert when it is not nil, and waits for its pid file. The test's cleanup stops the current
-// generation, waits until every generation is gone and reaps them.
+// TLS with cert when it is not nil, and waits for its pid file. The test's
+// cleanup stops the current generation, waits until every generation is
+// gone and reaps them.
 func newExample(t *testing.T, cert *testCert, flags ...string) *example {
 	t.Helper()
-	lf, addr := testproc.ListenerFile(t)
-	defer lf.Close()
-	e := &example{t: t, addr: addr, pidfile: filepath.Join(t.TempDir(), "pid")}
-	args := append([]string{e.pidfile}, flags...) // the pid file, then flags
 	if cert != nil {
-		args = append(args, "-tls-cert", cert.certFile, "-tls-key", cert.keyFile)
+		flags = append(flags, "-tls-cert", cert.certFile, "-tls-key", cert.keyFile)
 	}
-	cmd := testproc.Command(t, "http", args...)
-	p, err := spawn.Start(&spawn.Config{
-		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Stderr: os.Stderr,
-		Files: []*os.File{lf}, Names: []string{"http"}, Mode: spawn.SelfFix,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = p.Release() // reaped with the others (stop)
-	t.Cleanup(e.stop)
-	pid := testproc.WaitPIDFile(t, e.pidfile, 0)
-	e.cur.Store(int64(pid))
-	e.pids = append(e.pids, pid)
-	return e
+	return &example{Server: exampletest.Start(t, exampletest.Config{Helper: "http", Socket: "http", Args: flags})}
 }
 
 // upgrade sends SIGHUP to the current generation n times, each time as soon
 // as the pid file names its successor: the generations that handed over
 // drain meanwhile, in parallel.
 func (e *example) upgrade(n int) {
-	e.t.Helper()
 	start := time.Now()
 	defer func() {
 		e.mu.Lock()
@@ -90,15 +59,21 @@ func (e *example) upgrade(n int) {
 		e.mu.Unlock()
 	}()
 	for range n {
-		old := int(e.cur.Load())
-		if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
-			e.t.Fatalf("upgrade of %d: %v", old, err)
-		}
-		next := testproc.WaitPIDFile(e.t, e.pidfile, old)
-		e.mu.Lock()
-		e.pids = append(e.pids, next)
-		e.mu.Unlock()
-		e.cur.Store(int64(next))
+		e.Upgrade()
+	}
+}
+
+// upgradeUnder upgrades n times while the loads run, then stops them,
+// waits for their clients and checks each.
+func (e *example) upgradeUnder(t *testing.T, n int, loads ...*load) {
+	t.Helper()
+	e.upgrade(n)
+	for _, l := range loads {
+		l.stop()
+	}
+	for _, l := range loads {
+		l.wait()
+		l.check(t, e)
 	}
 }
 
@@ -106,21 +81,7 @@ func (e *example) upgrade(n int) {
 func (e *example) upgraded() (int, time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.pids) - 1, e.spent
-}
-
-// stop sends SIGTERM to the current generation, waits until every
-// generation is gone and reaps them: each was reparented to the test
-// (testproc.Subreaper in TestMain) when its predecessor exited.
-func (e *example) stop() {
-	_ = syscall.Kill(int(e.cur.Load()), syscall.SIGTERM)
-	e.mu.Lock()
-	pids := slices.Clone(e.pids)
-	e.mu.Unlock()
-	for _, pid := range pids {
-		testproc.WaitGone(e.t, pid)
-	}
-	testproc.Reap(pids...)
+	return len(e.PIDs()) - 1, e.spent
 }
 
 // testCert is a self-signed ECDSA P-256 certificate for 127.0.0.1, made
@@ -132,42 +93,8 @@ type testCert struct {
 
 func newTestCert(t *testing.T) *testCert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	c := &testCert{certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem"), pool: x509.NewCertPool()}
-	c.pool.AddCert(leaf)
-	if err := os.WriteFile(c.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(c.keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	c := &testCert{}
+	c.certFile, c.keyFile, c.pool = testproc.CertFiles(t)
 	return c
 }
 

@@ -23,7 +23,7 @@ import (
 // noted: the connection was accepted before a drain began.
 func lateClient(e *example, l *load, tlsConf *tls.Config, delay time.Duration, handshakeLate bool) func(context.Context) error {
 	return func(ctx context.Context) error {
-		raw, err := net.DialTimeout("tcp", e.addr, wait)
+		raw, err := net.DialTimeout("tcp", e.Addr, wait)
 		if err != nil {
 			return fmt.Errorf("dial: %w", err)
 		}
@@ -48,7 +48,7 @@ func lateClient(e *example, l *load, tlsConf *tls.Config, delay time.Duration, h
 				return fmt.Errorf("tls handshake after %s: %w", delay, err)
 			}
 		}
-		if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: "+e.addr+"\r\nConnection: close\r\n\r\n"); err != nil {
+		if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: "+e.Addr+"\r\nConnection: close\r\n\r\n"); err != nil {
 			return fmt.Errorf("write after %s: %w", delay, err)
 		}
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
@@ -67,7 +67,7 @@ func lateClient(e *example, l *load, tlsConf *tls.Config, delay time.Duration, h
 		if err != nil {
 			return fmt.Errorf("X-Pid %q", resp.Header.Get("X-Pid"))
 		}
-		if int64(pid) != e.cur.Load() {
+		if pid != e.PID() {
 			l.note("answered while draining")
 		}
 		return nil
@@ -107,14 +107,7 @@ const noDrainCap = "-max-draining=-1"
 func TestLateFirstRequest(t *testing.T) {
 	e := newExample(t, nil, noDrainCap)
 	loads := lateLoads(t, e, nil, false, 16)
-	e.upgrade(upgrades)
-	for _, l := range loads {
-		l.stop()
-	}
-	for _, l := range loads {
-		l.wait()
-		l.check(t, e)
-	}
+	e.upgradeUnder(t, upgrades, loads...)
 }
 
 // TestLateFirstRequestTLS is TestLateFirstRequest over TLS: clients that
@@ -125,12 +118,5 @@ func TestLateFirstRequestTLS(t *testing.T) {
 	e := newExample(t, cert, noDrainCap)
 	conf := cert.client("http/1.1")
 	loads := append(lateLoads(t, e, conf, false, 8), lateLoads(t, e, conf, true, 8)...)
-	e.upgrade(upgrades)
-	for _, l := range loads {
-		l.stop()
-	}
-	for _, l := range loads {
-		l.wait()
-		l.check(t, e)
-	}
+	e.upgradeUnder(t, upgrades, loads...)
 }

@@ -9,54 +9,19 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/batonhq/baton/internal/spawn"
+	"github.com/batonhq/baton/internal/exampletest"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
-// startExample runs the example socket-activated with the flags given and
-// returns its address, process and pid file, once it serves.
-func startExample(t *testing.T, flags ...string) (string, *os.Process, string) {
+// startExample runs the example socket-activated with the flags given,
+// once it serves.
+func startExample(t *testing.T, flags ...string) *exampletest.Server {
 	t.Helper()
-	lf, addr := testproc.ListenerFile(t)
-	// Closed once the example has its copy: when the example closes its
-	// listener, a connection is refused, not left in a backlog.
-	defer lf.Close()
-	pidfile := filepath.Join(t.TempDir(), "pid")
-	cmd := testproc.Command(t, "http", append([]string{pidfile}, flags...)...)
-	p, err := spawn.Start(&spawn.Config{
-		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Stderr: os.Stderr,
-		Files: []*os.File{lf}, Names: []string{"http"}, Mode: spawn.SelfFix,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// SIGKILL the processes a failed test left; a passing one has
-		// none left.
-		for _, pid := range []int{p.Pid, readPID(pidfile)} {
-			if pid > 0 && testproc.Alive(pid) {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		_, _ = p.Wait()
-	})
-	testproc.WaitPIDFile(t, pidfile, 0)
-	return addr, p, pidfile
-}
-
-func readPID(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	var pid int
-	_, _ = fmt.Sscan(string(b), &pid)
-	return pid
+	return exampletest.Start(t, exampletest.Config{Helper: "http", Socket: "http", Args: flags})
 }
 
 // conn is one keep-alive HTTP/1.1 connection; it never retries.
@@ -102,7 +67,8 @@ func (c *conn) get(path string) (answer, error) {
 // connection, which the drain ends with Connection: close: every one
 // before must have been answered.
 func TestStopDelay(t *testing.T) {
-	addr, p, pidfile := startExample(t, "-stop-delay", "500ms")
+	s := startExample(t, "-stop-delay", "500ms")
+	addr, p := s.Addr, s.First
 	c := dial(t, addr)
 	if a, err := c.get("/healthz"); err != nil || a.status != 200 || a.body != "ok\n" || a.close {
 		t.Fatalf("/healthz before the stop = %+v, %v; want 200 ok", a, err)
@@ -161,7 +127,7 @@ func TestStopDelay(t *testing.T) {
 	if err != nil || !st.Success() {
 		t.Errorf("example exited with %v, %v; want status 0", st, err)
 	}
-	if _, err := os.Stat(pidfile); !os.IsNotExist(err) {
+	if _, err := os.Stat(s.PIDFile); !os.IsNotExist(err) {
 		t.Errorf("pid file left after the stop: %v", err)
 	}
 }
@@ -171,7 +137,8 @@ func TestStopDelay(t *testing.T) {
 // says 503 (a hand-over is not a stop). A second SIGTERM ends the delay of
 // the new generation's stop.
 func TestUpgradeNotDelayed(t *testing.T) {
-	addr, p, pidfile := startExample(t, "-stop-delay", "1m")
+	s := startExample(t, "-stop-delay", "1m")
+	addr, p := s.Addr, s.First
 	c := dial(t, addr)
 	if a, err := c.get("/healthz"); err != nil || a.status != 200 {
 		t.Fatalf("/healthz = %+v, %v", a, err)
@@ -179,7 +146,7 @@ func TestUpgradeNotDelayed(t *testing.T) {
 	if err := p.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	next := testproc.WaitPIDFile(t, pidfile, p.Pid)
+	next := s.Next()
 	for {
 		a, err := c.get("/healthz")
 		if err != nil || a.status != 200 || a.body != "ok\n" {

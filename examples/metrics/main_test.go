@@ -20,24 +20,15 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/batonhq/baton/internal/spawn"
+	"github.com/batonhq/baton/internal/exampletest"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
 func TestMain(m *testing.M) {
-	testproc.Register("metrics", func() {
-		if err := run("127.0.0.1:0", testproc.Args()[0]); err != nil {
-			os.Exit(1)
-		}
+	exampletest.Register("metrics", func(pidfile string, _ []string) error {
+		return run("127.0.0.1:0", pidfile)
 	})
-	if _, helper := os.LookupEnv(testproc.EnvHelper); !helper {
-		// Each generation is orphaned when its predecessor exits and is
-		// reparented to the test process, which reaps the ones it knows.
-		if err := testproc.Subreaper(); err != nil {
-			panic(err)
-		}
-	}
-	testproc.Main(m)
+	exampletest.Main(m)
 }
 
 // TestMetricsAcrossUpgrades runs the example socket-activated (name
@@ -51,45 +42,24 @@ func TestMain(m *testing.M) {
 // upgrades ok, 1 failed, 3 hand-overs timed.
 func TestMetricsAcrossUpgrades(t *testing.T) {
 	testproc.CheckFDs(t)
-	lf, addr := testproc.ListenerFile(t)
-	defer lf.Close()
-	dir := t.TempDir()
-	pidfile, exe := filepath.Join(dir, "pid"), filepath.Join(dir, "server")
+	exe := filepath.Join(t.TempDir(), "server")
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	install(t, self, exe)
-	cmd := testproc.Command(t, "metrics", pidfile)
-	cmd.Path, cmd.Args[0] = exe, exe // upgrades start the file at this path
-	p, err := spawn.Start(&spawn.Config{
-		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Stderr: os.Stderr,
-		Files: []*os.File{lf}, Names: []string{"http"}, Mode: spawn.SelfFix,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _, _ = p.Wait() }()
+	// Upgrades start the file at exe.
+	srv := exampletest.Start(t, exampletest.Config{Helper: "metrics", Socket: "http", Exe: exe})
+	addr, serving := srv.Addr, srv.PID
 	base := "http://" + addr
-
-	pids := []int{testproc.WaitPIDFile(t, pidfile, 0)}
-	serving := func() int { return pids[len(pids)-1] }
 	upgrade := func() {
 		t.Helper()
 		old := serving()
-		if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-		pids = append(pids, testproc.WaitPIDFile(t, pidfile, old))
+		srv.Upgrade()
 		// Until the old generation is gone it may still take a new
 		// connection: the scrapes below go to the serving one only.
 		testproc.WaitGone(t, old)
 	}
-	defer func() {
-		_ = syscall.Kill(serving(), syscall.SIGTERM)
-		testproc.WaitGone(t, serving())
-		testproc.Reap(pids[1:]...)
-	}()
 
 	upgrade() // generation 2
 
@@ -123,10 +93,7 @@ func TestMetricsAcrossUpgrades(t *testing.T) {
 	// Generation 4 while 3 drains a request held open across the upgrade.
 	held := holdRequest(t, addr, serving(), 3)
 	old := serving()
-	if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	pids = append(pids, testproc.WaitPIDFile(t, pidfile, old))
+	srv.Upgrade()
 	// Generation 3 may take a scrape's connection until it stops
 	// accepting, and count it for a moment: ask until generation 4 answers
 	// and sees the held connection only.
@@ -148,10 +115,11 @@ func TestMetricsAcrossUpgrades(t *testing.T) {
 	_ = held.Close() // the handler returns, generation 3 has drained
 	testproc.WaitGone(t, old)
 
-	checkRoot(t, base+"/", serving(), len(pids))
+	gens := len(srv.PIDs())
+	checkRoot(t, base+"/", serving(), gens)
 	mf = scrape(t, base+"/metrics")
-	if g := gauge(t, mf, "baton_generation"); g != float64(len(pids)) {
-		t.Errorf("baton_generation = %v, want %d (the serving generation)", g, len(pids))
+	if g := gauge(t, mf, "baton_generation"); g != float64(gens) {
+		t.Errorf("baton_generation = %v, want %d (the serving generation)", g, gens)
 	}
 	for _, c := range []struct {
 		outcome string

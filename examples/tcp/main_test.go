@@ -5,43 +5,31 @@ package main
 import (
 	"bufio"
 	"net"
-	"os"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/batonhq/baton/internal/spawn"
+	"github.com/batonhq/baton/internal/exampletest"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
 func TestMain(m *testing.M) {
-	testproc.Register("tcp", func() {
-		if err := run("127.0.0.1:0", testproc.Args()[0]); err != nil {
-			os.Exit(1)
-		}
+	exampletest.Register("tcp", func(pidfile string, _ []string) error {
+		return run("127.0.0.1:0", pidfile)
 	})
-	testproc.Main(m)
+	exampletest.Main(m)
+}
+
+// start runs the example socket-activated (name "echo").
+func start(t *testing.T) *exampletest.Server {
+	return exampletest.Start(t, exampletest.Config{Helper: "tcp", Socket: "echo"})
 }
 
 // TestEchoAcrossUpgrade: a connection opened before an upgrade keeps its
 // echo after it; new connections are served; the old generation exits
 // once that connection is closed.
 func TestEchoAcrossUpgrade(t *testing.T) {
-	lf, addr := testproc.ListenerFile(t)
-	defer lf.Close()
-	pidfile := filepath.Join(t.TempDir(), "pid")
-	cmd := testproc.Command(t, "tcp", pidfile)
-	p, err := spawn.Start(&spawn.Config{
-		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Stderr: os.Stderr,
-		Files: []*os.File{lf}, Names: []string{"echo"}, Mode: spawn.SelfFix,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _, _ = p.Wait() }()
-
-	gen1 := testproc.WaitPIDFile(t, pidfile, 0)
+	s := start(t)
+	gen1, addr := s.PID(), s.Addr
 	old, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -49,10 +37,7 @@ func TestEchoAcrossUpgrade(t *testing.T) {
 	defer old.Close()
 	oldR := bufio.NewReader(old)
 	echo(t, old, oldR, "before")
-	if err := syscall.Kill(gen1, syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	gen2 := testproc.WaitPIDFile(t, pidfile, gen1)
+	s.Upgrade()
 	echo(t, old, oldR, "after") // still generation 1, draining
 	fresh, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -65,10 +50,7 @@ func TestEchoAcrossUpgrade(t *testing.T) {
 	}
 	_ = old.Close()
 	testproc.WaitGone(t, gen1)
-	if err := syscall.Kill(gen2, syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	testproc.WaitGone(t, gen2)
+	s.Stop() // generation 2
 }
 
 // TestOutOfFDs: with RLIMIT_NOFILE 64 and 200 connections open, Accept
@@ -76,20 +58,8 @@ func TestEchoAcrossUpgrade(t *testing.T) {
 // once the connections close it serves again. (Before, TCPServer ended on
 // the first Accept error and the process exited.)
 func TestOutOfFDs(t *testing.T) {
-	lf, addr := testproc.ListenerFile(t)
-	defer lf.Close()
-	pidfile := filepath.Join(t.TempDir(), "pid")
-	cmd := testproc.Command(t, "tcp", pidfile)
-	p, err := spawn.Start(&spawn.Config{
-		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Stderr: os.Stderr,
-		Files: []*os.File{lf}, Names: []string{"echo"}, Mode: spawn.SelfFix,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _, _ = p.Wait() }()
-	pid := testproc.WaitPIDFile(t, pidfile, 0)
-	defer func() { _ = syscall.Kill(pid, syscall.SIGKILL) }()
+	s := start(t)
+	pid, addr := s.PID(), s.Addr
 	testproc.LimitFDs(t, pid, 64)
 	var conns []net.Conn
 	for range 200 {
@@ -114,10 +84,7 @@ func TestOutOfFDs(t *testing.T) {
 	}
 	echo(t, c, bufio.NewReader(c), "after")
 	_ = c.Close() // the drain waits for open connections
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	testproc.WaitGone(t, pid)
+	s.Stop()
 }
 
 func echo(t *testing.T, c net.Conn, r *bufio.Reader, msg string) {

@@ -3,23 +3,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
-	"github.com/batonhq/baton/internal/spawn"
+	"github.com/batonhq/baton/internal/exampletest"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
@@ -28,20 +24,10 @@ import (
 const testDrainTimeout = 10 * time.Second
 
 func TestMain(m *testing.M) {
-	// Args: the pid file, and a file where a generation whose run failed
-	// (a drain cut by its deadline among them) appends its error.
-	testproc.Register("server", func() {
-		args := testproc.Args()
-		err := run(config{listen: "127.0.0.1:0", pidfile: args[0], drainTimeout: testDrainTimeout})
-		if err != nil {
-			if f, ferr := os.OpenFile(args[1], os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); ferr == nil {
-				fmt.Fprintf(f, "pid %d: %v\n", os.Getpid(), err)
-				_ = f.Close()
-			}
-			os.Exit(1)
-		}
+	exampletest.Register("server", func(pidfile string, _ []string) error {
+		return run(config{listen: "127.0.0.1:0", pidfile: pidfile, drainTimeout: testDrainTimeout})
 	})
-	testproc.Main(m)
+	exampletest.Main(m)
 }
 
 // TestEchoAcrossUpgrades upgrades the server 200 times with SIGHUP while
@@ -71,55 +57,32 @@ func TestEchoAcrossUpgrades(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	var c counts
-	cls := make([]*client, clients)
+	last := make([]*atomic.Int64, clients) // the pid that last echoed, by client
 	var wg sync.WaitGroup
-	for i := range cls {
-		cls[i] = &client{id: i, url: "ws://" + srv.addr + "/ws", window: window, c: &c}
-		wg.Go(func() { cls[i].run(ctx) })
+	for i := range clients {
+		cl := &client{id: i, url: "ws://" + srv.Addr + "/ws", window: window, c: &c}
+		last[i] = &cl.pid
+		wg.Go(func() { cl.run(ctx) })
 	}
 	for i := range dialers {
-		d := &client{id: clients + i, url: "ws://" + srv.addr + "/ws", window: 1, once: true, c: &c}
+		d := &client{id: clients + i, url: "ws://" + srv.Addr + "/ws", window: 1, once: true, c: &c}
 		wg.Go(func() { d.run(ctx) })
 	}
-	// waitClients waits until every client had an echo from pid.
-	waitClients := func(pid int) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); ; {
-			behind := 0
-			for _, cl := range cls {
-				if cl.pid.Load() != int64(pid) {
-					behind++
-				}
-			}
-			if behind == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d clients had no echo from pid %d", behind, len(cls), pid)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
 	begin := time.Now()
-	pid := srv.next(t)
-	waitClients(pid)
+	exampletest.AwaitPID(t, "clients", last, srv.PID())
 	for range upgrades {
-		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-		pid = srv.next(t)
-		waitClients(pid)
+		exampletest.AwaitPID(t, "clients", last, srv.Upgrade())
 	}
 	took := time.Since(begin)
 	cancel()
 	wg.Wait()
-	srv.stop(t)
+	srv.Stop()
 
 	t.Logf("%d upgrades in %v: %d connections, %d echoes; %d closed with 1001, %d closed by one-message clients, "+
 		"%d abrupt ends, %d failed dials; %d lost echoes; %d messages crossed the close frame",
 		upgrades, took.Round(time.Millisecond), c.conns.Load(), c.echoes.Load(),
 		c.clean.Load(), c.closed.Load(), c.abrupt.Load(), c.failedDials.Load(), c.lost.Load(), c.crossed.Load())
-	for _, e := range c.notes() {
+	for _, e := range c.List() {
 		t.Error(e)
 	}
 	if c.abrupt.Load() != 0 || c.failedDials.Load() != 0 || c.lost.Load() != 0 {
@@ -142,8 +105,8 @@ func TestDrainWaitsForWebSocket(t *testing.T) {
 	srv := start(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	gen1 := srv.next(t)
-	conn, pid := dial(ctx, t, srv.addr)
+	gen1 := srv.PID()
+	conn, pid := dial(ctx, t, srv.Addr)
 	defer func() { _ = conn.CloseNow() }()
 	if pid != gen1 {
 		t.Fatalf("connected to pid %d, want %d", pid, gen1)
@@ -155,14 +118,11 @@ func TestDrainWaitsForWebSocket(t *testing.T) {
 		t.Fatalf("echo %q, %v; want \"hello\"", b, err)
 	}
 
-	if err := syscall.Kill(gen1, syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	gen2 := srv.next(t)
+	gen2 := srv.Upgrade()
 	// The successor serves, and generation 1 waits for this connection. A
 	// drain without WebSockets takes about a millisecond; the close frame
 	// is awaited for 5 s: 300 ms tells them apart.
-	next, pid := dial(ctx, t, srv.addr)
+	next, pid := dial(ctx, t, srv.Addr)
 	defer func() { _ = next.CloseNow() }()
 	if pid != gen2 {
 		t.Errorf("new connection reached pid %d, want %d", pid, gen2)
@@ -180,75 +140,15 @@ func TestDrainWaitsForWebSocket(t *testing.T) {
 	if err := next.Close(websocket.StatusNormalClosure, ""); err != nil {
 		t.Error(err)
 	}
-	srv.stop(t)
+	srv.Stop()
 }
 
-// server is the example run as a socket-activated process (name "http"),
-// its generations tracked through the pid file.
-type server struct {
-	addr             string
-	pidfile, errfile string
-	pids             []int
-}
-
-func start(t *testing.T) *server {
+// start runs the example socket-activated (name "http"), its
+// generations' log kept for a failed test. A generation whose run failed
+// (its drain hit testDrainTimeout among the causes) fails the test at Stop.
+func start(t *testing.T) *exampletest.Server {
 	t.Helper()
-	lf, addr := testproc.ListenerFile(t)
-	defer lf.Close()
-	dir := t.TempDir()
-	s := &server{addr: addr, pidfile: filepath.Join(dir, "pid"), errfile: filepath.Join(dir, "errors")}
-	logf, err := os.Create(filepath.Join(dir, "log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = logf.Close() })
-	cmd := testproc.Command(t, "server", s.pidfile, s.errfile)
-	p, err := spawn.Start(&spawn.Config{
-		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Stderr: logf,
-		Files: []*os.File{lf}, Names: []string{"http"}, Mode: spawn.SelfFix,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() { // a Fatal among them: leave no generation behind
-			for _, pid := range s.pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-			dumpLog(t, logf.Name())
-		}
-		_, _ = p.Wait()
-	})
-	return s
-}
-
-// next waits for the pid file to name a new generation and returns it.
-func (s *server) next(t *testing.T) int {
-	t.Helper()
-	old := 0
-	if len(s.pids) > 0 {
-		old = s.pids[len(s.pids)-1]
-	}
-	pid := testproc.WaitPIDFile(t, s.pidfile, old)
-	s.pids = append(s.pids, pid)
-	return pid
-}
-
-// stop stops the current generation, waits for every generation to be
-// gone, and fails the test for each whose run failed.
-func (s *server) stop(t *testing.T) {
-	t.Helper()
-	if err := syscall.Kill(s.pids[len(s.pids)-1], syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	for _, pid := range s.pids {
-		testproc.WaitGone(t, pid)
-	}
-	if b, err := os.ReadFile(s.errfile); err == nil {
-		t.Errorf("generations that failed (drain deadline %v):\n%s", testDrainTimeout, b)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		t.Error(err)
-	}
+	return exampletest.Start(t, exampletest.Config{Helper: "server", Socket: "http", Log: true})
 }
 
 // noReuse makes every handshake a new TCP connection: net/http retries a
@@ -277,23 +177,7 @@ type counts struct {
 	closed        atomic.Int64 // by a one-message client, after its echo
 	failedDials   atomic.Int64
 	lost, crossed atomic.Int64
-	mu            sync.Mutex
-	errs          []string
-}
-
-// note keeps the first few failures for the report.
-func (c *counts) note(format string, args ...any) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.errs) < 10 {
-		c.errs = append(c.errs, fmt.Sprintf(format, args...))
-	}
-}
-
-func (c *counts) notes() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]string(nil), c.errs...)
+	exampletest.Failures
 }
 
 // client echoes on one connection at a time, connecting again when the
@@ -322,7 +206,7 @@ func (cl *client) session(ctx context.Context) {
 	if err != nil {
 		if ctx.Err() == nil {
 			cl.c.failedDials.Add(1)
-			cl.c.note("client %d: dial: %v", cl.id, err)
+			cl.c.Note("client %d: dial: %v", cl.id, err)
 		}
 		return
 	}
@@ -331,7 +215,7 @@ func (cl *client) session(ctx context.Context) {
 	cl.c.conns.Add(1)
 	pid, err := strconv.Atoi(resp.Header.Get("X-Pid"))
 	if err != nil {
-		cl.c.note("client %d: X-Pid %q", cl.id, resp.Header.Get("X-Pid"))
+		cl.c.Note("client %d: X-Pid %q", cl.id, resp.Header.Get("X-Pid"))
 	}
 
 	// The writer queues each message before sending it: the queue holds,
@@ -378,7 +262,7 @@ func (cl *client) session(ctx context.Context) {
 		}
 		if string(b) != want {
 			cl.c.lost.Add(1)
-			cl.c.note("client %d: echo %q, want %q", cl.id, b, want)
+			cl.c.Note("client %d: echo %q, want %q", cl.id, b, want)
 			return
 		}
 		received++
@@ -395,7 +279,7 @@ func (cl *client) session(ctx context.Context) {
 				cl.end(err, received, sent.Load())
 			default:
 				cl.c.abrupt.Add(1)
-				cl.c.note("client %d: close: %v", cl.id, err)
+				cl.c.Note("client %d: close: %v", cl.id, err)
 			}
 			return
 		}
@@ -407,13 +291,13 @@ func (cl *client) end(err error, received, sent int64) {
 	var ce websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway {
 		cl.c.abrupt.Add(1)
-		cl.c.note("client %d: abrupt end after %d echoes: %v", cl.id, received, err)
+		cl.c.Note("client %d: abrupt end after %d echoes: %v", cl.id, received, err)
 		return
 	}
 	var n int64
 	if _, err := fmt.Sscanf(ce.Reason, "restarting: echoed %d", &n); err != nil {
 		cl.c.abrupt.Add(1)
-		cl.c.note("client %d: close reason %q: %v", cl.id, ce.Reason, err)
+		cl.c.Note("client %d: close reason %q: %v", cl.id, ce.Reason, err)
 		return
 	}
 	cl.c.clean.Add(1)
@@ -422,18 +306,7 @@ func (cl *client) end(err error, received, sent int64) {
 	}
 	if n != received {
 		cl.c.lost.Add(max(n-received, 1))
-		cl.c.note("client %d: the server echoed %d messages, %d echoes arrived", cl.id, n, received)
+		cl.c.Note("client %d: the server echoed %d messages, %d echoes arrived", cl.id, n, received)
 	}
 	cl.c.crossed.Add(sent - received)
-}
-
-// dumpLog prints the end of the servers' log.
-func dumpLog(t *testing.T, path string) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Log(err)
-		return
-	}
-	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
-	t.Logf("last lines of the servers' log:\n%s", bytes.Join(lines[max(0, len(lines)-60):], []byte("\n")))
 }

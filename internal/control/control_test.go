@@ -27,34 +27,14 @@ func TestMain(m *testing.M) {
 		fmt.Println(err)
 	})
 	testproc.Register("serve-until-stdin-closes", func() {
-		s, err := Listen(func(context.Context) (int, error) { return os.Getpid(), nil })
-		if err != nil {
-			fmt.Println(err)
-			return
-		}
-		fmt.Println("listening")
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		_ = s.Close()
+		serve(func(context.Context) (int, error) { return os.Getpid(), nil })
 	})
 	testproc.Register("exit-in-handler", func() {
-		_, err := Listen(func(context.Context) (int, error) { os.Exit(0); return 0, nil })
-		if err != nil {
-			fmt.Println(err)
-			return
-		}
-		fmt.Println("listening")
-		_, _ = io.Copy(io.Discard, os.Stdin)
+		serve(func(context.Context) (int, error) { os.Exit(0); return 0, nil })
 	})
 	testproc.Register("serve-answering", func() {
 		n, _ := strconv.Atoi(testproc.Args()[0])
-		s, err := Listen(func(context.Context) (int, error) { return n, nil })
-		if err != nil {
-			fmt.Println(err)
-			return
-		}
-		fmt.Println("listening")
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		_ = s.Close()
+		serve(func(context.Context) (int, error) { return n, nil })
 	})
 	testproc.Register("squat", func() {
 		// Binds the control socket name of another process and answers
@@ -84,6 +64,19 @@ func TestMain(m *testing.M) {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 	})
 	testproc.Main(m)
+}
+
+// serve is a helper's server: it listens with handler, says "listening"
+// and serves until its stdin closes.
+func serve(handler func(context.Context) (int, error)) {
+	s, err := Listen(handler)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("listening")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	_ = s.Close()
 }
 
 // startHelper starts a helper that prints "listening" and runs until its
@@ -208,24 +201,8 @@ func TestReloadOutcomes(t *testing.T) {
 // leaves the client ErrNoReply.
 func TestReloadNoReply(t *testing.T) {
 	testproc.CheckFDs(t)
-	server := testproc.Command(t, "exit-in-handler")
-	stdin, err := server.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := server.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := server.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = stdin.Close(); _ = server.Wait() }()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || line != "listening\n" {
-		t.Fatalf("server helper said %q, %v", line, err)
-	}
-	_, err = Reload(t.Context(), server.Process.Pid)
+	server := startHelper(t, testproc.Command(t, "exit-in-handler"))
+	_, err := Reload(t.Context(), server.Process.Pid)
 	var ce *Error
 	if !errors.Is(err, ErrNoReply) || errors.As(err, &ce) {
 		t.Errorf("Reload of a server that exits = %v, want ErrNoReply", err)
@@ -266,23 +243,7 @@ func TestOtherUIDDenied(t *testing.T) {
 	testproc.RequireRoot(t)
 	// The server runs as uid 65534, the client as 65533: neither root nor
 	// the same uid.
-	server := testproc.CommandAs(t, 65534, 65534, "serve-until-stdin-closes")
-	stdin, err := server.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := server.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := server.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = stdin.Close(); _ = server.Wait() }()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || line != "listening\n" {
-		t.Fatalf("server helper said %q, %v", line, err)
-	}
+	server := startHelper(t, testproc.CommandAs(t, 65534, 65534, "serve-until-stdin-closes"))
 	client := testproc.CommandAs(t, 65533, 65534, "reload-client", strconv.Itoa(server.Process.Pid))
 	out, err := client.Output()
 	if err != nil {

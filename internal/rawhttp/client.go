@@ -2,6 +2,7 @@ package rawhttp
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -19,28 +20,54 @@ const DefaultTimeout = 10 * time.Second
 type Client struct {
 	Addr      string // host:port
 	KeepAlive bool
-	Timeout   time.Duration
+	// Timeout bounds each request from its start, the dial included; zero
+	// means DefaultTimeout.
+	Timeout time.Duration
+	// Dial opens a connection; nil means a net.Dialer's DialContext. The
+	// context carries the request's deadline.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// UserAgent is sent as the User-Agent header when it is not empty.
+	UserAgent string
 
 	conn net.Conn
 	br   *bufio.Reader
 }
 
+// StatusError is the error of a complete response whose status is not 200.
+type StatusError struct {
+	Code   int
+	Status string // as in the status line: "503 Service Unavailable"
+}
+
+func (e *StatusError) Error() string { return "status " + e.Status }
+
 // Get requests path and returns the response header. A status other than
-// 200 is an error; any failure closes the connection.
+// 200 is a *StatusError; any failure closes the connection, so that the
+// next Get opens a new one.
 func (c *Client) Get(path string) (http.Header, error) {
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+	deadline := time.Now().Add(timeout)
 	if c.conn == nil {
-		conn, err := net.DialTimeout("tcp", c.Addr, timeout)
+		dial := c.Dial
+		if dial == nil {
+			dial = (&net.Dialer{}).DialContext
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		conn, err := dial(ctx, "tcp", c.Addr)
+		cancel()
 		if err != nil {
 			return nil, err
 		}
 		c.conn, c.br = conn, bufio.NewReader(conn)
 	}
-	_ = c.conn.SetDeadline(time.Now().Add(timeout))
+	_ = c.conn.SetDeadline(deadline)
 	req := "GET " + path + " HTTP/1.1\r\nHost: " + c.Addr + "\r\n"
+	if c.UserAgent != "" {
+		req += "User-Agent: " + c.UserAgent + "\r\n"
+	}
 	if !c.KeepAlive {
 		req += "Connection: close\r\n"
 	}
@@ -55,14 +82,14 @@ func (c *Client) Get(path string) (http.Header, error) {
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
-	if err != nil || !c.KeepAlive || resp.Close {
+	if err != nil || !c.KeepAlive || resp.Close || resp.StatusCode != http.StatusOK {
 		c.Close()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read body: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %s", resp.Status)
+		return nil, &StatusError{Code: resp.StatusCode, Status: resp.Status}
 	}
 	return resp.Header, nil
 }

@@ -1,6 +1,8 @@
 package rawhttp
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -52,7 +54,8 @@ func TestGet(t *testing.T) {
 		if n := conns.Load(); n != want {
 			t.Errorf("keep-alive %v: %d connections for 3 requests, want %d", keepAlive, n, want)
 		}
-		if _, err := c.Get("/bad"); err == nil || !strings.Contains(err.Error(), "418") {
+		var se *StatusError
+		if _, err := c.Get("/bad"); !errors.As(err, &se) || se.Code != http.StatusTeapot || !strings.Contains(err.Error(), "418") {
 			t.Errorf("keep-alive %v: Get /bad = %v, want a status error", keepAlive, err)
 		}
 		c.Close()
@@ -86,5 +89,41 @@ func TestNoRetry(t *testing.T) {
 	}
 	if _, err := c.Get("/"); err == nil {
 		t.Error("second request on a connection closed unanswered succeeded")
+	}
+}
+
+// TestDialAndUserAgent: Client.Dial opens the connections (again after a
+// failed request), and UserAgent is sent.
+func TestDialAndUserAgent(t *testing.T) {
+	testproc.CheckFDs(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.UserAgent() != "rawhttp-test" || r.URL.Path == "/bad" {
+			http.Error(w, r.UserAgent(), http.StatusBadRequest)
+		}
+	})}
+	done := make(chan struct{})
+	go func() { _ = srv.Serve(ln); close(done) }()
+	defer func() { _ = srv.Close(); <-done }()
+	var dials int
+	c := &Client{
+		Addr: ln.Addr().String(), KeepAlive: true, UserAgent: "rawhttp-test",
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials++
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}
+	defer c.Close()
+	for _, path := range []string{"/", "/", "/bad", "/"} {
+		_, err := c.Get(path)
+		if (err != nil) != (path == "/bad") {
+			t.Errorf("Get %s: %v", path, err)
+		}
+	}
+	if dials != 2 {
+		t.Errorf("%d dials, want 2 (one, and one after the failed request)", dials)
 	}
 }

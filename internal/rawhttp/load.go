@@ -14,10 +14,19 @@ type Load struct {
 	OK, Failed atomic.Int64
 
 	last []atomic.Int64 // the X-Pid of each client's last answer
-	mu   sync.Mutex
-	errs []string
-	quit chan struct{}
-	wg   sync.WaitGroup
+
+	mu     sync.Mutex
+	errs   []string
+	first  map[int]time.Time // when each X-Pid first answered
+	latest answer            // the last answer, of any client
+	quit   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// answer is one response: its X-Pid and when it came.
+type answer struct {
+	pid int
+	at  time.Time
 }
 
 // maxErrs is how many failures Load keeps the text of.
@@ -26,7 +35,7 @@ const maxErrs = 10
 // StartLoad starts n clients against addr; keepAlive(i) says whether
 // client i keeps its connection (nil: none does, a connection per request).
 func StartLoad(addr string, n int, keepAlive func(i int) bool) *Load {
-	l := &Load{last: make([]atomic.Int64, n), quit: make(chan struct{})}
+	l := &Load{last: make([]atomic.Int64, n), first: map[int]time.Time{}, quit: make(chan struct{})}
 	for i := range n {
 		c := &Client{Addr: addr, KeepAlive: keepAlive != nil && keepAlive(i)}
 		l.wg.Go(func() {
@@ -47,8 +56,15 @@ func StartLoad(addr string, n int, keepAlive func(i int) bool) *Load {
 					l.mu.Unlock()
 					continue
 				}
+				now := time.Now()
 				pid, _ := strconv.Atoi(h.Get("X-Pid"))
 				l.last[i].Store(int64(pid))
+				l.mu.Lock()
+				if _, seen := l.first[pid]; !seen {
+					l.first[pid] = now
+				}
+				l.latest = answer{pid, now}
+				l.mu.Unlock()
 				l.OK.Add(1)
 			}
 		})
@@ -84,6 +100,34 @@ func (l *Load) AwaitAll(pid int, limit time.Duration) (ok bool, lagging, lastPID
 		}
 	}
 	return true, 0, 0
+}
+
+// FirstFrom waits for the first answer from pid (its X-Pid) and returns
+// when it came; false after limit.
+func (l *Load) FirstFrom(pid int, limit time.Duration) (time.Time, bool) {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Microsecond) {
+		l.mu.Lock()
+		at, ok := l.first[pid]
+		l.mu.Unlock()
+		if ok {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// PIDAfter waits for an answer that came after t and returns its X-Pid:
+// the process serving now; false after limit.
+func (l *Load) PIDAfter(t time.Time, limit time.Duration) (int, bool) {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		l.mu.Lock()
+		a := l.latest
+		l.mu.Unlock()
+		if a.at.After(t) {
+			return a.pid, true
+		}
+	}
+	return 0, false
 }
 
 // Stop stops the clients and waits for them; it may be called again.

@@ -25,3 +25,18 @@ func ListenerFile(t testing.TB) (*os.File, string) {
 	}
 	return f, ln.Addr().String()
 }
+
+// PacketFile is ListenerFile for a UDP socket.
+func PacketFile(t testing.TB) (*os.File, string) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := pc.(*net.UDPConn).File()
+	_ = pc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, pc.LocalAddr().String()
+}

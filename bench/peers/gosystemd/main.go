@@ -7,15 +7,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
@@ -36,34 +32,16 @@ func run() error {
 	drain := flag.Duration("drain", 10*time.Second, "Shutdown deadline on SIGTERM")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-
 	ln, err := listener(*listen)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: hello.Handler(0), ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
-		return fmt.Errorf("notify ready: %w", err)
-	}
-
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), *drain)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return hello.Serve(ln, *drain, func() error {
+		if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+			return fmt.Errorf("notify ready: %w", err)
+		}
+		return nil
+	})
 }
 
 func listener(addr string) (net.Listener, error) {
