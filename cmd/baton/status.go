@@ -169,8 +169,10 @@ func printStatus(w io.Writer, st serviceStatus, now time.Time) error {
 		fmt.Fprintf(w, "\nworkers %d (max surge %d), exits %d, restarts %d, failed starts %d, most at once %d\n",
 			p.Workers, p.MaxSurge, p.WorkerExits, p.Restarts, p.FailedStarts, p.Peak)
 		for _, ch := range st.Children {
-			rows = append(rows, []string{strconv.Itoa(ch.Worker), strconv.Itoa(ch.PID), strconv.Itoa(ch.Version), strconv.Itoa(ch.Generation),
-				ch.State, ago(ch.Started), strconv.Itoa(ch.Restarts), ch.Status})
+			rows = append(rows, []string{
+				strconv.Itoa(ch.Worker), strconv.Itoa(ch.PID), strconv.Itoa(ch.Version), strconv.Itoa(ch.Generation),
+				ch.State, ago(ch.Started), strconv.Itoa(ch.Restarts), ch.Status,
+			})
 		}
 		table("WORKER\tPID\tVERSION\tGENERATION\tSTATE\tSTARTED\tRESTARTS\tSTATUS", rows)
 	} else {
