@@ -72,7 +72,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	if c.workers > 1 {
-		signal.Notify(sigs, syscall.SIGTTIN, syscall.SIGTTOU)
+		signal.Notify(sigs, growSignal, shrinkSignal)
 	}
 	defer signal.Stop(sigs)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -110,7 +110,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 			switch sig {
 			case syscall.SIGHUP:
 				sup.Trigger()
-			case syscall.SIGTTIN, syscall.SIGTTOU:
+			case growSignal, shrinkSignal:
 				c.resize(sup, sig, log)
 			default:
 				// The supervisor logs when it delays the signal (--stop-delay).
@@ -126,7 +126,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 // resize adds a worker to the pool on SIGTTIN and removes one on SIGTTOU.
 func (c *runCommand) resize(sup *supervisor.Supervisor, sig os.Signal, log *slog.Logger) {
 	n := sup.Stats().Workers
-	if sig == syscall.SIGTTIN {
+	if sig == growSignal {
 		n++
 	} else {
 		n--

@@ -6,6 +6,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// growSignal and shrinkSignal resize baton run's pool by one worker, as
+// gunicorn's SIGTTIN and SIGTTOU do.
+const (
+	growSignal   = unix.SIGTTIN
+	shrinkSignal = unix.SIGTTOU
+)
+
 // setSubreaper makes baton the reaper of its descendants' orphans.
 func setSubreaper() error { return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }
 

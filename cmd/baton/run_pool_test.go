@@ -9,11 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -56,7 +53,8 @@ func TestRunPoolRollingUpgrades(t *testing.T) {
 			s := startRun(t, exec.Command(batonBin, "run", "--quiet", "--workers", strconv.Itoa(workers), "--max-surge", strconv.Itoa(surge),
 				"--listen", "http=tcp://"+addr, "--", bin), "http://"+addr+"/")
 			baton := s.cmd.Process.Pid
-			peak := sampleLiving(t, baton)
+			awaitPool(t, baton, "the first workers", func(runStatusJSON) bool { return poolVersions(t, baton)[0] == workers })
+			peak := testproc.PeakChildren(t, baton)
 			l := rawhttp.StartLoad(addr, 8, halfKeepAlive)
 			defer l.Stop()
 			for i := range reloads {
@@ -101,6 +99,7 @@ func TestRunPoolFailedRestartResize(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	s := startRun(t, exec.Command(batonBin, "run", "--workers", "3", "--listen", "http=tcp://"+addr, "--", bin), "http://"+addr+"/")
 	bpid := s.cmd.Process.Pid
+	awaitPool(t, bpid, "the first workers", func(runStatusJSON) bool { return poolVersions(t, bpid)[0] == 3 })
 	l := rawhttp.StartLoad(addr, 4, halfKeepAlive)
 	defer l.Stop()
 
@@ -113,13 +112,23 @@ func TestRunPoolFailedRestartResize(t *testing.T) {
 		t.Errorf("after the failed roll-out the serving versions are %v, want the 3 old workers", v)
 	}
 	install(t, bin, good)
+	l.Await(50)
+	l.Stop()
+	if l.Failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed, first: %v", l.Failed.Load(), l.OK.Load(), l.Errors())
+	}
 
+	// (No load now: the SIGKILL would cut what the killed worker has.)
 	st := poolStatusOf(t, bpid)
 	victim := st.Children[1].PID
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	awaitPool(t, bpid, "the restart", func(st runStatusJSON) bool { return st.Pool.Restarts == 1 && len(st.Children) == 3 })
+	if v := poolVersions(t, bpid); len(v) != 1 || v[0] != 3 {
+		t.Errorf("after the restart the serving versions are %v, want 3 of version 0", v)
+	}
+	l = rawhttp.StartLoad(addr, 4, halfKeepAlive)
 
 	for _, step := range []struct {
 		sig  syscall.Signal
@@ -129,19 +138,31 @@ func TestRunPoolFailedRestartResize(t *testing.T) {
 			t.Fatal(err)
 		}
 		awaitPool(t, bpid, fmt.Sprintf("%d workers after %s", step.want, step.sig), func(st runStatusJSON) bool {
-			return st.Pool.Workers == step.want && len(st.Children) == step.want && len(kidsOf(bpid)) == step.want
+			return st.Pool.Workers == step.want && len(st.Children) == step.want && len(testproc.Children(bpid)) == step.want
 		})
 	}
 	l.Await(50)
 	l.Stop()
 	if l.Failed.Load() != 0 {
-		t.Errorf("%d of %d requests failed (the SIGKILL cuts what the killed worker had), first: %v", l.Failed.Load(), l.OK.Load(), l.Errors())
+		t.Errorf("%d of %d requests failed while resizing, first: %v", l.Failed.Load(), l.OK.Load(), l.Errors())
 	}
 	r = baton(t, "status", "--pid", strconv.Itoa(bpid))
 	if r.code != 0 || !strings.Contains(r.stdout, "WORKER  PID") || !strings.Contains(r.stdout, "workers 2 (max surge 1), exits 1, restarts 1") {
 		t.Errorf("status table: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("baton status:\n%s", r.stdout)
+
+	// SIGTERM stops every worker; baton exits with their status.
+	last := poolStatusOf(t, bpid)
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := s.exitCode(t); code != 0 {
+		t.Errorf("baton run --workers exited %d after SIGTERM, want 0\n%s", code, s.stderr)
+	}
+	for _, c := range last.Children {
+		testproc.WaitGone(t, c.PID)
+	}
 }
 
 // runStatusJSON is what the tests read of `baton status --json` of baton run.
@@ -198,44 +219,4 @@ func poolVersions(t *testing.T, pid int) map[int]int {
 		}
 	}
 	return v
-}
-
-// kidsOf lists the children of ppid that are not zombies.
-func kidsOf(ppid int) []int {
-	kids, zombies := procChildren(ppid)
-	var out []int
-	for _, k := range kids {
-		if !slices.Contains(zombies, k) {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
-// sampleLiving counts ppid's living children every millisecond until the
-// returned function is called, which returns the most seen.
-func sampleLiving(t *testing.T, ppid int) func() int {
-	t.Helper()
-	var peak atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Millisecond):
-			}
-			if n := int64(len(kidsOf(ppid))); n > peak.Load() {
-				peak.Store(n)
-			}
-		}
-	})
-	var once sync.Once
-	finish := func() int {
-		once.Do(func() { close(stop); wg.Wait() })
-		return int(peak.Load())
-	}
-	t.Cleanup(func() { finish() })
-	return finish
 }

@@ -33,7 +33,7 @@ func TestRunWatchWindow(t *testing.T) {
 	install(t, bin, good)
 	socket, await := managerMessages(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	cmd := exec.Command(batonBin, "run", "--watch-window", "2s", "--listen", "http=tcp://"+addr, "--", bin)
+	cmd := exec.Command(batonBin, "run", "--watch-window", "4s", "--listen", "http=tcp://"+addr, "--", bin)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+socket)
 	s := startRun(t, cmd, "http://"+addr+"/")
 	bpid := strconv.Itoa(s.cmd.Process.Pid)

@@ -35,10 +35,10 @@ With --json, stdout has one JSON object: pid, generation, state
 connections, sockets [{name, kind, addr}], draining [{pid, generation,
 connections, since, deadline}], upgrades [{generation, pid, outcome (ok,
 failed, abandoned, rolled-back), reason, started, duration_ms}],
-counters, and for 'baton run' children [{pid, generation, state
-(starting, serving, standby, draining), started, status, and in a pool
-worker, version, restarts}], upgrades_rolled_back (counted in
-upgrades_failed too) and, with --workers, pool {workers, max_surge, peak,
+counters (upgrades_rolled_back counted in upgrades_failed too), and for
+'baton run' children [{pid, generation, state (starting, serving,
+standby, draining), started, status, and in a pool worker, version,
+restarts}] and, with --workers, pool {workers, max_surge, peak,
 worker_exits, restarts, failed_starts}.
 
 Exit status: 0 shown; 1 the process answered with an error; 2 bad command
@@ -169,8 +169,10 @@ func printStatus(w io.Writer, st serviceStatus, now time.Time) error {
 		fmt.Fprintf(w, "\nworkers %d (max surge %d), exits %d, restarts %d, failed starts %d, most at once %d\n",
 			p.Workers, p.MaxSurge, p.WorkerExits, p.Restarts, p.FailedStarts, p.Peak)
 		for _, ch := range st.Children {
-			rows = append(rows, []string{strconv.Itoa(ch.Worker), strconv.Itoa(ch.PID), strconv.Itoa(ch.Version), strconv.Itoa(ch.Generation),
-				ch.State, ago(ch.Started), strconv.Itoa(ch.Restarts), ch.Status})
+			rows = append(rows, []string{
+				strconv.Itoa(ch.Worker), strconv.Itoa(ch.PID), strconv.Itoa(ch.Version), strconv.Itoa(ch.Generation),
+				ch.State, ago(ch.Started), strconv.Itoa(ch.Restarts), ch.Status,
+			})
 		}
 		table("WORKER\tPID\tVERSION\tGENERATION\tSTATE\tSTARTED\tRESTARTS\tSTATUS", rows)
 	} else {

@@ -16,7 +16,7 @@ import (
 type child struct {
 	n       int // generation: the n-th CMD started
 	slot    int // its place in the pool, 0 with one worker
-	version int // the upgrade that started it, 0 for the first ones
+	version int // the successful upgrades before it started (its own included), 0 for the first ones
 	pid     int
 	path    string
 	proc    *os.Process

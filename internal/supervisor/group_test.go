@@ -37,13 +37,7 @@ func procStat(pid int) (state string, pgrp int, ok bool) {
 // it besides the forwarded signal.
 func TestCMDInOwnProcessGroup(t *testing.T) {
 	testproc.CheckGoroutines(t)
-	sock, _ := listen(t)
-	args, env := childArgs(t)
-	s, err := New(Config{Args: args, Env: env, Sockets: []Socket{sock}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	running(t, s)
+	s, _, _, _ := newServing(t, Config{})
 	for i := range 2 {
 		pid := s.PID()
 		_, pgrp, ok := procStat(pid)

@@ -84,17 +84,21 @@ func goChild() {
 	ln := lns["http"][0]
 	var lameDuck atomic.Bool
 	var fresh atomic.Int64 // connections accepted whose first request is not read yet
+	var open atomic.Int64  // connections not closed yet
 	pid := strconv.Itoa(os.Getpid())
 	seen := sync.Map{}
 	srv := &http.Server{ConnState: func(c net.Conn, st http.ConnState) {
 		switch st {
 		case http.StateNew:
+			open.Add(1)
 			fresh.Add(1)
 			seen.Store(c, true)
-		default:
-			if _, ok := seen.LoadAndDelete(c); ok {
-				fresh.Add(-1)
-			}
+			return
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+		if _, ok := seen.LoadAndDelete(c); ok {
+			fresh.Add(-1)
 		}
 	}, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("X-Pid", pid)
@@ -129,6 +133,13 @@ func goChild() {
 	lameDuck.Store(true)
 	time.Sleep(lame)
 	for i := 0; i < 500 && fresh.Load() > 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// And let every keep-alive connection end after its next response
+	// (Connection: close), so that Shutdown closes no idle connection a
+	// client is sending on (golang/go#65802) unless the client stays
+	// silent for 2s.
+	for i := 0; i < 200 && open.Load() > 0; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

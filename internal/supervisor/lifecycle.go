@@ -79,7 +79,7 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	defer timer.Stop()
 	pending := false
 	for {
-		done, err, wake := s.check(ctx)
+		done, wake, err := s.check(ctx)
 		if done {
 			return err
 		}
@@ -135,20 +135,20 @@ func (s *Supervisor) startPool(ctx context.Context) error {
 // check acts on what changed while no operation runs: a CMD that exited,
 // a stop, a new pool size, a restart due. It returns done with Run's
 // result when the service has ended, and when the next restart is due.
-func (s *Supervisor) check(ctx context.Context) (done bool, err error, wake time.Time) {
+func (s *Supervisor) check(ctx context.Context) (done bool, wake time.Time, err error) {
 	s.mu.Lock()
 	stopping := s.isStoppingLocked()
 	if s.op != "" && !stopping {
 		s.mu.Unlock()
-		return false, nil, time.Time{}
+		return false, time.Time{}, nil
 	}
 	if !s.cfg.pool() {
 		c := s.slots[0].c
 		s.mu.Unlock()
 		if !isClosed(c.done) {
-			return false, nil, time.Time{}
+			return false, time.Time{}, nil
 		}
-		return true, s.ended1(ctx, c), time.Time{}
+		return true, time.Time{}, s.ended1(ctx, c)
 	}
 	if stopping {
 		var last *child
@@ -157,7 +157,7 @@ func (s *Supervisor) check(ctx context.Context) (done bool, err error, wake time
 			case c == nil:
 			case !isClosed(c.done):
 				s.mu.Unlock()
-				return false, nil, time.Time{}
+				return false, time.Time{}, nil
 			case last == nil || last.status == (ExitStatus{}):
 				last = c
 			}
@@ -165,11 +165,11 @@ func (s *Supervisor) check(ctx context.Context) (done bool, err error, wake time
 		s.mu.Unlock()
 		s.stopAll("STOPPING=1\nSTATUS=stopped")
 		if last == nil {
-			return true, nil, time.Time{}
+			return true, time.Time{}, nil
 		}
-		return true, &ExitError{PID: last.pid, Status: last.status}, time.Time{}
+		return true, time.Time{}, &ExitError{PID: last.pid, Status: last.status}
 	}
-	return false, nil, s.poolCheck(ctx)
+	return false, s.poolCheck(ctx), nil
 }
 
 // ended1 is the end of a single CMD's supervision: the serving CMD exited.

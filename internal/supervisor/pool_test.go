@@ -3,14 +3,10 @@
 package supervisor
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -33,7 +29,7 @@ func TestPoolRollingUpgrades(t *testing.T) {
 		t.Run("surge "+strconv.Itoa(tt.surge), func(t *testing.T) {
 			const workers = 4
 			s, _, addr, _ := newServing(t, Config{Workers: workers, MaxSurge: tt.surge})
-			sampled := sampleChildren(t)
+			sampled := testproc.PeakChildren(t, os.Getpid())
 			l := rawhttp.StartLoad(addr, 8, halfKeepAlive)
 			defer l.Stop()
 			for i := range tt.upgrades {
@@ -98,8 +94,8 @@ func TestPoolFailedRollOut(t *testing.T) {
 	if _, err := s.Upgrade(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if v := servingVersions(s); len(v) != 1 || v[2] != 4 {
-		t.Errorf("after the next upgrade the serving versions are %v, want 4 of version 2", v)
+	if v := servingVersions(s); len(v) != 1 || v[1] != 4 {
+		t.Errorf("after the next upgrade the serving versions are %v, want 4 of version 1 (the failed one took none)", v)
 	}
 	l.Await(50)
 	l.Stop()
@@ -186,47 +182,33 @@ func workerPID(s *Supervisor, n int) int {
 	return 0
 }
 
-// sampleChildren counts this process's living children every millisecond
-// until the returned function is called, which returns the most seen.
-func sampleChildren(t *testing.T) func() int {
-	t.Helper()
-	var peak atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Millisecond):
-			}
-			if n := int64(livingChildren(os.Getpid())); n > peak.Load() {
-				peak.Store(n)
-			}
-		}
-	})
-	var once sync.Once
-	finish := func() int {
-		once.Do(func() { close(stop); wg.Wait() })
-		return int(peak.Load())
+// TestPoolStopDuringRollOut: a stop while a roll-out's new worker starts
+// abandons the roll-out (ErrStopping), stops every worker, and Run returns
+// their exit status 0.
+func TestPoolStopDuringRollOut(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	s, args, _, _ := newSup(t, Config{Workers: 3})
+	done := runStarted(t, s)
+	waitFor(t, "the first workers", func() bool { return servingVersions(s)[0] == 3 })
+	workers := s.Children()
+	s.cfg.Args = append(args[:len(args):len(args)], "hang")
+	upgraded := make(chan error, 1)
+	go func() { _, err := s.Upgrade(t.Context()); upgraded <- err }()
+	waitFor(t, "the roll-out's first start", func() bool { return s.Stats().Generations == 4 })
+	if err := s.Stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { finish() })
-	return finish
-}
-
-// livingChildren counts the children of ppid that are not zombies.
-func livingChildren(ppid int) int {
-	ents, _ := os.ReadDir("/proc")
-	n := 0
-	for _, e := range ents {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(ppid) && f[0] != "Z" {
-			n++
+	if err := <-upgraded; !errors.Is(err, ErrStopping) {
+		t.Errorf("the roll-out after Stop = %v, want ErrStopping", err)
+	}
+	var ee *ExitError
+	if err := <-done; !errors.As(err, &ee) || ee.Status.Code != 0 {
+		t.Errorf("Run = %v, want the workers' exit status 0", err)
+	}
+	for _, c := range workers {
+		if testproc.Alive(c.PID) {
+			t.Errorf("worker %d (pid %d) still runs after Run", c.Worker, c.PID)
 		}
 	}
-	return n
 }

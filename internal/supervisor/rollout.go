@@ -63,10 +63,12 @@ func (s *Supervisor) claim(op string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case !s.running || len(s.slots) == 0:
+	case !s.running:
 		return ErrNotRunning
 	case s.isStoppingLocked():
 		return ErrStopping
+	case len(s.slots) == 0:
+		return fmt.Errorf("%w (first start)", ErrInProgress)
 	case s.window != nil:
 		return fmt.Errorf("%w (watch window until %s)", ErrInProgress, s.window.until.Format(timeFormat))
 	case s.op == opUpgrade:
@@ -137,6 +139,14 @@ func (s *Supervisor) rollOut(ctx context.Context, opts UpgradeOptions) (int, err
 			return 0, fmt.Errorf("%w: %w", ErrStopping, err)
 		}
 		cs, err := s.startBatch(ctx, next, k, version)
+		if err == nil {
+			// A new worker of an earlier batch that died fails the roll-out too.
+			if err = exitedOf(fresh); err != nil {
+				for _, c := range cs {
+					s.terminate(c)
+				}
+			}
+		}
 		if se := (*StartError)(nil); errors.As(err, &se) {
 			s.awaitStopRace(se.Status)
 		}
@@ -156,17 +166,7 @@ func (s *Supervisor) rollOut(ctx context.Context, opts UpgradeOptions) (int, err
 			// gets the stop's SIGTERM too.
 			s.mu.Unlock()
 			return 0, fmt.Errorf("%w: %w", ErrStopping, err)
-		case err == nil:
-			err = exitedOf(fresh)
-			if err != nil {
-				s.mu.Unlock()
-				for _, c := range cs {
-					s.terminate(c)
-				}
-				s.mu.Lock()
-			}
-		}
-		if err != nil {
+		case err != nil:
 			s.mu.Unlock()
 			return 0, s.failed(begun, version, fresh, err, note)
 		}
@@ -296,6 +296,7 @@ func (s *Supervisor) startBatch(ctx context.Context, first, k, version int) ([]*
 func (s *Supervisor) failed(begun time.Time, version int, fresh []*child, err error, note string) error {
 	s.mu.Lock()
 	s.stats.FailedUpgrades++
+	s.unversion(version)
 	r := Outcome{Version: version, Outcome: OutcomeFailed, Reason: err.Error(), Started: begun, Duration: time.Since(begun)}
 	var se *StartError
 	if errors.As(err, &se) && se.PID != 0 {
@@ -325,6 +326,15 @@ func (s *Supervisor) failed(begun time.Time, version int, fresh []*child, err er
 	s.log.Warn("roll-out stopped, new workers stopped", "err", err, "stopped", len(fresh), "serving", len(serving), "workers", len(s.slots))
 	s.manager(fmt.Sprintf("READY=1\nSTATUS=upgrade failed, %d of %d workers (the old version) serving: %v%s", len(serving), len(s.slots), err, note))
 	return err
+}
+
+// unversion takes back the version of an upgrade that did not stick, so
+// that versions count the upgrades that did (and a restarted worker gets
+// the serving one). s.mu is held.
+func (s *Supervisor) unversion(v int) {
+	if s.version == v {
+		s.version--
+	}
 }
 
 // capDraining applies Config.MaxDraining before an upgrade: it forgets

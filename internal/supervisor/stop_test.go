@@ -3,7 +3,6 @@
 package supervisor
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -22,20 +21,10 @@ import (
 func TestStopDelay(t *testing.T) {
 	testproc.CheckFDs(t)
 	testproc.CheckGoroutines(t)
-	sock, url := listen(t)
-	args, env := childArgs(t)
-	rec := &recorder{}
-	s, err := New(Config{Args: args, Env: env, Sockets: []Socket{sock}, StopDelay: time.Minute, Manager: rec.notify})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	for s.PID() == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	s, _, addr, rec := newSup(t, Config{StopDelay: time.Minute})
+	done := runStarted(t, s)
 	serving := s.PID()
-	l := startLoad(url, 4)
+	l := startLoad("http://"+addr+"/", 4)
 	l.waitRequests(20)
 	if err := s.Stop(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -49,15 +49,8 @@ func upgradeUnderLoad(t *testing.T, s *Supervisor, url string) {
 func TestUpgradesGoChild(t *testing.T) {
 	testproc.CheckFDs(t)
 	testproc.CheckGoroutines(t)
-	sock, url := listen(t)
-	args, env := childArgs(t)
-	rec := &recorder{}
-	s, err := New(Config{Args: args, Env: env, Sockets: []Socket{sock}, Drain: 10 * time.Second, Manager: rec.notify})
-	if err != nil {
-		t.Fatal(err)
-	}
-	running(t, s)
-	upgradeUnderLoad(t, s, url)
+	s, _, addr, rec := newServing(t, Config{})
+	upgradeUnderLoad(t, s, "http://"+addr+"/")
 
 	states := rec.all()
 	if len(states) == 0 || !strings.HasPrefix(firstWith(states, "READY=1"), "READY=1\nSTATUS=serving") {
@@ -132,15 +125,9 @@ func TestUpgradesCChild(t *testing.T) {
 // nothing else, and that go-systemd accepted LISTEN_PID (it serves).
 func TestChildSeesOnlyItsSockets(t *testing.T) {
 	testproc.CheckFDs(t)
-	sock, url := listen(t)
-	args, env := childArgs(t)
 	fdsFile := filepath.Join(t.TempDir(), "fds")
-	s, err := New(Config{Args: args, Env: append(env, "CHILD_FDS_FILE="+fdsFile), Sockets: []Socket{sock}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	running(t, s)
-	l := startLoad(url, 1)
+	_, _, addr, _ := newServing(t, Config{Env: []string{"CHILD_FDS_FILE=" + fdsFile}})
+	l := startLoad("http://"+addr+"/", 1)
 	l.waitRequests(1)
 	l.finish(t)
 	b, err := os.ReadFile(fdsFile)
@@ -170,13 +157,7 @@ func TestFailedStarts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sock, url := listen(t)
-			args, env := childArgs(t)
-			s, err := New(Config{Args: args, Env: env, Sockets: []Socket{sock}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			running(t, s)
+			s, args, addr, _ := newServing(t, Config{})
 			old := s.PID()
 			if tt.timeout > 0 {
 				s.cfg.ReadyTimeout = tt.timeout
@@ -186,8 +167,8 @@ func TestFailedStarts(t *testing.T) {
 			if tt.missing {
 				s.cfg.Args = []string{filepath.Join(t.TempDir(), "gone")}
 			}
-			l := startLoad(url, 2)
-			_, err = s.Upgrade(t.Context())
+			l := startLoad("http://"+addr+"/", 2)
+			_, err := s.Upgrade(t.Context())
 			l.waitRequests(5)
 			l.finish(t)
 			if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.wantMsg) {
@@ -232,22 +213,13 @@ func TestFirstStartFails(t *testing.T) {
 func TestServingChildExits(t *testing.T) {
 	testproc.CheckFDs(t)
 	testproc.CheckGoroutines(t)
-	sock, _ := listen(t)
-	args, env := childArgs(t)
-	s, err := New(Config{Args: args, Env: env, Sockets: []Socket{sock}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	for s.PID() == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	s, _, _, _ := newSup(t, Config{})
+	done := runStarted(t, s)
 	pid := s.PID()
 	if err := s.Signal(os.Interrupt); err != nil { // the child does not catch SIGINT
 		t.Fatal(err)
 	}
-	err = <-done
+	err := <-done
 	var ee *ExitError
 	if !errors.As(err, &ee) || ee.PID != pid || ee.Status.ShellCode() != 128+2 {
 		t.Errorf("Run = %v, want pid %d killed by SIGINT (130)", err, pid)
@@ -257,30 +229,18 @@ func TestServingChildExits(t *testing.T) {
 func TestReadyExec(t *testing.T) {
 	testproc.CheckFDs(t)
 	testproc.CheckGoroutines(t)
-	sock, url := listen(t)
-	args, env := childArgs(t, "noready")
-	s, err := New(Config{Args: args, Env: env, Sockets: []Socket{sock}, Ready: ReadyExec, ReadyTimeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	running(t, s)
+	s, _, addr, _ := newServing(t, Config{Args: []string{"noready"}, Ready: ReadyExec, ReadyTimeout: 200 * time.Millisecond})
 	if _, err := s.Upgrade(t.Context()); err != nil {
 		t.Errorf("upgrade of a child without READY under ReadyExec: %v", err)
 	}
-	l := startLoad(url, 1)
+	l := startLoad("http://"+addr+"/", 1)
 	l.waitRequests(1)
 	l.finish(t)
 }
 
 func TestConcurrentUpgradeInProgress(t *testing.T) {
 	testproc.CheckGoroutines(t)
-	sock, _ := listen(t)
-	args, env := childArgs(t)
-	s, err := New(Config{Args: args, Env: env, Sockets: []Socket{sock}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	running(t, s)
+	s, args, _, _ := newServing(t, Config{})
 	s.cfg.Args = append(args[:len(args):len(args)], "hang")
 	s.cfg.ReadyTimeout = 500 * time.Millisecond
 	first := make(chan error, 1)
@@ -305,13 +265,7 @@ func TestConcurrentUpgradeInProgress(t *testing.T) {
 // TestForeignNotifyIgnored sends READY=1 to the CMD's notify socket from a
 // process that is not the CMD: it must not count.
 func TestForeignNotifyIgnored(t *testing.T) {
-	sock, _ := listen(t)
-	args, env := childArgs(t)
-	s, err := New(Config{Args: args, Env: env, Sockets: []Socket{sock}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	running(t, s)
+	s, args, _, _ := newServing(t, Config{})
 	s.cfg.Args = append(args[:len(args):len(args)], "hang")
 	s.cfg.ReadyTimeout = 500 * time.Millisecond
 	addr := s.notify.Socket()
@@ -334,7 +288,7 @@ func TestForeignNotifyIgnored(t *testing.T) {
 			}
 		}
 	}()
-	_, err = s.Upgrade(t.Context())
+	_, err := s.Upgrade(t.Context())
 	close(stop)
 	<-sent
 	if !errors.Is(err, ErrNotReady) {
@@ -392,21 +346,8 @@ func TestWatchReplacedBinary(t *testing.T) {
 func TestStopDuringUpgrade(t *testing.T) {
 	testproc.CheckFDs(t)
 	testproc.CheckGoroutines(t)
-	sock, _ := listen(t)
-	args, env := childArgs(t)
-	s, err := New(Config{Args: args, Env: env, Sockets: []Socket{sock}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	for s.PID() == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	s, done, upgraded := upgradingToHang(t)
 	serving := s.PID()
-	s.cfg.Args = append(args[:len(args):len(args)], "hang")
-	upgraded := make(chan error, 1)
-	go func() { _, err := s.Upgrade(context.Background()); upgraded <- err }()
 	for s.Stats().Generations < 2 {
 		time.Sleep(time.Millisecond)
 	}
@@ -433,20 +374,7 @@ func TestStopDuringUpgrade(t *testing.T) {
 func TestStopAfterNewCMDDied(t *testing.T) {
 	testproc.CheckFDs(t)
 	testproc.CheckGoroutines(t)
-	sock, _ := listen(t)
-	args, env := childArgs(t)
-	s, err := New(Config{Args: args, Env: env, Sockets: []Socket{sock}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(context.Background()) }()
-	for s.PID() == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	s.cfg.Args = append(args[:len(args):len(args)], "hang")
-	upgraded := make(chan error, 1)
-	go func() { _, err := s.Upgrade(context.Background()); upgraded <- err }()
+	s, done, upgraded := upgradingToHang(t)
 	var g *child
 	for g == nil {
 		time.Sleep(time.Millisecond)
@@ -474,5 +402,37 @@ func TestStopAfterNewCMDDied(t *testing.T) {
 	var ee *ExitError
 	if err := <-done; !errors.As(err, &ee) || ee.Status.Code != 0 {
 		t.Errorf("Run = %v, want the serving CMD's exit status 0", err)
+	}
+}
+
+// upgradingToHang runs a Supervisor (runStarted) and starts an upgrade to
+// a CMD that never becomes ready; upgraded gets the upgrade's outcome.
+func upgradingToHang(t *testing.T) (s *Supervisor, done, upgraded <-chan error) {
+	t.Helper()
+	s, args, _, _ := newSup(t, Config{})
+	done = runStarted(t, s)
+	s.cfg.Args = append(args[:len(args):len(args)], "hang")
+	up := make(chan error, 1)
+	go func() { _, err := s.Upgrade(context.Background()); up <- err }()
+	return s, done, up
+}
+
+// TestUpgradeDuringFirstStart: an upgrade asked for while the first CMD is
+// not ready yet is refused as in progress (`baton reload` exit status 3),
+// not as "supervisor not running" (a failure).
+func TestUpgradeDuringFirstStart(t *testing.T) {
+	testproc.CheckGoroutines(t)
+	s, _, _, _ := newSup(t, Config{Args: []string{"noready"}, Ready: ReadyExec, ReadyTimeout: 300 * time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	waitFor(t, "the first start", func() bool { return s.Stats().Generations == 1 })
+	if _, err := s.Upgrade(t.Context()); !errors.Is(err, ErrInProgress) || !strings.Contains(err.Error(), "first start") {
+		t.Errorf("Upgrade during the first start = %v, want ErrInProgress (first start)", err)
+	}
+	waitFor(t, "the first CMD ready", func() bool { return s.PID() != 0 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v", err)
 	}
 }

@@ -90,6 +90,7 @@ func (s *Supervisor) rollBack(w *window) error {
 		sl.c = w.old
 	}
 	s.stats.RolledBack++
+	s.unversion(w.new.version)
 	after := time.Since(w.new.exitedAt)
 	err := fmt.Errorf("%w: new pid %d ended (%s) %s after the cut-over; pid %d serves again",
 		ErrRolledBack, w.new.pid, w.new.status, w.new.exitedAt.Sub(w.cut).Round(time.Millisecond), w.old.pid)

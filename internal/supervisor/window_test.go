@@ -3,6 +3,7 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"slices"
@@ -21,7 +22,8 @@ import (
 // rollback is counted, recorded and told to the manager. (The new CMD dies
 // as a crash that loses nothing does: it answers what it accepted, then
 // exits 3. A crash that cuts requests in flight loses them whatever the
-// supervisor does.)
+// supervisor does. The window is long enough for its drain, up to 2s with
+// a client that stays silent, to end within it.)
 func TestWatchWindowRollback(t *testing.T) {
 	testproc.CheckFDs(t)
 	testproc.CheckGoroutines(t)
@@ -29,7 +31,7 @@ func TestWatchWindowRollback(t *testing.T) {
 	if testproc.InCI() {
 		reps = 100
 	}
-	s, args, addr, rec := newServing(t, Config{WatchWindow: time.Second})
+	s, args, addr, rec := newServing(t, Config{WatchWindow: 3 * time.Second})
 	old := s.PID()
 	l := rawhttp.StartLoad(addr, 8, halfKeepAlive)
 	defer l.Stop()
@@ -139,14 +141,19 @@ func TestWatchWindowPasses(t *testing.T) {
 	}
 }
 
-// newServing runs a Supervisor of the go-child with cfg's
-// pool and window settings, serving one socket, until the test ends.
-func newServing(t *testing.T, cfg Config) (s *Supervisor, args []string, addr string, rec *recorder) {
+// newSup makes a Supervisor of the go-child serving one socket named http
+// on a loopback address: cfg.Args, when set, are the go-child's mode
+// arguments and cfg.Env is added to its environment; Drain is 10s unless
+// set, and rec gets the manager's messages. args are the go-child's
+// arguments without a mode.
+func newSup(t *testing.T, cfg Config) (s *Supervisor, args []string, addr string, rec *recorder) {
 	t.Helper()
 	sock, url := listen(t)
 	args, env := childArgs(t)
 	rec = &recorder{}
-	cfg.Args, cfg.Env, cfg.Sockets, cfg.Manager = args, env, []Socket{sock}, rec.notify
+	cfg.Args = append(args[:len(args):len(args)], cfg.Args...)
+	cfg.Env = append(env, cfg.Env...)
+	cfg.Sockets, cfg.Manager = []Socket{sock}, rec.notify
 	if cfg.Drain == 0 {
 		cfg.Drain = 10 * time.Second
 	}
@@ -154,8 +161,26 @@ func newServing(t *testing.T, cfg Config) (s *Supervisor, args []string, addr st
 	if err != nil {
 		t.Fatal(err)
 	}
-	running(t, s)
 	return s, args, strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/"), rec
+}
+
+// newServing is newSup, run until the test ends (running), returned once
+// a CMD serves.
+func newServing(t *testing.T, cfg Config) (s *Supervisor, args []string, addr string, rec *recorder) {
+	t.Helper()
+	s, args, addr, rec = newSup(t, cfg)
+	running(t, s)
+	return s, args, addr, rec
+}
+
+// runStarted runs s with a context that is never cancelled (the test
+// stops s itself) and returns Run's outcome channel once a CMD serves.
+func runStarted(t *testing.T, s *Supervisor) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(context.Background()) }()
+	waitFor(t, "a serving CMD", func() bool { return s.PID() != 0 })
+	return done
 }
 
 // waitFor polls cond until it holds, for at most 30 s.

@@ -33,10 +33,17 @@ func main() {
 	ln := lns["http"][0]
 	var lameDuck atomic.Bool
 	var fresh atomic.Int64 // accepted, first request not read yet
+	var open atomic.Int64  // not closed yet
 	var seen sync.Map
 	pid := strconv.Itoa(os.Getpid())
 	srv := &http.Server{
 		ConnState: func(c net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				open.Add(-1)
+			}
 			if st == http.StateNew {
 				fresh.Add(1)
 				seen.Store(c, true)
@@ -76,6 +83,12 @@ func main() {
 	lameDuck.Store(true)
 	time.Sleep(100 * time.Millisecond)
 	for i := 0; i < 500 && fresh.Load() > 0; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// And let every keep-alive connection end after its next response, so
+	// that Shutdown closes no idle connection a client is sending on
+	// (golang/go#65802) unless the client stays silent for 2s.
+	for i := 0; i < 200 && open.Load() > 0; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

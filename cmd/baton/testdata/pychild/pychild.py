@@ -72,7 +72,7 @@ def main():
     sel.register(listener, selectors.EVENT_READ)
     notify("READY=1\nSTATUS=serving from " + pid)
     while not stop.is_set():
-        if not sel.select(0.05):
+        if not sel.select(0.02):
             continue
         try:
             conn, addr = listener.accept()
@@ -83,8 +83,9 @@ def main():
         threading.Thread(target=serve, args=(conn, addr), daemon=True).start()
     listener.close()
     lame.set()
+    # Every connection ends after its next response (Connection: close);
+    # exit once they all have, or after 5s.
     deadline = time.monotonic() + 5
-    time.sleep(0.1)
     while time.monotonic() < deadline:
         with lock:
             if active[0] == 0:
