@@ -74,8 +74,10 @@ func rollback(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer lf.Close()
 	pidfile := filepath.Join(dir, "http.pid")
-	inst := &instance{b: b, log: lf, addr: addr, dir: dir,
-		argv: []string{"http", "-listen", addr, "-pidfile", pidfile, "-watch-window", window.String()}}
+	inst := &instance{
+		b: b, log: lf, addr: addr, dir: dir,
+		argv: []string{"http", "-listen", addr, "-pidfile", pidfile, "-watch-window", window.String()},
+	}
 	if err := inst.spawn(); err != nil {
 		return err
 	}
