@@ -286,6 +286,9 @@ func (r *runScenario) pool(reloads int) {
 				t.Errorf("%s: worker %d (pid %d) runs version %d, want %d", r.label, ch.Worker, ch.PID, ch.Version, version+1)
 			}
 		}
+		if got := statusPIDs(r.box.Show(r.unit, "StatusText")["StatusText"]); !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(after))) {
+			t.Errorf("%s: StatusText lists pids %v, want the serving workers %v", r.label, got, after)
+		}
 		if o, _ := st.lastUpgrade(); o != "ok" {
 			t.Errorf("%s: last upgrade %q, want ok", r.label, o)
 		}
@@ -324,7 +327,12 @@ func (r *runScenario) pool(reloads int) {
 func (r *runScenario) killWorker(st *batonRunStatus) int {
 	t := r.t
 	t.Helper()
-	victim := st.serving()[1]
+	victim, worker := st.serving()[1], 0
+	for _, ch := range st.Children {
+		if ch.PID == victim {
+			worker = ch.Worker
+		}
+	}
 	r.label = fmt.Sprintf("systemd %s, kill -9 of worker pid %d", r.version, victim)
 	if !r.stop(victim) {
 		t.Fatalf("%s: gone before the kill", r.label)
@@ -341,19 +349,44 @@ func (r *runScenario) killWorker(st *batonRunStatus) int {
 	if p := st.Pool; p.WorkerExits != 1 || p.FailedStarts != 0 {
 		t.Errorf("%s: pool %+v, want one exit", r.label, *p)
 	}
-	restarted := 0
+	restarted, fresh := 0, 0
 	for _, ch := range st.Children {
 		if ch.State == "serving" {
 			restarted += ch.Restarts
 		}
+		if ch.State == "serving" && ch.Worker == worker {
+			fresh = ch.PID
+		}
 	}
-	if restarted != 1 {
-		t.Errorf("%s: the serving workers' restarts add up to %d, want 1: %+v", r.label, restarted, st.Children)
+	if restarted != 1 || fresh == 0 {
+		t.Errorf("%s: the serving workers' restarts add up to %d, want 1 (worker %d): %+v", r.label, restarted, worker, st.Children)
 	}
+	// systemctl status shows the serving workers, not the dead one.
+	waitFor(t, r.label+": StatusText naming the restarted worker", func() bool {
+		pids := statusPIDs(r.box.Show(r.unit, "StatusText")["StatusText"])
+		return slices.Contains(pids, fresh) && !slices.Contains(pids, victim)
+	})
 	r.checkUnit()
 	r.outcome("worker killed")
 	r.load.WaitRequests(20)
 	return victim
+}
+
+// statusPIDs returns the pids that baton run's STATUS= for a pool lists as
+// serving ("serving: N of M workers (pids A B C)").
+func statusPIDs(status string) []int {
+	_, rest, ok := strings.Cut(status, "(pids ")
+	if !ok {
+		return nil
+	}
+	list, _, _ := strings.Cut(rest, ")")
+	var pids []int
+	for _, f := range strings.Fields(list) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // window is the watch window part: rounds upgrades, the first with a kill
