@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -76,10 +74,9 @@ const (
 const stopGrace = time.Second
 
 type reloadCommand struct {
-	io      stdio
-	flags   *flagSet
-	pid     int
-	pidfile string
+	io    stdio
+	flags *flagSet
+	target
 	timeout time.Duration
 	json    bool
 	window  bool
@@ -87,8 +84,7 @@ type reloadCommand struct {
 
 func newReloadCmd(io stdio) command {
 	c := &reloadCommand{io: io, flags: newFlagSet("reload", reloadUsage, io.Stdout)}
-	c.flags.IntVar(&c.pid, "pid", 0, "the process to upgrade")
-	c.flags.StringVar(&c.pidfile, "pidfile", "", "read the pid from this `file`")
+	c.register(c.flags, "the process to upgrade")
 	c.flags.DurationVar(&c.timeout, "timeout", 2*time.Minute, "give up waiting for the outcome after this long")
 	c.flags.BoolVar(&c.json, "json", false, `print {"pid":N} or {"error":..., "code":...} on stdout`)
 	c.flags.BoolVar(&c.window, "wait-window", false, "wait for the end of the new generation's watch window, not the cut-over")
@@ -119,7 +115,7 @@ func (c *reloadCommand) Run(ctx context.Context, args []string) error {
 	if err := c.flags.noArgs(); err != nil {
 		return err
 	}
-	pid, err := pidTarget("reload", c.pid, c.pidfile)
+	pid, err := c.resolve("reload")
 	if err != nil {
 		return err
 	}
@@ -262,27 +258,4 @@ func (c *reloadCommand) report(pid int, o reloadOutcome) error {
 		_ = json.NewEncoder(c.io.Stdout).Encode(reloadJSON{Error: err.Error(), Code: name})
 	}
 	return &exitError{code: code, err: err}
-}
-
-// pidTarget is the pid from --pid or --pidfile of the command cmd.
-func pidTarget(cmd string, pid int, pidfile string) (int, error) {
-	switch {
-	case pid != 0 && pidfile != "":
-		return 0, usagef(cmd, "give --pid or --pidfile, not both")
-	case pid < 0:
-		return 0, usagef(cmd, "--pid %d: want a positive pid", pid)
-	case pid > 0:
-		return pid, nil
-	case pidfile == "":
-		return 0, usagef(cmd, "want --pid PID or --pidfile FILE")
-	}
-	b, err := os.ReadFile(pidfile)
-	if err != nil {
-		return 0, err
-	}
-	pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("pid file %s: %q is not a pid", pidfile, strings.TrimSpace(string(b)))
-	}
-	return pid, nil
 }

@@ -316,28 +316,8 @@ func children(t *testing.T, ppid int) []int {
 }
 
 func procChildren(ppid int) (kids, zombies []int) {
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		rest := string(b[bytes.LastIndexByte(b, ')')+2:])
-		f := strings.Fields(rest)
-		if len(f) < 2 || f[1] != strconv.Itoa(ppid) {
-			continue
-		}
-		kids = append(kids, pid)
-		if f[0] == "Z" {
-			zombies = append(zombies, pid)
-		}
-	}
-	return kids, zombies
+	alive, zombies := testproc.ChildProcs(ppid)
+	return append(alive, zombies...), zombies
 }
 
 func TestRunSelectsInheritedSocket(t *testing.T) {

@@ -49,18 +49,16 @@ Linux only: on other systems baton status exits 1 at once ("baton status: not
 supported on darwin: ...").`
 
 type statusCommand struct {
-	io      stdio
-	flags   *flagSet
-	pid     int
-	pidfile string
+	io    stdio
+	flags *flagSet
+	target
 	timeout time.Duration
 	json    bool
 }
 
 func newStatusCmd(io stdio) command {
 	c := &statusCommand{io: io, flags: newFlagSet("status", statusUsage, io.Stdout)}
-	c.flags.IntVar(&c.pid, "pid", 0, "the process to ask")
-	c.flags.StringVar(&c.pidfile, "pidfile", "", "read the pid from this `file`")
+	c.register(c.flags, "the process to ask")
 	c.flags.DurationVar(&c.timeout, "timeout", 5*time.Second, "give up waiting for the answer after this long")
 	c.flags.BoolVar(&c.json, "json", false, "print the status as one JSON object")
 	return c
@@ -90,7 +88,7 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	if c.flags.NArg() > 0 {
 		return usagef("status", "unexpected argument %q", c.flags.Arg(0))
 	}
-	pid, err := pidTarget("status", c.pid, c.pidfile)
+	pid, err := c.resolve("status")
 	if err != nil {
 		return err
 	}

@@ -34,17 +34,15 @@ Linux only: on other systems baton stop exits 1 at once ("baton stop: not
 supported on darwin: ...").`
 
 type stopCommand struct {
-	io      stdio
-	flags   *flagSet
-	pid     int
-	pidfile string
+	io    stdio
+	flags *flagSet
+	target
 	timeout time.Duration
 }
 
 func newStopCmd(io stdio) command {
 	c := &stopCommand{io: io, flags: newFlagSet("stop", stopUsage, io.Stdout)}
-	c.flags.IntVar(&c.pid, "pid", 0, "the process to stop")
-	c.flags.StringVar(&c.pidfile, "pidfile", "", "read the pid from this `file`")
+	c.register(c.flags, "the process to stop")
 	c.flags.DurationVar(&c.timeout, "timeout", 0, "give up after this long (0: wait until the process exits or baton is stopped)")
 	return c
 }
@@ -56,7 +54,7 @@ func (c *stopCommand) Run(ctx context.Context, args []string) error {
 	if err := c.flags.noArgs(); err != nil {
 		return err
 	}
-	pid, err := pidTarget("stop", c.pid, c.pidfile)
+	pid, err := c.resolve("stop")
 	if err != nil {
 		return err
 	}

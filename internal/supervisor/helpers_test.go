@@ -202,17 +202,9 @@ func childArgs(t *testing.T, mode ...string) (args, env []string) {
 // listen binds a loopback TCP socket and returns it as a Socket named http.
 func listen(t *testing.T) (Socket, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := ln.(*net.TCPListener).File()
-	_ = ln.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, addr := testproc.ListenerFile(t)
 	t.Cleanup(func() { _ = f.Close() })
-	return Socket{Name: "http", File: f}, "http://" + ln.Addr().String() + "/"
+	return Socket{Name: "http", File: f}, "http://" + addr + "/"
 }
 
 // running runs s until the test ends and returns once a CMD serves.

@@ -14,8 +14,14 @@ import (
 // Children lists the children of ppid that are alive (not zombies), from
 // /proc.
 func Children(ppid int) []int {
+	alive, _ := ChildProcs(ppid)
+	return alive
+}
+
+// ChildProcs lists the children of ppid from /proc: those alive, and the
+// zombies (exited, not reaped yet).
+func ChildProcs(ppid int) (alive, zombies []int) {
 	ents, _ := os.ReadDir("/proc")
-	var kids []int
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -27,11 +33,15 @@ func Children(ppid int) []int {
 		}
 		// pid (comm) state ppid ...
 		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(ppid) && f[0] != "Z" {
-			kids = append(kids, pid)
+		switch {
+		case len(f) < 2 || f[1] != strconv.Itoa(ppid):
+		case f[0] == "Z":
+			zombies = append(zombies, pid)
+		default:
+			alive = append(alive, pid)
 		}
 	}
-	return kids
+	return alive, zombies
 }
 
 // PeakChildren counts ppid's living children every millisecond until the

@@ -67,6 +67,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "scale" {
 		return scale(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "rollback" {
+		return rollback(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "cert" {
 		if len(args) != 2 {
 			return errors.New("usage: batonbench cert DIR")
