@@ -56,8 +56,11 @@
 // seeded random fault: SIGKILL of the successor or of the main process,
 // SIGSTOP/SIGCONT of either, concurrent reloads (9; BATON_CHAOS_SEED
 // replays a run, requests on connections a killed process held are counted
-// apart as lost). The test servers for 6 are e2e/internal/sdserver and
-// e2e/testdata/sdserver.c.
+// apart as lost), the watch window of examples/http with its successor
+// killed in it or not (10), and `baton run` around sdserver with a pool of
+// workers upgraded rolling and with a watch window, on systemd 252 and 254
+// (11). The test servers are e2e/internal/sdserver (6, 11) and
+// e2e/testdata/sdserver.c (6).
 //
 // A second systemd version (Debian bookworm-backports' 254, unpacked by
 // .ci/fetch-systemd into BATON_SYSTEMD_TREE, default

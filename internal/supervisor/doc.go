@@ -102,7 +102,10 @@
 //     ready before an old one stops); rolling back a whole pool could
 //     only keep MaxSurge old workers.
 //   - In a pool, a forwarded signal goes to every worker; STATUS= and
-//     WATCHDOG= are forwarded from the first worker only.
+//     WATCHDOG= are forwarded from the first worker only. The supervisor's
+//     own STATUS= ("serving: N of M workers (pids ...)") is sent again
+//     whenever the serving set changes: after a roll-out, a worker's exit
+//     and its restart, a resize.
 //   - Stop during an upgrade abandons it with an error wrapping ErrStopping
 //     (control code "stopping", `baton reload` exit 0). systemd signals the
 //     whole cgroup on stop, so the new CMD may end before the supervisor's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -19,8 +20,8 @@ type slot struct {
 }
 
 // reapWorkers vacates the slots whose worker exited and schedules a start
-// there. s.mu is held.
-func (s *Supervisor) reapWorkers() {
+// there. It returns a note on each exit, for STATUS=. s.mu is held.
+func (s *Supervisor) reapWorkers() (exits []string) {
 	for i, sl := range s.slots {
 		c := sl.c
 		if c == nil || !isClosed(c.done) {
@@ -34,7 +35,9 @@ func (s *Supervisor) reapWorkers() {
 		sl.delay = s.nextDelay(sl.delay)
 		sl.due = time.Now().Add(sl.delay)
 		s.log.Warn("worker exited, restarting it", "worker", i+1, "pid", c.pid, "status", c.status.String(), "delay", sl.delay)
+		exits = append(exits, fmt.Sprintf("worker %d (pid %d) exited (%s), restarting in %s", i+1, c.pid, c.status, sl.delay))
 	}
+	return exits
 }
 
 func (s *Supervisor) nextDelay(d time.Duration) time.Duration {
@@ -122,6 +125,7 @@ func (s *Supervisor) restartSlot(ctx context.Context, i int, op string) {
 	_ = c.to(stateServing)
 	s.mu.Unlock()
 	s.log.Info("worker ready", "worker", i+1, "pid", c.pid, "generation", c.n)
+	s.manager(s.statusLine())
 }
 
 // Scale sets the number of workers of a pool to n (at least 1) and returns
@@ -156,14 +160,21 @@ func (s *Supervisor) Scale(n int) error {
 
 // poolCheck is check for a pool that is not stopping. s.mu is held on entry
 // and released on return.
+//
+// The serving set it changes goes to the manager as STATUS= (a restarted
+// or added worker's, once it serves: restartSlot), so that the status never
+// names a worker that is gone.
 func (s *Supervisor) poolCheck(ctx context.Context) time.Time {
-	s.reapWorkers()
+	exits := s.reapWorkers()
 	surplus := s.resize()
 	wake := s.restartDue(ctx)
 	s.mu.Unlock()
 	for _, c := range surplus {
 		s.log.Info("scaled down: retiring worker", "pid", c.pid)
 		s.retire(c)
+	}
+	if len(exits) > 0 || len(surplus) > 0 {
+		s.manager(strings.Join(append([]string{s.statusLine()}, exits...), "; "))
 	}
 	return wake
 }

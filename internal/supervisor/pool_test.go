@@ -6,7 +6,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -132,6 +134,55 @@ func TestPoolRestartBackoff(t *testing.T) {
 			t.Errorf("worker %d: %d restarts, want %d", c.Worker, c.Restarts, want)
 		}
 	}
+}
+
+// TestPoolStatusAfterRestart: the manager's STATUS= follows a worker's
+// exit and restart outside an upgrade: it says the pool is short of the
+// dead worker, then names the restarted one, never the dead one as
+// serving.
+func TestPoolStatusAfterRestart(t *testing.T) {
+	testproc.CheckGoroutines(t)
+	s, _, _, rec := newServing(t, Config{Workers: 3})
+	victim := workerPID(s, 2)
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "worker 2's restart", func() bool { p := workerPID(s, 2); return p != 0 && p != victim })
+	fresh := strconv.Itoa(workerPID(s, 2))
+	waitFor(t, "STATUS= naming the restarted worker "+fresh, func() bool {
+		return slices.Contains(statusPIDs(lastStatus(rec.all())), fresh)
+	})
+	if last := lastStatus(rec.all()); slices.Contains(statusPIDs(last), strconv.Itoa(victim)) || !strings.Contains(last, "3 of 3 workers") {
+		t.Errorf("STATUS= after the restart %q, want 3 of 3 workers without the dead pid %d", last, victim)
+	}
+	exited := firstWith(rec.all(), "worker 2 (pid "+strconv.Itoa(victim)+") exited")
+	if !strings.Contains(exited, "2 of 3 workers") || slices.Contains(statusPIDs(exited), strconv.Itoa(victim)) {
+		t.Errorf("STATUS= after the exit %q, want 2 of 3 workers serving and the exit; all: %q", exited, rec.all())
+	}
+}
+
+// lastStatus returns the value of the last STATUS= among states.
+func lastStatus(states []string) string {
+	last := ""
+	for _, st := range states {
+		for line := range strings.Lines(st) {
+			if v, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "STATUS="); ok {
+				last = v
+			}
+		}
+	}
+	return last
+}
+
+// statusPIDs returns the pids that a pool's STATUS= lists as serving
+// ("serving: N of M workers (pids A B C)").
+func statusPIDs(status string) []string {
+	_, rest, ok := strings.Cut(status, "(pids ")
+	if !ok {
+		return nil
+	}
+	list, _, _ := strings.Cut(rest, ")")
+	return strings.Fields(list)
 }
 
 // TestPoolScale: a pool grows and shrinks at run time under load without a
