@@ -357,6 +357,9 @@ func (c *chaos) track(pid int) {
 		c.t.Fatalf("%s: pidfd of %d: %v", c.label, pid, err)
 	}
 	c.procs[pid] = fd
+	// The pid is alive now: an exit the test reaped under it before was
+	// another process's (pids are reused over hundreds of upgrades).
+	c.s.forget(pid)
 }
 
 func (c *chaos) signal(pid int, sig unix.Signal) error {

@@ -234,6 +234,13 @@ func (s *service) waitExit(pid int) unix.WaitStatus {
 	}
 }
 
+// forget drops a reaped exit of pid: the pid belongs to a new process.
+func (s *service) forget(pid int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.exits, pid)
+}
+
 func (s *service) exited(pid int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
