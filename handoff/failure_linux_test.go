@@ -2,7 +2,6 @@ package handoff
 
 import (
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,33 +24,8 @@ func copyExe(t *testing.T) string {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "server")
-	installExe(t, self, dst)
+	testproc.Install(t, self, dst)
 	return dst
-}
-
-// installExe puts a copy of src at dst by rename, as a package manager
-// does.
-func installExe(t *testing.T, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	tmp := dst + ".new"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		t.Fatal(err)
-	}
 }
 
 var successorPID = regexp.MustCompile(`\(pid (\d+)\)`)
@@ -68,7 +42,7 @@ func TestUpgradeFailures(t *testing.T) {
 		{
 			name:    "binary missing",
 			breakIt: func(t *testing.T, exe string) { _ = os.Remove(exe) },
-			fixIt:   func(t *testing.T, exe string) { installExe(t, mustExe(t), exe) },
+			fixIt:   func(t *testing.T, exe string) { testproc.Install(t, mustExe(t), exe) },
 			want:    []string{"start", "no such file or directory"},
 		},
 		{
@@ -78,9 +52,9 @@ func TestUpgradeFailures(t *testing.T) {
 				if err := os.WriteFile(script, []byte("#!/bin/sh\necho broken >&2\nexit 3\n"), 0o755); err != nil {
 					t.Fatal(err)
 				}
-				installExe(t, script, exe)
+				testproc.Install(t, script, exe)
 			},
-			fixIt: func(t *testing.T, exe string) { installExe(t, mustExe(t), exe) },
+			fixIt: func(t *testing.T, exe string) { testproc.Install(t, mustExe(t), exe) },
 			want:  []string{"successor exited before ready: exit status 3"},
 		},
 		{
@@ -399,8 +373,8 @@ func TestSuccessorStoppedBeforeHandOver(t *testing.T) {
 func TestSymlinkSwitch(t *testing.T) {
 	dir := t.TempDir()
 	v1, v2 := filepath.Join(dir, "v1"), filepath.Join(dir, "v2")
-	installExe(t, mustExe(t), v1)
-	installExe(t, mustExe(t), v2)
+	testproc.Install(t, mustExe(t), v1)
+	testproc.Install(t, mustExe(t), v2)
 	link := filepath.Join(dir, "current")
 	if err := os.Symlink(v1, link); err != nil {
 		t.Fatal(err)

@@ -47,7 +47,7 @@ func TestMetricsAcrossUpgrades(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	install(t, self, exe)
+	testproc.Install(t, self, exe)
 	// Upgrades start the file at exe.
 	srv := exampletest.Start(t, exampletest.Config{Helper: "metrics", Socket: "http", Exe: exe})
 	addr, serving := srv.Addr, srv.PID
@@ -68,7 +68,7 @@ func TestMetricsAcrossUpgrades(t *testing.T) {
 	if err := os.WriteFile(script, []byte("#!/bin/sh\necho broken >&2\nexit 3\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	install(t, script, exe)
+	testproc.Install(t, script, exe)
 	if err := syscall.Kill(serving(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestMetricsAcrossUpgrades(t *testing.T) {
 		t.Errorf("after the failed upgrade baton_generation = %v, want 2", g)
 	}
 	checkRoot(t, base+"/", serving(), 2)
-	install(t, self, exe)
+	testproc.Install(t, self, exe)
 
 	upgrade() // generation 3
 
@@ -168,30 +168,6 @@ func holdRequest(t *testing.T, addr string, pid, gen int) net.Conn {
 		t.Fatalf("held request: %q, %v; want %q", line, err, want)
 	}
 	return c
-}
-
-// install puts a copy of src at dst by rename, as a package manager does.
-func install(t *testing.T, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	tmp := dst + ".new"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // get fetches url on a connection of its own (no keep-alive: the next
