@@ -163,10 +163,19 @@ func (b *Box) Journal(unit string) string {
 // command line with spaces between the arguments.
 func (b *Box) Processes() map[int]string {
 	b.t.Helper()
+	ps, err := b.processes()
+	if err != nil {
+		b.t.Fatalf("e2e: processes: %v", err)
+	}
+	return ps
+}
+
+// processes is Processes for any goroutine: it returns the error.
+func (b *Box) processes() (map[int]string, error) {
 	proc := filepath.Join(b.Root(), "proc")
 	entries, err := os.ReadDir(proc)
 	if err != nil {
-		b.t.Fatalf("e2e: processes: %v", err)
+		return nil, err
 	}
 	ps := map[int]string{}
 	for _, e := range entries {
@@ -180,5 +189,5 @@ func (b *Box) Processes() map[int]string {
 		}
 		ps[pid] = strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))
 	}
-	return ps
+	return ps, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -565,22 +564,13 @@ func startChildSampler(box *Box, exe string) *childSampler {
 
 // pass returns the pids of exe's running processes.
 func (s *childSampler) pass() []int {
-	proc := filepath.Join(s.box.Root(), "proc")
-	entries, err := os.ReadDir(proc)
+	ps, err := s.box.processes()
 	if err != nil {
 		return nil
 	}
 	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join(proc, e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		if argv0, _, _ := strings.Cut(string(cmdline), "\x00"); argv0 == s.exe && running(s.box, pid) {
+	for pid, cmdline := range ps {
+		if argv0, _, _ := strings.Cut(cmdline, " "); argv0 == s.exe && running(s.box, pid) {
 			pids = append(pids, pid)
 		}
 	}
