@@ -102,19 +102,7 @@ func (c *Config) env(self int) ([]string, error) {
 			return nil, fmt.Errorf("spawn: fd name %q contains ':'", n)
 		}
 	}
-	base := c.Env
-	if base == nil {
-		base = os.Environ()
-	}
-	env := make([]string, 0, len(base)+5)
-	for _, kv := range base {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", EnvExec, EnvFix, EnvStrays:
-			continue
-		}
-		env = append(env, kv)
-	}
+	env := EnvWithout(c.Env, "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", EnvExec, EnvFix, EnvStrays)
 	anchor := "-"
 	if c.Anchor != nil {
 		i := slices.Index(c.Extra, c.Anchor)
@@ -183,4 +171,19 @@ func parseMarker(v string, withPath bool) (marker, bool) {
 		m.path = f[3]
 	}
 	return m, true
+}
+
+// EnvWithout returns env (os.Environ() when nil) without the variables
+// named keys, in a new slice with room for a few more.
+func EnvWithout(env []string, keys ...string) []string {
+	if env == nil {
+		env = os.Environ()
+	}
+	out := make([]string, 0, len(env)+5)
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); !slices.Contains(keys, k) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

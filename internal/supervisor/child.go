@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/batonhq/baton/internal/spawn"
 )
 
 // child is one started CMD.
@@ -137,19 +138,7 @@ func (s *Supervisor) terminate(c *child) {
 // NOTIFY_SOCKET and without WATCHDOG_PID (the supervisor's, not CMD's);
 // internal/spawn adds the LISTEN_ variables.
 func (s *Supervisor) childEnv() []string {
-	base := s.cfg.Env
-	if base == nil {
-		base = os.Environ()
-	}
-	env := make([]string, 0, len(base)+5)
-	for _, kv := range base {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "NOTIFY_SOCKET", "WATCHDOG_PID":
-			continue
-		}
-		env = append(env, kv)
-	}
+	env := spawn.EnvWithout(s.cfg.Env, "NOTIFY_SOCKET", "WATCHDOG_PID")
 	return append(env, "NOTIFY_SOCKET="+s.notify.Socket())
 }
 
