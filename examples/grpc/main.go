@@ -14,6 +14,11 @@
 // the next generation (drain.go). So GracefulStop returns well within
 // -drain-timeout and no stream ends in a transport reset.
 //
+// -watch-window D keeps the old generation after an upgrade for D, not
+// accepting but holding the main PID: a new version that dies within D is
+// rolled back, the old one serving again with a new grpc.Server on the same
+// socket (handoff.Rebuild).
+//
 // Socket name "grpc" when socket-activated; -listen otherwise.
 package main
 
@@ -22,6 +27,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"time"
 
@@ -37,6 +43,7 @@ func main() {
 	flag.StringVar(&cfg.listen, "listen", "127.0.0.1:9090", "address to listen on when not socket-activated")
 	flag.StringVar(&cfg.pidfile, "pidfile", "", "write the serving process's pid to this file")
 	flag.DurationVar(&cfg.drainTimeout, "drain-timeout", handoff.DefaultDrainTimeout, "bound on a generation's drain, then Stop")
+	flag.DurationVar(&cfg.watchWindow, "watch-window", 0, "after an upgrade, keep this generation this long and serve again if the new one dies (0: hand over at once)")
 	flag.Parse()
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "grpc:", err)
@@ -48,12 +55,14 @@ type config struct {
 	listen       string
 	pidfile      string
 	drainTimeout time.Duration
+	watchWindow  time.Duration
 }
 
 func run(cfg config) error {
 	up, err := handoff.New(handoff.Config{
 		PIDFile:      cfg.pidfile,
 		DrainTimeout: cfg.drainTimeout,
+		WatchWindow:  cfg.watchWindow,
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
 	if err != nil {
@@ -64,25 +73,28 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	// drain ends when the Upgrader starts draining this server, which it
-	// does as soon as Done is closed.
-	drain, endStreams := context.WithCancel(context.Background())
-	defer endStreams()
 	self := fmt.Sprintf("generation %d (pid %d)", up.Generation(), os.Getpid())
-	srv := grpc.NewServer(grpc.StreamInterceptor(endAtDrain(drain, self)))
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(srv, hs)
-	srv.RegisterService(&pidsDesc, &pids{msg: fmt.Sprintf("pid %d generation %d", os.Getpid(), up.Generation())})
-	up.Serve(handoff.ServerFuncs{
-		ServeFunc: func() error { return srv.Serve(ln) },
-		ShutdownFunc: handoff.Graceful(func() {
-			// End the streams, tell health-checking clients to go
-			// elsewhere, then finish the calls in flight.
-			endStreams()
-			hs.Shutdown()
-			srv.GracefulStop()
-		}, srv.Stop),
-	})
+	msg := fmt.Sprintf("pid %d generation %d", os.Getpid(), up.Generation())
+	// A grpc.Server serves once: Rebuild makes a new one on the same
+	// socket if a watch window rolls back.
+	up.Serve(handoff.Rebuild(ln, func(ln net.Listener) handoff.Server {
+		// drain ends when the Upgrader starts draining this server.
+		drain, endStreams := context.WithCancel(context.Background())
+		srv := grpc.NewServer(grpc.StreamInterceptor(endAtDrain(drain, self)))
+		hs := health.NewServer()
+		healthpb.RegisterHealthServer(srv, hs)
+		srv.RegisterService(&pidsDesc, &pids{msg: msg})
+		return handoff.ServerFuncs{
+			ServeFunc: func() error { return srv.Serve(ln) },
+			ShutdownFunc: handoff.Graceful(func() {
+				// End the streams, tell health-checking clients to go
+				// elsewhere, then finish the calls in flight.
+				endStreams()
+				hs.Shutdown()
+				srv.GracefulStop()
+			}, srv.Stop),
+		}
+	}))
 	if err := up.Ready(); err != nil {
 		return err
 	}

@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	exampletest.Register("server", func(pidfile string, _ []string) error {
 		return run(config{listen: "127.0.0.1:0", pidfile: pidfile, drainTimeout: testDrainTimeout})
 	})
+	exampletest.Register("server-watch", func(pidfile string, _ []string) error {
+		return run(config{listen: "127.0.0.1:0", pidfile: pidfile, drainTimeout: testDrainTimeout, watchWindow: time.Minute})
+	})
 	exampletest.Main(m)
 }
 
