@@ -419,11 +419,13 @@ func (r *runScenario) window(rounds int, waitWindow bool) {
 		}
 		// Plain baton reload has returned at the cut-over: this is at once.
 		succ := r.cutOver(cur)
+		var ports []int
 		if kill {
 			time.Sleep(time.Duration(rng.Int64N(int64(watchWindow * 6 / 10))))
 			if !r.stop(succ) {
 				t.Fatalf("%s: new child %d gone before the kill", r.label, succ)
 			}
+			ports = r.clientPorts(succ)
 			if time.Since(begun) > watchWindow-killMargin {
 				// The window may be over before baton sees the kill.
 				_ = r.signal(succ, unix.SIGCONT)
@@ -432,13 +434,14 @@ func (r *runScenario) window(rounds int, waitWindow bool) {
 			}
 		}
 		if kill {
-			r.load.MarkLost(r.clientPorts(succ))
+			r.load.MarkLost(ports)
 			if err := r.signal(succ, unix.SIGKILL); err != nil {
 				t.Fatalf("%s: SIGKILL %d: %v", r.label, succ, err)
 			}
+			at := time.Since(begun)
 			killed = append(killed, succ)
 			if got := probeUntil(t, r.box, func(pid int) bool { return pid == cur }); got != cur {
-				t.Fatalf("%s: served by %d after the kill, want the old child %d", r.label, got, cur)
+				t.Fatalf("%s: served by %d after the kill %v after the reload began, want the old child %d", r.label, got, at.Round(time.Millisecond), cur)
 			}
 			if waitWindow {
 				if err := <-done; err == nil {

@@ -4,7 +4,6 @@ package handoff
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -78,24 +76,6 @@ func awaitFile(name string, limit time.Duration) bool {
 	return false
 }
 
-// lockedBuffer collects a helper's stderr.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestPlainProcess: a server on the Upgrader of systems other than Linux
 // serves, logs on SIGHUP why it cannot upgrade and serves on (the same
 // keep-alive connection included), and on SIGTERM drains a request in
@@ -103,7 +83,7 @@ func (b *lockedBuffer) String() string {
 func TestPlainProcess(t *testing.T) {
 	dir := t.TempDir()
 	pidfile := filepath.Join(dir, "pid")
-	stderr := &lockedBuffer{}
+	stderr := &testproc.Buffer{}
 	cmd := testproc.Command(t, "plain", dir)
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {

@@ -167,11 +167,8 @@ func TestRunPoolFailedRestartResize(t *testing.T) {
 
 // runStatusJSON is what the tests read of `baton status --json` of baton run.
 type runStatusJSON struct {
-	Children []struct {
-		PID, Worker, Version, Restarts int
-		State                          string
-	} `json:"children"`
-	Pool struct {
+	Children []runChildJSON `json:"children"`
+	Pool     struct {
 		Workers, Restarts int
 		WorkerExits       int `json:"worker_exits"`
 	} `json:"pool"`
@@ -181,6 +178,12 @@ type runStatusJSON struct {
 	Counters struct {
 		RolledBack int `json:"upgrades_rolled_back"`
 	} `json:"counters"`
+}
+
+// runChildJSON is one CMD in `baton status --json`.
+type runChildJSON struct {
+	PID, Worker, Version, Restarts int
+	State                          string
 }
 
 func poolStatusOf(t *testing.T, pid int) runStatusJSON {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,7 +48,7 @@ func install(t *testing.T, path string, content []byte) {
 type served struct {
 	cmd    *exec.Cmd
 	url    string
-	stderr *bytes.Buffer
+	stderr *testproc.Buffer
 	done   chan struct{}
 	err    error
 }
@@ -56,7 +57,7 @@ type served struct {
 // url answers.
 func startRun(t *testing.T, cmd *exec.Cmd, url string) *served {
 	t.Helper()
-	s := &served{cmd: cmd, url: url, stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	s := &served{cmd: cmd, url: url, stderr: &testproc.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	// CMDs share baton's stderr: if one outlived baton, Wait would wait
 	// for it.
@@ -76,7 +77,7 @@ func startRun(t *testing.T, cmd *exec.Cmd, url string) *served {
 	})
 	for {
 		if _, err := s.get(); err == nil {
-			return s
+			break
 		}
 		select {
 		case <-s.done:
@@ -84,6 +85,15 @@ func startRun(t *testing.T, cmd *exec.Cmd, url string) *served {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	// A CMD may answer before it says READY=1; until baton has seen that,
+	// a reload is refused as a first start still in progress. (Through a
+	// wrapper such as unshare, baton is not cmd's process.)
+	if cmd.Path == batonBin {
+		awaitPool(t, cmd.Process.Pid, "CMD ready", func(st runStatusJSON) bool {
+			return slices.ContainsFunc(st.Children, func(c runChildJSON) bool { return c.State == "serving" })
+		})
+	}
+	return s
 }
 
 // get returns the X-Pid of one response.

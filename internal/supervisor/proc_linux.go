@@ -163,3 +163,15 @@ func fileID(fi os.FileInfo) (ino, dev uint64) {
 	}
 	return 0, 0
 }
+
+// exitPending reports whether the child pid has exited: it is a zombie
+// its wait has not reaped yet (waitid with WNOWAIT leaves it so), or it
+// is reaped already (ECHILD; its done is about to close).
+func exitPending(pid int) bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	if err != nil {
+		return errors.Is(err, unix.ECHILD)
+	}
+	return info.Signo == int32(unix.SIGCHLD)
+}

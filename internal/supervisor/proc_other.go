@@ -17,6 +17,7 @@ func startProcess(string, []string, []string, *os.File, *os.File, *os.File, []So
 func setBlocking(*os.File) error           { return errUnsupported }
 func killGroup(int) error                  { return errUnsupported }
 func monotonicUsec() int64                 { return 0 }
+func exitPending(int) bool                 { return false }
 func fileID(os.FileInfo) (ino, dev uint64) { return 0, 0 }
 
 type reaper struct{}

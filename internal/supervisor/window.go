@@ -53,20 +53,30 @@ func (s *Supervisor) runWindow(w *window) {
 	t := time.NewTimer(time.Until(w.until))
 	defer t.Stop()
 	var err error
+	ended := false
 	select {
 	case <-t.C:
-		s.windowPassed(w, "watch window passed")
+		// The new CMD's exit may be due too (select picks either of two
+		// ready cases) or not reaped yet: it still wins, as the rollback
+		// it is, rather than leave a dead CMD serving alone.
+		if ended = isClosed(w.new.done) || exitPending(w.new.pid); !ended {
+			s.windowPassed(w, "watch window passed")
+		}
 	case <-w.old.done:
 		s.windowPassed(w, "old process exited in the watch window")
 	case <-w.new.done:
+		ended = true
+	case <-s.stopping:
+		err = s.windowStopped(w)
+	}
+	if ended {
+		<-w.new.done
 		s.awaitStopRace(&w.new.status)
 		if s.Stopping() {
 			err = s.windowStopped(w)
 		} else {
 			err = s.rollBack(w)
 		}
-	case <-s.stopping:
-		err = s.windowStopped(w)
 	}
 	w.result <- err
 }

@@ -5,10 +5,14 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -205,4 +209,55 @@ func summary(ds []time.Duration) string {
 	ds = slices.Clone(ds)
 	slices.Sort(ds)
 	return "median " + ds[len(ds)/2].Round(10*time.Microsecond).String() + ", max " + ds[len(ds)-1].Round(10*time.Microsecond).String() + " (n " + strconv.Itoa(len(ds)) + ")"
+}
+
+// TestWindowEndSeesExit: when the window's end and the new CMD's exit are
+// both due, the exit wins: the supervisor rolls back rather than retire
+// the CMD that still serves. (A select between two ready channels picks
+// either; each round here has both ready before runWindow starts.)
+func TestWindowEndSeesExit(t *testing.T) {
+	for i := range 64 {
+		s := &Supervisor{cfg: Config{WatchWindow: time.Millisecond}, log: slog.New(slog.DiscardHandler), stopping: make(chan struct{}), idle: make(chan struct{}, 1)}
+		old := &child{pid: 1 << 30, state: stateStandby, done: make(chan struct{}), ready: make(chan struct{})}
+		nw := &child{pid: 1<<30 + 1, state: stateExited, done: make(chan struct{}), ready: make(chan struct{})}
+		nw.exited(ExitStatus{Code: -1, Signal: syscall.SIGKILL})
+		s.slots = []*slot{{c: nw}}
+		now := time.Now()
+		w := &window{cut: now.Add(-time.Second), until: now.Add(-time.Millisecond), old: old, new: nw, begun: now.Add(-time.Second), result: make(chan error, 1)}
+		s.window, s.op = w, opWindow
+		s.wg.Add(1)
+		s.runWindow(w)
+		if err := <-w.result; !errors.Is(err, ErrRolledBack) {
+			t.Fatalf("round %d: window outcome %v, want ErrRolledBack", i+1, err)
+		}
+		if s.slots[0].c != old || old.state != stateServing {
+			t.Fatalf("round %d: slot serves pid %d (old in state %s), want the old CMD serving", i+1, s.slots[0].c.pid, old.state)
+		}
+	}
+}
+
+// TestExitPending: exitPending tells an exited child not yet reaped (and
+// one reaped already) from a running one.
+func TestExitPending(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if exitPending(pid) {
+		t.Errorf("exitPending(%d) of a running child = true", pid)
+	}
+	_ = cmd.Process.Kill()
+	waitFor(t, "the zombie", func() bool {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		_, rest, _ := strings.Cut(string(b), ") ")
+		return err == nil && strings.HasPrefix(rest, "Z")
+	})
+	if !exitPending(pid) {
+		t.Errorf("exitPending(%d) of a zombie = false", pid)
+	}
+	_ = cmd.Wait()
+	if !exitPending(pid) {
+		t.Errorf("exitPending(%d) of a reaped child = false", pid)
+	}
 }
