@@ -24,12 +24,6 @@ const (
 	poolSurge   = 1
 )
 
-// killMargin is how much of a watch window must be left, counted from the
-// `systemctl reload` (the cut-over comes later), for scenario 11 to kill
-// the new child in it: a kill baton could see after the window's end would
-// be the serving CMD's exit, not a rollback.
-const killMargin = 250 * time.Millisecond
-
 // TestScenario11BatonRunPoolWindow: `baton run` as ExecStart= of a unit
 // whose socket comes from a socket unit, around e2e/internal/sdserver (a
 // go-systemd server that knows nothing of baton), on systemd 252
@@ -421,17 +415,7 @@ func (r *runScenario) window(rounds int, waitWindow bool) {
 		succ := r.cutOver(cur)
 		var ports []int
 		if kill {
-			time.Sleep(time.Duration(rng.Int64N(int64(watchWindow * 6 / 10))))
-			if !r.stop(succ) {
-				t.Fatalf("%s: new child %d gone before the kill", r.label, succ)
-			}
-			ports = r.clientPorts(succ)
-			if time.Since(begun) > watchWindow-killMargin {
-				// The window may be over before baton sees the kill.
-				_ = r.signal(succ, unix.SIGCONT)
-				kill = false
-				r.outcome("kill too late, skipped")
-			}
+			ports, kill = r.stopInWindow(rng, succ, begun)
 		}
 		if kill {
 			r.load.MarkLost(ports)

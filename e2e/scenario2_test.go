@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/batonhq/baton/internal/testproc"
 )
 
 // TestScenario2BrokenBinary: a broken new binary (one that exits at start,
@@ -41,7 +43,7 @@ func TestScenario2BrokenBinary(t *testing.T) {
 	}
 	failedReloads := 0
 	for _, b := range broken {
-		replaceFile(t, bin, []byte(b.script))
+		testproc.InstallContent(t, bin, []byte(b.script))
 		ctx, cancel := box.context()
 		out, err := box.Exec(ctx, "systemctl", "reload", "s2.service")
 		cancel()
@@ -75,7 +77,7 @@ func TestScenario2BrokenBinary(t *testing.T) {
 		}
 	}
 
-	replaceFile(t, bin, good)
+	testproc.InstallContent(t, bin, good)
 	box.Systemctl("reload", "s2.service")
 	main := box.MainPID("s2.service")
 	if main == mains[0] {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/batonhq/baton/internal/testproc"
 )
 
 // TestScenario7NotifyReload: on systemd 254 the units are
@@ -39,7 +41,7 @@ func TestScenario7NotifyReload(t *testing.T) {
 	// one each time means the reload waited for the new generation.
 	mains := reloadLoop(t, box, "s7.service", count, load)
 
-	replaceFile(t, bin, []byte("#!/bin/sh\necho 's7: broken binary' >&2\nexit 3\n"))
+	testproc.InstallContent(t, bin, []byte("#!/bin/sh\necho 's7: broken binary' >&2\nexit 3\n"))
 	ctx, cancel := box.context()
 	out, err := box.Exec(ctx, "systemctl", "reload", "s7.service")
 	cancel()
@@ -59,7 +61,7 @@ func TestScenario7NotifyReload(t *testing.T) {
 	if got := probeUntil(t, box, func(pid int) bool { return pid == old }); got != old {
 		t.Errorf("served by pid %d after the failed upgrade, want %d", got, old)
 	}
-	replaceFile(t, bin, good)
+	testproc.InstallContent(t, bin, good)
 	box.Systemctl("reload", "s7.service")
 	mains = append(mains, waitNewMain(t, box, "s7.service", old))
 	load.WaitRequests(50)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/batonhq/baton/internal/testproc"
 )
 
 // TestScenario8StopDuringReload: `systemctl stop` while a reload is under
@@ -34,7 +36,7 @@ func TestScenario8StopDuringReload(t *testing.T) {
 	if err := os.WriteFile(v2, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	replaceFile(t, real, []byte("#!/bin/sh\nsleep 2\nexec "+v2+" \"$@\"\n"))
+	testproc.InstallContent(t, real, []byte("#!/bin/sh\nsleep 2\nexec "+v2+" \"$@\"\n"))
 
 	start := time.Now()
 	load := box.StartLoad(t.Context(), LoadConfig{URL: httpURL})

@@ -100,19 +100,6 @@ func privateCopy(t *testing.T, bin string) string {
 	return dst
 }
 
-// replaceFile atomically replaces path with data (rename over it), the way
-// a package manager installs a new binary.
-func replaceFile(t *testing.T, path string, data []byte) {
-	t.Helper()
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // scenarioReport logs a scenario's numbers in one fixed format.
 func scenarioReport(t *testing.T, n int, res LoadResult, reloads int, start time.Time) {
 	t.Helper()

@@ -89,15 +89,8 @@ func TestMaxDraining(t *testing.T) {
 	})
 
 	awaitAll(t, l, gens[3])
-	n := l.OK.Load()
-	for l.OK.Load() < n+100 && l.Failed.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	l.Stop()
-	t.Logf("3 upgrades, %d fresh requests, %d failures", l.OK.Load(), l.Failed.Load())
-	if f := l.Failed.Load(); f > 0 {
-		t.Errorf("%d failed requests, first ones:\n%s", f, strings.Join(l.Errors(), "\n"))
-	}
+	l.Await(100)
+	l.Finish(t, "3 upgrades")
 
 	// Generation 1's request died with it; the others are answered once
 	// the gate opens, and their generations drain and exit.

@@ -74,10 +74,7 @@ func statusOf(t *testing.T, pid int) Status {
 // never told MAINPID= of the successor, and the history says "rolled
 // back". `baton reload` returns at the cut-over with the successor's pid.
 func TestWatchWindowRollback(t *testing.T) {
-	rounds := 10
-	if testproc.InCI() {
-		rounds = 100
-	}
+	rounds := testproc.Rounds(10, 100)
 	const window = time.Second
 	s := startService(t, serviceOpts{env: []string{envTestWatch + "=" + window.String()}})
 	main := s.gen1

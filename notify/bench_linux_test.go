@@ -31,17 +31,23 @@ func (r *receiver) drain() (stop func()) {
 	return func() { _ = r.conn.Close(); wg.Wait() }
 }
 
-// BenchmarkReady: one READY=1 datagram to a real receiver with
-// SO_PASSCRED that reads concurrently.
-func BenchmarkReady(b *testing.B) {
+// dialDraining returns a Client of a receiver that reads concurrently;
+// both are closed when b ends.
+func dialDraining(b *testing.B) *Client {
 	r := newReceiver(b, false)
 	c, err := Dial(r.socket)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
 	stop := r.drain()
-	defer stop()
+	b.Cleanup(func() { _ = c.Close(); stop() })
+	return c
+}
+
+// BenchmarkReady: one READY=1 datagram to a real receiver with
+// SO_PASSCRED that reads concurrently.
+func BenchmarkReady(b *testing.B) {
+	c := dialDraining(b)
 	loopReady(b, c)
 }
 
@@ -67,14 +73,7 @@ func BenchmarkDialReady(b *testing.B) {
 // BenchmarkBarrier: BARRIER=1 and the wait for the receiver to close the
 // pipe.
 func BenchmarkBarrier(b *testing.B) {
-	r := newReceiver(b, false)
-	c, err := Dial(r.socket)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	stop := r.drain()
-	defer stop()
+	c := dialDraining(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := c.Barrier(b.Context()); err != nil {

@@ -40,10 +40,10 @@ type hanging struct {
 func runHanging(t *testing.T, good []byte, args ...string) *hanging {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "http")
-	install(t, bin, good)
+	testproc.InstallContent(t, bin, good)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	s := startRun(t, exec.Command(batonBin, "run", "--quiet", "--listen", "http=tcp://"+addr, "--", bin, "-listen", addr), "http://"+addr+"/")
-	install(t, bin, hang)
+	testproc.InstallContent(t, bin, hang)
 	reload := exec.Command(batonBin, append([]string{"reload", "--pid", strconv.Itoa(s.cmd.Process.Pid), "--timeout", "1m"}, args...)...)
 	wait, err := startCmd(reload)
 	if err != nil {
@@ -147,7 +147,7 @@ func TestReloadInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitFor(t, serving)
-	install(t, h.bin, good)
+	testproc.InstallContent(t, h.bin, good)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		r := baton(t, "reload", "--pid", pid)

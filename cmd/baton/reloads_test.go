@@ -78,11 +78,7 @@ func TestRunReloadsUnderLoad(t *testing.T) {
 				seen[pid] = true
 			}
 			l.Await(20)
-			l.Stop()
-			t.Logf("%d reloads, %d requests, %d failed", reloads, l.OK.Load(), l.Failed.Load())
-			if l.Failed.Load() != 0 {
-				t.Errorf("%d requests failed, first: %v", l.Failed.Load(), l.Errors())
-			}
+			l.Finish(t, fmt.Sprintf("%d reloads", reloads))
 		})
 	}
 }

@@ -103,7 +103,7 @@ func TestRunWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	served := filepath.Join(dir, "server")
-	install(t, served, good)
+	testproc.InstallContent(t, served, good)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	s := startRun(t, exec.Command(batonBin, "run", "--watch", served, "--watch-interval", "20ms",
 		"--listen", "http=tcp://"+addr, "--", served), "http://"+addr+"/")
@@ -111,7 +111,7 @@ func TestRunWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	install(t, served, good) // a rebuilt binary: a new inode
+	testproc.InstallContent(t, served, good) // a rebuilt binary: a new inode
 	for {
 		pid, err := s.get()
 		if err != nil {

@@ -38,10 +38,7 @@ func pyChild(t *testing.T) string {
 // reload replaces every worker, and baton never has more than 4+1 CMDs
 // (sampled from /proc meanwhile).
 func TestRunPoolRollingUpgrades(t *testing.T) {
-	reloads := 12
-	if testproc.InCI() {
-		reloads = 100
-	}
+	reloads := testproc.Rounds(12, 100)
 	const workers, surge = 4, 1
 	for _, tt := range []struct {
 		name  string
@@ -95,7 +92,7 @@ func TestRunPoolFailedRestartResize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	install(t, bin, good)
+	testproc.InstallContent(t, bin, good)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	s := startRun(t, exec.Command(batonBin, "run", "--workers", "3", "--listen", "http=tcp://"+addr, "--", bin), "http://"+addr+"/")
 	bpid := s.cmd.Process.Pid
@@ -103,7 +100,7 @@ func TestRunPoolFailedRestartResize(t *testing.T) {
 	l := rawhttp.StartLoad(addr, 4, halfKeepAlive)
 	defer l.Stop()
 
-	install(t, bin, []byte("#!/bin/sh\nexit 3\n"))
+	testproc.InstallContent(t, bin, []byte("#!/bin/sh\nexit 3\n"))
 	r := reload(t, "--pid", strconv.Itoa(bpid))
 	if r.code != 1 || !strings.Contains(r.stderr, "child exited with exit status 3") {
 		t.Errorf("reload to a failing version = %d %q, want 1", r.code, r.stderr)
@@ -111,12 +108,9 @@ func TestRunPoolFailedRestartResize(t *testing.T) {
 	if v := poolVersions(t, bpid); len(v) != 1 || v[0] != 3 {
 		t.Errorf("after the failed roll-out the serving versions are %v, want the 3 old workers", v)
 	}
-	install(t, bin, good)
+	testproc.InstallContent(t, bin, good)
 	l.Await(50)
-	l.Stop()
-	if l.Failed.Load() != 0 {
-		t.Errorf("%d of %d requests failed, first: %v", l.Failed.Load(), l.OK.Load(), l.Errors())
-	}
+	l.Finish(t, "the load")
 
 	// (No load now: the SIGKILL would cut what the killed worker has.)
 	st := poolStatusOf(t, bpid)
@@ -142,10 +136,7 @@ func TestRunPoolFailedRestartResize(t *testing.T) {
 		})
 	}
 	l.Await(50)
-	l.Stop()
-	if l.Failed.Load() != 0 {
-		t.Errorf("%d of %d requests failed while resizing, first: %v", l.Failed.Load(), l.OK.Load(), l.Errors())
-	}
+	l.Finish(t, "while resizing")
 	r = baton(t, "status", "--pid", strconv.Itoa(bpid))
 	if r.code != 0 || !strings.Contains(r.stdout, "WORKER  PID") || !strings.Contains(r.stdout, "workers 2 (max surge 1), exits 1, restarts 1") {
 		t.Errorf("status table: %d\n%s%s", r.code, r.stdout, r.stderr)

@@ -249,15 +249,8 @@ func TestRunMaxDraining(t *testing.T) {
 		}
 	}
 	awaitAll(t, l, pids[3])
-	n := l.OK.Load()
-	for l.OK.Load() < n+100 && l.Failed.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	l.Stop()
-	t.Logf("3 reloads, %d fresh requests, %d failed", l.OK.Load(), l.Failed.Load())
-	if l.Failed.Load() != 0 {
-		t.Errorf("%d requests failed, first: %v", l.Failed.Load(), l.Errors())
-	}
+	l.Await(100)
+	l.Finish(t, "3 reloads")
 	if _, _, err := held[0].receive(); err == nil {
 		t.Error("the request held by the first CMD was answered")
 	}

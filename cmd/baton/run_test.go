@@ -32,18 +32,6 @@ func buildExample(t *testing.T, dir string) string {
 	return bin
 }
 
-// install replaces path by rename with an executable holding content.
-func install(t *testing.T, path string, content []byte) {
-	t.Helper()
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, content, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // served is a `baton run` process under test.
 type served struct {
 	cmd    *exec.Cmd
@@ -210,9 +198,9 @@ func TestRunAndReload(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				install(t, bin, tt.content)
+				testproc.InstallContent(t, bin, tt.content)
 			}
-			defer install(t, bin, good)
+			defer testproc.InstallContent(t, bin, good)
 			r := reload(t, "--pid", baton)
 			if r.code != tt.code || !strings.Contains(r.stderr, tt.want) || r.stdout != "" {
 				t.Errorf("baton reload = %d %q %q; want %d saying %q", r.code, r.stdout, r.stderr, tt.code, tt.want)
@@ -225,7 +213,7 @@ func TestRunAndReload(t *testing.T) {
 	t.Run("in progress", func(t *testing.T) {
 		// A new version that never says READY=1 keeps the first reload
 		// waiting; the second one is refused meanwhile.
-		install(t, bin, []byte("#!/bin/sh\nexec sleep 60\n"))
+		testproc.InstallContent(t, bin, []byte("#!/bin/sh\nexec sleep 60\n"))
 		first := exec.Command(batonBin, "reload", "--pid", baton)
 		wait, err := startCmd(first)
 		if err != nil {
@@ -240,7 +228,7 @@ func TestRunAndReload(t *testing.T) {
 		if r.code != exitInProgress || strings.Count(r.stderr, "upgrade already in progress") != 1 {
 			t.Errorf("second reload = %d %q, want %d: in progress (said once)", r.code, r.stderr, exitInProgress)
 		}
-		install(t, bin, good)
+		testproc.InstallContent(t, bin, good)
 		_ = syscall.Kill(sleeper, syscall.SIGKILL)
 		r, err = wait()
 		if err != nil || r.code != 1 || !strings.Contains(r.stderr, "killed by signal") {

@@ -22,15 +22,12 @@ import (
 // rollback, systemd gets STATUS=, `baton status` lists it. A window that
 // passes quietly stops the old CMD after it.
 func TestRunWatchWindow(t *testing.T) {
-	reps := 4
-	if testproc.InCI() {
-		reps = 20
-	}
+	reps := testproc.Rounds(4, 20)
 	real := buildGoChild(t)
 	bin := filepath.Join(t.TempDir(), "server")
 	good := []byte("#!/bin/sh\nexec " + real + "\n")
 	dying := []byte("#!/bin/sh\nGOCHILD_DIE_AFTER=300ms exec " + real + "\n")
-	install(t, bin, good)
+	testproc.InstallContent(t, bin, good)
 	socket, await := managerMessages(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	cmd := exec.Command(batonBin, "run", "--watch-window", "4s", "--listen", "http=tcp://"+addr, "--", bin)
@@ -44,7 +41,7 @@ func TestRunWatchWindow(t *testing.T) {
 	l := rawhttp.StartLoad(addr, 8, halfKeepAlive)
 	defer l.Stop()
 
-	install(t, bin, dying)
+	testproc.InstallContent(t, bin, dying)
 	r := reload(t, "--pid", bpid)
 	if pid, err := strconv.Atoi(strings.TrimSpace(r.stdout)); r.code != 0 || err != nil || pid == old {
 		t.Fatalf("reload = %d %q %q, want 0 and the new pid at the cut-over", r.code, r.stdout, r.stderr)
@@ -70,7 +67,7 @@ func TestRunWatchWindow(t *testing.T) {
 	}
 
 	// A window that passes: the old CMD waits on standby, then goes.
-	install(t, bin, good)
+	testproc.InstallContent(t, bin, good)
 	r = reload(t, "--pid", bpid)
 	if r.code != 0 {
 		t.Fatalf("reload = %d %q", r.code, r.stderr)

@@ -139,3 +139,23 @@ func (l *Load) Stop() {
 	}
 	l.wg.Wait()
 }
+
+// TB is the part of testing.TB that Finish uses.
+type TB interface {
+	Helper()
+	Logf(format string, args ...any)
+	Errorf(format string, args ...any)
+}
+
+// Finish stops l, logs its counts after what (such as "3 reloads"), and
+// fails t when any request failed: the one check of a test that asserts
+// that none did.
+func (l *Load) Finish(t TB, what string) {
+	t.Helper()
+	l.Stop()
+	ok, failed := l.OK.Load(), l.Failed.Load()
+	t.Logf("%s: %d requests answered, %d failed", what, ok, failed)
+	if failed != 0 {
+		t.Errorf("%s: %d of %d requests failed, first: %v", what, failed, ok+failed, l.Errors())
+	}
+}

@@ -6,9 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -22,9 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/batonhq/baton/internal/gochild"
 	"github.com/batonhq/baton/internal/rawhttp"
 	"github.com/batonhq/baton/internal/testproc"
 )
@@ -34,10 +31,8 @@ func TestMain(m *testing.M) {
 	testproc.Main(m)
 }
 
-// goChild is a server as a Go user writes it with go-systemd: sockets from
-// activation, readiness through daemon.SdNotify, and a drain on SIGTERM
-// (listener closed, a lame-duck period answering with Connection: close,
-// then Shutdown). Its first argument is a mode: serve, exit N, hang,
+// goChild is internal/gochild's server, as a Go user writes one with
+// go-systemd. Its first argument is a mode: serve, exit N, hang,
 // noready, die-after MS (serves, then after MS milliseconds drains as on
 // SIGTERM and exits with status 3: a crash that loses no request), fail-nth
 // FILE N (appends a byte to FILE and exits 3 before serving when FILE then
@@ -72,83 +67,15 @@ func goChild() {
 			os.Exit(3)
 		}
 	}
-	lame := 100 * time.Millisecond
+	o := gochild.Options{Name: "go-child", NoReady: mode == "noready"}
 	if d, err := time.ParseDuration(os.Getenv("CHILD_LAME_DUCK")); err == nil {
-		lame = d
+		o.LameDuck = d
 	}
-	lns, err := activation.ListenersWithNames()
-	if err != nil || len(lns["http"]) != 1 {
-		fmt.Fprintf(os.Stderr, "go-child: want one socket named http: %v, %v\n", lns, err)
-		os.Exit(3)
-	}
-	ln := lns["http"][0]
-	var lameDuck atomic.Bool
-	var fresh atomic.Int64 // connections accepted whose first request is not read yet
-	var open atomic.Int64  // connections not closed yet
-	pid := strconv.Itoa(os.Getpid())
-	seen := sync.Map{}
-	srv := &http.Server{ConnState: func(c net.Conn, st http.ConnState) {
-		switch st {
-		case http.StateNew:
-			open.Add(1)
-			fresh.Add(1)
-			seen.Store(c, true)
-			return
-		case http.StateClosed, http.StateHijacked:
-			open.Add(-1)
-		}
-		if _, ok := seen.LoadAndDelete(c); ok {
-			fresh.Add(-1)
-		}
-	}, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("X-Pid", pid)
-		if lameDuck.Load() {
-			w.Header().Set("Connection", "close")
-		}
-		_, _ = io.WriteString(w, pid+"\n")
-	})}
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	if mode != "noready" {
-		_, _ = daemon.SdNotify(false, "READY=1\nSTATUS=serving from "+pid)
-		_, _ = daemon.SdNotify(false, "WATCHDOG=1")
-	}
-	code := 0
 	if mode == "die-after" {
 		ms, _ := strconv.Atoi(args[1])
-		select {
-		case <-term:
-		case <-time.After(time.Duration(ms) * time.Millisecond):
-			code = 3
-		}
-	} else {
-		<-term
+		o.Die, o.DieAfter = true, time.Duration(ms)*time.Millisecond
 	}
-	// Drain: no more accepts; answer with Connection: close for a while;
-	// never Shutdown while a connection's first request is unread, since
-	// net/http drops a request it reads after Shutdown began.
-	_ = ln.Close()
-	lameDuck.Store(true)
-	time.Sleep(lame)
-	for i := 0; i < 500 && fresh.Load() > 0; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
-	// And let every keep-alive connection end after its next response
-	// (Connection: close), so that Shutdown closes no idle connection a
-	// client is sending on (golang/go#65802) unless the client stays
-	// silent for 2s.
-	for i := 0; i < 200 && open.Load() > 0; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_ = srv.Shutdown(ctx)
-	cancel()
-	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-		os.Exit(1)
-	}
-	os.Exit(code)
+	os.Exit(gochild.Serve(o))
 }
 
 // family is a CMD that starts a child of its own (this binary, hanging),

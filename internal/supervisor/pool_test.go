@@ -100,10 +100,7 @@ func TestPoolFailedRollOut(t *testing.T) {
 		t.Errorf("after the next upgrade the serving versions are %v, want 4 of version 1 (the failed one took none)", v)
 	}
 	l.Await(50)
-	l.Stop()
-	if n := l.Failed.Load(); n != 0 {
-		t.Errorf("%d of %d requests failed, first: %v", n, l.OK.Load(), l.Errors())
-	}
+	l.Finish(t, "the load")
 }
 
 // TestPoolRestartBackoff: a worker killed outside an upgrade is started
@@ -203,10 +200,7 @@ func TestPoolScale(t *testing.T) {
 		})
 	}
 	l.Await(50)
-	l.Stop()
-	if n := l.Failed.Load(); n != 0 {
-		t.Errorf("%d of %d requests failed, first: %v", n, l.OK.Load(), l.Errors())
-	}
+	l.Finish(t, "the load")
 	if err := s.Scale(0); err == nil {
 		t.Error("Scale(0) succeeded")
 	}

@@ -31,10 +31,7 @@ import (
 func TestWatchWindowRollback(t *testing.T) {
 	testproc.CheckFDs(t)
 	testproc.CheckGoroutines(t)
-	reps := 24
-	if testproc.InCI() {
-		reps = 100
-	}
+	reps := testproc.Rounds(24, 100)
 	s, args, addr, rec := newServing(t, Config{WatchWindow: 3 * time.Second})
 	old := s.PID()
 	l := rawhttp.StartLoad(addr, 8, halfKeepAlive)
@@ -133,10 +130,7 @@ func TestWatchWindowPasses(t *testing.T) {
 		}
 	}
 	l.Await(20)
-	l.Stop()
-	if l.Failed.Load() != 0 {
-		t.Errorf("%d of %d requests failed, first: %v", l.Failed.Load(), l.OK.Load(), l.Errors())
-	}
+	l.Finish(t, "the load")
 	if h := s.History(); len(h) != 2 || h[0].Outcome != OutcomeOK || h[1].Outcome != OutcomeOK {
 		t.Errorf("history %+v, want 2 ok", h)
 	}

@@ -1,7 +1,6 @@
 package testproc
 
 import (
-	"io"
 	"os"
 	"testing"
 )
@@ -11,20 +10,19 @@ import (
 // old file, the next exec of dst gets the new one.
 func Install(t testing.TB, src, dst string) {
 	t.Helper()
-	in, err := os.Open(src)
+	content, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer in.Close()
+	InstallContent(t, dst, content)
+}
+
+// InstallContent puts an executable holding content at dst, by rename as
+// Install does.
+func InstallContent(t testing.TB, dst string, content []byte) {
+	t.Helper()
 	tmp := dst + ".new"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
+	if err := os.WriteFile(tmp, content, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(tmp, dst); err != nil {

@@ -10,6 +10,15 @@ import (
 // the tests need may be missing.
 func InCI() bool { return os.Getenv("CI") == "true" }
 
+// Rounds is how many rounds a soak test runs: local on a laptop, ci under
+// CI, where the longer run is the one that counts.
+func Rounds(local, ci int) int {
+	if InCI() {
+		return ci
+	}
+	return local
+}
+
 // Require skips the test with the reason when ok is false, or fails it when
 // running under CI: a skipped test in CI is a defect.
 func Require(t testing.TB, ok bool, reason string) {
