@@ -42,7 +42,8 @@ type served struct {
 }
 
 // startRun starts `baton run ARGS` (binary, environment) and waits until
-// url answers.
+// url answers and, when cmd is baton itself, until baton has seen its
+// CMD ready.
 func startRun(t *testing.T, cmd *exec.Cmd, url string) *served {
 	t.Helper()
 	s := &served{cmd: cmd, url: url, stderr: &testproc.Buffer{}, done: make(chan struct{})}
