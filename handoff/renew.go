@@ -87,7 +87,7 @@ func (s *HTTPServer) Renew() (Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("handoff: renew http server: %w", err)
 	}
-	n := HTTP(s.hooks, ln)
+	n := HTTP(s.srv, ln)
 	n.IdleGrace, n.NewConnGrace, n.StreamGrace, n.SpreadWindow = s.IdleGrace, s.NewConnGrace, s.StreamGrace, s.SpreadWindow
 	return n, nil
 }
