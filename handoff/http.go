@@ -51,12 +51,11 @@ type HTTPServer struct {
 	// default spread; negative: none.
 	SpreadWindow time.Duration
 
-	d      *drain.Server
-	srv    *http.Server // the user's, for Renew
-	ln     net.Listener
-	once   sync.Once // copies the fields above into d
-	graces sync.Once // adds the Upgrader's graces, at the first Shutdown
-	spare  spare     // the socket, kept for Renew
+	d     *drain.Server
+	srv   *http.Server // the user's, for Renew
+	ln    net.Listener
+	once  sync.Once // copies the graces into d
+	spare spare     // the socket, kept for Renew
 }
 
 // HTTP returns a Server that serves srv's configuration on ln and drains as
@@ -74,18 +73,25 @@ func HTTP(srv *http.Server, ln net.Listener) *HTTPServer {
 	return &HTTPServer{d: drain.New(srv), srv: srv, ln: ln}
 }
 
-// configure copies the graces into the drain, once, before it serves or
-// drains.
-func (s *HTTPServer) configure() {
+// configure copies the graces into the drain, once, at the first
+// Shutdown (the drain reads them only from then on): the server's own,
+// else the Upgrader's that ctx carries, for what the server leaves unset.
+func (s *HTTPServer) configure(ctx context.Context) {
 	s.once.Do(func() {
+		dc, _ := ctx.Value(drainKey{}).(drainConfig)
 		s.d.IdleGrace, s.d.SpreadWindow = s.IdleGrace, s.SpreadWindow
 		s.d.NewConnGrace, s.d.StreamGrace = s.NewConnGrace, s.StreamGrace
+		if s.NewConnGrace <= 0 {
+			s.d.NewConnGrace = dc.newConnGrace
+		}
+		if s.StreamGrace <= 0 {
+			s.d.StreamGrace = dc.streamGrace
+		}
 	})
 }
 
 // Serve serves until Shutdown and returns nil then.
 func (s *HTTPServer) Serve() error {
-	s.configure()
 	err := s.d.Serve(acceptMarker{s.ln})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -95,18 +101,7 @@ func (s *HTTPServer) Serve() error {
 
 // Shutdown drains; see drain.Server.Shutdown.
 func (s *HTTPServer) Shutdown(ctx context.Context) error {
-	s.configure()
-	s.graces.Do(func() {
-		// The Upgrader's graces, for what the server leaves unset; read
-		// by the drain's Shutdown only.
-		dc, _ := ctx.Value(drainKey{}).(drainConfig)
-		if s.NewConnGrace <= 0 {
-			s.d.NewConnGrace = dc.newConnGrace
-		}
-		if s.StreamGrace <= 0 {
-			s.d.StreamGrace = dc.streamGrace
-		}
-	})
+	s.configure(ctx)
 	s.spare.keep(ctx, s.ln)
 	markStage(stageDrain) // the drain closes the listener first thing
 	err := s.d.Shutdown(ctx)
