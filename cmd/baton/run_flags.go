@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"strings"
 	"time"
 
@@ -145,32 +146,59 @@ func newRunCmd(io stdio) command {
 type listenFlags []listenSpec
 
 type listenSpec struct {
+	raw  string // as given
 	name string
 	addr *sockurl.Addr // nil: select by name
+	err  error         // what is wrong with raw: config reports it
 }
 
 func (l *listenFlags) String() string { return "" }
 
+// Set records v; a bad one is reported by config, in the words baton
+// units uses for the same mistake (parseListen), rather than the flag
+// package's.
 func (l *listenFlags) Set(v string) error {
+	spec, err := parseListen(v)
+	spec.err = err
+	*l = append(*l, spec)
+	return nil
+}
+
+// parseListen parses a --listen value, NAME or NAME=URL, for baton run
+// and baton units alike: one mistake, one message.
+func parseListen(v string) (listenSpec, error) {
 	name, u, hasURL := strings.Cut(v, "=")
-	if err := activation.CheckName(name); err != nil {
-		return err
+	spec := listenSpec{raw: v, name: name}
+	if !hasURL && (strings.Contains(v, "://") || strings.HasPrefix(v, "unix:")) {
+		return spec, fmt.Errorf("--listen %q: want NAME=URL, a name first (http=%s)", v, v)
 	}
-	spec := listenSpec{name: name}
+	if err := activation.CheckName(name); err != nil {
+		return spec, fmt.Errorf("--listen %q: %w", v, err)
+	}
 	if hasURL {
 		a, err := sockurl.Parse(u)
 		if err != nil {
-			return err
+			return spec, fmt.Errorf("--listen %q: %w", v, err)
 		}
 		spec.addr = &a
 	}
-	*l = append(*l, spec)
-	return nil
+	return spec, nil
+}
+
+// errListenNoURL is the message for a --listen NAME without =URL where a
+// URL is needed.
+func errListenNoURL(v, why string) error {
+	return fmt.Errorf("--listen %q: want NAME=URL (%s)", v, why)
 }
 
 // config checks the flags and returns the supervisor's configuration.
 func (c *runCommand) config(argv []string) (supervisor.Config, error) {
 	var cfg supervisor.Config
+	for _, l := range c.listen {
+		if l.err != nil {
+			return cfg, usagef("run", "%v", l.err)
+		}
+	}
 	switch c.ready {
 	case "notify":
 	case "exec":
