@@ -78,8 +78,17 @@ the signal. A second SIGTERM or SIGINT ends the delay and goes to CMD at
 once. CMD itself is not told: to fail its health check during the delay,
 give it a way to learn of the stop (or let the endpoint removal do it).
 
---ready=exec is for programs that do not send READY=1: CMD is ready when it
-is still running --ready-timeout after its start (pick a short one).
+Readiness: with --ready notify (the default) CMD is ready when it sends
+READY=1 to its NOTIFY_SOCKET from its own pid; after 5s without it baton
+logs what it is waiting for ("waiting for READY=1", the pid, the socket).
+--ready exec is for programs that never send READY=1: CMD is ready when it
+is still running --ready-timeout after its start (READY=1 earlier still
+counts). Pick a short --ready-timeout with it, e.g. 2s. The trade-off: the
+sockets are open before CMD starts, so nothing is refused while it starts
+(connections wait in the backlog), but baton cannot tell a CMD that is
+up from one still loading: the old CMD gets its SIGTERM after the
+timeout whether or not the new one accepts yet, and a CMD that dies
+after the timeout is found only by --watch-window. READY=1 is exact.
 
 Under systemd (Type=notify) baton stays the main process: it sends READY=1
 when the first CMD is ready (every worker of a pool), RELOADING=1 and
@@ -94,13 +103,19 @@ it started included. CMD's stdout and stderr are baton's; its stdin is
 
   [Service]
   Type=notify
-  ExecStart=/usr/bin/baton run --listen http=tcp://127.0.0.1:8080 -- /usr/bin/myserver
-  ExecReload=/usr/bin/baton reload --pid $MAINPID
+  ExecStart=/usr/local/bin/baton run --listen http=tcp://127.0.0.1:8080 -- /usr/local/bin/myserver
+  ExecReload=/usr/local/bin/baton reload --pid $MAINPID
   KillMode=mixed
 
 (KillMode=mixed: systemctl stop sends SIGTERM to baton alone, which passes
 it on, so CMD gets it once; SIGKILL still reaches every process at the end
-of TimeoutStopSec=.)
+of TimeoutStopSec=.) 'baton units --run -- CMD [ARG]...' writes such a
+unit, hardened, with its socket units.
+
+--ready-timeout defaults to 90s, systemd's own TimeoutStartSec=, because
+baton run starts programs of every kind; handoff's Config.ReadyTimeout
+(5s) is for a Go successor, and baton units' --ready-timeout (10s) sets
+TimeoutStartSec= (and, with --run, this flag).
 
 Exit status: CMD's, 1 when the first CMD does not become ready, 2 for a bad
 command line.
