@@ -29,7 +29,7 @@ const (
 // spreadMinConns: with fewer connections open, the default spreads nothing.
 const spreadMinConns = 64
 
-// HTTPServer drains an *http.Server without losing a request (SYSTEMD.md,
+// HTTPServer drains an *http.Server without losing a request (docs/systemd-notes.md,
 // golang/go#65802). Shutdown starts the drain:
 //
 //   - The listener is closed; connections the kernel queued after that are
