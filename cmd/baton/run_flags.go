@@ -15,6 +15,12 @@ import (
 // answer a `baton reload` in flight.
 const controlGrace = 5 * time.Second
 
+// execReadyTimeout is --ready-timeout's default with --ready exec: how
+// long a CMD that never sends READY=1 must keep running to count as
+// ready. supervisor.DefaultReadyTimeout (90s) would hold every upgrade
+// that long.
+const execReadyTimeout = 2 * time.Second
+
 const runUsage = `
 baton run [--listen NAME=URL]... [--watch PATH] [--ready notify|exec]
           [--ready-timeout D] [--drain D] [--stop-delay D] [--max-draining N]
@@ -82,8 +88,9 @@ Readiness: with --ready notify (the default) CMD is ready when it sends
 READY=1 to its NOTIFY_SOCKET from its own pid; after 5s without it baton
 logs what it is waiting for ("waiting for READY=1", the pid, the socket).
 --ready exec is for programs that never send READY=1: CMD is ready when it
-is still running --ready-timeout after its start (READY=1 earlier still
-counts). Pick a short --ready-timeout with it, e.g. 2s. The trade-off: the
+is still running --ready-timeout after its start (2s by default with
+--ready exec; READY=1 earlier still counts; --ready-timeout 1ms is ready
+once exec'd). The trade-off: the
 sockets are open before CMD starts, so nothing is refused while it starts
 (connections wait in the backlog), but baton cannot tell a CMD that is
 up from one still loading: the old CMD gets its SIGTERM after the
@@ -145,7 +152,7 @@ func newRunCmd(io stdio) command {
 	c.flags.Var(&c.listen, "listen", "a socket `NAME=URL` to bind (or NAME / NAME=URL to select when socket-activated); repeatable")
 	c.flags.StringVar(&c.watch, "watch", "", "upgrade when this `file` changes (typically CMD's binary)")
 	c.flags.StringVar(&c.ready, "ready", "notify", "readiness: notify (READY=1) or exec (running after --ready-timeout)")
-	c.flags.DurationVar(&c.readyTimeout, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a new CMD has to become ready")
+	c.flags.DurationVar(&c.readyTimeout, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a new CMD has to become ready; with --ready exec, how long it must keep running (default 2s then)")
 	c.flags.DurationVar(&c.drain, "drain", supervisor.DefaultDrain, "how long a replaced CMD has between SIGTERM and SIGKILL")
 	c.flags.DurationVar(&c.stopDelay, "stop-delay", 0, "on SIGTERM or SIGINT, keep CMD serving this long before passing the signal on")
 	c.flags.IntVar(&c.maxDraining, "max-draining", 0, "at most this many replaced CMDs draining at once; the oldest are killed (0: no cap)")
@@ -218,6 +225,11 @@ func (c *runCommand) config(argv []string) (supervisor.Config, error) {
 	case "notify":
 	case "exec":
 		cfg.Ready = supervisor.ReadyExec
+		explicit := false
+		c.flags.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "ready-timeout" })
+		if !explicit {
+			c.readyTimeout = execReadyTimeout
+		}
 	default:
 		return cfg, usagef("run", "--ready=%q: want notify or exec", c.ready)
 	}

@@ -14,11 +14,11 @@ import (
 	"github.com/batonhq/baton/units"
 )
 
-// The README's example names units.DefaultBaton, which need not be
+// docs/units.md's example names units.DefaultBaton, which need not be
 // installed where the tests run: their stderr is the warning about it, or
 // nothing (batonWarning; TestUnitsBatonWarning checks it).
 
-// exampleArgs is the README's example.
+// exampleArgs is docs/units.md's example.
 var exampleArgs = []string{
 	"units", "--name", "myapp", "--exec", "/usr/local/bin/myapp -config /etc/myapp.toml",
 	"--listen", "http=tcp://:8080", "--listen", "admin=unix:/run/myapp/admin.sock",
@@ -42,6 +42,16 @@ func TestUnitsStdout(t *testing.T) {
 	}
 	if diff := cmp.Diff(string(want), r.stdout); diff != "" {
 		t.Errorf("baton units output differs from %s (-want +got):\n%s", path, diff)
+	}
+	// docs/units.md shows the same output.
+	doc, err := os.ReadFile("../../docs/units.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, shown, _ := strings.Cut(string(doc), "```ini\n")
+	shown, _, _ = strings.Cut(shown, "```")
+	if diff := cmp.Diff(r.stdout, shown); diff != "" {
+		t.Errorf("docs/units.md's first ini block is not baton units' output (-output +docs):\n%s", diff)
 	}
 }
 
