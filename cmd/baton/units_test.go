@@ -297,8 +297,11 @@ func TestUnitsSandboxNotes(t *testing.T) {
 		want []string // the network, files and user lines contain these
 	}{
 		{"default", nil, []string{"not even to localhost (PrivateNetwork=yes", "relax: --state-dir, --writable PATH", "relax: --credential ID:PATH, --user USER"}},
-		{"relaxed", []string{"--allow-network", "--allow-ip", "localhost", "--writable", "/var/log/app", "--state-dir", "--user", "app"},
-			[]string{"to localhost only (IPAddressAllow=)", "read-only but /var/lib/app, /var/log/app", "runs as app"}},
+		{
+			"relaxed",
+			[]string{"--allow-network", "--allow-ip", "localhost", "--writable", "/var/log/app", "--state-dir", "--user", "app"},
+			[]string{"to localhost only (IPAddressAllow=)", "read-only but /var/lib/app, /var/log/app", "runs as app"},
+		},
 		{"credential", []string{"--credential", "config:/etc/app.toml"}, []string{"PrivateNetwork=yes", "ProtectSystem=strict", "$CREDENTIALS_DIRECTORY"}},
 	}
 	for _, tt := range tests {
