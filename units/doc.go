@@ -55,7 +55,8 @@
 //
 // Spec.Run writes the units of a program that does not upgrade itself:
 // ExecStart=/usr/local/bin/baton run --ready-timeout 10s --drain 30s --
-// PROGRAM, Type=notify, KillMode=mixed, no ExecStop= (baton stays the main
+// PROGRAM (with ReadyExec, --ready exec for a program that never sends
+// READY=1), Type=notify, KillMode=mixed, no ExecStop= (baton stays the main
 // process and systemd's child).
 //
 // Traps:

@@ -132,7 +132,11 @@ func (r *resolved) service() File {
 // runLine is ExecStart= under baton run: baton's own deadlines are the
 // spec's, and it passes on every socket systemd gives it.
 func (r *resolved) runLine() []string {
-	line := []string{r.Baton, "run", "--ready-timeout", r.ReadyTimeout.String(), "--drain", r.DrainTimeout.String()}
+	line := []string{r.Baton, "run"}
+	if r.ReadyExec {
+		line = append(line, "--ready", "exec")
+	}
+	line = append(line, "--ready-timeout", r.ReadyTimeout.String(), "--drain", r.DrainTimeout.String())
 	if r.StopDelay > 0 {
 		line = append(line, "--stop-delay", r.StopDelay.String())
 	}

@@ -153,6 +153,11 @@ type Spec struct {
 	// passes the stop signal on once) and has no ExecStop= (the main
 	// process stays systemd's child).
 	Run bool
+
+	// ReadyExec, with Run, is for a program that never sends READY=1:
+	// `baton run --ready exec`, ready once it has kept running
+	// ReadyTimeout.
+	ReadyExec bool
 }
 
 // Socket is one named socket of a Spec.
@@ -275,6 +280,9 @@ func (s *Spec) resolve() (*resolved, error) {
 			Field: "FDStoreMax", Value: fmt.Sprint(s.FDStoreMax),
 			Reason: "only for a service without socket units (the store would pass a second copy of each socket)",
 		}
+	}
+	if s.ReadyExec && !s.Run {
+		return nil, &SpecError{Field: "ReadyExec", Value: "true", Reason: "needs Run (a program under baton run)"}
 	}
 	if len(s.AllowIP) > 0 && !s.AllowNetwork {
 		return nil, &SpecError{Field: "AllowIP", Value: strings.Join(s.AllowIP, " "), Reason: "needs AllowNetwork"}

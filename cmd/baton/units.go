@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -27,7 +28,8 @@ nothing, and their paths printed.
 and ExecReload= (baton reload) asks it to. --run is any other program
 that speaks LISTEN_FDS and sd_notify (or none, see baton run --ready):
 ExecStart= is 'baton run ... -- CMD [ARG]...', and baton holds the
-sockets, starts the new CMD at each reload and stops the old one.
+sockets, starts the new CMD at each reload and stops the old one; add
+--ready exec for a CMD that never sends READY=1.
 
 The service is hardened (systemd-analyze security rates it 0.2 with no
 flags): a dynamic user, a read-only file system, no network of its own
@@ -64,6 +66,7 @@ type unitsCmd struct {
 	watchWindow                        time.Duration
 	systemd, fdstore                   int
 	allowNetwork, stateDir, run        bool
+	readyMode                          string
 	writable, credentials              []string
 }
 
@@ -102,6 +105,7 @@ func newUnitsCmd(io stdio) command {
 		return nil
 	})
 	f.BoolVar(&c.run, "run", false, "run CMD [ARG]... (after --) under baton run, for a program that does not upgrade itself")
+	f.StringVar(&c.readyMode, "ready", "notify", "with --run: notify (CMD sends READY=1) or exec (ready once it has kept running --ready-timeout, 2s unless given)")
 	f.StringVar(&c.baton, "baton", units.DefaultBaton, "the installed baton `PATH` that ExecReload= runs")
 	return c
 }
@@ -222,6 +226,21 @@ func (c *unitsCmd) spec() (units.Spec, error) {
 		Writable:       c.writable,
 		Credentials:    c.credentials,
 		Run:            c.run,
+	}
+	switch c.readyMode {
+	case "notify":
+	case "exec":
+		if !c.run {
+			return units.Spec{}, usagef("units", "--ready exec needs --run (baton run decides when CMD is ready)")
+		}
+		spec.ReadyExec = true
+		explicit := false
+		c.flags.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "ready-timeout" })
+		if !explicit {
+			spec.ReadyTimeout = execReadyTimeout // as baton run --ready exec
+		}
+	default:
+		return units.Spec{}, usagef("units", "--ready=%q: want notify or exec", c.readyMode)
 	}
 	for _, l := range c.listen {
 		ls, err := parseListen(l)

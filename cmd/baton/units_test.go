@@ -347,6 +347,20 @@ func TestUnitsRun(t *testing.T) {
 			t.Errorf("units lack %q:\n%s", line, r.stdout)
 		}
 	}
+	// --ready exec: as baton run's, 2s unless --ready-timeout is given.
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ready", "exec"}, "ExecStart=/usr/local/bin/baton run --ready exec --ready-timeout 2s --drain 30s -- /usr/bin/node /srv/app.js\n"},
+		{[]string{"--ready", "exec", "--ready-timeout", "5s"}, "ExecStart=/usr/local/bin/baton run --ready exec --ready-timeout 5s --drain 30s -- /usr/bin/node /srv/app.js\n"},
+	} {
+		args := append([]string{"units", "--name", "node", "--run", "--listen", "http=tcp://127.0.0.1:8080"}, tt.args...)
+		r := baton(t, append(args, "--", "/usr/bin/node", "/srv/app.js")...)
+		if r.code != 0 || !strings.Contains(r.stdout, tt.want) {
+			t.Errorf("%q: exit status %d, stderr %q; units lack %q:\n%s", tt.args, r.code, r.stderr, tt.want, r.stdout)
+		}
+	}
 	if strings.Contains(r.stdout, "ExecStop=") {
 		t.Errorf("baton run stays the main process: no ExecStop= wanted:\n%s", r.stdout)
 	}
@@ -357,6 +371,8 @@ func TestUnitsRun(t *testing.T) {
 		{[]string{"units", "--name", "py", "--run", "--exec", "/bin/x", "--", "/bin/y"}, "--exec with --run"},
 		{[]string{"units", "--name", "py", "--run"}, "--run: no command"},
 		{[]string{"units", "--name", "py", "--run", "--", "python3"}, `--run CMD: Exec[0] "python3": program path is not absolute`},
+		{[]string{"units", "--name", "py", "--exec", "/bin/x", "--ready", "exec"}, "--ready exec needs --run"},
+		{[]string{"units", "--name", "py", "--run", "--ready", "maybe", "--", "/bin/y"}, `--ready="maybe"`},
 	} {
 		if r := baton(t, tt.args...); r.code != exitUsage || !strings.Contains(r.stderr, tt.want) {
 			t.Errorf("%q: exit status %d, stderr %q; want %d and %q", tt.args, r.code, r.stderr, exitUsage, tt.want)
