@@ -74,7 +74,7 @@ func newUnitsCmd(io stdio) command {
 	c := &unitsCmd{io: io, flags: newFlagSet("units", unitsUsage, io.Stdout)}
 	f := c.flags
 	f.StringVar(&c.name, "name", "", "the service's unit name, without .service (required)")
-	f.StringVar(&c.exec, "exec", "", "the program, an absolute path, and its arguments (required)")
+	f.StringVar(&c.exec, "exec", "", "the program, an absolute path, and its arguments (required unless --run)")
 	f.Func("listen", "a socket `NAME=URL` passed to the service as NAME (repeatable)", func(s string) error {
 		c.listen = append(c.listen, s)
 		return nil
