@@ -288,3 +288,48 @@ func runSafe(t *testing.T, line int, args []string) {
 		t.Errorf("README.md:%d: baton %s: exit status %d\nstdout:\n%s\nstderr:\n%s", line, strings.Join(args, " "), code, out.String(), errb.String())
 	}
 }
+
+// TestReadmeSandboxTable: each "`FLAGS` → `Key=value`" of the README's
+// "my app needs" table is what baton units writes for those flags ("no
+// `Key=`": the key is absent).
+func TestReadmeSandboxTable(t *testing.T) {
+	text, _ := readmeBlocks(t)
+	tick := regexp.MustCompile("(no )?`([^`]+)`")
+	checked := 0
+	for line := range strings.Lines(text) {
+		cols := strings.Split(line, " | ")
+		if !strings.HasPrefix(line, "| ") || len(cols) != 3 {
+			continue
+		}
+		for seg := range strings.SplitSeq(cols[2], "; ") {
+			flags, lines, ok := strings.Cut(seg, " → ")
+			if !ok || !strings.HasPrefix(strings.TrimSpace(flags), "`--") {
+				continue // the header, or no flag
+			}
+			args := []string{"units", "--name", "myapp", "--exec", "/usr/local/bin/myapp", "--listen", "http=tcp://127.0.0.1:8080"}
+			args = append(args, strings.Fields(strings.Trim(flags, "`| "))...)
+			var out, errb bytes.Buffer
+			if code := run(context.Background(), args, stdio{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb}); code != exitOK {
+				t.Errorf("README: %s: exit status %d: %s", flags, code, errb.String())
+				continue
+			}
+			for _, m := range tick.FindAllStringSubmatch(lines, -1) {
+				key, value, isLine := strings.Cut(m[2], "=")
+				if !isLine || strings.HasPrefix(key, "$") || strings.HasSuffix(value, "...") {
+					continue
+				}
+				checked++
+				present := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(key) + `=`).MatchString(out.String())
+				switch {
+				case m[1] != "" && present:
+					t.Errorf("README: %s → no %s=, but baton units writes it:\n%s", flags, key, out.String())
+				case m[1] == "" && !strings.Contains(out.String(), "\n"+m[2]+"\n"):
+					t.Errorf("README: %s → %s, which baton units does not write:\n%s", flags, m[2], out.String())
+				}
+			}
+		}
+	}
+	if checked < 5 {
+		t.Fatalf("README: %d unit lines checked in the \"my app needs\" table: the parser lost them", checked)
+	}
+}
