@@ -29,7 +29,10 @@ const (
 	DefaultDrainTimeout = 30 * time.Second
 
 	// DefaultReadyTimeout is how long a new generation may take to become
-	// ready when Spec.ReadyTimeout is 0.
+	// ready when Spec.ReadyTimeout is 0. It sets TimeoutStartSec= (which
+	// also bounds ExecReload=), above handoff's own 5s for a successor;
+	// with Run it is also baton run's --ready-timeout, whose default when
+	// run by hand is systemd's 90s.
 	DefaultReadyTimeout = 10 * time.Second
 
 	// TimeoutSlack is added to the drain and ready timeouts to get
