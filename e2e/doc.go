@@ -51,7 +51,8 @@
 // units` (1), a broken new binary (2), the hardened default units (3),
 // restarts and crashes of a service that keeps its own socket in systemd's
 // fd store (4), the watchdog (5), `baton run` around a go-systemd Go server
-// and a libsystemd C server (6), Type=notify-reload on systemd 254 (7), a
+// and a libsystemd C server, and under the hardened units of `baton units
+// --run` (6), Type=notify-reload on systemd 254 (7), a
 // stop during a reload (8), and 50 reloads of the hardened units each with a
 // seeded random fault: SIGKILL of the successor or of the main process,
 // SIGSTOP/SIGCONT of either, concurrent reloads (9; BATON_CHAOS_SEED
