@@ -1,0 +1,243 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/batonhq/baton/internal/rawhttp"
+	"github.com/batonhq/baton/internal/testproc"
+)
+
+// The fleet's network, inside namespaces the test creates: a bridge in the
+// hub box, each host's eth0 at fleetSubnet.(10+i).
+const (
+	fleetSubnet  = "10.231.0"
+	fleetBridge  = "fleetbr0"
+	fleetPort    = 8080 // each host's service
+	fleetLB      = "127.0.0.1:8000"
+	fleetBinary  = "/var/lib/fleet/app" // in each host's own /var
+	fleetService = "app.service"
+	fleetWindow  = time.Second // the service's watch window
+	fleetHosts   = 3
+)
+
+// fleetHost is one host of the fleet: a box with an address of its own.
+type fleetHost struct {
+	name string // the inventory name: h1, h2, ...
+	box  *Box
+	addr string
+}
+
+// TestFleetAnsible rolls a new binary across three hosts with the playbook
+// of deploy/ansible, behind HAProxy, under load from clients that never
+// retry. Each host is a box (its own systemd and network namespace) with an
+// address on a bridge in a fourth box, the hub, which runs HAProxy and the
+// clients; Ansible reaches the hosts with the community.docker.nsenter
+// connection (no sshd, no keys: it runs each command through nsenter(1)
+// into the box's namespaces). The service is examples/http under the units
+// of `baton units --watch-window`.
+//
+//   - Roll 1, serial 1: a good version to every host; each has a new
+//     generation from the new binary, 0 failed requests.
+//   - Roll 2, serial [1, "25%", "100%"]: e2e/internal/fleetserver, which
+//     dies in its watch window on the second host only (a file in that
+//     host's /etc): h1 takes it, h2's reload fails, the rescue puts the
+//     previous binary back and reloads, the roll stops; h3 is untouched
+//     (same binary, same main process); 0 failed requests.
+//
+// Each roll appends "fleet: hosts= requests= failed= rolled= seconds=" to
+// the e2e report, the stopped one with "stopped_at= untouched=".
+func TestFleetAnsible(t *testing.T) {
+	testproc.RequireRoot(t)
+	playbook := testproc.LookPath(t, "ansible-playbook")
+	haproxy := testproc.LookPath(t, "haproxy")
+	testproc.LookPath(t, "ip")
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deploy := filepath.Join(root, "deploy", "ansible")
+	p := buildProduct(t)
+	good := p.http
+	bad := Build(t, "./e2e/internal/fleetserver")
+
+	hub := boxWithProduct(t, Config{})
+	nsRun(t, hub, "ip", "link", "add", fleetBridge, "type", "bridge")
+	nsRun(t, hub, "ip", "addr", "add", fleetSubnet+".1/24", "dev", fleetBridge)
+	nsRun(t, hub, "ip", "link", "set", fleetBridge, "up")
+
+	units := p.units(t, "--name", "app",
+		"--exec", fmt.Sprintf("%s -listen 0.0.0.0:%d -watch-window %s", fleetBinary, fleetPort, fleetWindow),
+		"--listen", fmt.Sprintf("http=tcp://0.0.0.0:%d", fleetPort),
+		"--watch-window", fleetWindow.String())
+	hosts := make([]*fleetHost, fleetHosts)
+	for i := range hosts {
+		h := &fleetHost{name: fmt.Sprintf("h%d", i+1), box: boxWithProduct(t, Config{}), addr: fmt.Sprintf("%s.%d", fleetSubnet, 11+i)}
+		hosts[i] = h
+		link(t, hub, h)
+		installBinary(t, h, good)
+		install(t, h.box, units)
+		h.box.Systemctl("start", "app-http.socket", fleetService)
+	}
+	// Host 2's own state trips the bad release (see fleetserver).
+	if err := os.WriteFile(filepath.Join(hosts[1].box.Root(), "etc", "fleetserver-crash"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	startHAProxy(t, hub, haproxy, hosts)
+	inventory := writeInventory(t, hosts, p.baton)
+
+	// Roll 1: a good version (a new copy of examples/http) everywhere.
+	v1 := privateCopy(t, good)
+	before := fleetStates(t, hosts, p.baton)
+	res, out, err := roll(t, hub, playbook, deploy, inventory, v1, "")
+	if err != nil {
+		t.Fatalf("roll 1: %v\n%s", err, out)
+	}
+	after := fleetStates(t, hosts, p.baton)
+	for i, h := range hosts {
+		checkUpgraded(t, h, before[i], after[i], good)
+	}
+	fleetReport(t, res, "rolled=%d", fleetHosts)
+
+	// Roll 2: the bad version, a canary batch then the rest.
+	before = after
+	res, out, err = roll(t, hub, playbook, deploy, inventory, bad, `{"baton_serial": [1, "25%", "100%"]}`)
+	t.Logf("roll 2: ansible-playbook printed:\n%s", out)
+	if err == nil {
+		t.Fatalf("roll 2: ansible-playbook succeeded, want it to stop at h2")
+	}
+	after = fleetStates(t, hosts, p.baton)
+	checkUpgraded(t, hosts[0], before[0], after[0], bad)
+	checkRolledBack(t, hosts[1], before[1], after[1], good)
+	untouched := 0
+	for i, h := range hosts[2:] {
+		if checkUntouched(t, h, before[2+i], after[2+i], good) {
+			untouched++
+		}
+	}
+	if !strings.Contains(out, "h2 rolled back to the previous binary") {
+		t.Errorf("roll 2: the output does not say that h2 was rolled back")
+	}
+	for _, h := range hosts[2:] {
+		if strings.Contains(out, "["+h.name+"]") {
+			t.Errorf("roll 2: ansible ran a task on %s, after the host that failed", h.name)
+		}
+	}
+	fleetReport(t, res, "rolled=1 stopped_at=%s untouched=%d", hosts[1].name, untouched)
+}
+
+// nsRun runs argv in the box's network namespace only (the host's mount
+// and pid namespaces: ip's "netns PID" then names a host PID).
+func nsRun(t *testing.T, box *Box, argv ...string) {
+	t.Helper()
+	args := append([]string{fmt.Sprintf("--net=/proc/%d/ns/net", box.PID()), "--"}, argv...)
+	if out, err := exec.CommandContext(t.Context(), "nsenter", args...).CombinedOutput(); err != nil {
+		t.Fatalf("nsenter %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// link gives h an eth0 with its address, the other end of a veth pair on
+// the hub's bridge.
+func link(t *testing.T, hub *Box, h *fleetHost) {
+	t.Helper()
+	veth := "fleet-" + h.name
+	nsRun(t, hub, "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", strconv.Itoa(h.box.PID()))
+	nsRun(t, hub, "ip", "link", "set", veth, "master", fleetBridge, "up")
+	nsRun(t, h.box, "ip", "addr", "add", h.addr+"/24", "dev", "eth0")
+	nsRun(t, h.box, "ip", "link", "set", "eth0", "up")
+}
+
+// installBinary puts bin at fleetBinary in the host's own /var.
+func installBinary(t *testing.T, h *fleetHost, bin string) {
+	t.Helper()
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(h.box.Root(), fleetBinary)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startHAProxy runs HAProxy in the hub, in the foreground, balancing over
+// the hosts with keep-alive on both sides, and waits until every host has
+// answered through it. retries 0: a connection a host refuses is a failed
+// request, never hidden by a retry on another host.
+func startHAProxy(t *testing.T, hub *Box, haproxy string, hosts []*fleetHost) {
+	t.Helper()
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, `global
+	maxconn 2000
+defaults
+	mode http
+	option http-keep-alive
+	timeout connect 5s
+	timeout client 30s
+	timeout server 30s
+	timeout http-keep-alive 10s
+	retries 0
+frontend fleet
+	bind %s
+	default_backend app
+backend app
+	balance roundrobin
+	http-reuse safe
+	option httpchk GET /healthz
+	http-response set-header X-Host %%s
+`, fleetLB)
+	for _, h := range hosts {
+		fmt.Fprintf(&cfg, "\tserver %s %s:%d check inter 1s\n", h.name, h.addr, fleetPort)
+	}
+	if err := os.WriteFile(filepath.Join(hub.Root(), "run", "fleet-haproxy.cfg"), []byte(cfg.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := hub.Command(ctx, haproxy, "-db", "-f", "/run/fleet-haproxy.cfg")
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("haproxy: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-exited
+		if t.Failed() {
+			t.Logf("haproxy:\n%s", log.String())
+		}
+	})
+	seen := map[string]bool{}
+	c := &rawhttp.Client{Addr: fleetLB, KeepAlive: false, Timeout: 5 * time.Second, Dial: hub.Dial}
+	defer c.Close()
+	waitFor(t, "every host to answer through haproxy", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("haproxy exited: %s", log.String())
+		default:
+		}
+		if h, err := c.Get("/"); err == nil {
+			seen[h.Get("X-Host")] = true
+		}
+		return len(seen) == len(hosts)
+	})
+}
