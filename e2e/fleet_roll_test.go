@@ -152,6 +152,20 @@ func lastUpgrade(s handoff.Status) handoff.UpgradeRecord {
 	return s.Upgrades[len(s.Upgrades)-1]
 }
 
+// rolled counts the hosts that serve a new generation from binary after
+// a roll.
+func rolled(t *testing.T, before, after []hostState, binary string) int {
+	t.Helper()
+	sum, n := fileSum(t, binary), 0
+	for i := range after {
+		if after[i].binary == sum && after[i].status.Generation > before[i].status.Generation &&
+			lastUpgrade(after[i].status).Outcome == handoff.OutcomeOK {
+			n++
+		}
+	}
+	return n
+}
+
 // checkUpgraded checks that h serves a new generation of want, whose
 // upgrade succeeded, the previous binary kept beside it.
 func checkUpgraded(t *testing.T, h *fleetHost, before, after hostState, want string) {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,6 +62,10 @@ func TestFleetAnsible(t *testing.T) {
 	testproc.RequireRoot(t)
 	playbook := testproc.LookPath(t, "ansible-playbook")
 	haproxy := testproc.LookPath(t, "haproxy")
+	// ansible-core alone lacks it; Debian's ansible package has it.
+	doc := exec.CommandContext(t.Context(), testproc.LookPath(t, "ansible-doc"), "-t", "connection", "community.docker.nsenter")
+	doc.Env = append(os.Environ(), "ANSIBLE_HOME="+t.TempDir())
+	testproc.Require(t, doc.Run() == nil, "needs the community.docker collection (its nsenter connection)")
 	testproc.LookPath(t, "ip")
 	root, err := moduleRoot()
 	if err != nil {
@@ -108,7 +113,7 @@ func TestFleetAnsible(t *testing.T) {
 	for i, h := range hosts {
 		checkUpgraded(t, h, before[i], after[i], good)
 	}
-	fleetReport(t, res, "rolled=%d", fleetHosts)
+	fleetReport(t, res, "rolled=%d", rolled(t, before, after, v1))
 
 	// Roll 2: the bad version, a canary batch then the rest.
 	before = after
@@ -126,15 +131,19 @@ func TestFleetAnsible(t *testing.T) {
 			untouched++
 		}
 	}
-	if !strings.Contains(out, "h2 rolled back to the previous binary") {
-		t.Errorf("roll 2: the output does not say that h2 was rolled back")
+	if !strings.Contains(out, "h2 rolled back to the previous binary") || !strings.Contains(out, "successor exited: exit status 1") {
+		t.Errorf("roll 2: the output does not say that h2 was rolled back, and why")
 	}
 	for _, h := range hosts[2:] {
 		if strings.Contains(out, "["+h.name+"]") {
 			t.Errorf("roll 2: ansible ran a task on %s, after the host that failed", h.name)
 		}
 	}
-	fleetReport(t, res, "rolled=1 stopped_at=%s untouched=%d", hosts[1].name, untouched)
+	n := rolled(t, before, after, bad)
+	if n != 1 {
+		t.Errorf("roll 2: %d hosts run the new version, want 1 (h1)", n)
+	}
+	fleetReport(t, res, "rolled=%d stopped_at=%s untouched=%d", n, hosts[1].name, untouched)
 }
 
 // nsRun runs argv in the box's network namespace only (the host's mount
@@ -174,7 +183,7 @@ func installBinary(t *testing.T, h *fleetHost, bin string) {
 	}
 }
 
-// startHAProxy runs HAProxy in the hub, in the foreground, balancing over
+// startHAProxy runs HAProxy in the hub's network namespace, in the foreground, balancing over
 // the hosts with keep-alive on both sides, and waits until every host has
 // answered through it. retries 0: a connection a host refuses is a failed
 // request, never hidden by a retry on another host.
@@ -203,11 +212,16 @@ backend app
 	for _, h := range hosts {
 		fmt.Fprintf(&cfg, "\tserver %s %s:%d check inter 1s\n", h.name, h.addr, fleetPort)
 	}
-	if err := os.WriteFile(filepath.Join(hub.Root(), "run", "fleet-haproxy.cfg"), []byte(cfg.String()), 0o644); err != nil {
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// In the hub's network namespace only: nsenter execs haproxy, the
+	// test's own child, stopped by SIGTERM at the end.
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := hub.Command(ctx, haproxy, "-db", "-f", "/run/fleet-haproxy.cfg")
+	cmd := exec.CommandContext(ctx, "nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", hub.PID()), "--", haproxy, "-db", "-f", path)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
