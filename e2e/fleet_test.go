@@ -143,7 +143,36 @@ func TestFleetAnsible(t *testing.T) {
 	if n != 1 {
 		t.Errorf("roll 2: %d hosts run the new version, want 1 (h1)", n)
 	}
-	fleetReport(t, res, "rolled=%d stopped_at=%s untouched=%d", n, hosts[1].name, untouched)
+	stopped := failedHosts(out)
+	if strings.Join(stopped, " ") != hosts[1].name {
+		t.Errorf("roll 2: failed hosts in the recap %v, want [%s]", stopped, hosts[1].name)
+	}
+	fleetReport(t, res, "rolled=%d stopped_at=%s untouched=%d", n, strings.Join(stopped, ","), untouched)
+	for _, h := range hosts {
+		// No restart: every upgrade, the rolled-back one included, was
+		// a reload of the running service.
+		if props := h.box.Show(fleetService, "NRestarts", "ActiveState"); props["NRestarts"] != "0" || props["ActiveState"] != "active" {
+			t.Errorf("%s: %v, want active and no restart", h.name, props)
+		}
+		checkJournal(t, h.box, fleetService, "Reload failed")
+	}
+	if n := strings.Count(hosts[1].box.Journal(fleetService), "Reload failed for"); n != 1 {
+		t.Errorf("%s: %d failed reloads in the journal, want 1 (the rolled-back upgrade; the rescue's reload succeeds)", hosts[1].name, n)
+	}
+}
+
+// failedHosts returns the hosts that the PLAY RECAP of ansible-playbook's
+// output lists with failed tasks.
+func failedHosts(out string) []string {
+	_, recap, _ := strings.Cut(out, "PLAY RECAP")
+	var failed []string
+	for _, line := range strings.Split(recap, "\n") {
+		name, counts, ok := strings.Cut(line, " : ")
+		if ok && !strings.Contains(counts, " failed=0 ") {
+			failed = append(failed, strings.TrimSpace(name))
+		}
+	}
+	return failed
 }
 
 // nsRun runs argv in the box's network namespace only (the host's mount
