@@ -55,9 +55,12 @@ type fleetHost struct {
 //     host's /etc): h1 takes it, h2's reload fails, the rescue puts the
 //     previous binary back and reloads, the roll stops; h3 is untouched
 //     (same binary, same main process); 0 failed requests.
+//   - Roll 3: a binary that does not exist: h1 fails before its binary is
+//     replaced, and the rescue leaves it as it was (no rename of an older
+//     app.prev, no reload); the roll stops; every host is untouched.
 //
 // Each roll appends "fleet: hosts= requests= failed= rolled= seconds=" to
-// the e2e report, the stopped one with "stopped_at= untouched=".
+// the e2e report, the stopped ones with "stopped_at= untouched=".
 func TestFleetAnsible(t *testing.T) {
 	testproc.RequireRoot(t)
 	playbook := testproc.LookPath(t, "ansible-playbook")
@@ -159,6 +162,34 @@ func TestFleetAnsible(t *testing.T) {
 	if n := strings.Count(hosts[1].box.Journal(fleetService), "Reload failed for"); n != 1 {
 		t.Errorf("%s: %d failed reloads in the journal, want 1 (the rolled-back upgrade; the rescue's reload succeeds)", hosts[1].name, n)
 	}
+
+	// Roll 3: a release that cannot even be copied. The first host fails
+	// before its binary is replaced: the rescue must leave it alone (its
+	// app.prev, from roll 2, is older than what serves).
+	before = after
+	res, out, err = roll(t, hub, playbook, deploy, inventory, filepath.Join(t.TempDir(), "missing"), "")
+	if err == nil {
+		t.Fatalf("roll 3: ansible-playbook succeeded with a missing binary\n%s", out)
+	}
+	after = fleetStates(t, hosts, p.baton)
+	untouched = 0
+	for i, h := range hosts {
+		want := good
+		if i == 0 {
+			want = bad
+		}
+		if checkUntouched(t, h, before[i], after[i], want) {
+			untouched++
+		}
+	}
+	if !strings.Contains(out, "h1 not upgraded") {
+		t.Errorf("roll 3: the output does not say that h1 was not upgraded:\n%s", out)
+	}
+	stopped = failedHosts(out)
+	if strings.Join(stopped, " ") != hosts[0].name {
+		t.Errorf("roll 3: failed hosts in the recap %v, want [%s]", stopped, hosts[0].name)
+	}
+	fleetReport(t, res, "rolled=%d stopped_at=%s untouched=%d", rolled(t, before, after, bad), strings.Join(stopped, ","), untouched)
 }
 
 // failedHosts returns the hosts that the PLAY RECAP of ansible-playbook's
