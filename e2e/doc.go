@@ -63,6 +63,12 @@
 // (11). The test servers are e2e/internal/sdserver (6, 11) and
 // e2e/testdata/sdserver.c (6).
 //
+// TestFleetAnsible rolls deploy/ansible's playbook across three boxes, each
+// with an address on a bridge in a fourth box (the hub) that runs HAProxy
+// and the clients, reaching them with Ansible's community.docker.nsenter
+// connection; it logs "fleet: hosts=... requests=... failed=... rolled=..."
+// per roll (see docs/fleet.md). Its bad release is e2e/internal/fleetserver.
+//
 // A second systemd version (Debian bookworm-backports' 254, unpacked by
 // .ci/fetch-systemd into BATON_SYSTEMD_TREE, default
 // /var/cache/baton/systemd-bpo) is overlaid on /usr in boxes booted with
