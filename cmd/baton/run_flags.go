@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/activation"
+	"github.com/batonhq/baton/internal/front"
 	"github.com/batonhq/baton/internal/sockurl"
 	"github.com/batonhq/baton/internal/supervisor"
 )
@@ -17,7 +18,8 @@ const controlGrace = 5 * time.Second
 const runUsage = `
 baton run [--listen NAME=URL]... [--watch PATH] [--ready notify|exec]
           [--ready-timeout D] [--drain D] [--stop-delay D] [--max-draining N]
-          [--watch-window D | --workers N [--max-surge N]] -- CMD [ARG]...
+          [--watch-window D | --workers N [--max-surge N]]
+          [--front [--front-wait D]] -- CMD [ARG]...
 
 Holds the sockets and runs CMD with them, as systemd would: at fd 3, 4, ...
 with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (CMD's own pid), and a
@@ -77,6 +79,22 @@ the signal. A second SIGTERM or SIGINT ends the delay and goes to CMD at
 once. CMD itself is not told: to fail its health check during the delay,
 give it a way to learn of the stop (or let the endpoint removal do it).
 
+--front puts baton in front of CMD as an HTTP proxy: baton serves HTTP/1.1
+(and HTTP/2 without TLS, prior knowledge) on the stream sockets itself and
+forwards each request to CMD over a private unix socket that CMD gets at
+the same fd, under the same name, in place of the public one: CMD does not
+change. Client connections stay open across upgrades: new requests go to
+the new CMD once it is ready, requests in flight finish on the old one,
+whose connections baton closes before its SIGTERM, so that neither a CMD
+that closes idle connections at once nor one that exits at SIGTERM loses a
+request. WebSocket (Upgrade:) connections stay on their CMD until they end,
+or until --drain after the upgrade; text/event-stream responses are
+flushed as written. With --workers, requests are spread over the ready
+workers. A request that finds no CMD ready waits up to --front-wait, then
+gets 503. A new CMD must accept a connection on its private socket to be
+ready. Not for UDP sockets, nor TLS (CMD's certificates would be of no
+use): terminate TLS in front of baton.
+
 --ready=exec is for programs that do not send READY=1: CMD is ready when it
 is still running --ready-timeout after its start (pick a short one).
 
@@ -122,6 +140,8 @@ type runCommand struct {
 	maxSurge     int
 	poll         time.Duration
 	quiet        bool
+	front        bool
+	frontWait    time.Duration
 }
 
 func newRunCmd(io stdio) command {
@@ -138,6 +158,8 @@ func newRunCmd(io stdio) command {
 	c.flags.IntVar(&c.maxSurge, "max-surge", 1, "with --workers: at most this many workers beyond N during a roll-out")
 	c.flags.DurationVar(&c.poll, "watch-interval", supervisor.DefaultWatchInterval, "how often --watch polls")
 	c.flags.BoolVar(&c.quiet, "quiet", false, "log only warnings and errors")
+	c.flags.BoolVar(&c.front, "front", false, "terminate HTTP on the sockets and forward requests to CMD over private unix sockets")
+	c.flags.DurationVar(&c.frontWait, "front-wait", front.DefaultWait, "with --front: how long a request waits for a ready CMD before a 503")
 	return c
 }
 
@@ -189,6 +211,8 @@ func (c *runCommand) config(argv []string) (supervisor.Config, error) {
 		return cfg, usagef("run", "--watch-window %s: want 0 or more", c.window)
 	case c.workers < 1 || c.maxSurge < 1:
 		return cfg, usagef("run", "--workers %d --max-surge %d: want 1 or more", c.workers, c.maxSurge)
+	case c.frontWait <= 0:
+		return cfg, usagef("run", "--front-wait %s: want a positive duration", c.frontWait)
 	case c.window > 0 && c.workers > 1:
 		return cfg, usagef("run", "--watch-window with --workers %d: a watch window keeps one old CMD (a pool's roll-out stops an old worker only once its replacement is ready)", c.workers)
 	}

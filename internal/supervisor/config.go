@@ -116,6 +116,11 @@ type Config struct {
 	// NotifyAddress is the address of the socket given to CMD as
 	// NOTIFY_SOCKET; "" means a fresh abstract address.
 	NotifyAddress string
+	// Front, when set, holds the client connections of Sockets and
+	// forwards requests to the CMDs (see Front): each CMD gets the
+	// front's private sockets, named as Sockets, in place of those, and
+	// the supervisor leaves Sockets' files alone (the front serves them).
+	Front Front
 	// Logger, when set, receives the supervisor's events.
 	Logger *slog.Logger
 }
