@@ -268,4 +268,3 @@ func TestRunFrontBadInput(t *testing.T) {
 		t.Errorf("--front with a CMD that accepts nothing = %d %q", r.code, r.stderr)
 	}
 }
-
