@@ -96,7 +96,9 @@ ready. Not for UDP sockets, nor TLS (CMD's certificates would be of no
 use): terminate TLS in front of baton.
 
 --ready=exec is for programs that do not send READY=1: CMD is ready when it
-is still running --ready-timeout after its start (pick a short one).
+is still running --ready-timeout after its start (pick a short one). With
+--front, CMD is ready as soon as it accepts a connection on its private
+socket, within --ready-timeout (pick a long one).
 
 Under systemd (Type=notify) baton stays the main process: it sends READY=1
 when the first CMD is ready (every worker of a pool), RELOADING=1 and

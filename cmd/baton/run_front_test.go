@@ -34,7 +34,7 @@ func init() {
 }
 
 // abruptServer serves its socket named http (go-systemd's activation),
-// says READY=1, and exits at once on SIGTERM, dropping whatever it has in
+// says READY=1 (unless its argument is no-notify), and exits at once on SIGTERM, dropping whatever it has in
 // flight: a server with no drain at all. GET and POST answer "PID LEN"
 // (LEN the body's length) with X-Pid; /ws is an upgraded connection
 // echoing lines prefixed with the pid.
@@ -73,7 +73,9 @@ func abruptServer() {
 		fmt.Fprintf(w, "%s %d\n", pid, len(body))
 	})}
 	go func() { _ = srv.Serve(lns["http"][0]) }()
-	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+	if args := testproc.Args(); len(args) == 0 || args[0] != "no-notify" {
+		_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+	}
 	<-sigs
 	os.Exit(0)
 }
@@ -267,4 +269,26 @@ func TestRunFrontBadInput(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "socket http: the connection to the private socket was not accepted") || !strings.Contains(r.stderr, "must accept HTTP on it") {
 		t.Errorf("--front with a CMD that accepts nothing = %d %q", r.code, r.stderr)
 	}
+}
+
+// TestRunFrontReadyExec: with --front, --ready=exec makes a CMD that
+// never says READY=1 ready once it accepts on its private socket, not
+// after --ready-timeout (an hour here: the test would not end).
+func TestRunFrontReadyExec(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	child := testproc.Command(t, "abrupt-server", "no-notify")
+	cmd := exec.Command(batonBin, append([]string{"run", "--front", "--ready=exec", "--ready-timeout", "1h", "--listen", "http=tcp://" + addr, "--"}, child.Args...)...)
+	cmd.Env = child.Env
+	s := startRun(t, cmd, "http://"+addr+"/")
+	first, err := s.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	next, err := control.Reload(ctx, s.cmd.Process.Pid)
+	if err != nil || next == first {
+		t.Fatalf("reload: %d %v (first %d)", next, err, first)
+	}
+	s.waitFor(t, next)
 }

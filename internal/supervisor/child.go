@@ -99,6 +99,21 @@ func (s *Supervisor) start(ctx context.Context, slot, version int) (*child, erro
 
 	timer := time.NewTimer(s.cfg.ReadyTimeout)
 	defer timer.Stop()
+	expired := timer.C
+	var probed chan error
+	if s.cfg.Front != nil && s.cfg.Ready == ReadyExec {
+		// Ready when it accepts on its private socket (or says READY=1),
+		// within ReadyTimeout: the front knows better than a timer.
+		expired = nil
+		probed = make(chan error, 1)
+		pctx, cancel := context.WithCancel(ctx)
+		probing := make(chan struct{})
+		defer func() { cancel(); <-probing }()
+		go func() {
+			defer close(probing)
+			probed <- s.frontCheck(pctx, c)
+		}()
+	}
 	var fail error
 	select {
 	case <-c.ready:
@@ -107,16 +122,19 @@ func (s *Supervisor) start(ctx context.Context, slot, version int) (*child, erro
 			break
 		}
 		return s.readied(c), nil
+	case err := <-probed:
+		if err != nil {
+			fail = s.checkFailed(c, err)
+			break
+		}
+		c.markReady()
+		return s.readied(c), nil
 	case <-c.done:
 		st := c.status
 		return nil, &StartError{Path: path, PID: c.pid, Status: &st, Err: ErrExited}
-	case <-timer.C:
+	case <-expired:
 		if s.cfg.Ready == ReadyExec {
 			c.markReady()
-			if err := s.frontCheck(ctx, c); err != nil {
-				fail = s.checkFailed(c, err)
-				break
-			}
 			return s.readied(c), nil
 		}
 		fail = &StartError{Path: path, PID: c.pid, Timeout: s.cfg.ReadyTimeout, Err: ErrNotReady}

@@ -28,7 +28,9 @@ const (
 	ReadyNotify ReadyMode = iota
 	// ReadyExec: when CMD sends READY=1, or when it is still running
 	// ReadyTimeout after it was started, for programs that do not speak
-	// sd_notify. Choose a short ReadyTimeout with it.
+	// sd_notify. Choose a short ReadyTimeout with it. With a Front: when
+	// CMD sends READY=1 or accepts a connection on its private socket,
+	// within ReadyTimeout (choose a long one then).
 	ReadyExec
 )
 
