@@ -161,13 +161,16 @@ func (f *Front) Serve() error {
 // close" for LameDuck, requests waiting for a generation get 503 at once,
 // then the servers shut down (no new connection; idle ones closed; the
 // requests in flight finish). It returns ctx.Err() when ctx ends first.
+// The lame duck is the first call's only (and none after Close).
 // The generations are left alone: the caller stops them after.
 func (f *Front) Shutdown(ctx context.Context) error {
+	first := false
 	f.closeOnce.Do(func() {
+		first = true
 		f.draining.Store(true)
 		close(f.closing)
 	})
-	if f.cfg.LameDuck > 0 {
+	if first && f.cfg.LameDuck > 0 {
 		t := time.NewTimer(f.cfg.LameDuck)
 		select {
 		case <-t.C:

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/batonhq/baton/internal/rawhttp"
 	"github.com/batonhq/baton/internal/testproc"
 )
@@ -241,4 +243,88 @@ func TestNewRefusesDatagramSocket(t *testing.T) {
 		t.Fatalf("New with a UDP socket: %v", err)
 	}
 	t.Log(err)
+}
+
+// TestShutdownLameDuck: during Shutdown's lame duck a keep-alive client's
+// next answer says Connection: close, and Shutdown returns once the
+// connections are gone.
+func TestShutdownLameDuck(t *testing.T) {
+	testproc.CheckGoroutines(t)
+	testproc.CheckFDs(t)
+	f, addr := newFront(t, Config{LameDuck: 200 * time.Millisecond})
+	one := startCMD(t, f, 1)
+	f.Route(1)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(conn)
+	get := func() *http.Response {
+		t.Helper()
+		if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: front\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp
+	}
+	if resp := get(); resp.Close || resp.StatusCode != http.StatusOK {
+		t.Fatalf("before Shutdown: %s close=%v", resp.Status, resp.Close)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.Shutdown(context.Background()) }()
+	for !f.draining.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	if resp := get(); !resp.Close || resp.StatusCode != http.StatusOK {
+		t.Fatalf("in the lame duck: %s close=%v, want 200 and close", resp.Status, resp.Close)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	one.stop()
+	f.Release(1)
+}
+
+// TestH2CPriorKnowledge: an HTTP/2 client without TLS (prior knowledge)
+// is served, and its one connection goes on across an upgrade.
+func TestH2CPriorKnowledge(t *testing.T) {
+	testproc.CheckGoroutines(t)
+	testproc.CheckFDs(t)
+	f, addr := newFront(t, Config{})
+	one := startCMD(t, f, 1)
+	f.Route(1)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := (&http2.Transport{AllowHTTP: true}).NewClientConn(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	get := func(want string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://front/", strings.NewReader("abc"))
+		resp, err := cc.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.ProtoMajor != 2 || string(b) != want {
+			t.Fatalf("h2c answer %s %q, want HTTP/2 and %q", resp.Proto, b, want)
+		}
+	}
+	get("1 3\n")
+	two := upgrade(t, f, one, 2, 5*time.Second)
+	get("2 3\n")
+	two.stop()
+	f.Release(2)
 }
