@@ -3,6 +3,7 @@
 package front
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -44,7 +45,7 @@ func hasPending(f *os.File) (bool, error) {
 	if err := rc.Control(func(fd uintptr) {
 		for {
 			n, perr = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
-			if perr != unix.EINTR {
+			if !errors.Is(perr, unix.EINTR) {
 				return
 			}
 		}
