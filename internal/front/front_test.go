@@ -110,7 +110,9 @@ func (c *fakeCMD) stop() {
 		_ = conn.Close()
 	}
 	c.mu.Unlock()
-	<-c.served
+	if err := <-c.served; !errors.Is(err, http.ErrServerClosed) {
+		panic(fmt.Sprintf("generation %d: serve: %v", c.n, err))
+	}
 }
 
 // newFront serves a front on a fresh loopback port.

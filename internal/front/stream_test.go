@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/batonhq/baton/internal/rawhttp"
 	"github.com/batonhq/baton/internal/testproc"
 )
@@ -300,11 +298,10 @@ func TestH2CPriorKnowledge(t *testing.T) {
 	f, addr := newFront(t, Config{})
 	one := startCMD(t, f, 1)
 	f.Route(1)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := (&http2.Transport{AllowHTTP: true}).NewClientConn(conn)
+	// One connection, used directly: no retry on another behind the test.
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	cc, err := tr.NewClientConn(t.Context(), "http", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
