@@ -251,7 +251,8 @@ func TestRunFrontWorkers(t *testing.T) {
 
 // TestRunFrontBadInput: --front refuses a UDP socket, naming it, and a
 // CMD that never accepts on its private socket fails its first start with
-// what to do.
+// what to do (--ready=exec: ready means accepting, whatever the start
+// takes).
 func TestRunFrontBadInput(t *testing.T) {
 	port := freePort(t, "udp")
 	r := baton(t, "run", "--front", "--listen", fmt.Sprintf("dns=udp://127.0.0.1:%d", port), "--", "true")
@@ -260,7 +261,7 @@ func TestRunFrontBadInput(t *testing.T) {
 	}
 
 	child := testproc.Command(t, "deaf-server")
-	cmd := exec.Command(batonBin, append([]string{"run", "--front", "--ready-timeout", "500ms", "--listen", fmt.Sprintf("http=tcp://127.0.0.1:%d", freePort(t, "tcp")), "--"}, child.Args...)...)
+	cmd := exec.Command(batonBin, append([]string{"run", "--front", "--ready=exec", "--ready-timeout", "1s", "--listen", fmt.Sprintf("http=tcp://127.0.0.1:%d", freePort(t, "tcp")), "--"}, child.Args...)...)
 	cmd.Env = child.Env
 	r, err := runCmd(cmd)
 	if err != nil {

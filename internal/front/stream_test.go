@@ -244,12 +244,12 @@ func TestNewRefusesDatagramSocket(t *testing.T) {
 }
 
 // TestShutdownLameDuck: during Shutdown's lame duck a keep-alive client's
-// next answer says Connection: close, and Shutdown returns once the
-// connections are gone.
+// next answer says Connection: close and the front closes the connection
+// after it; Shutdown returns when its context ends the lame duck.
 func TestShutdownLameDuck(t *testing.T) {
 	testproc.CheckGoroutines(t)
 	testproc.CheckFDs(t)
-	f, addr := newFront(t, Config{LameDuck: 200 * time.Millisecond})
+	f, addr := newFront(t, Config{LameDuck: time.Hour})
 	one := startCMD(t, f, 1)
 	f.Route(1)
 	conn, err := net.Dial("tcp", addr)
@@ -275,15 +275,21 @@ func TestShutdownLameDuck(t *testing.T) {
 	if resp := get(); resp.Close || resp.StatusCode != http.StatusOK {
 		t.Fatalf("before Shutdown: %s close=%v", resp.Status, resp.Close)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- f.Shutdown(context.Background()) }()
+	go func() { done <- f.Shutdown(ctx) }()
 	for !f.draining.Load() {
 		time.Sleep(time.Millisecond)
 	}
 	if resp := get(); !resp.Close || resp.StatusCode != http.StatusOK {
 		t.Fatalf("in the lame duck: %s close=%v, want 200 and close", resp.Status, resp.Close)
 	}
-	if err := <-done; err != nil {
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the answer with close: %v, want EOF", err)
+	}
+	cancel() // the lame duck ends with ctx
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
 	one.stop()
