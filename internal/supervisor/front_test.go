@@ -155,3 +155,55 @@ func TestFrontHooks(t *testing.T) {
 		t.Errorf("want the front shut down before generation 3 ends:\n%s", got)
 	}
 }
+
+// TestFrontHooksRollback: in a watch window the replaced CMD is unrouted
+// (standby), not quiesced; when the new CMD dies within the window the
+// old one is routed again, and the new one released.
+func TestFrontHooksRollback(t *testing.T) {
+	testproc.CheckFDs(t)
+	testproc.CheckGoroutines(t)
+	args, env := childArgs(t)
+	f := &recordingFront{t: t, dir: t.TempDir(), files: map[int]*os.File{}}
+	s, err := New(Config{Args: args, Env: env, Sockets: []Socket{{Name: "http", File: os.Stdin}}, Front: f, Drain: 10 * time.Second, WatchWindow: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.s = s
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	for s.PID() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.cfg.Args = append(args[:len(args):len(args)], "die-after", "200")
+	if _, err := s.Upgrade(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the rollback", func() bool { return s.Stats().RolledBack == 1 })
+	waitFor(t, "the release", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return slices.Contains(f.calls, "release 2")
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	calls := slices.Clone(f.calls)
+	f.mu.Unlock()
+	got := strings.Join(calls, "\n")
+	at := -1
+	// The cut-over moves both under one lock: the old one to standby,
+	// then the new one to serving; a request in between waits for it.
+	for _, want := range []string{"route 1", "unroute 1", "route 2", "unroute 2", "release 2", "route 1"} {
+		i := slices.Index(calls[at+1:], want)
+		if i < 0 {
+			t.Fatalf("no %q in order; calls:\n%s", want, got)
+		}
+		at += 1 + i
+	}
+	if slices.ContainsFunc(calls[:slices.Index(calls, "release 2")], func(c string) bool { return strings.HasPrefix(c, "quiesce 1") }) {
+		t.Errorf("generation 1 quiesced in its watch window:\n%s", got)
+	}
+}
