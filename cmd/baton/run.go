@@ -54,6 +54,14 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		log.Info("socket", "name", sk.Name, "addr", sockAddr(sk.File))
 	}
 	cfg.Sockets = socks
+	if c.front {
+		fr, stopFront, err := c.startFront(socks, log)
+		if err != nil {
+			return err
+		}
+		defer stopFront()
+		cfg.Front = fr
+	}
 
 	if os.Getpid() != 1 {
 		// Orphans of CMD's own children come to baton, not to init.
@@ -105,7 +113,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	for {
 		select {
 		case err := <-done:
-			return c.exit(err, log)
+			return c.exit(err, socks, log)
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGHUP:
@@ -137,7 +145,7 @@ func (c *runCommand) resize(sup *supervisor.Supervisor, sig os.Signal, log *slog
 }
 
 // exit turns Run's outcome into baton's: CMD's exit status.
-func (c *runCommand) exit(err error, log *slog.Logger) error {
+func (c *runCommand) exit(err error, socks []supervisor.Socket, log *slog.Logger) error {
 	var ee *supervisor.ExitError
 	var se *supervisor.StartError
 	switch {
@@ -146,6 +154,8 @@ func (c *runCommand) exit(err error, log *slog.Logger) error {
 	case errors.As(err, &ee):
 		log.Info("exiting with the serving process's status", "pid", ee.PID, "status", ee.Status.String())
 		return &exitError{code: ee.Status.ShellCode()}
+	case errors.As(err, &se) && c.front:
+		return fmt.Errorf("first start: %w (%s)", err, frontHint(socks))
 	case errors.As(err, &se):
 		return fmt.Errorf("first start: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/activation"
+	"github.com/batonhq/baton/internal/front"
 	"github.com/batonhq/baton/internal/sockurl"
 	"github.com/batonhq/baton/internal/supervisor"
 )
@@ -24,7 +25,8 @@ const execReadyTimeout = 2 * time.Second
 const runUsage = `
 baton run [--listen NAME=URL]... [--watch PATH] [--ready notify|exec]
           [--ready-timeout D] [--drain D] [--stop-delay D] [--max-draining N]
-          [--watch-window D | --workers N [--max-surge N]] -- CMD [ARG]...
+          [--watch-window D | --workers N [--max-surge N]]
+          [--front [--front-wait D]] -- CMD [ARG]...
 
 Holds the sockets and runs CMD with them, as systemd would: at fd 3, 4, ...
 with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (CMD's own pid), and a
@@ -84,18 +86,36 @@ the signal. A second SIGTERM or SIGINT ends the delay and goes to CMD at
 once. CMD itself is not told: to fail its health check during the delay,
 give it a way to learn of the stop (or let the endpoint removal do it).
 
+--front puts baton in front of CMD as an HTTP proxy: baton serves HTTP/1.1
+(and HTTP/2 without TLS, prior knowledge) on the stream sockets itself and
+forwards each request to CMD over a private unix socket that CMD gets at
+the same fd, under the same name, in place of the public one: CMD does not
+change. Client connections stay open across upgrades: new requests go to
+the new CMD once it is ready, requests in flight finish on the old one,
+whose connections baton closes before its SIGTERM, so that neither a CMD
+that closes idle connections at once nor one that exits at SIGTERM loses a
+request. WebSocket (Upgrade:) connections stay on their CMD until they end,
+or until --drain after the upgrade; text/event-stream responses are
+flushed as written. With --workers, requests are spread over the ready
+workers. A request that finds no CMD ready waits up to --front-wait, then
+gets 503. A new CMD must accept a connection on its private socket to be
+ready. Not for UDP sockets, nor TLS (CMD's certificates would be of no
+use): terminate TLS in front of baton.
+
 Readiness: with --ready notify (the default) CMD is ready when it sends
 READY=1 to its NOTIFY_SOCKET from its own pid; after 5s without it baton
 logs what it is waiting for ("waiting for READY=1", the pid, the socket).
 --ready exec is for programs that never send READY=1: CMD is ready when it
 is still running --ready-timeout after its start (2s by default with
 --ready exec; READY=1 earlier still counts; --ready-timeout 1ms is ready
-once exec'd). The trade-off: the
-sockets are open before CMD starts, so nothing is refused while it starts
-(connections wait in the backlog), but baton cannot tell a CMD that is
-up from one still loading: the old CMD gets its SIGTERM after the
-timeout whether or not the new one accepts yet, and a CMD that dies
-after the timeout is found only by --watch-window. READY=1 is exact.
+once exec'd). The trade-off: the sockets are open before CMD starts, so
+nothing is refused while it starts (connections wait in the backlog), but
+baton cannot tell a CMD that is up from one still loading: the old CMD
+gets its SIGTERM after the timeout whether or not the new one accepts yet,
+and a CMD that dies after the timeout is found only by --watch-window.
+READY=1 is exact. With --front, --ready exec means ready as soon as CMD
+accepts a connection on its private socket, within --ready-timeout (90s
+by default then).
 
 Under systemd (Type=notify) baton stays the main process: it sends READY=1
 when the first CMD is ready (every worker of a pool), RELOADING=1 and
@@ -145,6 +165,8 @@ type runCommand struct {
 	maxSurge     int
 	poll         time.Duration
 	quiet        bool
+	front        bool
+	frontWait    time.Duration
 }
 
 func newRunCmd(io stdio) command {
@@ -161,6 +183,8 @@ func newRunCmd(io stdio) command {
 	c.flags.IntVar(&c.maxSurge, "max-surge", 1, "with --workers: at most this many workers beyond N during a roll-out")
 	c.flags.DurationVar(&c.poll, "watch-interval", supervisor.DefaultWatchInterval, "how often --watch polls")
 	c.flags.BoolVar(&c.quiet, "quiet", false, "log only warnings and errors")
+	c.flags.BoolVar(&c.front, "front", false, "terminate HTTP on the sockets and forward requests to CMD over private unix sockets")
+	c.flags.DurationVar(&c.frontWait, "front-wait", front.DefaultWait, "with --front: how long a request waits for a ready CMD before a 503")
 	return c
 }
 
@@ -227,7 +251,9 @@ func (c *runCommand) config(argv []string) (supervisor.Config, error) {
 		cfg.Ready = supervisor.ReadyExec
 		explicit := false
 		c.flags.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "ready-timeout" })
-		if !explicit {
+		// With --front the probe ends the wait as soon as CMD accepts:
+		// the long default only bounds it.
+		if !explicit && !c.front {
 			c.readyTimeout = execReadyTimeout
 		}
 	default:
@@ -244,6 +270,8 @@ func (c *runCommand) config(argv []string) (supervisor.Config, error) {
 		return cfg, usagef("run", "--watch-window %s: want 0 or more", c.window)
 	case c.workers < 1 || c.maxSurge < 1:
 		return cfg, usagef("run", "--workers %d --max-surge %d: want 1 or more", c.workers, c.maxSurge)
+	case c.frontWait <= 0:
+		return cfg, usagef("run", "--front-wait %s: want a positive duration", c.frontWait)
 	case c.window > 0 && c.workers > 1:
 		return cfg, usagef("run", "--watch-window with --workers %d: a watch window keeps one old CMD (a pool's roll-out stops an old worker only once its replacement is ready)", c.workers)
 	}

@@ -34,6 +34,8 @@ type child struct {
 	exitedAt time.Time
 
 	lastStatus string // the CMD's last STATUS=, guarded by Supervisor.mu
+
+	front Front // Config.Front
 }
 
 // signal sends sig unless the process is gone (its pidfd says so, or it was
@@ -69,15 +71,25 @@ func (s *Supervisor) start(ctx context.Context, slot, version int) (*child, erro
 	env := s.childEnv()
 
 	s.mu.Lock()
-	proc, err := startProcess(path, s.cfg.Args, env, nil, s.cfg.Stdout, s.cfg.Stderr, s.cfg.Sockets)
+	n := s.stats.Generations + 1
+	socks, err := s.frontSockets(n)
 	if err != nil {
 		s.mu.Unlock()
 		return nil, &StartError{Path: path, Err: err}
 	}
-	s.stats.Generations++
+	proc, err := startProcess(path, s.cfg.Args, env, nil, s.cfg.Stdout, s.cfg.Stderr, socks)
+	if err != nil {
+		if s.cfg.Front != nil {
+			s.cfg.Front.Release(n)
+		}
+		s.mu.Unlock()
+		return nil, &StartError{Path: path, Err: err}
+	}
+	s.stats.Generations = n
 	c := &child{
-		n: s.stats.Generations, slot: slot, version: version, pid: proc.Pid, path: path, proc: proc,
+		n: n, slot: slot, version: version, pid: proc.Pid, path: path, proc: proc,
 		started: time.Now(), ready: make(chan struct{}), done: make(chan struct{}),
+		front: s.cfg.Front,
 	}
 	s.byPID[c.pid] = c
 	s.stats.Peak = max(s.stats.Peak, len(s.byPID))
@@ -87,6 +99,21 @@ func (s *Supervisor) start(ctx context.Context, slot, version int) (*child, erro
 
 	timer := time.NewTimer(s.cfg.ReadyTimeout)
 	defer timer.Stop()
+	expired := timer.C
+	var probed chan error
+	if s.cfg.Front != nil && s.cfg.Ready == ReadyExec {
+		// Ready when it accepts on its private socket (or says READY=1),
+		// within ReadyTimeout: the front knows better than a timer.
+		expired = nil
+		probed = make(chan error, 1)
+		pctx, cancel := context.WithCancel(ctx)
+		probing := make(chan struct{})
+		defer func() { cancel(); <-probing }()
+		go func() {
+			defer close(probing)
+			probed <- s.frontCheck(pctx, c)
+		}()
+	}
 	// A program that never sends READY=1 would otherwise wait out the
 	// whole ReadyTimeout in silence.
 	var hint <-chan time.Time
@@ -104,11 +131,22 @@ func (s *Supervisor) start(ctx context.Context, slot, version int) (*child, erro
 				"notify_socket", s.notify.Socket(), "waited", s.cfg.ReadyHint, "ready_timeout", s.cfg.ReadyTimeout,
 				"hint", "CMD must send READY=1 to NOTIFY_SOCKET from its own pid (sd_notify); for a program that never does, use --ready exec")
 		case <-c.ready:
+			if err := s.frontCheck(ctx, c); err != nil {
+				fail = s.checkFailed(c, err)
+				break
+			}
+			return s.readied(c), nil
+		case err := <-probed:
+			if err != nil {
+				fail = s.checkFailed(c, err)
+				break
+			}
+			c.markReady()
 			return s.readied(c), nil
 		case <-c.done:
 			st := c.status
 			return nil, &StartError{Path: path, PID: c.pid, Status: &st, Err: ErrExited}
-		case <-timer.C:
+		case <-expired:
 			if s.cfg.Ready == ReadyExec {
 				c.markReady()
 				return s.readied(c), nil
@@ -122,6 +160,16 @@ func (s *Supervisor) start(ctx context.Context, slot, version int) (*child, erro
 	}
 	s.terminate(c)
 	return nil, fail
+}
+
+// checkFailed is the start error of a CMD that failed the front's check:
+// ErrExited when it exited meanwhile.
+func (s *Supervisor) checkFailed(c *child, err error) error {
+	if isClosed(c.done) {
+		st := c.status
+		return &StartError{Path: c.path, PID: c.pid, Status: &st, Err: ErrExited}
+	}
+	return &StartError{Path: c.path, PID: c.pid, Err: err}
 }
 
 func (s *Supervisor) readied(c *child) *child {
@@ -138,6 +186,7 @@ func (s *Supervisor) terminate(c *child) {
 	s.mu.Lock()
 	_ = c.to(stateDraining)
 	s.mu.Unlock()
+	s.quiesce(c)
 	_ = c.signal(syscall.SIGTERM)
 	t := time.NewTimer(s.cfg.Drain)
 	defer t.Stop()
@@ -169,13 +218,18 @@ func (s *Supervisor) retire(c *child) {
 	if err != nil {
 		return
 	}
-	term := time.Now()
-	if err := c.signal(syscall.SIGTERM); err != nil {
-		s.log.Warn("SIGTERM", "pid", c.pid, "err", err)
+	if s.cfg.Front == nil {
+		s.term(c)
 	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		if s.cfg.Front != nil {
+			// Its requests end first; then it has Drain from its SIGTERM.
+			s.quiesce(c)
+			s.term(c)
+		}
+		term := time.Now()
 		t := time.NewTimer(s.cfg.Drain)
 		defer t.Stop()
 		select {
@@ -191,6 +245,12 @@ func (s *Supervisor) retire(c *child) {
 		s.mu.Unlock()
 		s.log.Info("old process exited", "pid", c.pid, "status", c.status.String(), "after", took)
 	}()
+}
+
+func (s *Supervisor) term(c *child) {
+	if err := c.signal(syscall.SIGTERM); err != nil {
+		s.log.Warn("SIGTERM", "pid", c.pid, "err", err)
+	}
 }
 
 // appendBounded appends v to h and drops the oldest entries beyond limit,

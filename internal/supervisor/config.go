@@ -29,7 +29,9 @@ const (
 	ReadyNotify ReadyMode = iota
 	// ReadyExec: when CMD sends READY=1, or when it is still running
 	// ReadyTimeout after it was started, for programs that do not speak
-	// sd_notify. Choose a short ReadyTimeout with it.
+	// sd_notify. Choose a short ReadyTimeout with it. With a Front: when
+	// CMD sends READY=1 or accepts a connection on its private socket,
+	// within ReadyTimeout (choose a long one then).
 	ReadyExec
 )
 
@@ -122,6 +124,11 @@ type Config struct {
 	// NotifyAddress is the address of the socket given to CMD as
 	// NOTIFY_SOCKET; "" means a fresh abstract address.
 	NotifyAddress string
+	// Front, when set, holds the client connections of Sockets and
+	// forwards requests to the CMDs (see Front): each CMD gets the
+	// front's private sockets, named as Sockets, in place of those, and
+	// the supervisor leaves Sockets' files alone (the front serves them).
+	Front Front
 	// Logger, when set, receives the supervisor's events.
 	Logger *slog.Logger
 }

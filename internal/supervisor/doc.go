@@ -106,6 +106,14 @@
 //     own STATUS= ("serving: N of M workers (pids ...)") is sent again
 //     whenever the serving set changes: after a roll-out, a worker's exit
 //     and its restart, a resize.
+//   - With a Front (internal/front, `baton run --front`) the CMDs never
+//     see the public sockets: each gets its generation's private socket,
+//     the front routes requests to the serving CMDs only (the state
+//     table's moves into and out of serving route and unroute; exited
+//     releases), a new CMD must accept a probe connection to be ready,
+//     and a replaced CMD's requests end before its SIGTERM (Quiesce, up
+//     to Drain; then it has Drain again). A stop drains the front's
+//     clients (Front.Shutdown, up to Drain) before the signal goes on.
 //   - Stop during an upgrade abandons it with an error wrapping ErrStopping
 //     (control code "stopping", `baton reload` exit 0). systemd signals the
 //     whole cgroup on stop, so the new CMD may end before the supervisor's

@@ -198,6 +198,9 @@ func (s *Supervisor) open() error {
 	s.mu.Unlock()
 
 	for _, sk := range s.cfg.Sockets {
+		if s.cfg.Front != nil {
+			break // the front's, in non-blocking mode
+		}
 		if err := setBlocking(sk.File); err != nil {
 			return fmt.Errorf("socket %s: %w", sk.Name, err)
 		}
@@ -241,17 +244,20 @@ func (s *Supervisor) close() {
 }
 
 // stopAll sends SIGTERM to every CMD still running and waits for them,
-// with SIGKILL after Drain.
+// with SIGKILL after Drain. A front drains its clients first.
 func (s *Supervisor) stopAll(state string) {
 	s.mu.Lock()
 	closeOnce(s.stopping)
+	s.mu.Unlock()
+	s.manager(state)
+	s.frontShutdown()
+	s.mu.Lock()
 	all := make([]*child, 0, len(s.byPID))
 	for _, c := range s.byPID {
 		_ = c.to(stateDraining)
 		all = append(all, c)
 	}
 	s.mu.Unlock()
-	s.manager(state)
 	for _, c := range all {
 		_ = c.signal(syscall.SIGTERM)
 	}
@@ -296,7 +302,9 @@ func (s *Supervisor) Signal(sig os.Signal) error {
 // This is how a SIGTERM to `baton run` is forwarded. With
 // Config.StopDelay, a first SIGTERM or SIGINT is sent only after the delay
 // (see there); a Stop during the delay ends it and sends its own sig at
-// once.
+// once. With a front, a first SIGTERM or SIGINT goes only once the front
+// has drained its clients (Front.Shutdown, up to Drain): Stop returns
+// before.
 func (s *Supervisor) Stop(sig os.Signal) error {
 	s.mu.Lock()
 	if !s.running {
@@ -325,10 +333,25 @@ func (s *Supervisor) Stop(sig os.Signal) error {
 		close(s.cut)
 		s.cut = nil
 		s.log.Info("stop delay cut short", "signal", sig.String())
+	} else if first && s.cfg.Front != nil && graceful(sig) && !isClosed(s.ended) {
+		// The front drains its clients first; a second stop does not wait.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.frontShutdown()
+			if err := signalAll(cs, sig); err != nil {
+				s.log.Warn("forward signal", "err", err)
+			}
+		}()
+		s.mu.Unlock()
+		return nil
 	}
 	s.mu.Unlock()
 	return signalAll(cs, sig)
 }
+
+// graceful reports whether sig asks CMD to stop gracefully.
+func graceful(sig os.Signal) bool { return sig == syscall.SIGTERM || sig == syscall.SIGINT }
 
 // delayStop sends sig to the serving CMDs after d, unless Stop cut the
 // delay (and sent a signal itself) or Run returned.
@@ -351,6 +374,7 @@ func (s *Supervisor) delayStop(d time.Duration, sig os.Signal, cut chan struct{}
 	s.cut = nil
 	cs := s.servingSetLocked()
 	s.mu.Unlock()
+	s.frontShutdown()
 	for _, c := range cs {
 		s.log.Info("stop delay over: forwarding the signal", "pid", c.pid, "signal", sig.String())
 	}

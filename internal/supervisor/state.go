@@ -48,12 +48,27 @@ var errTransition = errors.New("state change not allowed")
 
 // to moves c to next, or returns an error wrapping errTransition (and
 // leaves c alone) when the table does not allow it: a CMD that has exited
-// is never sent to draining, a draining one never serves again.
+// is never sent to draining, a draining one never serves again. With a
+// front, entering serving routes requests to c, leaving it stops them,
+// and exiting releases c's private sockets.
 // Supervisor.mu is held.
 func (c *child) to(next childState) error {
 	if !slices.Contains(transitions[c.state], next) {
 		return fmt.Errorf("pid %d: %s to %s: %w", c.pid, c.state, next, errTransition)
 	}
+	prev := c.state
 	c.state = next
+	if c.front != nil {
+		// The front routes requests to the serving CMDs only.
+		switch {
+		case next == stateServing:
+			c.front.Route(c.n)
+		case prev == stateServing:
+			c.front.Unroute(c.n)
+		}
+		if next == stateExited {
+			c.front.Release(c.n)
+		}
+	}
 	return nil
 }

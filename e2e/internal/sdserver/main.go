@@ -5,7 +5,7 @@
 // watchdog when WATCHDOG_USEC asks for it, and on SIGTERM drains without
 // dropping a request: it stops accepting, answers with Connection: close
 // until its connections are closed or a lame-duck period ends, then shuts
-// down.
+// down; with -exit-at-term it exits at once instead.
 //
 // GET / answers 200 with the headers X-Pid and X-Generation (-generation);
 // ?ms=N delays the answer by N milliseconds.
@@ -41,6 +41,7 @@ func run() error {
 	name := flag.String("name", "http", "socket name to serve (LISTEN_FDNAMES)")
 	generation := flag.String("generation", "1", "value of the X-Generation header")
 	lameDuck := flag.Duration("lame-duck", time.Second, "how long at most to answer with Connection: close before shutting down")
+	exitAtTerm := flag.Bool("exit-at-term", false, "exit at once on SIGTERM, dropping what is in flight (a server with no drain)")
 	flag.Parse()
 
 	ln, err := listener(*name, *listen)
@@ -89,6 +90,9 @@ func run() error {
 	case err := <-serveErr:
 		return err
 	case <-sig:
+	}
+	if *exitAtTerm {
+		os.Exit(0)
 	}
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	// Stop accepting (the socket itself stays open in systemd and in a
