@@ -98,6 +98,8 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		code := exitFailure
 		switch {
+		case errors.As(err, new(*control.NamespaceError)):
+			code, err = exitDenied, inNamespace(err, pid)
 		case errors.Is(err, control.ErrDenied):
 			code, err = exitDenied, fmt.Errorf("permission denied: %w", err)
 		case errors.Is(err, control.ErrNoServer), errors.Is(err, control.ErrNoReply), errors.Is(err, context.DeadlineExceeded):
