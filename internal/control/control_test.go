@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/testproc"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -31,6 +32,15 @@ func TestMain(m *testing.M) {
 	})
 	testproc.Register("exit-in-handler", func() {
 		serve(func(context.Context) (int, error) { os.Exit(0); return 0, nil })
+	})
+	testproc.Register("serve-undumpable", func() {
+		// Its /proc/PID/fd is root's only, as a process in another user
+		// namespace sees it (PrivateUsers=yes).
+		if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+			fmt.Println(err)
+			return
+		}
+		serve(func(context.Context) (int, error) { return 505, nil })
 	})
 	testproc.Register("serve-answering", func() {
 		n, _ := strconv.Atoi(testproc.Args()[0])
@@ -361,15 +371,15 @@ func TestReloadContext(t *testing.T) {
 func TestOtherUIDDenied(t *testing.T) {
 	testproc.RequireRoot(t)
 	// The server runs as uid 65534, the client as 65533: neither root nor
-	// the same uid. The client cannot read the server's fds to find its
-	// socket.
+	// the same uid. The client cannot read the server's fds; it finds
+	// the socket by its peer's pid, and the server refuses it.
 	server := startHelper(t, testproc.CommandAs(t, 65534, 65534, "serve-until-stdin-closes"))
 	client := testproc.CommandAs(t, 65533, 65534, "reload-client", strconv.Itoa(server.Process.Pid))
 	out, err := client.Output()
 	if err != nil {
 		t.Fatalf("client: %v", err)
 	}
-	if want := "permission denied"; !strings.Contains(string(out), want) {
+	if want := "uid 65533 may not control a process of uid 65534"; !strings.Contains(string(out), want) {
 		t.Errorf("client as uid 65533 got %q, want %q", out, want)
 	}
 	// One that learnt the name elsewhere (/proc/net/unix lists it) and
@@ -388,5 +398,22 @@ func TestOtherUIDDenied(t *testing.T) {
 	// Root may.
 	if pid, err := Reload(t.Context(), server.Process.Pid); err != nil || pid != server.Process.Pid {
 		t.Errorf("Reload as root = %d, %v; want %d", pid, err, server.Process.Pid)
+	}
+}
+
+// TestHiddenFDs: a caller of the same uid that may not read the server's
+// fds (ExecReload= under ProtectProc=invisible and PrivateUsers=yes: the
+// target's /proc entries are hidden) finds the server among its network
+// namespace's control sockets by the listening pid. Before, `systemctl
+// reload` of the default hardened units failed ("no such process").
+func TestHiddenFDs(t *testing.T) {
+	testproc.RequireRoot(t)
+	server := startHelper(t, testproc.CommandAs(t, 65534, 65534, "serve-undumpable"))
+	out, err := testproc.CommandAs(t, 65534, 65534, "reload-client", strconv.Itoa(server.Process.Pid)).Output()
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "<nil>" {
+		t.Errorf("Reload as the same uid, fds not readable: %s; want success", got)
 	}
 }

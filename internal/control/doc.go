@@ -10,7 +10,12 @@
 // socket inodes behind /proc/PID/fd, looked up in /proc/PID/net/unix,
 // which lists the sockets of the target's network namespace with their
 // names. Reading another process's fds takes its uid or root, the same
-// rule as the server's; a pid is asked as the caller sees it, so a client
+// rule as the server's. A caller that may not read them but shares the
+// target's network namespace (ExecReload= of the hardened units, whose
+// user namespace differs from the main process's under PrivateUsers=yes,
+// with ProtectProc=invisible hiding it) dials the control sockets /proc
+// lists in its own namespace and keeps the one whose listening pid
+// (SO_PEERCRED) is the target, sending nothing to the others. A pid is asked as the caller sees it, so a client
 // in the host's pid namespace reaches a container's server by its host
 // pid, and `baton reload --pid $MAINPID` reaches whichever generation is
 // the main process now.

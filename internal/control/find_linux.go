@@ -34,6 +34,9 @@ func listen() (*net.UnixListener, error) {
 // ours.
 func dial(ctx context.Context, pid int) (*net.UnixConn, error) {
 	name, err := find(pid)
+	if errors.Is(err, errHidden) {
+		return dialByPeer(ctx, pid, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -61,11 +64,49 @@ func dial(ctx context.Context, pid int) (*net.UnixConn, error) {
 	return nc.(*net.UnixConn), nil
 }
 
+// errHidden is a process whose /proc entries this one may not read.
+var errHidden = errors.New("its /proc entries are hidden from this process")
+
+// dialByPeer finds pid's server among the control sockets of this
+// process's network namespace by the pid that listens behind each
+// (SO_PEERCRED; nothing is sent to the others): for a caller that may not
+// read the target's fds but shares its namespace, as ExecReload= does
+// under ProtectProc=invisible with a user namespace of its own
+// (PrivateUsers=yes). hidden is why the fds could not be read.
+func dialByPeer(ctx context.Context, pid int, hidden error) (*net.UnixConn, error) {
+	f, err := os.Open("/proc/self/net/unix")
+	if err != nil {
+		return nil, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	names, err := listening(f, nil)
+	_ = f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("pid %d: /proc/self/net/unix: %w", pid, err)
+	}
+	for _, name := range names {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "unix", name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("pid %d: %w", pid, ctx.Err())
+			}
+			continue // closed meanwhile
+		}
+		c := nc.(*net.UnixConn)
+		if cred, err := peerCred(c); err == nil && int(cred.Pid) == pid {
+			return c, nil
+		}
+		_ = c.Close()
+	}
+	return nil, fmt.Errorf("pid %d: %w (none in this network namespace; %w)", pid, ErrNoServer, hidden)
+}
+
 // find returns the name of the control socket process pid listens on: a
 // listening unix socket named prefix+… among the sockets it holds (the
 // inodes behind /proc/PID/fd), as /proc/PID/net/unix lists the sockets
 // of its network namespace. Reading another process's fds takes its uid
-// or root (ptrace's read access), as controlling it does.
+// or root (ptrace's read access), as controlling it does. A process that
+// exists but whose fds are hidden or denied is errHidden.
 func find(pid int) (string, error) {
 	if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
 		return "", fmt.Errorf("pid %d: %w (no such process)", pid, ErrNoServer)
@@ -73,10 +114,10 @@ func find(pid int) (string, error) {
 	dir := "/proc/" + strconv.Itoa(pid)
 	inodes, err := socketInodes(dir + "/fd")
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return "", fmt.Errorf("pid %d: %w (no such process)", pid, ErrNoServer)
-	case errors.Is(err, fs.ErrPermission):
-		return "", fmt.Errorf("pid %d: %w: %w (the process's own uid or root may control it)", pid, ErrDenied, err)
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+		// The process exists (kill said so), or existed: /proc hides it
+		// (ProtectProc=invisible, hidepid) or denies its fds.
+		return "", fmt.Errorf("%w: %w", errHidden, err)
 	case err != nil:
 		return "", fmt.Errorf("pid %d: %w", pid, err)
 	}
@@ -124,7 +165,7 @@ func socketInodes(dir string) (map[uint64]bool, error) {
 const acceptCon = 1 << 16
 
 // listening returns the names of the listening control sockets in the
-// table r (/proc/PID/net/unix) whose inode is in inodes:
+// table r (/proc/PID/net/unix) whose inode is in inodes (nil: all):
 //
 //	Num       RefCount Protocol Flags    Type St Inode Path
 //	ffff...: 00000002 00000000 00010000 0001 01 41872 @baton/control/…
@@ -140,7 +181,7 @@ func listening(r io.Reader, inodes map[uint64]bool) ([]string, error) {
 		if err != nil || flags&acceptCon == 0 {
 			continue
 		}
-		if ino, err := strconv.ParseUint(f[6], 10, 64); err == nil && inodes[ino] {
+		if ino, err := strconv.ParseUint(f[6], 10, 64); err == nil && (inodes == nil || inodes[ino]) {
 			names = append(names, f[7])
 		}
 	}
