@@ -92,23 +92,28 @@ func (u *Upgrader) trapListen(name string, ln net.Listener) {
 
 // trapsAtReady runs when Ready is called: it logs the listeners from
 // Listen that no registered server serves. Only servers made by HTTP say
-// which listener they serve: with another kind registered, nothing is
-// said.
+// which listener they serve: with another kind registered, or one serving
+// a listener Listen did not return (a wrapper: tls.NewListener,
+// netutil.LimitListener), nothing is said.
 func (u *Upgrader) trapsAtReady() {
 	u.traps.ready.Store(true)
 	u.mu.Lock()
 	servers := append([]Server(nil), u.servers...)
 	u.mu.Unlock()
+	u.traps.mu.Lock()
+	defer u.traps.mu.Unlock()
+	ours := map[net.Listener]bool{}
+	for _, l := range u.traps.listeners {
+		ours[l.ln] = true
+	}
 	served := map[net.Listener]bool{}
 	for _, s := range servers {
 		h, ok := s.(*HTTPServer)
-		if !ok {
+		if !ok || !ours[h.ln] {
 			return
 		}
 		served[h.ln] = true
 	}
-	u.traps.mu.Lock()
-	defer u.traps.mu.Unlock()
 	for _, l := range u.traps.listeners {
 		if !served[l.ln] {
 			u.log.Warn("a socket from Listen is not served by a server given to Serve: connections accepted outside Serve (srv.Serve(ln)) are not drained and are cut at the upgrade; serve it with up.Serve(handoff.HTTP(srv, ln))",
