@@ -85,7 +85,8 @@ type Config struct {
 	// PIDFile, when set, is rewritten atomically with the pid of the
 	// current main process each time a generation becomes main.
 	PIDFile string
-	// Logger receives what the Upgrader does; nil means silence.
+	// Logger receives what the Upgrader does; nil means slog.Default()
+	// (slog.New(slog.DiscardHandler) silences it).
 	Logger *slog.Logger
 	// NoSignals leaves SIGHUP, SIGTERM and SIGINT alone; by default SIGHUP
 	// starts an upgrade and SIGTERM and SIGINT stop the generation.

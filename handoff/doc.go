@@ -327,8 +327,8 @@
 // after handing over, and the namespace dies with it. Make the server the
 // entrypoint, or `baton run` (which stays PID 1 and supervises). Several
 // containers in one network namespace (a Kubernetes pod) each have their
-// own pid 1; the control socket's name carries the pid namespace, so they
-// do not collide.
+// own pid 1; control socket names are random and found through each
+// process's fds, so they do not collide.
 //
 // # Predecessor killed mid-upgrade
 //

@@ -24,6 +24,8 @@ type Upgrader struct {
 	args []string
 	fds  *fdSet
 
+	traps traps // traps.go
+
 	parent    *net.UnixConn // hand-over channel from the predecessor; nil in generation 1
 	parentPID int
 	socket    string // the manager's NOTIFY_SOCKET, "" when none
@@ -139,6 +141,7 @@ func (u *Upgrader) Listen(name, network, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("handoff: listen %s: %w", name, err)
 	}
 	u.storeFDs()
+	u.trapListen(name, ln)
 	return ln, nil
 }
 

@@ -97,6 +97,7 @@ func serverMain() {
 	if n, err := strconv.Atoi(os.Getenv(envMaxDraining)); err == nil {
 		cfg.MaxDraining = n
 	}
+	cfg.Logger = slog.New(slog.DiscardHandler) // a nil Logger is slog.Default()
 	if os.Getenv(envVerbose) != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pid", os.Getpid())
 	}

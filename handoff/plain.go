@@ -33,7 +33,7 @@ func newPlain(cfg Config, fds *fdSet) (*Upgrader, error) {
 	}
 	log := cfg.Logger
 	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+		log = slog.Default()
 	}
 	exe, _ := os.Executable()
 	dir, _ := os.Getwd()
@@ -73,6 +73,7 @@ func (u *Upgrader) plainSignals(sigs chan os.Signal, quit chan struct{}) {
 // readyPlain is Ready without a manager or a predecessor: this generation
 // is main at once, writes the PID file and starts its servers.
 func (u *Upgrader) readyPlain() error {
+	u.trapsAtReady()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.phase != phaseStarting {

@@ -15,6 +15,7 @@ import (
 // (connections wait in the shared socket's backlog, or are taken by the
 // predecessor). Wait drains s with s.Shutdown when the generation ends.
 func (u *Upgrader) Serve(s Server) {
+	u.trapServe()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.servers = append(u.servers, s)

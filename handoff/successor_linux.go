@@ -114,6 +114,7 @@ func (u *Upgrader) fromPredecessor() error {
 // when this process becomes main, before it tells the manager. Meanwhile
 // connections wait in the sockets' backlog.
 func (u *Upgrader) Ready() error {
+	u.trapsAtReady()
 	u.mu.Lock()
 	if u.phase != phaseStarting {
 		// Stopped before it was ready: nothing to declare (a successor
@@ -209,9 +210,9 @@ func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
 		return 0, ctx.Err()
 	}
 	if control.RequestOf(ctx).WaitWindow {
-		return u.UpgradeWatched(ctx)
+		return u.logRequested(u.UpgradeWatched(ctx))
 	}
-	return u.Upgrade(ctx)
+	return u.logRequested(u.Upgrade(ctx))
 }
 
 var errParentGone = errors.New("predecessor gone")

@@ -71,7 +71,7 @@ func New(cfg Config) (*Upgrader, error) {
 	}
 	log := cfg.Logger
 	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+		log = slog.Default()
 	}
 	fds, err := receive()
 	if err != nil {
@@ -109,6 +109,7 @@ func New(cfg Config) (*Upgrader, error) {
 			close(quit)
 		}
 	}
+	u.trapsAtStart()
 	return u, nil
 }
 

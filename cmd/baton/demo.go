@@ -10,31 +10,37 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/batonhq/baton/internal/control"
-	"github.com/batonhq/baton/internal/rawhttp"
 )
 
 const demoUsage = `
 baton demo [--upgrades N] [--clients C] [--mode handoff|run] [--json]
 
 Shows a zero-downtime upgrade in one command, with nothing but this
-repository: builds examples/http (into the user cache directory, re-used
-while it is up to date), starts it on a free loopback port, drives
-concurrent load (half the clients keep their connection alive, half open a
-new connection for every request), upgrades it N times through the control
-channel ('baton reload'), plus once with a deliberately broken new version
-(a binary that exits at start) that must be rolled back while the old
-process keeps serving, and prints requests, failed requests, upgrades,
-handoff latency (from the reload request to the first response from the
-new process) and how long the old processes took to exit.
+binary: it runs a copy of itself as a small HTTP server (package handoff
+around a handler that answers with its pid) on a free loopback port and
+drives concurrent load (half the clients keep their connection alive,
+half open a new connection for every request, none retries).
 
---mode handoff (the default) runs the example alone: it upgrades itself
+First, for the contrast, the naive way: the server is stopped (SIGTERM)
+and started again N times under the load. Then the baton way: the same
+server is upgraded N times through the control channel ('baton reload'),
+plus once with a deliberately broken new version (a program that exits
+at start) that must be rolled back while the old process keeps serving.
+It prints the failed requests of both ("naive restart: 37 refused or
+failed; baton: 0"), a timeline of each restart and upgrade (responses per
+10 ms, by process), the handoff latency (from the reload request to the
+first response from the new process) and how long the old processes took
+to exit.
+
+--mode handoff (the default) runs the server alone: it upgrades itself
 with package handoff. --mode run runs it under 'baton run', which holds
 the socket and replaces the process.
 
-Run it from the repository: go run ./cmd/baton demo
+  baton demo
 
 Exit status: 0 when every request succeeded, every upgrade worked and the
 broken one was rolled back; 1 otherwise.
@@ -115,7 +121,7 @@ func (d *demo) say(format string, args ...any) {
 }
 
 func (d *demo) run(ctx context.Context) (*demoResult, error) {
-	if err := d.build(ctx); err != nil {
+	if err := d.prepare(); err != nil {
 		return nil, err
 	}
 	addr, err := freeLoopbackAddr()
@@ -123,6 +129,9 @@ func (d *demo) run(ctx context.Context) (*demoResult, error) {
 		return nil, err
 	}
 	res := &demoResult{Mode: d.cmd.mode, Addr: addr, Clients: d.cmd.clients}
+	if err := d.naive(ctx, addr, res); err != nil {
+		return nil, err
+	}
 	target, serving, err := d.startServer(ctx, addr)
 	if err != nil {
 		return nil, err
@@ -131,7 +140,8 @@ func (d *demo) run(ctx context.Context) (*demoResult, error) {
 	d.say("serving on http://%s/ (pid %d, mode %s); %d clients: %d keep-alive, %d new connection per request",
 		addr, serving, d.cmd.mode, d.cmd.clients, (d.cmd.clients+1)/2, d.cmd.clients/2)
 
-	l := rawhttp.StartLoad(addr, d.cmd.clients, func(i int) bool { return i%2 == 0 })
+	l := startDemoLoad(addr, d.cmd.clients)
+	var events []demoEvent
 	var handoffs, exits []time.Duration
 	var exitMu sync.Mutex
 	var exitWG sync.WaitGroup
@@ -171,10 +181,14 @@ func (d *demo) run(ctx context.Context) (*demoResult, error) {
 		first, ok := l.FirstFrom(pid, 10*time.Second)
 		handoff := first.Sub(t0)
 		if !ok {
-			handoff = 0
+			handoff, first = 0, time.Time{}
 		} else {
 			handoffs = append(handoffs, handoff)
 		}
+		events = append(events, demoEvent{
+			what: fmt.Sprintf("upgrade %d/%d: pid %d -> %d", i+1, d.cmd.upgrades, old, pid),
+			at:   t0, old: old, new: pid, first: first,
+		})
 		res.Upgrades++
 		res.PIDs = append(res.PIDs, pid)
 		if d.cmd.mode == "handoff" {
@@ -198,7 +212,10 @@ func (d *demo) run(ctx context.Context) (*demoResult, error) {
 	exitWG.Wait()
 	d.stopServer(serving)
 
-	res.Requests, res.Failed = l.OK.Load()+l.Failed.Load(), l.Failed.Load()
+	for _, ev := range events {
+		res.Timelines = append(res.Timelines, l.timeline(ev))
+	}
+	res.Requests, res.Failed = l.ok.Load()+l.failed.Load(), l.failed.Load()
 	res.Errors = l.Errors()
 	res.Errors = res.Errors[:min(len(res.Errors), demoErrors)]
 	res.HandoffMS, res.OldExitMS = summarize(handoffs), summarize(exits)
@@ -210,7 +227,7 @@ func (d *demo) run(ctx context.Context) (*demoResult, error) {
 // brokenUpgrade installs a binary that exits at start, asks for an
 // upgrade, expects it to fail with the old process still serving, and
 // installs the good binary again.
-func (d *demo) brokenUpgrade(ctx context.Context, target, serving int, l *rawhttp.Load, res *demoResult) {
+func (d *demo) brokenUpgrade(ctx context.Context, target, serving int, l *demoLoad, res *demoResult) {
 	script := filepath.Join(d.work, "broken")
 	_ = os.WriteFile(script, []byte("#!/bin/sh\necho 'broken build: exiting at start' >&2\nexit 3\n"), 0o755)
 	if err := d.install(script); err != nil {
@@ -235,4 +252,77 @@ func (d *demo) brokenUpgrade(ctx context.Context, target, serving int, l *rawhtt
 	res.BrokenRolled = ok && got == serving
 	d.say("broken upgrade (a binary that exits with status 3 at start): rolled back, pid %d still serving\n    reason: %v",
 		got, err)
+}
+
+// naive runs the same load against the same server restarted the plain
+// way (SIGTERM, wait for the exit, start it again) as many times as the
+// demo then upgrades it: what a stop-and-start costs, for the contrast.
+func (d *demo) naive(ctx context.Context, addr string, res *demoResult) error {
+	type proc struct {
+		cmd    *exec.Cmd
+		exited chan struct{}
+	}
+	start := func() (proc, error) {
+		cmd := exec.Command(d.bin, demoServerArg, "-listen", addr)
+		cmd.Stdout, cmd.Stderr = d.log, d.log
+		cmd.Env = withoutSystemdEnv(os.Environ())
+		if err := cmd.Start(); err != nil {
+			return proc{}, fmt.Errorf("demo: start server: %w", err)
+		}
+		p := proc{cmd, make(chan struct{})}
+		go func() { _ = cmd.Wait(); close(p.exited) }()
+		return p, nil
+	}
+	stop := func(p proc) {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(15 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+	}
+	p, err := start()
+	if err != nil {
+		return err
+	}
+	defer func() { stop(p) }()
+	if _, err := d.awaitAnswer(ctx, addr, p.exited); err != nil {
+		return err
+	}
+	n := d.cmd.upgrades
+	d.say("naive restart first: the same server on http://%s/, stopped and started again %d times under the same load", addr, n)
+	l := startDemoLoad(addr, d.cmd.clients)
+	defer l.Stop()
+	var events []demoEvent
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		l.Await(30)
+		old := p.cmd.Process.Pid
+		failed := l.failed.Load()
+		t0 := time.Now()
+		stop(p)
+		if p, err = start(); err != nil {
+			return err
+		}
+		first, ok := l.FirstFrom(p.cmd.Process.Pid, 10*time.Second)
+		if !ok {
+			return fmt.Errorf("demo: restarted server not answering after 10s; its log:\n%s", d.serverLog())
+		}
+		events = append(events, demoEvent{
+			what: fmt.Sprintf("naive restart %d/%d: pid %d -> %d", i+1, n, old, p.cmd.Process.Pid),
+			at:   t0, old: old, new: p.cmd.Process.Pid, first: first,
+		})
+		d.say("naive restart %2d/%d  pid %d -> %d  first response after %s, %d requests failed so far",
+			i+1, n, old, p.cmd.Process.Pid, ms(first.Sub(t0)), l.failed.Load()-failed)
+	}
+	l.Await(30)
+	l.Stop()
+	for _, ev := range events {
+		res.Timelines = append(res.Timelines, l.timeline(ev))
+	}
+	res.Naive = demoNaive{Restarts: len(events), Requests: l.ok.Load() + l.failed.Load(), Failed: l.failed.Load(), Errors: l.Errors()}
+	return nil
 }

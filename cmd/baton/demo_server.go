@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,40 +14,51 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/batonhq/baton/internal/demoserver"
 )
 
-// The demo's server: examples/http built, installed, started (alone or
-// under baton run) and stopped.
+// The demo's server: a copy of this executable run as the server of
+// package demoserver, installed, started (alone or under baton run) and
+// stopped.
 
-// build compiles examples/http into the cache (go build re-uses its cache
-// when nothing changed) and copies it into a fresh work directory.
-func (d *demo) build(ctx context.Context) error {
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	if err != nil || strings.TrimSpace(string(gomod)) == "" || !fileExists(filepath.Join(root, "examples", "http", "main.go")) {
-		return errors.New("demo: run it inside the baton repository (it builds examples/http with the go command): go run ./cmd/baton demo")
+// demoServerArg, as the first argument of a baton binary, makes it the
+// demo's server instead of the command line. The demo starts a copy of
+// itself with it, so an installed baton needs no checkout or go command;
+// upgrades start the copy on disk again with the same arguments. It is
+// not a command `baton help` lists: only the demo uses it.
+const demoServerArg = "demo-server"
+
+func init() {
+	// Before main: the server is a process of its own, with package
+	// handoff's signal handling and exit, not one of baton's commands.
+	if len(os.Args) < 2 || os.Args[1] != demoServerArg {
+		return
 	}
-	cache, err := os.UserCacheDir()
+	if err := demoserver.Run(os.Args[2:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "baton demo server:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// prepare installs a copy of this executable in a fresh work directory:
+// the server the demo runs and upgrades.
+func (d *demo) prepare() error {
+	self, err := os.Executable()
 	if err != nil {
-		cache = os.TempDir()
+		return fmt.Errorf("demo: %w", err)
 	}
-	dir := filepath.Join(cache, "baton-demo")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	d.good = filepath.Join(dir, "http")
-	t0 := time.Now()
-	b := exec.CommandContext(ctx, "go", "build", "-o", d.good, "./examples/http")
-	b.Dir = root
-	if out, err := b.CombinedOutput(); err != nil {
-		return fmt.Errorf("demo: go build ./examples/http: %w\n%s", err, out)
-	}
-	d.say("built examples/http in %s (%s)", time.Since(t0).Round(time.Millisecond), d.good)
+	d.good = self
 	d.work, err = os.MkdirTemp("", "baton-demo-")
 	if err != nil {
 		return err
 	}
 	d.bin = filepath.Join(d.work, "http")
+	d.log, err = os.Create(filepath.Join(d.work, "server.log"))
+	if err != nil {
+		return err
+	}
 	return d.install(d.good)
 }
 
@@ -68,20 +78,16 @@ func (d *demo) install(src string) error {
 // startServer starts the example (alone or under baton run) and returns
 // the pid to send reloads to and the pid serving.
 func (d *demo) startServer(ctx context.Context, addr string) (target, serving int, err error) {
-	d.log, err = os.Create(filepath.Join(d.work, "server.log"))
-	if err != nil {
-		return 0, 0, err
-	}
 	switch d.cmd.mode {
 	case "handoff":
-		d.srv = exec.Command(d.bin, "-listen", addr)
+		d.srv = exec.Command(d.bin, demoServerArg, "-listen", addr)
 	case "run":
 		self, err := os.Executable()
 		if err != nil {
 			return 0, 0, err
 		}
 		d.srv = exec.Command(self, "run", "--quiet", "--drain", "10s", "--ready-timeout", "10s",
-			"--listen", "http=tcp://"+addr, "--", d.bin, "-listen", addr)
+			"--listen", "http=tcp://"+addr, "--", d.bin, demoServerArg, "-listen", addr)
 	}
 	d.srv.Stdout, d.srv.Stderr = d.log, d.log
 	d.srv.Env = withoutSystemdEnv(os.Environ())
@@ -91,15 +97,28 @@ func (d *demo) startServer(ctx context.Context, addr string) (target, serving in
 	exited := make(chan struct{})
 	go func() { _ = d.srv.Wait(); close(exited) }()
 	d.srvExited = exited
+	pid, err := d.awaitAnswer(ctx, addr, exited)
+	if err != nil {
+		return 0, 0, err
+	}
+	if d.cmd.mode == "run" {
+		return d.srv.Process.Pid, pid, nil
+	}
+	return pid, pid, nil
+}
+
+// awaitAnswer asks addr until a server answers, and returns its X-Pid;
+// it gives up when exited is closed (the server exited).
+func (d *demo) awaitAnswer(ctx context.Context, addr string, exited <-chan struct{}) (int, error) {
 	c := &http.Client{Timeout: time.Second}
 	defer c.CloseIdleConnections()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
-			return 0, 0, fmt.Errorf("demo: server exited at start; its log:\n%s", d.serverLog())
+			return 0, fmt.Errorf("demo: server exited at start; its log:\n%s", d.serverLog())
 		case <-ctx.Done():
-			return 0, 0, ctx.Err()
+			return 0, ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 		}
 		resp, err := c.Get("http://" + addr + "/")
@@ -109,12 +128,9 @@ func (d *demo) startServer(ctx context.Context, addr string) (target, serving in
 		_, _ = io.Copy(io.Discard, resp.Body)
 		_ = resp.Body.Close()
 		pid, _ := strconv.Atoi(resp.Header.Get("X-Pid"))
-		if d.cmd.mode == "run" {
-			return d.srv.Process.Pid, pid, nil
-		}
-		return pid, pid, nil
+		return pid, nil
 	}
-	return 0, 0, fmt.Errorf("demo: server not answering after 15s; its log:\n%s", d.serverLog())
+	return 0, fmt.Errorf("demo: server not answering after 15s; its log:\n%s", d.serverLog())
 }
 
 // signalPID sends sig to pid, which need not be a child.
@@ -168,8 +184,6 @@ func (d *demo) serverLog() string {
 	b, _ := os.ReadFile(filepath.Join(d.work, "server.log"))
 	return string(b)
 }
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // freeLoopbackAddr returns a loopback address nothing listens on now.
 func freeLoopbackAddr() (string, error) {

@@ -242,6 +242,9 @@ func (c *reloadCommand) report(pid int, o reloadOutcome) error {
 		err = fmt.Errorf("interrupted: pid %d goes on with the upgrade (giving up waiting does not cancel it); its outcome is in the service's log", pid)
 	case errors.Is(err, control.ErrInProgress):
 		code, name = exitInProgress, control.CodeInProgress
+	case errors.As(err, new(*control.NamespaceError)):
+		code, name = exitDenied, "namespace"
+		err = inNamespace(err, pid)
 	case errors.Is(err, control.ErrDenied):
 		code, name = exitDenied, control.CodeDenied
 		err = fmt.Errorf("permission denied: %w", err)

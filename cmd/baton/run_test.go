@@ -399,10 +399,25 @@ func TestRunAsPID1(t *testing.T) {
 	}
 }
 
+// TestDemoJSON runs baton demo as installed: a copy of the binary in a
+// directory of its own, run from there with no go command in PATH (before,
+// it needed a checkout: "run it inside the baton repository"). It first
+// restarts the server the naive way under the same load, then upgrades it.
 func TestDemoJSON(t *testing.T) {
+	dir := t.TempDir()
+	installed := filepath.Join(dir, "baton")
+	b, err := os.ReadFile(batonBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(installed, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, mode := range []string{"handoff", "run"} {
 		t.Run(mode, func(t *testing.T) {
-			cmd := exec.Command(batonBin, "demo", "--json", "--mode", mode, "--upgrades", "4", "--clients", "4")
+			cmd := exec.Command(installed, "demo", "--json", "--mode", mode, "--upgrades", "4", "--clients", "4")
+			cmd.Dir = dir
+			cmd.Env = []string{"PATH=/nonexistent", "HOME=" + dir}
 			r := batonCmd(t, cmd)
 			var res demoResult
 			if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
@@ -422,6 +437,37 @@ func TestDemoJSON(t *testing.T) {
 			if h := res.HandoffMS; h.N != 4 || h.Min > h.Median || h.Median > h.Max {
 				t.Errorf("handoff latencies %+v are not a summary of 4", h)
 			}
+			// The naive pass: as many stop-and-starts, each a new process,
+			// the same load (its failures are counted, not asserted:
+			// how many connections a restart refuses is timing).
+			if n := res.Naive; n.Restarts != 4 || n.Requests == 0 || n.Requests < n.Failed {
+				t.Errorf("naive pass %+v, want 4 restarts under load", n)
+			}
+			// A timeline per upgrade and per naive restart: responses per
+			// 10 ms by process, whose counts add up to no more than the
+			// requests.
+			if len(res.Timelines) != 4+4 {
+				t.Fatalf("%d timelines, want 8", len(res.Timelines))
+			}
+			for _, tl := range res.Timelines {
+				if len(tl.Rows) == 0 {
+					t.Errorf("timeline %q has no rows", tl.What)
+				}
+			}
 		})
+	}
+}
+
+// TestDemoText: the text output says what the naive restart lost next to
+// what baton lost, and draws each upgrade's timeline.
+func TestDemoText(t *testing.T) {
+	r := baton(t, "demo", "--upgrades", "2", "--clients", "4")
+	if r.code != 0 {
+		t.Fatalf("demo: %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"naive restart: ", " refused or failed; baton: 0", "responses per 10 ms", "upgrade 2"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
+		}
 	}
 }

@@ -102,6 +102,8 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		code, name := exitFailure, control.CodeFailed
 		switch {
+		case errors.As(err, new(*control.NamespaceError)):
+			code, err = exitDenied, inNamespace(err, pid)
 		case errors.Is(err, control.ErrDenied):
 			code, name, err = exitDenied, control.CodeDenied, fmt.Errorf("permission denied: %w", err)
 		case errors.Is(err, control.ErrNoServer):

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 
 	"github.com/batonhq/baton/internal/accept"
@@ -48,13 +47,35 @@ var (
 	ErrNoReply = errors.New("connection closed without a reply")
 )
 
-// address is the abstract socket name of the server of the process that
-// is pid in the pid namespace ns (its inode): unique per pid namespace, so
-// that containers sharing one network namespace (a Kubernetes pod), each
-// with its own pid 1, do not collide.
-func address(ns uint64, pid int) string {
-	return "@baton/control/" + strconv.FormatUint(ns, 10) + "/" + strconv.Itoa(pid)
+// prefix begins the abstract name of every control socket; the rest is
+// random (rand.Text: 128 bits), so nobody can bind it in advance, and a
+// client finds it among the sockets the process holds (find).
+const prefix = "@baton/control/"
+
+// ErrAlreadyOpen means this process has a control server open already: a
+// client finds a process's server among its sockets, so there is one.
+var ErrAlreadyOpen = errors.New("a control socket of this process is open already")
+
+// open is whether a Server of this process is open.
+var open struct {
+	sync.Mutex
+	yes bool
 }
+
+// NamespaceError is a process whose control socket is in another network
+// namespace than the caller's (abstract unix sockets belong to one), which
+// the caller could not enter (only root can).
+type NamespaceError struct {
+	PID   int
+	NetNS string // the namespace, as its /proc/PID/ns/net link reads ("net:[4026532301]")
+	Err   error  // why entering it failed
+}
+
+func (e *NamespaceError) Error() string {
+	return fmt.Sprintf("pid %d: its control socket is in network namespace %s, not ours: enter it: %v", e.PID, e.NetNS, e.Err)
+}
+
+func (e *NamespaceError) Unwrap() error { return e.Err }
 
 // StrangerError is a control socket answered by another process than the
 // one asked: something bound the name first.
@@ -144,24 +165,30 @@ type Server struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Listen opens the server of the calling process and serves it until Close.
-// It fails when the name is taken: by another process that bound it first,
-// or by a server of this process already open. It answers "status"
-// requests with CodeBadRequest; ListenStatus answers them.
+// Its abstract name is random: clients find it among the process's own
+// sockets. It fails (ErrAlreadyOpen) while a server of this process is
+// open. It answers "status" requests with CodeBadRequest; ListenStatus
+// answers them.
 func Listen(handler Handler) (*Server, error) { return ListenStatus(handler, nil) }
 
 // ListenStatus is Listen with status answering "status" requests.
 func ListenStatus(handler Handler, status StatusFunc) (*Server, error) {
-	name, err := ownAddress()
+	open.Lock()
+	defer open.Unlock()
+	if open.yes {
+		return nil, fmt.Errorf("control socket: %w", ErrAlreadyOpen)
+	}
+	ln, err := listen()
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
+	open.yes = true
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{ln: ln, handler: handler, status: status, ctx: ctx, cancel: cancel}
 	s.wg.Add(1)
@@ -172,10 +199,21 @@ func ListenStatus(handler Handler, status StatusFunc) (*Server, error) {
 // Close stops accepting, cancels the context of running handlers and waits
 // for them to return.
 func (s *Server) Close() error {
-	err := s.ln.Close()
+	err := s.close()
 	s.cancel()
 	s.wg.Wait()
 	return err
+}
+
+// close closes the listener, once; the process may open another server.
+func (s *Server) close() error {
+	s.closeOnce.Do(func() {
+		s.closeErr = s.ln.Close()
+		open.Lock()
+		open.yes = false
+		open.Unlock()
+	})
+	return s.closeErr
 }
 
 // Shutdown stops accepting requests and waits until those in flight are
@@ -183,7 +221,7 @@ func (s *Server) Close() error {
 // that must answer the request that ends it (a successful reload) uses
 // Shutdown, not Close.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.ln.Close()
+	err := s.close()
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -300,19 +338,10 @@ func ReloadWith(ctx context.Context, pid int, opts ReloadOptions) (int, error) {
 
 // ask sends one request to pid's server and returns its successful reply.
 func ask(ctx context.Context, pid int, req Request) (*Reply, error) {
-	name, err := addressOf(pid)
+	c, err := dial(ctx, pid)
 	if err != nil {
 		return nil, err
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", name)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || isRefused(err) {
-			return nil, fmt.Errorf("pid %d: %w (is it a baton process?)", pid, ErrNoServer)
-		}
-		return nil, fmt.Errorf("pid %d: %w", pid, err)
-	}
-	c := nc.(*net.UnixConn)
 	defer c.Close()
 	if err := answeredBy(c, pid); err != nil {
 		return nil, err

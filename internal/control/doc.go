@@ -3,23 +3,36 @@
 // an upgrade and waits for its outcome, so that ExecReload= is synchronous and
 // `systemctl reload` fails when the upgrade fails.
 //
-// The server listens on the abstract unix socket
-// "@baton/control/<pid namespace inode>/<pid>", one per process, so `baton
-// reload --pid $MAINPID` reaches whichever generation is the main process
-// now. An abstract socket needs no writable directory and lives in the
-// network namespace, which ExecReload= shares with the service even under
-// PrivateNetwork=yes. The pid namespace is in the name because a network
-// namespace can hold several pid namespaces (the containers of a Kubernetes
-// pod, each with its own pid 1): the client reads the target's namespace
-// and its pid there from /proc/<pid>/ns/pid and NSpid, so a client in the
-// host's namespace reaches a container's server by its host pid.
+// The server listens on an abstract unix socket named
+// "@baton/control/<128 random bits>", one per process. Nobody can bind it
+// in advance (a name derived from the pid could be, and a service then
+// could not start). A client finds it from the target's own fds: the
+// socket inodes behind /proc/PID/fd, looked up in /proc/PID/net/unix,
+// which lists the sockets of the target's network namespace with their
+// names. Reading another process's fds takes its uid or root, the same
+// rule as the server's. A caller that may not read them but shares the
+// target's network namespace (ExecReload= of the hardened units, whose
+// user namespace differs from the main process's under PrivateUsers=yes,
+// with ProtectProc=invisible hiding it) dials the control sockets /proc
+// lists in its own namespace and keeps the one whose listening pid
+// (SO_PEERCRED) is the target, sending nothing to the others. A pid is asked as the caller sees it, so a client
+// in the host's pid namespace reaches a container's server by its host
+// pid, and `baton reload --pid $MAINPID` reaches whichever generation is
+// the main process now.
 //
-// Abstract sockets have no file permissions and anyone may bind a free
-// name, so both ends check the other with SO_PEERCRED: the server serves
-// only its own effective uid and root, and the client talks only to a
-// socket whose listening process is the pid it asked for (a *StrangerError
-// otherwise, with nothing sent). A server whose name is taken fails to
-// Listen; its owner reports that as an error, not a warning.
+// An abstract socket needs no writable directory and belongs to a network
+// namespace: ExecReload= shares the service's, even under
+// PrivateNetwork=yes. A client in another namespace (a shell beside a
+// service with PrivateNetwork=yes, a container) enters the target's for
+// the dial (setns on a thread that returns at once; root only); without
+// the right to, it gets a *NamespaceError naming the namespace.
+//
+// Abstract sockets have no file permissions and anyone who reads the name
+// (/proc/net/unix lists it) may connect, so both ends check the other
+// with SO_PEERCRED: the server serves only its own effective uid and
+// root, and the client talks only to a socket whose listening process is
+// the pid it asked for (a *StrangerError otherwise, with nothing sent).
+// One server per process (ErrAlreadyOpen).
 //
 // The protocol is one JSON request line and one JSON reply line per
 // connection. The server serves one request at a time per connection and any
@@ -41,8 +54,11 @@
 // exits before it answers leaves the client ErrNoReply.
 //
 // Traps:
-//   - The socket's name is keyed by pid: a successor generation must open its
-//     own server after it starts; the predecessor's closes with it.
+//   - A server is found through the fds of its process: a successor
+//     generation opens its own after it starts (the listener is
+//     close-on-exec), and the predecessor's closes with it. A socket passed
+//     to another process would be found there too, and refused by the
+//     SO_PEERCRED check.
 //   - A client that gives up (timeout, Ctrl-C) does not cancel the upgrade: it
 //     goes on and its outcome is logged by the server's owner.
 package control
