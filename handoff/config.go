@@ -73,14 +73,15 @@ type Config struct {
 	StreamGrace time.Duration
 	// WatchWindow keeps this generation, after it cut over to its
 	// successor, holding the main PID and its sockets for that long (see
-	// the package doc, Watch window): it stops accepting and drains at the
-	// cut-over, but a successor that exits, is killed or is stopped alone
-	// within the window is rolled back: this generation serves again at
-	// once (connections wait in the sockets' backlog meanwhile; none is
-	// refused). The manager learns the successor's pid (MAINPID=) only
-	// when the window has passed. Every server given to Serve must be a
-	// Renewer (HTTPServer, TCPServer, Rebuild), or the upgrade fails. Zero
-	// or negative: no window, the main PID is handed over at the cut-over.
+	// the package doc, Watch window): it pauses accepting at the cut-over
+	// (reversibly: nothing is drained, no hook runs), and a successor that
+	// exits, is killed or is stopped alone within the window is rolled
+	// back: this generation resumes accepting at once (connections wait
+	// in the sockets' backlog meanwhile; none is refused). The manager
+	// learns the successor's pid (MAINPID=) only when the window has
+	// passed; the drain starts then. Any server works (no wrapper): the
+	// pause is the listener's (Listen). Zero or negative: no window, the
+	// main PID moves right after the cut-over.
 	WatchWindow time.Duration
 	// PIDFile, when set, is rewritten atomically with the pid of the
 	// current main process each time a generation becomes main.
@@ -193,9 +194,19 @@ var (
 	ErrBadName = activation.ErrBadName
 	// ErrNotSupported is wrapped by Upgrade (and logged on SIGHUP) on
 	// systems other than Linux, where a generation serves and drains but
-	// cannot hand over (see the package doc, Other systems).
-	ErrNotSupported = errors.New("not supported on this system")
+	// cannot hand over (see the package doc, Other systems). It wraps
+	// errors.ErrUnsupported.
+	ErrNotSupported error = wrapped{"not supported on this system", errors.ErrUnsupported}
 )
+
+// wrapped is a sentinel that wraps a more general one.
+type wrapped struct {
+	msg string
+	err error
+}
+
+func (w wrapped) Error() string { return w.msg }
+func (w wrapped) Unwrap() error { return w.err }
 
 // UpgradeError describes a failed upgrade: the successor was killed and
 // reaped, and this generation keeps serving.

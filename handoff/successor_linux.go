@@ -147,10 +147,10 @@ func (u *Upgrader) Ready() error {
 	if u.parent != nil {
 		err := u.awaitMain()
 		if errors.Is(err, errServe) {
-			// The predecessor watches this generation for its window:
-			// serve now, become main when it says so (watch.go).
-			u.startProbation()
-			return nil
+			// The predecessor has paused: serve now, become main when
+			// it says so: at once, or when its watch window has passed
+			// (Ready returns then at the cut-over).
+			return u.startProbation()
 		}
 		_ = u.parent.Close()
 		switch {
@@ -173,7 +173,7 @@ func (u *Upgrader) Ready() error {
 // after shows it serving.
 func (u *Upgrader) controlStatus(ctx context.Context) any {
 	u.mu.Lock()
-	handing := u.phase == phaseAwaitingMain
+	handing := u.handingLocked()
 	u.mu.Unlock()
 	if handing {
 		t := time.NewTimer(DefaultBarrierTimeout)
@@ -194,7 +194,7 @@ func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
 	u.mu.Lock()
 	ph := u.phase
 	var refused error
-	if ph == phaseHandedOver || ph == phaseProbation {
+	if ph == phaseHandedOver || ph == phaseProbation && u.watched {
 		refused = u.upgradeRefusedLocked()
 	}
 	u.mu.Unlock()
@@ -216,20 +216,30 @@ func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
 
 var errParentGone = errors.New("predecessor gone")
 
+// handingLocked reports whether this generation's predecessor is handing
+// the main PID to it now: it said READY and waits for the answer, or it
+// serves and waits for MAIN, which comes at once without a watch window.
+// Called with u.mu held.
+func (u *Upgrader) handingLocked() bool {
+	return u.phase == phaseAwaitingMain || u.phase == phaseProbation && !u.watched
+}
+
 func (u *Upgrader) awaitMain() error {
 	// Once READY is out the predecessor decides: from then on a stop
 	// request waits for its answer (see Stop).
 	u.mu.Lock()
-	if u.phase != phaseStarting || !u.enterLocked(phaseAwaitingMain) {
+	if u.phase != phaseStarting {
 		u.mu.Unlock()
 		return errDeclined
 	}
-	u.mu.Unlock()
-	ready := msgReady
-	if u.watched {
-		ready += " " + readyProbation
+	if err := u.enterLocked(phaseAwaitingMain); err != nil {
+		u.mu.Unlock()
+		return err
 	}
-	if _, err := u.parent.Write([]byte(ready)); err != nil {
+	u.mu.Unlock()
+	// This release serves as soon as its predecessor has paused (SERVE),
+	// before the main PID moves: it says so.
+	if _, err := u.parent.Write([]byte(msgReady + " " + readyProbation)); err != nil {
 		return u.channelClosed()
 	}
 	u.stage(stageReadySent)
@@ -305,8 +315,8 @@ func (u *Upgrader) becomeMain(claim bool) error {
 		return nil
 	}
 	onProbation := u.phase == phaseProbation
-	if !u.enterLocked(phaseServing) {
-		return fmt.Errorf("handoff: cannot become main while %s", u.phase)
+	if err := u.enterLocked(phaseServing); err != nil { // starts the servers
+		return err
 	}
 	if !onProbation {
 		u.becameMain = time.Now()
@@ -325,11 +335,6 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	u.storeFDsLocked()
 	u.startWatchdog(mgr)
 	close(u.isMain)
-	if !onProbation {
-		for _, s := range u.servers {
-			u.startLocked(s)
-		}
-	}
 	u.stage(stageServing) // on probation: when it began (the first time counts)
 	// Once serving: replacing a file can take a millisecond (ext4
 	// flushes it on rename).

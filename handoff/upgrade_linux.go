@@ -30,11 +30,6 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, *window, err
 		return &UpgradeError{Generation: gen, PID: pid, Stage: stage, Err: err}
 	}
 	start := time.Now()
-	if u.cfg.WatchWindow > 0 {
-		if err := u.checkRenewable(); err != nil {
-			return 0, nil, fail("start", 0, err)
-		}
-	}
 	note := u.capDraining()
 	if err := mgr.Reloading(); err != nil {
 		u.log.Warn("sd_notify", "err", err)
@@ -129,17 +124,22 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, *window, err
 		abort(conn, "cancelled")
 		return 0, nil, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", u.cancelCause(ctx), w.kill()))
 	}
-	if u.cfg.WatchWindow > 0 {
-		if arg == readyProbation {
-			win, err := u.cutOver(conn, w, mgr, gen, pid)
-			if err != nil {
-				return 0, nil, fail("handover", pid, err)
-			}
+	if arg == readyProbation {
+		// Early accept: this generation pauses and the successor serves
+		// at once; the main PID moves after (now, or when the watch
+		// window has passed), and a successor that dies before is
+		// rolled back.
+		if err := u.cutOver(conn, w, pid); err != nil {
+			return 0, nil, fail("handover", pid, err)
+		}
+		if u.cfg.WatchWindow > 0 {
+			win := u.startWindow(conn, w, mgr, gen, pid)
 			kept = true
 			u.stage(stageMainSent)
 			u.log.Info("cut over, watching", "generation", gen, "pid", pid, "took", time.Since(start), "until", win.until)
 			return pid, win, nil
 		}
+	} else if u.cfg.WatchWindow > 0 {
 		u.log.Warn("successor cannot be watched (a release without watch windows): handing over at once", "generation", gen, "pid", pid)
 	}
 	if err := u.handOverMain(conn, w, mgr, pid); err != nil {

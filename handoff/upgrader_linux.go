@@ -81,7 +81,7 @@ func New(cfg Config) (*Upgrader, error) {
 	u := &Upgrader{
 		cfg: cfg, log: log, gen: 1, exe: startExe, dir: startDir, args: os.Args, fds: fds,
 		socket: os.Getenv("NOTIFY_SOCKET"), ctx: ctx, cancel: cancel,
-		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1), spell: newSpell(),
+		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1), drained: make(chan struct{}),
 		stopped: make(chan struct{}), cutDelay: make(chan struct{}),
 	}
 	u.selfStart, _ = procStart(os.Getpid())
@@ -166,7 +166,10 @@ func (u *Upgrader) upgradeWatch(ctx context.Context) (int, *window, error) {
 		u.mu.Unlock()
 		return 0, nil, err
 	}
-	u.enterLocked(phaseUpgrading)
+	if err := u.enterLocked(phaseUpgrading); err != nil {
+		u.mu.Unlock()
+		return 0, nil, err
+	}
 	done := make(chan struct{})
 	u.upgradeDone = done
 	u.upgradeStart = time.Now()
@@ -194,33 +197,24 @@ func (u *Upgrader) upgradeWatch(ctx context.Context) (int, *window, error) {
 		}
 		u.recordFailure(err)
 		if !stopping {
-			u.enterLocked(phaseServing)
+			if terr := u.enterLocked(phaseServing); terr != nil { // resumes accepting
+				err = errors.Join(err, terr)
+			}
 			if nerr := mgr.Send("READY=1\nSTATUS=" + oneLine("upgrade failed: "+err.Error())); nerr != nil {
 				u.log.Warn("sd_notify", "err", nerr)
 			}
 		}
 		return 0, nil, err
 	}
-	if win != nil && stopping {
-		// The stop came as the successor started serving: it is told to
-		// stop too, and this generation stops as main.
-		u.abandonWindow(win)
-		close(win.done)
-		err = &UpgradeError{Generation: win.gen, PID: pid, Stage: "handover", Err: ErrStopping}
-		u.recordFailure(err)
-		return 0, nil, err
-	}
 	u.successor = pid
-	u.drainSince = time.Now()
 	if win != nil {
-		u.enterLocked(phaseWatching)
 		u.window, u.watchUntil = win, win.until
-		u.endSpellLocked(win)
 		u.wg.Go(func() { u.watchWindow(win, mgr) })
 		return pid, win, nil
 	}
-	u.enterLocked(phaseHandedOver)
-	u.endLocked()
+	if err := u.enterLocked(phaseHandedOver); err != nil { // starts the drain
+		return 0, nil, err
+	}
 	return pid, nil, nil
 }
 

@@ -23,33 +23,41 @@ type window struct {
 	err        error
 }
 
-// checkRenewable refuses a watch window when a server could not serve
-// again after a rollback; called before a successor is started.
-func (u *Upgrader) checkRenewable() error {
+// cutOver pauses this generation's listeners (phaseWatching) and tells
+// the successor, ready, to serve (SERVE): from then on it accepts, and
+// this generation, still the main process, takes no new connection. A
+// stop that came first abandons the upgrade. When SERVE cannot be
+// written the caller's failure path resumes accepting.
+func (u *Upgrader) cutOver(conn *net.UnixConn, w *watched, pid int) error {
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	for _, s := range u.servers {
-		if _, ok := s.(Renewer); !ok {
-			return fmt.Errorf("Config.WatchWindow: server %T %w", s, errNotRenewable)
-		}
+	if u.phase != phaseUpgrading {
+		u.mu.Unlock()
+		abort(conn, "stopping")
+		return fmt.Errorf("%w (successor killed: %s)", ErrStopping, w.kill())
+	}
+	err := u.enterLocked(phaseWatching)
+	u.mu.Unlock()
+	if err != nil {
+		abort(conn, "lifecycle")
+		return fmt.Errorf("%w (successor killed: %s)", err, w.kill())
+	}
+	if _, err := conn.Write([]byte(msgServe)); err != nil {
+		return fmt.Errorf("%w before it could serve: %s", ErrSuccessorExited, w.reap(exitGrace))
 	}
 	return nil
 }
 
-// cutOver starts the watch window: the successor, ready, is told to serve
-// (SERVE) while this generation keeps the main PID. The manager gets
-// READY=1, which ends the reload job, with a STATUS= saying who serves.
-func (u *Upgrader) cutOver(conn *net.UnixConn, w *watched, mgr notifier, gen, pid int) (*window, error) {
-	if _, err := conn.Write([]byte(msgServe)); err != nil {
-		return nil, fmt.Errorf("%w before it could serve: %s", ErrSuccessorExited, w.reap(exitGrace))
-	}
+// startWindow starts the watch window after the cut-over. The manager
+// gets READY=1, which ends the reload job, with a STATUS= saying who
+// serves.
+func (u *Upgrader) startWindow(conn *net.UnixConn, w *watched, mgr notifier, gen, pid int) *window {
 	win := &window{gen: gen, pid: pid, conn: conn, w: w, until: time.Now().Add(u.cfg.WatchWindow), done: make(chan struct{})}
-	status := fmt.Sprintf("serving, generation %d, pid %d, watched until %s; generation %d (pid %d) holds the main PID and drains",
+	status := fmt.Sprintf("serving, generation %d, pid %d, watched until %s; generation %d (pid %d) holds the main PID, paused",
 		gen, pid, win.until.Format(time.RFC3339), u.gen, os.Getpid())
 	if err := mgr.Send("READY=1\nSTATUS=" + oneLine(status)); err != nil {
 		u.log.Warn("sd_notify", "err", err)
 	}
-	return win, nil
+	return win
 }
 
 // watchWindow runs the window: it ends quietly with the main PID handed
@@ -146,18 +154,20 @@ func (u *Upgrader) endWindow(win *window, mgr notifier) {
 		u.rollBack(win, mgr, err)
 		return
 	}
-	u.enterLocked(phaseHandedOver)
+	err = u.enterLocked(phaseHandedOver) // starts the drain
 	u.window = nil
-	u.endLocked()
 	u.mu.Unlock()
+	if err != nil {
+		u.log.Error("watch window", "err", err)
+	}
 	_ = win.conn.Close()
 	win.w.close()
 	_ = win.w.p.Release()
 	u.log.Info("handed over after the watch window", "generation", win.gen, "pid", win.pid)
 }
 
-// rollBack makes this generation serve again: its servers are renewed and
-// started, the manager is told (STATUS=) and the history records it. The
+// rollBack makes this generation serve again: its listeners resume
+// accepting, the manager is told (STATUS=) and the history records it. The
 // successor is reaped in the background (a stopped one drains first).
 func (u *Upgrader) rollBack(win *window, mgr notifier, why error) {
 	u.mu.Lock()
@@ -166,28 +176,11 @@ func (u *Upgrader) rollBack(win *window, mgr notifier, why error) {
 		u.abandonWindow(win)
 		return
 	}
-	ran := map[Server]bool{}
-	for _, r := range u.spell.servers {
-		ran[r.s] = true
-	}
-	u.enterLocked(phaseServing)
-	u.spell, u.running = newSpell(), nil
-	for i, s := range u.servers {
-		if !ran[s] {
-			u.startLocked(s)
-			continue
-		}
-		n, err := s.(Renewer).Renew()
-		if err != nil {
-			u.log.Error("rollback: server cannot serve again", "err", err)
-			select {
-			case u.serveErr <- err:
-			default:
-			}
-			continue
-		}
-		u.servers[i] = n
-		u.startLocked(n)
+	if err := u.enterLocked(phaseServing); err != nil { // resumes accepting
+		u.mu.Unlock()
+		u.log.Error("rollback", "err", err)
+		u.abandonWindow(win)
+		return
 	}
 	u.window, u.successor, u.drainSince = nil, 0, time.Time{}
 	ue := &UpgradeError{Generation: win.gen, PID: win.pid, Stage: "watch", Err: fmt.Errorf("%w: %w", ErrRolledBack, why)}
@@ -243,46 +236,61 @@ func (u *Upgrader) UpgradeWatched(ctx context.Context) (int, error) {
 }
 
 // startProbation is a successor's answer to SERVE: it starts its servers
-// and waits, in the background, for MAIN.
-func (u *Upgrader) startProbation() {
+// and waits for MAIN: in the background when the predecessor watches it
+// for a window, otherwise before it returns, so that Ready returns once
+// this generation is main.
+func (u *Upgrader) startProbation() error {
 	u.mu.Lock()
-	if u.phase != phaseAwaitingMain || !u.enterLocked(phaseProbation) {
+	if u.phase != phaseAwaitingMain {
+		u.mu.Unlock()
+		if !u.watched {
+			// Stopped meanwhile, and MAIN comes at once: awaited, to
+			// say STOPPING=1 as main (becomeMain), as after READY.
+			return u.probation()
+		}
 		// Stopped meanwhile: the predecessor rolls back.
+		_, _ = u.parent.Write([]byte(msgStopping))
+		_ = u.parent.Close()
+		return nil
+	}
+	if err := u.enterLocked(phaseProbation); err != nil { // starts the servers
 		u.mu.Unlock()
 		_, _ = u.parent.Write([]byte(msgStopping))
 		_ = u.parent.Close()
-		return
+		return err
 	}
 	u.becameMain = time.Now() // serving since: the upgrade's duration ends here
-	for _, s := range u.servers {
-		u.startLocked(s)
-	}
 	u.stage(stageServing)
 	u.mu.Unlock()
+	if !u.watched {
+		return u.probation()
+	}
 	u.log.Info("serving on probation", "generation", u.gen, "pid", os.Getpid(), "predecessor", u.parentPID)
-	go u.probation()
+	u.wg.Go(func() {
+		if err := u.probation(); err != nil {
+			u.log.Error("becoming main after probation", "err", err)
+		}
+	})
+	return nil
 }
 
 // probation waits for the predecessor's word: MAIN (the window passed),
 // ABORT (it stops: so does this one), or the end of the channel (it died:
 // this one claims the main PID).
-func (u *Upgrader) probation() {
+func (u *Upgrader) probation() error {
 	err := u.readAnswer()
 	_ = u.parent.Close()
 	switch {
 	case err == nil:
-		err = u.becomeMain(false)
+		return u.becomeMain(false)
 	case errors.Is(err, errParentGone):
-		u.log.Warn("predecessor gone in its watch window: claiming main", "predecessor", u.parentPID)
-		err = u.becomeMain(true)
+		u.log.Warn("predecessor gone before the main PID moved: claiming main", "predecessor", u.parentPID)
+		return u.becomeMain(true)
 	case errors.Is(err, errDeclined):
-		return
+		return nil
 	default:
-		u.log.Info("predecessor ended the watch window: stopping", "generation", u.gen, "why", err)
+		u.log.Info("predecessor ended the cut-over: stopping", "generation", u.gen, "why", err)
 		u.Stop()
-		return
-	}
-	if err != nil {
-		u.log.Error("becoming main after probation", "err", err)
+		return nil
 	}
 }
