@@ -34,7 +34,7 @@ type Upgrader struct {
 
 	mu          sync.Mutex
 	mgr         notifier      // nil until this generation is main
-	phase       phase         // lifecycle.go; changed by enterLocked only
+	phase       phase         // generation.go; changed by enterLocked only
 	closed      bool          // Close ran (resources released, not a phase)
 	upgradeDone chan struct{} // non-nil while an upgrade runs
 	successor   int

@@ -40,12 +40,12 @@ func (u *Upgrader) Stop() {
 		_ = u.enterLocked(phaseStopped)
 	case phaseProbation:
 		// The predecessor still holds the main PID and rolls back at
-		// once (watch.go).
+		// once (window_linux.go).
 		_, _ = u.parent.Write([]byte(msgStopping))
 		_ = u.enterLocked(phaseStopped)
 	case phaseWatching:
 		// Main but no longer accepting: the window ends without a
-		// rollback, the successor is told to stop (watch.go). When the
+		// rollback, the successor is told to stop (window_linux.go). When the
 		// window's end is handing the main PID over, its outcome is
 		// awaited first.
 		if wait == nil {

@@ -1,5 +1,11 @@
 package handoff
 
+// The successor's side of the hand-over: the generation started by an
+// upgrade, which picks up its channel (New), says READY (Ready), serves
+// from SERVE on (probation) and becomes main at MAIN, or claims the main
+// PID when its predecessor dies first. The predecessor's side is
+// predecessor_linux.go.
+
 import (
 	"context"
 	"errors"
@@ -389,5 +395,65 @@ func (u *Upgrader) storeFDsLocked() {
 		if err := u.mgr.FDStore(e.name, e.file); err != nil {
 			u.log.Warn("fd store", "name", e.name, "err", err)
 		}
+	}
+}
+
+// startProbation is a successor's answer to SERVE: it starts its servers
+// and waits for MAIN: in the background when the predecessor watches it
+// for a window, otherwise before it returns, so that Ready returns once
+// this generation is main.
+func (u *Upgrader) startProbation() error {
+	u.mu.Lock()
+	if u.phase != phaseAwaitingMain {
+		u.mu.Unlock()
+		if !u.watched {
+			// Stopped meanwhile, and MAIN comes at once: awaited, to
+			// say STOPPING=1 as main (becomeMain), as after READY.
+			return u.probation()
+		}
+		// Stopped meanwhile: the predecessor rolls back.
+		_, _ = u.parent.Write([]byte(msgStopping))
+		_ = u.parent.Close()
+		return nil
+	}
+	if err := u.enterLocked(phaseProbation); err != nil { // starts the servers
+		u.mu.Unlock()
+		_, _ = u.parent.Write([]byte(msgStopping))
+		_ = u.parent.Close()
+		return err
+	}
+	u.becameMain = time.Now() // serving since: the upgrade's duration ends here
+	u.stage(stageServing)
+	u.mu.Unlock()
+	if !u.watched {
+		return u.probation()
+	}
+	u.log.Info("serving on probation", "generation", u.gen, "pid", os.Getpid(), "predecessor", u.parentPID)
+	u.wg.Go(func() {
+		if err := u.probation(); err != nil {
+			u.log.Error("becoming main after probation", "err", err)
+		}
+	})
+	return nil
+}
+
+// probation waits for the predecessor's word: MAIN (the window passed),
+// ABORT (it stops: so does this one), or the end of the channel (it died:
+// this one claims the main PID).
+func (u *Upgrader) probation() error {
+	err := u.readAnswer()
+	_ = u.parent.Close()
+	switch {
+	case err == nil:
+		return u.becomeMain(false)
+	case errors.Is(err, errParentGone):
+		u.log.Warn("predecessor gone before the main PID moved: claiming main", "predecessor", u.parentPID)
+		return u.becomeMain(true)
+	case errors.Is(err, errDeclined):
+		return nil
+	default:
+		u.log.Info("predecessor ended the cut-over: stopping", "generation", u.gen, "why", err)
+		u.Stop()
+		return nil
 	}
 }
