@@ -434,3 +434,27 @@ func TestStopRightAfterHandOver(t *testing.T) {
 		}
 	}
 }
+
+// TestHandOverWithoutWait: a generation whose program never calls Wait
+// (it kept its own signal handling) stops accepting at the hand-over all
+// the same: every fresh connection after the reload reaches the
+// successor. Before, the drain ran in Wait only, and the old generation
+// went on taking a share of the new connections indefinitely.
+func TestHandOverWithoutWait(t *testing.T) {
+	faultFile := filepath.Join(t.TempDir(), "fault")
+	if err := os.WriteFile(faultFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startService(t, serviceOpts{env: []string{envFault + "=no-wait", envFaultFile + "=" + faultFile}})
+	next := mustReload(t, s.gen1)
+	for i := range 20 {
+		if pid, err := s.get(""); err != nil || pid != next {
+			t.Errorf("fresh connection %d: answered by %d (%v), want the successor %d", i, pid, err, next)
+		}
+	}
+	if err := syscall.Kill(s.gen1, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.waitExit(s.gen1)
+	s.stop(next)
+}

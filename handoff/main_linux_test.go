@@ -24,7 +24,7 @@ import (
 // Knobs of the "server" helper, set by the tests in its environment (and so
 // inherited by every generation).
 const (
-	envFault        = "BATON_TEST_FAULT"         // exit, hang, die-after-ready, stop-after-ready, gate, proto
+	envFault        = "BATON_TEST_FAULT"         // exit, hang, die-after-ready, stop-after-ready, gate, proto, no-wait
 	envFaultFile    = "BATON_TEST_FAULT_FILE"    // the fault applies once: to the successor that removes this file
 	envGate         = "BATON_TEST_GATE"          // "gate": wait for this file before Ready
 	envStarted      = "BATON_TEST_STARTED"       // "gate": create this file when waiting
@@ -218,6 +218,11 @@ func serverMain() {
 	if err := up.Ready(); err != nil {
 		fmt.Fprintln(os.Stderr, "server: ready:", err)
 		os.Exit(1)
+	}
+	if fault == "no-wait" {
+		// A program that kept its own signal handling and never calls
+		// Wait: the Upgrader drains it all the same.
+		select {}
 	}
 	if fault == "die-serving" {
 		// A new version that dies once it serves: after the duration
