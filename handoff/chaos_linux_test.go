@@ -32,7 +32,7 @@ import (
 // drawn from a seeded random source.
 const (
 	envChaosSeed     = "BATON_CHAOS_SEED"     // replay a run: the seed it logged
-	envChaosUpgrades = "BATON_CHAOS_UPGRADES" // the number of upgrades (default 500 under CI=true, 60 otherwise)
+	envChaosUpgrades = "BATON_CHAOS_UPGRADES" // the number of upgrades (default 250 under CI=true, 60 otherwise)
 	envReport        = "BATON_E2E_REPORT"     // the summary line is appended to this file too (as e2e.Report does)
 )
 
@@ -116,7 +116,7 @@ var faults = []string{
 func TestChaos(t *testing.T) {
 	upgrades := 60
 	if os.Getenv("CI") == "true" {
-		upgrades = 500
+		upgrades = 250
 	}
 	if testing.Short() {
 		upgrades = 24
@@ -227,6 +227,7 @@ type chaos struct {
 	port  int
 	ln    *os.File // the listening socket, held as systemd's socket unit holds it
 	dir   string   // the pause directory (envPause)
+	env   []string // added to generation 1's environment
 	label string   // the upgrade in progress, for messages
 	kind  string   // its fault
 
@@ -251,7 +252,9 @@ func (c *chaos) stormOutcomes() string {
 	return strings.Join(out, " ")
 }
 
-func startChaos(t *testing.T) *chaos {
+// startChaos starts generation 1 with env added to its environment (and
+// its successors', which inherit it).
+func startChaos(t *testing.T, env ...string) *chaos {
 	lf, addr := testproc.ListenerFile(t)
 	port, err := strconv.Atoi(addr[strings.LastIndexByte(addr, ':')+1:])
 	if err != nil {
@@ -260,6 +263,7 @@ func startChaos(t *testing.T) *chaos {
 	c := &chaos{
 		t: t, addr: addr, port: port, ln: lf, dir: t.TempDir(),
 		procs: map[int]int{}, killed: map[int]bool{}, baseFDs: map[bool]int{}, faults: map[string]int{}, took: map[string]time.Duration{}, storms: map[string]int{},
+		env: env,
 	}
 	c.s = &service{
 		t: t, addr: c.addr, notes: newReceiver(t), reaped: make(chan struct{}),
@@ -332,6 +336,7 @@ func (c *chaos) startGen1() {
 	t := c.t
 	cmd := testproc.Command(t, "server")
 	env := append(cmd.Env, "NOTIFY_SOCKET="+c.s.notes.path, envPause+"="+c.dir)
+	env = append(env, c.env...)
 	p, err := spawn.Start(&spawn.Config{
 		Path: cmd.Path, Args: cmd.Args, Env: env,
 		Files: []*os.File{c.ln}, Names: []string{"http"},

@@ -155,20 +155,20 @@ func (c *Config) check() error {
 var (
 	// ErrInProgress is returned (wrapped) by Upgrade while another upgrade
 	// runs. It is the value `baton reload` reports as "in progress".
-	ErrInProgress = control.ErrInProgress
+	ErrInProgress error = wrapped{"upgrade already in progress", control.ErrInProgress}
 	// ErrNotReady is returned by Upgrade before Ready.
-	ErrNotReady = errors.New("handoff: generation not ready")
+	ErrNotReady = errors.New("generation not ready")
 	// ErrHandedOver is returned by Upgrade in a generation that already
 	// handed over to its successor.
-	ErrHandedOver = errors.New("handoff: generation already handed over")
+	ErrHandedOver = errors.New("generation already handed over")
 	// ErrStopping is returned (wrapped) by Upgrade once the generation is
 	// stopping, and by an upgrade that a stop abandoned. It is the value
 	// `baton reload` reports as "stopping" (exit status 0: the stop
 	// superseded the reload).
-	ErrStopping = control.ErrStopping
+	ErrStopping error = wrapped{"generation stopping", control.ErrStopping}
 	// ErrAborted is returned by Ready in a successor whose predecessor gave
 	// up on it (timeout, stop). The process should exit.
-	ErrAborted = errors.New("handoff: predecessor aborted the upgrade")
+	ErrAborted = errors.New("predecessor aborted the upgrade")
 	// ErrReadyTimeout is wrapped by the UpgradeError of a successor that
 	// was not ready within ReadyTimeout.
 	ErrReadyTimeout = errors.New("not ready in time")
@@ -179,7 +179,7 @@ var (
 	// successor that ended within the watch window: this generation
 	// serves again (UpgradeWatched, `baton reload --wait-window`, which
 	// exits 1). It wraps control.ErrFailed: the upgrade failed.
-	ErrRolledBack = control.ErrRolledBack
+	ErrRolledBack error = wrapped{"upgrade failed: rolled back in the watch window", control.ErrRolledBack}
 	// ErrBadEnvironment is wrapped when LISTEN_FDS or a BATON_HANDOFF_
 	// variable is malformed.
 	ErrBadEnvironment = errors.New("malformed environment")
@@ -199,7 +199,9 @@ var (
 	ErrNotSupported error = wrapped{"not supported on this system", errors.ErrUnsupported}
 )
 
-// wrapped is a sentinel that wraps a more general one.
+// wrapped is a sentinel that wraps a more general one (or the control
+// protocol's, which `baton reload` reports), so that no exported value is
+// an internal package's.
 type wrapped struct {
 	msg string
 	err error

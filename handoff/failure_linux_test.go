@@ -252,7 +252,7 @@ func TestStopDuringUpgrade(t *testing.T) {
 	t.Logf("reload during stop reported: %v", r.err)
 	// The control reply says "stopping": `baton reload` exits 0 for it.
 	var ce *control.Error
-	if !errors.As(r.err, &ce) || ce.Code != control.CodeStopping || !errors.Is(r.err, ErrStopping) ||
+	if !errors.As(r.err, &ce) || ce.Code != control.CodeStopping || !errors.Is(r.err, control.ErrStopping) ||
 		!strings.Contains(r.err.Error(), "generation stopping") {
 		t.Errorf("reload = %d, %v; want code %q: the upgrade abandoned for the stop", r.pid, r.err, control.CodeStopping)
 	}

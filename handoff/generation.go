@@ -143,6 +143,9 @@ func (u *Upgrader) enterLocked(next phase) error {
 		u.refused++
 		err := fmt.Errorf("handoff: %w: from %s to %s", errTransition, from, next)
 		u.log.Error("handoff: lifecycle: transition refused", "from", from.String(), "to", next.String(), "generation", u.gen)
+		if u.onRefused != nil {
+			u.onRefused(err)
+		}
 		return err
 	}
 	u.phase = next

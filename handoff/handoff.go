@@ -85,8 +85,10 @@ type Upgrader struct {
 	drainStarted bool
 	drained      chan struct{}
 	drainErr     error
-	// refused counts the lifecycle transitions refused (bugs).
-	refused int
+	// refused counts the lifecycle transitions refused (bugs); onRefused,
+	// when set (tests), is told of each.
+	refused   int
+	onRefused func(error)
 
 	// The watch window: in the predecessor, the one running (nil for
 	// none) and when it ends; in a successor, whether the predecessor

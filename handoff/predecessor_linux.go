@@ -19,6 +19,7 @@ import (
 
 	// Also, through its init, what sets LISTEN_PID in a successor before
 	// its main runs.
+	"github.com/batonhq/baton/internal/generation"
 	"github.com/batonhq/baton/internal/spawn"
 )
 
@@ -293,11 +294,6 @@ func (u *Upgrader) cancelCause(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// stopRaceGrace is how long an upgrade whose successor exited as if
-// stopped waits for this generation's own stop before it calls that a
-// failure.
-const stopRaceGrace = 500 * time.Millisecond
-
 // exitedErr is the error for a successor that exited by itself (w has
 // exited). A stop of the service signals every process of its cgroup,
 // this one first: a successor that ended as a stopped process does
@@ -306,20 +302,14 @@ const stopRaceGrace = 500 * time.Millisecond
 // this generation's own stop, which is then the outcome: ErrStopping.
 func (u *Upgrader) exitedErr(when string, w *watched) error {
 	st, how := w.reapState(0)
-	if stoppedLike(st) {
-		t := time.NewTimer(stopRaceGrace)
-		defer t.Stop()
-		select {
-		case <-u.ctx.Done():
-			return fmt.Errorf("%w (successor exited %s: %s)", ErrStopping, when, how)
-		case <-t.C:
-		}
+	if stoppedLike(st) && generation.AwaitStop(u.ctx.Done()) {
+		return fmt.Errorf("%w (successor exited %s: %s)", ErrStopping, when, how)
 	}
 	return fmt.Errorf("%w %s: %s", ErrSuccessorExited, when, how)
 }
 
 // stoppedLike reports whether st is how a process ends when it is
-// stopped: killed by SIGTERM or SIGINT, or exit status 0.
+// stopped (generation.StoppedLike).
 func stoppedLike(st *os.ProcessState) bool {
 	if st == nil {
 		return false
@@ -328,10 +318,7 @@ func stoppedLike(st *os.ProcessState) bool {
 	if !ok {
 		return false
 	}
-	if ws.Signaled() {
-		return ws.Signal() == syscall.SIGTERM || ws.Signal() == syscall.SIGINT
-	}
-	return ws.Exited() && ws.ExitStatus() == 0
+	return generation.StoppedLike(ws)
 }
 
 func abort(c *net.UnixConn, why string) {

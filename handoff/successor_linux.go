@@ -167,7 +167,7 @@ func (u *Upgrader) Ready() error {
 			claim = true
 		case err != nil:
 			u.Stop()
-			return err
+			return fmt.Errorf("handoff: %w", err)
 		}
 	}
 	return u.becomeMain(claim)

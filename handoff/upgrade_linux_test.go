@@ -48,7 +48,7 @@ func (s *service) stop(main int) {
 
 func TestUpgradesUnderLoad(t *testing.T) {
 	checkLeaks(t)
-	upgrades := 200
+	upgrades := 100
 	if testing.Short() {
 		upgrades = 20
 	}

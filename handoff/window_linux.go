@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/batonhq/baton/internal/generation"
 )
 
 // window is a watch window (Config.WatchWindow) run by the predecessor:
@@ -97,8 +99,8 @@ const exitSettle = 100 * time.Millisecond
 // successorEnded says how the successor ended its probation (m is what it
 // said, "" when its channel closed). A successor stopped as the whole
 // service is (SIGTERM to every process of the unit) may have been
-// faster than this generation's own stop: that is given stopRaceGrace to
-// arrive.
+// faster than this generation's own stop: that is given
+// generation.StopRaceGrace to arrive.
 func (u *Upgrader) successorEnded(win *window, m string) error {
 	var why error
 	stopped := false
@@ -114,12 +116,7 @@ func (u *Upgrader) successorEnded(win *window, m string) error {
 		why = fmt.Errorf("successor said %q", m)
 	}
 	if stopped {
-		t := time.NewTimer(stopRaceGrace)
-		defer t.Stop()
-		select {
-		case <-u.ctx.Done():
-		case <-t.C:
-		}
+		generation.AwaitStop(u.ctx.Done())
 	}
 	return why
 }
