@@ -78,7 +78,8 @@
 //
 // # HTTP: what the drain keeps, TLS, HTTP/2, streams
 //
-// HTTP(srv, ln) drains an http.Server as HTTPServer describes: requests in
+// HTTP(srv, ln) drains an http.Server with package drain (which servers
+// without handoff use on their own): requests in
 // flight finish and answer "Connection: close", idle keep-alive
 // connections are closed after IdleGrace, connections that have not sent
 // their first request yet (a distant client, a TLS handshake in progress)

@@ -214,7 +214,7 @@ func (u *Upgrader) drain(servers []*running) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), u.cfg.drainTimeout())
 	defer cancel()
-	ctx = context.WithValue(ctx, drainKey{}, drainConfig{streamGrace: u.cfg.streamGrace(), newConnGrace: u.cfg.newConnGrace()})
+	ctx = u.drainContext(ctx)
 	errs := make([]error, len(servers))
 	var wg sync.WaitGroup
 	for i, r := range servers {
@@ -229,6 +229,12 @@ func (u *Upgrader) drain(servers []*running) error {
 		u.log.Info("drained", "generation", u.gen, "took", time.Since(start), "err", err)
 	}
 	return err
+}
+
+// drainContext is ctx carrying what the servers' drains take from
+// Config (StreamGrace, NewConnGrace).
+func (u *Upgrader) drainContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, drainKey{}, drainConfig{streamGrace: u.cfg.streamGrace(), newConnGrace: u.cfg.newConnGrace()})
 }
 
 // isClosed reports whether c is closed.

@@ -2,6 +2,7 @@ package handoff
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -427,4 +428,47 @@ func (c *httpConn) rawDo(path string) (*http.Response, error) {
 	_, err = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
 	return resp, err
+}
+
+// shutdownAsync starts s's drain and returns its result channel.
+func shutdownAsync(s *HTTPServer, d time.Duration) chan error {
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	return shut
+}
+
+// drained checks that the drain and Serve both ended without an error.
+func drained(t *testing.T, shut, served chan error) {
+	t.Helper()
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown = %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v", err)
+	}
+}
+
+// drainServer serves h on a fresh listener through HTTP.
+func drainServer(t *testing.T, h http.Handler) (*HTTPServer, string, chan error) {
+	t.Helper()
+	return serveHTTP(t, &http.Server{Handler: h})
+}
+
+// serveHTTP serves srv through HTTP on a fresh listener, with IdleGrace
+// 50 ms; Serve's result arrives on the channel.
+func serveHTTP(t *testing.T, srv *http.Server) (*HTTPServer, string, chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := HTTP(srv, ln)
+	s.IdleGrace = 50 * time.Millisecond
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	return s, ln.Addr().String(), served
 }

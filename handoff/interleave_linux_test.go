@@ -125,7 +125,7 @@ func (c *chaos) step(step string, l *chaosLoad) {
 	switch step {
 	case stepUpgrade:
 		next := c.expectOK(reloadResult(t, old))
-		c.waitNote(mark, old, "MAINPID="+strconv.Itoa(next))
+		c.waitMain(mark, old, next)
 
 	case stepKillInWindow:
 		r := reloadResult(t, old)
@@ -141,10 +141,10 @@ func (c *chaos) step(step string, l *chaosLoad) {
 	case stepUpgradeInDrain:
 		long := c.longRequest()
 		next := c.expectOK(reloadResult(t, old))
-		c.waitNote(mark, old, "MAINPID="+strconv.Itoa(next))
+		c.waitMain(mark, old, next)
 		mark = c.mark()
 		third := c.expectOK(reloadResult(t, next))
-		c.waitNote(mark, next, "MAINPID="+strconv.Itoa(third))
+		c.waitMain(mark, next, third)
 		c.checkLong(long, old)
 
 	case stepStopInWindow:
@@ -163,7 +163,7 @@ func (c *chaos) step(step string, l *chaosLoad) {
 	case stepStopInDrain:
 		long := c.longRequest()
 		next := c.expectOK(reloadResult(t, old))
-		c.waitNote(mark, old, "MAINPID="+strconv.Itoa(next))
+		c.waitMain(mark, old, next)
 		if err := c.signal(next, unix.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
@@ -172,6 +172,14 @@ func (c *chaos) step(step string, l *chaosLoad) {
 		c.waitGone(old)
 		c.restart()
 	}
+}
+
+// waitMain waits until old has handed the main PID to next at the end of
+// the window (MAINPID=) and next has taken it (its STATUS=serving).
+func (c *chaos) waitMain(mark, old, next int) {
+	c.t.Helper()
+	c.waitNote(mark, old, "MAINPID="+strconv.Itoa(next))
+	c.waitNote(mark, next, "STATUS=serving")
 }
 
 // restart starts generation 1 again on the held socket, after the whole

@@ -1,6 +1,7 @@
 package handoff
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -156,7 +157,7 @@ func (l *listener) Unwrap() net.Listener { return l.inner }
 // pauser is a server that eases its clients off while its generation is
 // paused, reversibly (HTTPServer: responses say "Connection: close").
 type pauser interface {
-	pauseServing()
+	pauseServing(ctx context.Context) // ctx carries the Upgrader's drainConfig
 	resumeServing()
 }
 
@@ -167,9 +168,10 @@ func (u *Upgrader) pauseLocked() {
 	for _, l := range u.listeners {
 		l.pause()
 	}
+	ctx := u.drainContext(context.Background())
 	for _, r := range u.running {
 		if p, ok := r.s.(pauser); ok {
-			p.pauseServing()
+			p.pauseServing(ctx)
 		}
 	}
 }

@@ -1,24 +1,17 @@
 package handoff
 
+import "context"
+
 // The HTTP side of a pause: while its generation is paused, an HTTPServer
-// answers "Connection: close" (the lame duck of its drain, without the
-// drain: no listener closed, no hook run, no connection closed), so that
-// keep-alive clients move to the successor with their next request; a
-// rollback turns it off. Idle connections stay open until the drain (or
-// their next request).
+// is in the drain's lame duck (drain.Server.EnterLameDuck: responses say
+// "Connection: close", HTTP/2 connections get GOAWAY, idle keep-alive
+// connections close when nothing is on the wire), without the drain: no
+// listener closed, no hook run, Draining stays open. A rollback turns it
+// off; the drain, once, at the end.
 
-func (s *HTTPServer) pauseServing() {
-	select {
-	case <-s.drainStarted:
-	default:
-		s.draining.Store(true)
-	}
+func (s *HTTPServer) pauseServing(ctx context.Context) {
+	s.configure(ctx) // the Upgrader's graces, before the lame duck reads them
+	s.d.EnterLameDuck()
 }
 
-func (s *HTTPServer) resumeServing() {
-	select {
-	case <-s.drainStarted:
-	default:
-		s.draining.Store(false)
-	}
-}
+func (s *HTTPServer) resumeServing() { s.d.LeaveLameDuck() }

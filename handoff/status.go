@@ -198,10 +198,6 @@ func (h *history) add(r UpgradeRecord) {
 // connCounter is a Server that counts its connections.
 type connCounter interface{ Connections() int }
 
-// Connections returns the number of connections the server holds: open
-// ones net/http tracks, and hijacked ones it waits for.
-func (s *HTTPServer) Connections() int { return int(s.open.Load()) + s.hijacks.count() }
-
 // Connections returns the number of connections being handled.
 func (s *TCPServer) Connections() int {
 	s.mu.Lock()

@@ -1,4 +1,4 @@
-package handoff
+package drain
 
 import (
 	"crypto/tls"

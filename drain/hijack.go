@@ -1,4 +1,4 @@
-package handoff
+package drain
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 )
 
 // A hijacked connection (WebSocket, a CONNECT tunnel) leaves net/http's
-// bookkeeping. An HTTPServer keeps it in its own while the handler that
+// bookkeeping. A Server keeps it in its own while the handler that
 // hijacked it runs and while it is registered with Hijacked: the drain
 // waits for it, tells it to go away when the drain starts, and closes it at
 // the deadline.
@@ -17,6 +17,7 @@ type hijack struct {
 	running    bool     // the handler that hijacked it has not returned
 	registered int      // Hijacked calls whose done was not called yet
 	goingAway  []func() // from Hijacked, run once when the drain starts
+	cancel     func()   // cancels its connection's context; nil for none
 }
 
 type hijacks struct {
@@ -26,7 +27,7 @@ type hijacks struct {
 }
 
 // Hijacked registers a connection that a handler took over from net/http,
-// such as a WebSocket, with the HTTPServer that served the request; ctx is
+// such as a WebSocket, with the Server that served the request; ctx is
 // that request's context. When the drain starts, goingAway runs once in a
 // goroutine of its own: it should tell the peer (a WebSocket close frame
 // with status 1001, Going Away) and make the connection end. The drain,
@@ -38,19 +39,22 @@ type hijacks struct {
 // A hijacking handler is waited for anyway while it runs; Hijacked is what
 // tells the connection to go away, and what keeps it tracked when the
 // handler returns and other goroutines go on with the connection. For a
-// ctx that does not come from an HTTPServer's request, Hijacked does
+// ctx that does not come from a Server's request, Hijacked does
 // nothing and done is a no-op.
 func Hijacked(ctx context.Context, goingAway func()) (done func()) {
 	ci := connOf(ctx)
 	if ci == nil {
 		return func() {}
 	}
-	return ci.s.hijacks.register(ci.s, ci.conn, goingAway)
+	return ci.s.hijacks.register(ci.s, ci.conn, ci.cancel, goingAway)
 }
 
-func (h *hijacks) register(s *HTTPServer, c net.Conn, goingAway func()) func() {
+func (h *hijacks) register(s *Server, c net.Conn, cancel, goingAway func()) func() {
 	h.mu.Lock()
 	e := h.entry(c)
+	if e.cancel == nil {
+		e.cancel = cancel
+	}
 	e.registered++
 	if goingAway != nil {
 		e.goingAway = append(e.goingAway, goingAway)
@@ -84,9 +88,18 @@ func (h *hijacks) entry(c net.Conn) *hijack {
 	return e
 }
 
+// dropLocked forgets e once it has ended: its handler returned and no
+// Hijacked registration is left. Its connection's context is cancelled
+// then: net/http, which cancels the contexts of the connections it
+// serves when they close, never sees a hijacked one close, and a context
+// left uncancelled stays among its parent's children (a cancellable
+// BaseContext) for the life of the server.
 func (h *hijacks) dropLocked(e *hijack) {
 	if !e.running && e.registered <= 0 && h.m[e.conn] == e {
 		delete(h.m, e.conn)
+		if e.cancel != nil {
+			e.cancel()
+		}
 	}
 }
 
@@ -98,13 +111,18 @@ func (h *hijacks) begin() {
 	h.mu.Unlock()
 }
 
-// started records the hijacked connection c (nil when Hijack failed).
-func (h *hijacks) started(c net.Conn) {
+// started records the hijacked connection c (nil when Hijack failed) and
+// the function that cancels its context.
+func (h *hijacks) started(c net.Conn, cancel func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.starting--
 	if c != nil {
-		h.entry(c).running = true
+		e := h.entry(c)
+		e.running = true
+		if e.cancel == nil {
+			e.cancel = cancel
+		}
 	}
 }
 

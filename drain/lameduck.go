@@ -1,4 +1,4 @@
-package handoff
+package drain
 
 import (
 	"bufio"
@@ -11,14 +11,15 @@ import (
 
 // lameDuckWriter decides "Connection: close" when the response header is
 // written, not when the handler starts: a request that was in flight when
-// the drain began is answered with it too, so its client opens a new
-// connection (to the successor) for the next request instead of sending it
-// to the draining generation. It keeps the interfaces of the net/http
+// the lame duck or the drain began is answered with it too, so its client
+// opens a new connection (elsewhere) for the next request instead of
+// sending it to the draining server. With keep-alives disabled on the
+// user's server (SetKeepAlivesEnabled), every response says it. It keeps the interfaces of the net/http
 // writer that handlers look for (Flusher, Hijacker, io.ReaderFrom,
 // io.StringWriter) and Unwrap for http.ResponseController.
 type lameDuckWriter struct {
 	http.ResponseWriter
-	s        *HTTPServer
+	s        *Server
 	ctx      context.Context // the request's: its connection's turn in the spread
 	wrote    bool
 	hijacked net.Conn // set by Hijack
@@ -34,7 +35,10 @@ func (w *lameDuckWriter) header() {
 		return
 	}
 	w.wrote = true
-	if w.s.draining.Load() {
+	switch {
+	case w.s.keepAlive.off():
+		w.ResponseWriter.Header().Set("Connection", "close")
+	case w.s.closing.Load():
 		if ci := connOf(w.ctx); ci == nil || ci.released() {
 			w.ResponseWriter.Header().Set("Connection", "close")
 		}
@@ -85,7 +89,11 @@ func (w *lameDuckWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		c = nil
 	}
-	w.s.hijacks.started(c)
+	var cancel context.CancelFunc
+	if ci := connOf(w.ctx); ci != nil {
+		cancel = ci.cancel
+	}
+	w.s.hijacks.started(c, cancel)
 	w.hijacked = c
 	return c, rw, err
 }

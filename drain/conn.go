@@ -1,4 +1,4 @@
-package handoff
+package drain
 
 import (
 	"context"
@@ -8,14 +8,14 @@ import (
 	"time"
 )
 
-// connInfo is what an HTTPServer knows of one accepted connection. It is
+// connInfo is what a Server knows of one accepted connection. It is
 // also the connection's base context (http.Server.ConnContext), so that a
 // request finds it with ctx.Value and the drain can cancel the contexts of
 // the requests still running on it.
 type connInfo struct {
 	context.Context // the connection's context, cancelled by cancel
 
-	s      *HTTPServer
+	s      *Server
 	conn   net.Conn
 	cancel context.CancelFunc
 
@@ -42,12 +42,12 @@ func (ci *connInfo) Value(key any) any {
 	return ci.Context.Value(key)
 }
 
-// Draining returns a channel that is closed when the HTTPServer serving the
-// request whose context is ctx starts draining: the process handed over to
-// its successor or is stopping. A handler that streams (Server-Sent Events,
+// Draining returns a channel that is closed when the Server serving the
+// request whose context is ctx starts draining (Shutdown; not the lame
+// duck). A handler that streams (Server-Sent Events,
 // long polling) selects on it and returns, so its response ends cleanly
-// (the chunked end of body) and the client reconnects, to the successor.
-// For a ctx that does not come from an HTTPServer's request the channel is
+// (the chunked end of body) and the client reconnects, elsewhere.
+// For a ctx that does not come from a Server's request the channel is
 // nil, which blocks forever.
 func Draining(ctx context.Context) <-chan struct{} {
 	if ci := connOf(ctx); ci != nil {
@@ -63,7 +63,7 @@ func connOf(ctx context.Context) *connInfo {
 
 // connContext is the served server's ConnContext: after the user's own, it
 // makes the connection's context a connInfo and records the connection.
-func (s *HTTPServer) connContext(ctx context.Context, c net.Conn) context.Context {
+func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
 	if s.userConnCtx != nil {
 		ctx = s.userConnCtx(ctx, c)
 	}
@@ -73,13 +73,12 @@ func (s *HTTPServer) connContext(ctx context.Context, c net.Conn) context.Contex
 	ci.since.Store(time.Now().UnixNano())
 	s.conns.Store(c, ci)
 	s.open.Add(1)
-	markStage(stageAccept)
 	return ci
 }
 
 // connState follows every connection's state. Steady state costs a map
 // read, an atomic store and, when a connection goes idle, a clock read.
-func (s *HTTPServer) connState(c net.Conn, st http.ConnState) {
+func (s *Server) connState(c net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateNew:
 		// Recorded by connContext, which net/http calls first.
@@ -92,18 +91,18 @@ func (s *HTTPServer) connState(c net.Conn, st http.ConnState) {
 			ci := v.(*connInfo)
 			ci.since.Store(time.Now().UnixNano())
 			ci.state.Store(int32(st))
-			if s.draining.Load() {
+			if s.closing.Load() {
 				s.poke()
 			}
 		}
 	case http.StateHijacked, http.StateClosed:
 		// A hijacked connection's requests go on (its handler runs):
-		// its context is left alone. It is tracked by hijack.go.
+		// its context is cancelled when it ends (hijack.go tracks it).
 		if v, ok := s.conns.LoadAndDelete(c); ok {
 			if st == http.StateClosed {
 				v.(*connInfo).cancel()
 			}
-			if s.open.Add(-1) == 0 && s.draining.Load() {
+			if s.open.Add(-1) == 0 && s.closing.Load() {
 				s.poke()
 			}
 		}

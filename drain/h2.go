@@ -1,4 +1,4 @@
-package handoff
+package drain
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 // Server.Shutdown hook (RegisterOnShutdown), which cannot run on the
 // serving server before its last request without dropping requests that
 // are read but not yet served (golang/go#65802). So the server the user
-// configured is not the one that serves: HTTP serves a copy of it, and
+// configured is not the one that serves: New serves a copy of it, and
 // keeps two servers that serve nothing, only to run shutdown hooks: the
 // user's (its RegisterOnShutdown functions, run once when the drain
 // starts) and one on which net/http's HTTP/2 is configured, as Serve or
@@ -26,7 +26,7 @@ import (
 // close"; see Shutdown.)
 
 // errNoListener is what noListener's Accept returns.
-var errNoListener = errors.New("handoff: no listener")
+var errNoListener = errors.New("drain: no listener")
 
 // noListener accepts nothing. Serving it makes net/http configure HTTP/2
 // on the server (it does so before its first Accept) and return at once.
@@ -69,7 +69,7 @@ func setupHTTP2(srv *http.Server) *http.Server {
 
 // tlsNextProto wraps srv's HTTP/2 entry points so that the drain knows
 // which connections are HTTP/2.
-func (s *HTTPServer) tlsNextProto(m map[string]func(*http.Server, *tls.Conn, http.Handler)) map[string]func(*http.Server, *tls.Conn, http.Handler) {
+func (s *Server) tlsNextProto(m map[string]func(*http.Server, *tls.Conn, http.Handler)) map[string]func(*http.Server, *tls.Conn, http.Handler) {
 	if m == nil {
 		return nil
 	}
@@ -83,7 +83,7 @@ func (s *HTTPServer) tlsNextProto(m map[string]func(*http.Server, *tls.Conn, htt
 			if v, ok := s.conns.Load(key); ok {
 				v.(*connInfo).h2.Store(true)
 			}
-			if s.draining.Load() {
+			if s.closing.Load() {
 				// Served after the GOAWAY went out: it needs one too.
 				s.lateH2.Store(true)
 				s.poke()
@@ -96,8 +96,9 @@ func (s *HTTPServer) tlsNextProto(m map[string]func(*http.Server, *tls.Conn, htt
 
 // goAwayH2 sends GOAWAY to every HTTP/2 connection not yet told; when the
 // user configured HTTP/2 (x/net/http2), the user's hooks do, once.
-func (s *HTTPServer) goAwayH2(ctx context.Context) {
+func (s *Server) goAwayH2() {
 	if s.h2 != nil {
-		_ = s.h2.Shutdown(ctx)
+		// It serves nothing: its Shutdown runs the hook and returns.
+		_ = s.h2.Shutdown(context.Background())
 	}
 }
