@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/internal/rawhttp"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
@@ -454,6 +455,42 @@ func TestHandOverWithoutWait(t *testing.T) {
 	}
 	if err := syscall.Kill(s.gen1, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
+	}
+	s.waitExit(s.gen1)
+	s.stop(next)
+}
+
+// TestListenAfterReady: a successor that listens on a socket only after
+// Ready (its predecessor bound it and passed it on) takes the inherited
+// one while the predecessor drains, holding it too. Before, Ready closed
+// the sockets not taken yet and Listen bound again: EADDRINUSE.
+func TestListenAfterReady(t *testing.T) {
+	late := filepath.Join(t.TempDir(), "late")
+	s := startService(t, serviceOpts{env: []string{envLate + "=" + late}})
+	long := make(chan error, 1)
+	go func() { // holds the first generation's drain
+		_, err := (&rawhttp.Client{Addr: s.addr, Timeout: wait}).Get("/?ms=3000")
+		long <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // on its way: not asserted on
+	next := mustReload(t, s.gen1)
+	deadline := time.Now().Add(wait)
+	var got []byte
+	for {
+		var err error
+		if got, err = os.ReadFile(late + ".result"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the successor wrote no outcome of its late Listen")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if string(got) != "ok" {
+		t.Errorf("Listen after Ready in the successor: %s", got)
+	}
+	if err := <-long; err != nil {
+		t.Errorf("the long request: %v", err)
 	}
 	s.waitExit(s.gen1)
 	s.stop(next)

@@ -85,6 +85,9 @@ type Upgrader struct {
 	drainStarted bool
 	drained      chan struct{}
 	drainErr     error
+	// stopDropTimer stops the timer that closes the sockets dropped at
+	// Ready (fds_linux.go), nil when none.
+	stopDropTimer func()
 	// refused counts the lifecycle transitions refused (bugs); onRefused,
 	// when set (tests), is told of each.
 	refused   int
@@ -144,7 +147,9 @@ func (u *Upgrader) HandedOver() bool {
 // port), Listen binds addr and the old socket is left to the generations
 // that still hold it; an error names both addresses when addr cannot be
 // bound. Sockets a generation bound that this one has not taken by Ready
-// are not passed on to its successor.
+// are not passed on to its successor; a Listen after Ready still takes
+// such a socket back (by name and address) for DrainTimeout, while the
+// predecessor that holds it drains, instead of failing to bind it.
 //
 // The listener is the net package's one with an Accept that the Upgrader
 // pauses while the successor takes over (and resumes on a rollback): any

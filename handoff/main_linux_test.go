@@ -32,6 +32,7 @@ const (
 	envUnix         = "BATON_TEST_UNIX"          // also serve HTTP on this unix socket path ("sock")
 	envVerbose      = "BATON_TEST_VERBOSE"       // log to stderr
 	envRefused      = "BATON_TEST_REFUSED"       // a file: refused lifecycle transitions are appended to it
+	envLate         = "BATON_TEST_LATE"          // a file: generation 1 listens on "late" before Ready and writes its address there; a successor listens on it after Ready and writes the outcome to FILE.result
 	envUDP          = "BATON_TEST_UDP"           // also answer datagrams on "echo" with the pid
 	envJournal      = "BATON_TEST_JOURNAL"       // append "generation N" to this file, opened once as "journal"
 	envStopDelay    = "BATON_TEST_STOP_DELAY"    // Config.StopDelay
@@ -231,9 +232,26 @@ func serverMain() {
 	if dir := os.Getenv(envPause); dir != "" && up.Generation() > 1 {
 		pauseAt(dir, stageNewStart, 0)
 	}
+	late := os.Getenv(envLate)
+	if late != "" && up.Generation() == 1 {
+		lln, err := up.Listen("late", "tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "server:", err)
+			os.Exit(1)
+		}
+		_ = writeFileAtomic(late, []byte(lln.Addr().String()))
+	}
 	if err := up.Ready(); err != nil {
 		fmt.Fprintln(os.Stderr, "server: ready:", err)
 		os.Exit(1)
+	}
+	if late != "" && up.Generation() > 1 {
+		addr, _ := os.ReadFile(late)
+		outcome := "ok"
+		if _, err := up.Listen("late", "tcp", string(addr)); err != nil {
+			outcome = err.Error()
+		}
+		_ = writeFileAtomic(late+".result", []byte(outcome))
 	}
 	if fault == "no-wait" {
 		// A program that kept its own signal handling and never calls

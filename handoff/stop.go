@@ -151,6 +151,11 @@ func (u *Upgrader) Close() error {
 	u.closeOS()
 	u.mu.Unlock()
 	u.wg.Wait()
+	u.mu.Lock()
+	if u.stopDropTimer != nil {
+		u.stopDropTimer()
+	}
+	u.mu.Unlock()
 	u.fds.close()
 	u.mu.Lock()
 	defer u.mu.Unlock()

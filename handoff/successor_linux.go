@@ -131,8 +131,16 @@ func (u *Upgrader) Ready() error {
 	// Sockets a generation opened and this one did not take (it no
 	// longer uses them, or moved them to another address) are not passed
 	// on; the predecessor's copies close when it exits.
-	for _, name := range u.fds.dropUnused() {
-		u.log.Info("not passing on an unused socket", "name", name, "generation", u.gen)
+	if dropped := u.fds.dropUnused(); len(dropped) > 0 {
+		for _, name := range dropped {
+			u.log.Info("not passing on an unused socket", "name", name, "generation", u.gen)
+		}
+		// Kept for a Listen after Ready while the predecessor, which
+		// holds them too, drains; closed after its drain's deadline.
+		t := time.AfterFunc(u.cfg.drainTimeout()+exitGrace, u.fds.closeDropped)
+		u.mu.Lock()
+		u.stopDropTimer = func() { t.Stop() }
+		u.mu.Unlock()
 	}
 	// The control socket listens before anyone learns this pid (the
 	// predecessor answers `baton reload` with it); requests wait until
