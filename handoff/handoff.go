@@ -85,6 +85,11 @@ type Upgrader struct {
 	drainStarted bool
 	drained      chan struct{}
 	drainErr     error
+	// successors are the reaps of successors this generation rolled back
+	// or told to stop (ABORT) in a watch window: PID 1 waits for them
+	// before Wait returns (its exit would kill them in the middle of
+	// their drain).
+	successors sync.WaitGroup
 	// stopDropTimer stops the timer that closes the sockets dropped at
 	// Ready (fds_linux.go), nil when none.
 	stopDropTimer func()

@@ -50,9 +50,14 @@ func (u *Upgrader) Wait() error {
 	if failed != nil {
 		return failed
 	}
-	if u.HandedOver() && os.Getpid() == 1 {
+	if os.Getpid() == 1 {
 		// PID 1 of its namespace: its exit would kill the successor.
-		u.serveAsInit()
+		if u.HandedOver() {
+			u.serveAsInit()
+		}
+		// Stopped in a watch window: the successor, told to stop too,
+		// drains its requests first.
+		u.waitSuccessors()
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()

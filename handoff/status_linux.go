@@ -45,7 +45,11 @@ func (u *Upgrader) Status() Status {
 	}
 	var older []procRef
 	if u.phase != phaseHandedOver {
-		older = append(older, u.draining...)
+		for _, p := range u.draining {
+			if p.pid != 1 { // PID 1 stays as the namespace's init: not draining
+				older = append(older, p)
+			}
+		}
 	}
 	u.mu.Unlock()
 	st.Sockets = u.fds.status()

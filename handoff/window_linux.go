@@ -190,10 +190,10 @@ func (u *Upgrader) rollBack(win *window, mgr notifier, why error) {
 	u.log.Warn("rolled back", "generation", u.gen, "successor", win.pid, "reason", why.Error())
 	win.rolledBack, win.err = true, ue
 	_ = win.conn.Close()
-	go func() {
+	u.successors.Go(func() {
 		win.w.reap(u.cfg.drainTimeout() + exitGrace)
 		win.w.close()
-	}()
+	})
 }
 
 // abandonWindow ends a window because this generation stops: the
@@ -201,10 +201,10 @@ func (u *Upgrader) rollBack(win *window, mgr notifier, why error) {
 func (u *Upgrader) abandonWindow(win *window) {
 	abort(win.conn, "stopping")
 	_ = win.conn.Close()
-	go func() {
+	u.successors.Go(func() {
 		win.w.reap(u.cfg.drainTimeout() + u.cfg.StopDelay + exitGrace)
 		win.w.close()
-	}()
+	})
 }
 
 // UpgradeWatched is Upgrade that returns when the watch window has ended
@@ -230,4 +230,17 @@ func (u *Upgrader) UpgradeWatched(ctx context.Context) (int, error) {
 		return 0, &UpgradeError{Generation: win.gen, PID: pid, Stage: "watch", Err: ErrStopping}
 	}
 	return pid, nil
+}
+
+// waitSuccessors waits until the successors this generation rolled back
+// or told to stop in a watch window have exited (the window's end
+// included, which starts the last reap).
+func (u *Upgrader) waitSuccessors() {
+	u.mu.Lock()
+	win := u.window
+	u.mu.Unlock()
+	if win != nil {
+		<-win.done
+	}
+	u.successors.Wait()
 }
