@@ -46,8 +46,8 @@
 //     successor that fails before never accepted a connection.
 //  4. Within ReadyTimeout, the current generation checks the successor is
 //     still alive, pauses accepting (every listener Listen returned: an
-//     Accept waits, connections stay in the shared socket's backlog, and
-//     HTTP responses say "Connection: close"; nothing is closed) and writes
+//     Accept waits, connections stay in the shared socket's backlog;
+//     nothing is closed) and writes
 //     SERVE on the channel: the successor starts its servers and accepts
 //     at once (early accept). Then it sends MAINPID=<successor> and
 //     READY=1 in one datagram, waits for BARRIER=1, and writes MAIN. From
@@ -175,8 +175,11 @@
 // A new version that becomes ready and dies a second later would be an
 // outage: the old generation has drained and exited. With
 // Config.WatchWindow the old generation, at the cut-over, pauses as
-// without it (no drain, no RegisterOnShutdown hook) and stays paused,
-// holding its sockets and the main PID, for the window:
+// without it (no drain, no RegisterOnShutdown hook; its HTTP servers turn
+// the drain's lame duck on: responses say "Connection: close", idle
+// connections close, so that keep-alive clients move to the successor)
+// and stays paused, holding its sockets and the main PID, for the window
+// (a rollback turns the lame duck off):
 //
 //  1. The successor says READY probation (it knows the window:
 //     BATON_HANDOFF_WATCH). The old generation writes SERVE instead of

@@ -94,7 +94,7 @@ func TestListenerPauseResume(t *testing.T) {
 // again at the next cut-over.
 func TestTransitionEffects(t *testing.T) {
 	checkLeaks(t)
-	up, err := New(Config{NoSignals: true, NoControl: true, DrainTimeout: wait})
+	up, err := New(Config{NoSignals: true, NoControl: true, DrainTimeout: wait, WatchWindow: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
