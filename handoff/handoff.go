@@ -104,6 +104,7 @@ type Upgrader struct {
 	window     *window
 	watchUntil time.Time
 	watched    bool
+	watchFor   time.Duration // the predecessor's window, 0 when not told
 
 	// beforeHandOver, when set (tests), runs after the successor is ready
 	// and before the liveness check and MAINPID.
@@ -153,8 +154,9 @@ func (u *Upgrader) HandedOver() bool {
 // that still hold it; an error names both addresses when addr cannot be
 // bound. Sockets a generation bound that this one has not taken by Ready
 // are not passed on to its successor; a Listen after Ready still takes
-// such a socket back (by name and address) for DrainTimeout, while the
-// predecessor that holds it drains, instead of failing to bind it.
+// such a socket back (by name and address) while the predecessor that
+// holds it drains (until it exits, DrainTimeout at most), instead of
+// failing to bind it.
 //
 // The listener is the net package's one with an Accept that the Upgrader
 // pauses while the successor takes over (and resumes on a rollback): any

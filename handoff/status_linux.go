@@ -180,6 +180,9 @@ func (u *Upgrader) watchDrain(pid int) {
 				return
 			}
 			if n > 0 {
+				// Nothing holds the sockets set aside at Ready any more
+				// but this process: they close now (fds_linux.go).
+				u.fds.closeDropped()
 				u.mu.Lock()
 				u.drainSeconds = append(u.drainSeconds, time.Since(since).Seconds())
 				if k := len(u.drainSeconds); k > MaxHistory {

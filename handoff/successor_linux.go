@@ -31,7 +31,7 @@ func (u *Upgrader) fromPredecessor() error {
 	proto, hasProto := os.LookupEnv(envProto)
 	draining, hasDraining := os.LookupEnv(envDraining)
 	note := os.Getenv(envStatus)
-	_, watched := os.LookupEnv(envWatch)
+	watch, watched := os.LookupEnv(envWatch)
 	for _, k := range []string{envFD, envGen, envNotify, envBound, envProto, envDraining, envStatus, envHistory, envWatch} {
 		_ = os.Unsetenv(k)
 	}
@@ -96,6 +96,9 @@ func (u *Upgrader) fromPredecessor() error {
 	}
 	u.parent, u.parentPID, u.gen, u.socket, u.statusNote = c.(*net.UnixConn), int(cred.Pid), n, notify, note
 	u.watched = watched
+	if d, err := time.ParseDuration(watch); err == nil && d > 0 {
+		u.watchFor = d // "1" from a release that did not say how long
+	}
 	u.readHistory(hist)
 	return nil
 }
@@ -208,7 +211,7 @@ func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
 	u.mu.Lock()
 	ph := u.phase
 	var refused error
-	if ph == phaseHandedOver || ph == phaseProbation && u.watched {
+	if ph == phaseHandedOver || ph == phaseProbation && !u.handingLocked() {
 		refused = u.upgradeRefusedLocked()
 	}
 	u.mu.Unlock()
@@ -232,10 +235,16 @@ var errParentGone = errors.New("predecessor gone")
 
 // handingLocked reports whether this generation's predecessor is handing
 // the main PID to it now: it said READY and waits for the answer, or it
-// serves and waits for MAIN, which comes at once without a watch window.
-// Called with u.mu held.
+// serves and waits for MAIN, which comes at once without a watch window
+// and when the window has passed with one. Called with u.mu held.
 func (u *Upgrader) handingLocked() bool {
-	return u.phase == phaseAwaitingMain || u.phase == phaseProbation && !u.watched
+	if u.phase == phaseAwaitingMain {
+		return true
+	}
+	// On probation, the main PID comes at once without a window, and at
+	// the window's end with one (a reload that comes then waits for it
+	// rather than being refused as in the window).
+	return u.phase == phaseProbation && (!u.watched || u.watchFor > 0 && !time.Now().Before(u.becameMain.Add(u.watchFor)))
 }
 
 func (u *Upgrader) awaitMain() error {

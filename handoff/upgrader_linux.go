@@ -185,7 +185,7 @@ func (u *Upgrader) successorEnv(gen, fd int, note string) []string {
 		env = append(env, envStatus+"="+note)
 	}
 	if u.cfg.WatchWindow > 0 {
-		env = append(env, envWatch+"=1")
+		env = append(env, envWatch+"="+u.cfg.WatchWindow.String())
 	}
 	return env
 }
