@@ -135,7 +135,6 @@ func TestTransitionEffects(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return strings.TrimSpace(string(b)), resp.Close // "Connection: close"
-
 	}
 	for round := range 3 {
 		keep, err := net.Dial("tcp", addr)
