@@ -73,14 +73,15 @@ type Config struct {
 	StreamGrace time.Duration
 	// WatchWindow keeps this generation, after it cut over to its
 	// successor, holding the main PID and its sockets for that long (see
-	// the package doc, Watch window): it stops accepting and drains at the
-	// cut-over, but a successor that exits, is killed or is stopped alone
-	// within the window is rolled back: this generation serves again at
-	// once (connections wait in the sockets' backlog meanwhile; none is
-	// refused). The manager learns the successor's pid (MAINPID=) only
-	// when the window has passed. Every server given to Serve must be a
-	// Renewer (HTTPServer, TCPServer, Rebuild), or the upgrade fails. Zero
-	// or negative: no window, the main PID is handed over at the cut-over.
+	// the package doc, Watch window): it pauses accepting at the cut-over
+	// (reversibly: nothing is drained, no hook runs), and a successor that
+	// exits, is killed or is stopped alone within the window is rolled
+	// back: this generation resumes accepting at once (connections wait
+	// in the sockets' backlog meanwhile; none is refused). The manager
+	// learns the successor's pid (MAINPID=) only when the window has
+	// passed; the drain starts then. Any server works (no wrapper): the
+	// pause is the listener's (Listen). Zero or negative: no window, the
+	// main PID moves right after the cut-over.
 	WatchWindow time.Duration
 	// PIDFile, when set, is rewritten atomically with the pid of the
 	// current main process each time a generation becomes main.
@@ -155,20 +156,20 @@ func (c *Config) check() error {
 var (
 	// ErrInProgress is returned (wrapped) by Upgrade while another upgrade
 	// runs. It is the value `baton reload` reports as "in progress".
-	ErrInProgress = control.ErrInProgress
+	ErrInProgress error = wrapped{"upgrade already in progress", control.ErrInProgress}
 	// ErrNotReady is returned by Upgrade before Ready.
-	ErrNotReady = errors.New("handoff: generation not ready")
+	ErrNotReady = errors.New("generation not ready")
 	// ErrHandedOver is returned by Upgrade in a generation that already
 	// handed over to its successor.
-	ErrHandedOver = errors.New("handoff: generation already handed over")
+	ErrHandedOver = errors.New("generation already handed over")
 	// ErrStopping is returned (wrapped) by Upgrade once the generation is
 	// stopping, and by an upgrade that a stop abandoned. It is the value
 	// `baton reload` reports as "stopping" (exit status 0: the stop
 	// superseded the reload).
-	ErrStopping = control.ErrStopping
+	ErrStopping error = wrapped{"generation stopping", control.ErrStopping}
 	// ErrAborted is returned by Ready in a successor whose predecessor gave
 	// up on it (timeout, stop). The process should exit.
-	ErrAborted = errors.New("handoff: predecessor aborted the upgrade")
+	ErrAborted = errors.New("predecessor aborted the upgrade")
 	// ErrReadyTimeout is wrapped by the UpgradeError of a successor that
 	// was not ready within ReadyTimeout.
 	ErrReadyTimeout = errors.New("not ready in time")
@@ -179,7 +180,7 @@ var (
 	// successor that ended within the watch window: this generation
 	// serves again (UpgradeWatched, `baton reload --wait-window`, which
 	// exits 1). It wraps control.ErrFailed: the upgrade failed.
-	ErrRolledBack = control.ErrRolledBack
+	ErrRolledBack error = wrapped{"upgrade failed: rolled back in the watch window", control.ErrRolledBack}
 	// ErrBadEnvironment is wrapped when LISTEN_FDS or a BATON_HANDOFF_
 	// variable is malformed.
 	ErrBadEnvironment = errors.New("malformed environment")
@@ -194,9 +195,21 @@ var (
 	ErrBadName = activation.ErrBadName
 	// ErrNotSupported is wrapped by Upgrade (and logged on SIGHUP) on
 	// systems other than Linux, where a generation serves and drains but
-	// cannot hand over (see the package doc, Other systems).
-	ErrNotSupported = errors.New("not supported on this system")
+	// cannot hand over (see the package doc, Other systems). It wraps
+	// errors.ErrUnsupported.
+	ErrNotSupported error = wrapped{"not supported on this system", errors.ErrUnsupported}
 )
+
+// wrapped is a sentinel that wraps a more general one (or the control
+// protocol's, which `baton reload` reports), so that no exported value is
+// an internal package's.
+type wrapped struct {
+	msg string
+	err error
+}
+
+func (w wrapped) Error() string { return w.msg }
+func (w wrapped) Unwrap() error { return w.err }
 
 // UpgradeError describes a failed upgrade: the successor was killed and
 // reaped, and this generation keeps serving.

@@ -7,16 +7,20 @@
 // binds them itself when started by hand. An upgrade (SIGHUP, Upgrade, or
 // `baton reload` through the control socket) starts the executable on disk
 // with the same arguments and working directory; when the successor is
-// ready, the current generation hands it the main PID (MAINPID=, READY=1,
-// BARRIER=1), stops accepting, drains under a deadline and exits. If the
-// successor fails it is killed and the current generation keeps serving.
+// ready, the current generation pauses accepting and the successor serves at
+// once; then the main PID moves to it (MAINPID=, READY=1, BARRIER=1) and the
+// old generation drains under a deadline and exits. If the successor fails
+// it is killed and the current generation resumes (or keeps) serving.
 //
 //	up, err := handoff.New(handoff.Config{})
 //	defer up.Close()
 //	ln, err := up.Listen("http", "tcp", "127.0.0.1:8080")
-//	up.Serve(handoff.HTTP(&http.Server{Handler: h}, ln))
-//	err = up.Ready() // READY=1, or take over from the predecessor
-//	err = up.Wait()  // until handed over or stopped, then drained
+//	err = up.Run(handoff.HTTP(&http.Server{Handler: h}, ln)) // Serve, Ready, Wait, Close
+//
+// or, for one http.Server, in one line (the socket named "http", srv.Addr
+// when started by hand):
+//
+//	err := handoff.ListenAndServe(srv, handoff.Config{})
 //
 // # The upgrade, step by step
 //
@@ -39,15 +43,22 @@
 //     generations").
 //  3. The successor initialises and calls Ready, which writes READY on the
 //     channel and waits. Its servers (Serve) are not started yet: a
-//     successor that fails never accepted a connection, so it drops none.
+//     successor that fails before never accepted a connection.
 //  4. Within ReadyTimeout, the current generation checks the successor is
-//     still alive, sends MAINPID=<successor> and READY=1 in one datagram,
-//     waits for BARRIER=1, and writes MAIN on the channel. From then on it
-//     says nothing to the manager (docs/systemd-notes.md, rule 2): it closes Done,
-//     stops accepting and drains; the successor restores NOTIFY_SOCKET,
-//     starts its servers, takes the watchdog (WATCHDOG_PID=self), writes
-//     the PID file and sends STATUS=. (Its control socket was opened before
-//     READY, so the pid the predecessor reports can be reloaded at once.)
+//     still alive, pauses accepting (every listener Listen returned: an
+//     Accept waits, connections stay in the shared socket's backlog;
+//     nothing is closed) and writes
+//     SERVE on the channel: the successor starts its servers and accepts
+//     at once (early accept). Then it sends MAINPID=<successor> and
+//     READY=1 in one datagram, waits for BARRIER=1, and writes MAIN. From
+//     then on it says nothing to the manager (docs/systemd-notes.md, rule 2): it
+//     closes Done and drains; the successor restores NOTIFY_SOCKET, takes
+//     the watchdog (WATCHDOG_PID=self), writes the PID file and sends
+//     STATUS=. (Its control socket was opened before READY, so the pid the
+//     predecessor reports can be reloaded at once.) A successor that dies
+//     between SERVE and MAIN is rolled back: the current generation
+//     resumes accepting and keeps the main PID; what the successor had
+//     accepted is lost with it, as with any crash.
 //  5. On any failure (cannot start, missing binary, exits early, not ready
 //     in time, dies between ready and hand-over, speaks another version of
 //     the hand-over protocol (BATON_HANDOFF_PROTO; both versions are
@@ -163,15 +174,18 @@
 //
 // A new version that becomes ready and dies a second later would be an
 // outage: the old generation has drained and exited. With
-// Config.WatchWindow the old generation, at the cut-over, stops accepting
-// and drains as without it, but stays alive, holding its sockets and the
-// main PID, for the window:
+// Config.WatchWindow the old generation, at the cut-over, pauses as
+// without it (no drain, no RegisterOnShutdown hook; its HTTP servers turn
+// the drain's lame duck on: responses say "Connection: close", idle
+// connections close, so that keep-alive clients move to the successor)
+// and stays paused, holding its sockets and the main PID, for the window
+// (a rollback turns the lame duck off):
 //
 //  1. The successor says READY probation (it knows the window:
 //     BATON_HANDOFF_WATCH). The old generation writes SERVE instead of
 //     MAIN and tells the manager READY=1 (the reload job ends) with
 //     STATUS=serving, generation N+1, pid P, watched until T; generation N
-//     (pid Q) holds the main PID and drains. The successor starts its
+//     (pid Q) holds the main PID, paused. The successor starts its
 //     servers and says nothing to the manager: its NOTIFY_SOCKET stays
 //     held back, the old generation keeps the watchdog, the PID file and
 //     the fd store. Upgrade, and `baton reload`, return now, with the
@@ -180,8 +194,8 @@
 //     window ends (ErrInProgress, naming it), on both generations.
 //  2. When the successor ends within the window (it exits, crashes, is
 //     killed, or is stopped alone and says STOPPING), the old generation
-//     rolls back at once: its servers serve again (Renewer: HTTPServer,
-//     TCPServer, Rebuild), so connections that waited in the shared
+//     rolls back at once: it resumes accepting (the same servers: no
+//     wrapper, no rebuild), so connections that waited in the shared
 //     socket's backlog are answered and none is refused; only requests in
 //     flight on connections the dead process held are lost, as with any
 //     crash. It logs "rolled back" (Warn), sends STATUS=serving,
@@ -192,8 +206,8 @@
 //     pidfd that the successor is alive, sends MAINPID=<successor> with
 //     READY=1, waits for BARRIER=1 and writes MAIN; the successor then
 //     becomes main as after an upgrade without a window (NOTIFY_SOCKET,
-//     watchdog, PID file, STATUS=). The old generation exits; Done is
-//     closed then, not at the cut-over.
+//     watchdog, PID file, STATUS=). The old generation drains (once, its
+//     hooks run then) and exits; Done is closed then, not at the cut-over.
 //
 // Why MAINPID never names a dead process: systemd acts on the death of
 // the main process (docs/systemd-notes.md: the unit goes down, the control group is
@@ -224,27 +238,31 @@
 //
 // # Lifecycle
 //
-// A generation is in one phase at a time (lifecycle.go); every change goes
-// through one transition function that refuses a move this table does not
-// have:
+// A generation is in one phase at a time (generation.go); every change
+// goes through one transition function that refuses a move this table does
+// not have (an error to its caller, logged, counted) and runs the move's
+// effects: into probation or serving the servers start; into watching the
+// listeners pause; from watching into serving they resume; into handed
+// over or stopped Done is closed and the drain starts, there and nowhere
+// else (Wait only waits for it):
 //
 //	phase          main  accepts  goes to            when
 //	starting       no    no       awaiting main      a successor's Ready writes READY
 //	                              serving            generation 1's Ready
 //	                              stopped            Stop before Ready (a successor declines)
-//	awaiting main  no    no       serving            MAIN, or the predecessor died (claim)
-//	                              probation          SERVE (the predecessor's watch window)
+//	awaiting main  no    no       serving            MAIN from an older release, or the predecessor died (claim)
+//	                              probation          SERVE (the predecessor paused)
 //	                              stopped            Stop (the answer is awaited: STOPPING=1 on MAIN)
-//	probation      no    yes      serving            MAIN after the window, or the predecessor died
+//	probation      no    yes      serving            MAIN (at once, or after the window), or the predecessor died
 //	                              stopped            Stop (says STOPPING to the predecessor), ABORT
 //	serving        yes   yes      upgrading          Upgrade
 //	                              stopping           Stop (STOPPING=1, then StopDelay)
 //	upgrading      yes   yes      serving            the upgrade failed (READY=1, STATUS=)
-//	                              watching           cut over with a watch window
-//	                              handed over        MAINPID=, BARRIER=1, MAIN
+//	                              watching           the successor is ready: pause, SERVE
+//	                              handed over        MAINPID=, BARRIER=1, MAIN to an older release
 //	                              stopping           Stop: the upgrade is cancelled and awaited
-//	watching       yes   no       serving            the successor ended in the window: rollback
-//	                              handed over        the window passed: MAINPID=, BARRIER=1, MAIN
+//	watching       yes   no       serving            the successor ended before MAIN: rollback (resume)
+//	                              handed over        MAINPID=, BARRIER=1, MAIN (at once, or when the window passed)
 //	                              stopped            Stop (STOPPING=1, ABORT to the successor)
 //	stopping       yes   yes      stopped            after StopDelay (or a second Stop)
 //	                              handed over        an upgrade that was in flight completed
@@ -390,6 +408,14 @@
 //     use sd_notify itself (it cannot: NOTIFY_SOCKET is held back), nor
 //     accept connections outside Serve: one it accepted and then died with
 //     would be lost.
+//   - The pause at the cut-over is the listener's: a server on a listener
+//     Listen did not return (net.Listen, activation, ln.(interface{
+//     Unwrap() net.Listener}).Unwrap()) or on a packet socket goes on
+//     serving until the drain (with a watch window, through the window),
+//     sharing the socket with the successor.
+//   - The drain starts when the generation ends, whether or not Wait is
+//     called: a program that keeps its own signal handling still stops
+//     accepting at the hand-over. Wait only waits for the drain.
 //   - Another library reading LISTEN_FDS without unsetting it (go-systemd's
 //     activation.Files(false)) creates *os.File values for fds 3..: keep
 //     them referenced, their finalizers would close the sockets.

@@ -74,7 +74,9 @@ func (p procRef) forceClose() (bool, error) {
 func (u *Upgrader) capDraining() string {
 	live := make([]procRef, 0, len(u.draining))
 	for _, p := range u.draining {
-		if p.running() {
+		// PID 1 of the namespace stays as its init once it handed over
+		// (init_linux.go): not draining, and beyond a SIGKILL from here.
+		if p.running() && p.pid != 1 {
 			live = append(live, p)
 		}
 	}

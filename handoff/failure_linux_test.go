@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/control"
+	"github.com/batonhq/baton/internal/rawhttp"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
@@ -252,7 +253,7 @@ func TestStopDuringUpgrade(t *testing.T) {
 	t.Logf("reload during stop reported: %v", r.err)
 	// The control reply says "stopping": `baton reload` exits 0 for it.
 	var ce *control.Error
-	if !errors.As(r.err, &ce) || ce.Code != control.CodeStopping || !errors.Is(r.err, ErrStopping) ||
+	if !errors.As(r.err, &ce) || ce.Code != control.CodeStopping || !errors.Is(r.err, control.ErrStopping) ||
 		!strings.Contains(r.err.Error(), "generation stopping") {
 		t.Errorf("reload = %d, %v; want code %q: the upgrade abandoned for the stop", r.pid, r.err, control.CodeStopping)
 	}
@@ -433,4 +434,64 @@ func TestStopRightAfterHandOver(t *testing.T) {
 			t.Error("the predecessor said STOPPING=1 after the hand-over")
 		}
 	}
+}
+
+// TestHandOverWithoutWait: a generation whose program never calls Wait
+// (it kept its own signal handling) stops accepting at the hand-over all
+// the same: every fresh connection after the reload reaches the
+// successor. Before, the drain ran in Wait only, and the old generation
+// went on taking a share of the new connections indefinitely.
+func TestHandOverWithoutWait(t *testing.T) {
+	faultFile := filepath.Join(t.TempDir(), "fault")
+	if err := os.WriteFile(faultFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startService(t, serviceOpts{env: []string{envFault + "=no-wait", envFaultFile + "=" + faultFile}})
+	next := mustReload(t, s.gen1)
+	for i := range 20 {
+		if pid, err := s.get(""); err != nil || pid != next {
+			t.Errorf("fresh connection %d: answered by %d (%v), want the successor %d", i, pid, err, next)
+		}
+	}
+	if err := syscall.Kill(s.gen1, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.waitExit(s.gen1)
+	s.stop(next)
+}
+
+// TestListenAfterReady: a successor that listens on a socket only after
+// Ready (its predecessor bound it and passed it on) takes the inherited
+// one while the predecessor drains, holding it too. Before, Ready closed
+// the sockets not taken yet and Listen bound again: EADDRINUSE.
+func TestListenAfterReady(t *testing.T) {
+	late := filepath.Join(t.TempDir(), "late")
+	s := startService(t, serviceOpts{env: []string{envLate + "=" + late}})
+	long := make(chan error, 1)
+	go func() { // holds the first generation's drain
+		_, err := (&rawhttp.Client{Addr: s.addr, Timeout: wait}).Get("/?ms=3000")
+		long <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // on its way: not asserted on
+	next := mustReload(t, s.gen1)
+	deadline := time.Now().Add(wait)
+	var got []byte
+	for {
+		var err error
+		if got, err = os.ReadFile(late + ".result"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the successor wrote no outcome of its late Listen")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if string(got) != "ok" {
+		t.Errorf("Listen after Ready in the successor: %s", got)
+	}
+	if err := <-long; err != nil {
+		t.Errorf("the long request: %v", err)
+	}
+	s.waitExit(s.gen1)
+	s.stop(next)
 }

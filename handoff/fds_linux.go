@@ -39,6 +39,11 @@ type entry struct {
 type fdSet struct {
 	mu      sync.Mutex
 	entries []*entry
+	// dropped are the entries dropUnused took out: not passed on, but
+	// kept open for a while (closeDropped) so that a Listen after Ready
+	// takes its socket back instead of binding an address the
+	// predecessor still holds (EADDRINUSE while it drains).
+	dropped []*entry
 }
 
 // receive takes this process's fds from the manager or the predecessor
@@ -138,9 +143,10 @@ func (s *fdSet) boundPositions() string {
 	return strings.Join(ps, ",")
 }
 
-// dropUnused closes the sockets and files that a generation opened and
+// dropUnused takes out the sockets and files that a generation opened and
 // this one did not take: they are not passed on. It returns their names.
-// The manager's stay: they are the socket units'.
+// The manager's stay: they are the socket units'. They are kept open
+// until closeDropped, for a late Listen (listen).
 func (s *fdSet) dropUnused() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -148,7 +154,7 @@ func (s *fdSet) dropUnused() []string {
 	kept := s.entries[:0]
 	for _, e := range s.entries {
 		if e.bound && !e.used {
-			_ = e.file.Close()
+			s.dropped = append(s.dropped, e)
 			dropped = append(dropped, e.name)
 			continue
 		}
@@ -157,6 +163,32 @@ func (s *fdSet) dropUnused() []string {
 	clear(s.entries[len(kept):])
 	s.entries = kept
 	return dropped
+}
+
+// closeDropped closes what dropUnused took out and no Listen took back.
+func (s *fdSet) closeDropped() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.dropped {
+		_ = e.file.Close()
+	}
+	s.dropped = nil
+}
+
+// takeDropped takes back a dropped entry named name that match accepts
+// and that is bound to network and addr, and passes it on again.
+func (s *fdSet) takeDropped(name, network, addr string, match func(*entry) bool) *entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, e := range s.dropped {
+		if e.name == name && match(e) && sameAddr(e.file, network, addr) {
+			s.dropped = append(s.dropped[:i], s.dropped[i+1:]...)
+			e.used = true
+			s.entries = append(s.entries, e)
+			return e
+		}
+	}
+	return nil
 }
 
 // inherited returns the first unused inherited entry named name that match
@@ -277,7 +309,10 @@ func (s *fdSet) close() {
 	for _, e := range s.entries {
 		_ = e.file.Close()
 	}
-	s.entries = nil
+	for _, e := range s.dropped {
+		_ = e.file.Close()
+	}
+	s.entries, s.dropped = nil, nil
 }
 
 // listen returns a listener for name: inherited, or bound fresh.
@@ -293,7 +328,13 @@ func (s *fdSet) listen(name, network, addr string) (net.Listener, error) {
 		}
 		return ln, s.addListener(name, ln, true)
 	}
-	if e := s.take(name, match); e != nil {
+	e := s.take(name, match)
+	if e == nil {
+		// Dropped at Ready (this generation had not taken it then), and
+		// bound still by the predecessor: taken back.
+		e = s.takeDropped(name, network, addr, match)
+	}
+	if e != nil {
 		ln, err := net.FileListener(e.file)
 		if err != nil {
 			return nil, fmt.Errorf("inherited socket %q: %w", name, err)

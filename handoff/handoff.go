@@ -36,7 +36,7 @@ type Upgrader struct {
 
 	mu          sync.Mutex
 	mgr         notifier      // nil until this generation is main
-	phase       phase         // lifecycle.go; changed by enterLocked only
+	phase       phase         // generation.go; changed by enterLocked only
 	closed      bool          // Close ran (resources released, not a phase)
 	upgradeDone chan struct{} // non-nil while an upgrade runs
 	successor   int
@@ -75,10 +75,30 @@ type Upgrader struct {
 	// becameMain is when this generation became the main process.
 	becameMain time.Time
 
-	servers  []Server   // registered by Serve (renewed by a rollback)
+	servers  []Server   // registered by Serve
+	started  int        // how many of servers were started
 	running  []*running // those whose Serve was started
-	spell    *spell     // the current stretch of serving
 	serveErr chan error
+	// listeners are those Listen returned: paused while a successor
+	// serves and this generation holds the main PID (phaseWatching).
+	listeners []*listener
+	// The drain: started on entering handed over or stopped, once;
+	// drained is closed when it has ended, with drainErr.
+	drainStarted bool
+	drained      chan struct{}
+	drainErr     error
+	// successors are the reaps of successors this generation rolled back
+	// or told to stop (ABORT) in a watch window: PID 1 waits for them
+	// before Wait returns (its exit would kill them in the middle of
+	// their drain).
+	successors sync.WaitGroup
+	// stopDropTimer stops the timer that closes the sockets dropped at
+	// Ready (fds_linux.go), nil when none.
+	stopDropTimer func()
+	// refused counts the lifecycle transitions refused (bugs); onRefused,
+	// when set (tests), is told of each.
+	refused   int
+	onRefused func(error)
 
 	// The watch window: in the predecessor, the one running (nil for
 	// none) and when it ends; in a successor, whether the predecessor
@@ -86,6 +106,7 @@ type Upgrader struct {
 	window     *window
 	watchUntil time.Time
 	watched    bool
+	watchFor   time.Duration // the predecessor's window, 0 when not told
 
 	// beforeHandOver, when set (tests), runs after the successor is ready
 	// and before the liveness check and MAINPID.
@@ -103,10 +124,10 @@ type Upgrader struct {
 func (u *Upgrader) Generation() int { return u.gen }
 
 // Done is closed when this generation must stop serving: it handed over to
-// a successor, or a stop was requested (SIGTERM, SIGINT, Stop). With
-// Config.WatchWindow a hand-over closes it when the window has passed, not
-// at the cut-over (a rollback would have to reopen it); the servers are
-// drained at the cut-over all the same.
+// a successor, or a stop was requested (SIGTERM, SIGINT, Stop); its drain
+// starts then. With Config.WatchWindow a hand-over closes it when the
+// window has passed, not at the cut-over (the generation is only paused
+// meanwhile, and a rollback resumes it).
 func (u *Upgrader) Done() <-chan struct{} { return u.done }
 
 // Stopping is closed as soon as a stop is requested (SIGTERM, SIGINT,
@@ -134,12 +155,32 @@ func (u *Upgrader) HandedOver() bool {
 // port), Listen binds addr and the old socket is left to the generations
 // that still hold it; an error names both addresses when addr cannot be
 // bound. Sockets a generation bound that this one has not taken by Ready
-// are not passed on to its successor.
+// are not passed on to its successor; a Listen after Ready still takes
+// such a socket back (by name and address) while the predecessor that
+// holds it drains (until it exits, DrainTimeout at most), instead of
+// failing to bind it.
+//
+// The listener is the net package's one with an Accept that the Upgrader
+// pauses while the successor takes over (and resumes on a rollback): any
+// server that accepts on it, net/http, gRPC or a loop of the program's
+// own, stops accepting at the cut-over without being shut down. It has
+// the net package's SetDeadline, File and SyscallConn, and Unwrap returns
+// the net package's listener (*net.TCPListener, *net.UnixListener), whose
+// Accept the Upgrader cannot pause.
 func (u *Upgrader) Listen(name, network, addr string) (net.Listener, error) {
 	ln, err := u.fds.listen(name, network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("handoff: listen %s: %w", name, err)
 	}
+	ln = pausable(ln)
+	u.mu.Lock()
+	if l, ok := ln.(*listener); ok {
+		u.listeners = append(u.listeners, l)
+		if u.phase == phaseWatching {
+			l.pause()
+		}
+	}
+	u.mu.Unlock()
 	u.storeFDs()
 	u.trapListen(name, ln)
 	return ln, nil

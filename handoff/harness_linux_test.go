@@ -2,7 +2,6 @@ package handoff
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -340,18 +339,6 @@ type httpConn struct {
 	br *bufio.Reader
 }
 
-// mustDial is dialHTTP for a test: a failure ends it, the connection is
-// closed at its end.
-func mustDial(t *testing.T, network, addr string) *httpConn {
-	t.Helper()
-	c, err := dialHTTP(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
 // checkLeaks fails the test when it leaves an fd or a goroutine behind.
 func checkLeaks(t *testing.T) {
 	t.Helper()
@@ -430,17 +417,6 @@ func (c *httpConn) rawDo(path string) (*http.Response, error) {
 	return resp, err
 }
 
-// shutdownAsync starts s's drain and returns its result channel.
-func shutdownAsync(s *HTTPServer, d time.Duration) chan error {
-	shut := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), d)
-		defer cancel()
-		shut <- s.Shutdown(ctx)
-	}()
-	return shut
-}
-
 // drained checks that the drain and Serve both ended without an error.
 func drained(t *testing.T, shut, served chan error) {
 	t.Helper()
@@ -450,25 +426,4 @@ func drained(t *testing.T, shut, served chan error) {
 	if err := <-served; err != nil {
 		t.Errorf("Serve = %v", err)
 	}
-}
-
-// drainServer serves h on a fresh listener through HTTP.
-func drainServer(t *testing.T, h http.Handler) (*HTTPServer, string, chan error) {
-	t.Helper()
-	return serveHTTP(t, &http.Server{Handler: h})
-}
-
-// serveHTTP serves srv through HTTP on a fresh listener, with IdleGrace
-// 50 ms; Serve's result arrives on the channel.
-func serveHTTP(t *testing.T, srv *http.Server) (*HTTPServer, string, chan error) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := HTTP(srv, ln)
-	s.IdleGrace = 50 * time.Millisecond
-	served := make(chan error, 1)
-	go func() { served <- s.Serve() }()
-	return s, ln.Addr().String(), served
 }

@@ -51,11 +51,9 @@ type HTTPServer struct {
 	// default spread; negative: none.
 	SpreadWindow time.Duration
 
-	d     *drain.Server
-	srv   *http.Server // the user's, for Renew
-	ln    net.Listener
-	once  sync.Once // copies the graces into d
-	spare spare     // the socket, kept for Renew
+	d    *drain.Server
+	ln   net.Listener
+	once sync.Once // copies the graces into d
 }
 
 // HTTP returns a Server that serves srv's configuration on ln and drains as
@@ -70,7 +68,7 @@ type HTTPServer struct {
 // run when the drain starts, and handlers find the serving copy, not srv,
 // under http.ServerContextKey.
 func HTTP(srv *http.Server, ln net.Listener) *HTTPServer {
-	return &HTTPServer{d: drain.New(srv), srv: srv, ln: ln}
+	return &HTTPServer{d: drain.New(srv), ln: ln}
 }
 
 // configure copies the graces into the drain, once, at the first
@@ -102,7 +100,6 @@ func (s *HTTPServer) Serve() error {
 // Shutdown drains; see drain.Server.Shutdown.
 func (s *HTTPServer) Shutdown(ctx context.Context) error {
 	s.configure(ctx)
-	s.spare.keep(ctx, s.ln)
 	markStage(stageDrain) // the drain closes the listener first thing
 	err := s.d.Shutdown(ctx)
 	// Closed by the drain when Serve started, else here.

@@ -24,13 +24,15 @@ import (
 // Knobs of the "server" helper, set by the tests in its environment (and so
 // inherited by every generation).
 const (
-	envFault        = "BATON_TEST_FAULT"         // exit, hang, die-after-ready, stop-after-ready, gate, proto
+	envFault        = "BATON_TEST_FAULT"         // exit, hang, die-after-ready, stop-after-ready, gate, proto, no-wait
 	envFaultFile    = "BATON_TEST_FAULT_FILE"    // the fault applies once: to the successor that removes this file
 	envGate         = "BATON_TEST_GATE"          // "gate": wait for this file before Ready
 	envStarted      = "BATON_TEST_STARTED"       // "gate": create this file when waiting
 	envReadyTimeout = "BATON_TEST_READY_TIMEOUT" // Config.ReadyTimeout
 	envUnix         = "BATON_TEST_UNIX"          // also serve HTTP on this unix socket path ("sock")
 	envVerbose      = "BATON_TEST_VERBOSE"       // log to stderr
+	envRefused      = "BATON_TEST_REFUSED"       // a file: refused lifecycle transitions are appended to it
+	envLate         = "BATON_TEST_LATE"          // a file: generation 1 listens on "late" before Ready and writes its address there; a successor listens on it after Ready and writes the outcome to FILE.result
 	envUDP          = "BATON_TEST_UDP"           // also answer datagrams on "echo" with the pid
 	envJournal      = "BATON_TEST_JOURNAL"       // append "generation N" to this file, opened once as "journal"
 	envStopDelay    = "BATON_TEST_STOP_DELAY"    // Config.StopDelay
@@ -139,6 +141,18 @@ func serverMain() {
 		os.Exit(1)
 	}
 	pid, gen := strconv.Itoa(os.Getpid()), strconv.Itoa(up.Generation())
+	// hooks counts the runs of the main server's RegisterOnShutdown hook:
+	// once, at the drain; a generation that ran it more often exits 9.
+	var hooks atomic.Int32
+	defer func() {
+		if hooks.Load() > 1 {
+			fmt.Fprintln(os.Stderr, "server: shutdown hook ran", hooks.Load(), "times")
+			os.Exit(9)
+		}
+	}()
+	if path := os.Getenv(envRefused); path != "" {
+		up.onRefused = func(err error) { appendLine(path, pid+" "+err.Error()) }
+	}
 	activated := strings.Join(seen, ",")
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
@@ -157,12 +171,15 @@ func serverMain() {
 			waitFile(gate)
 		}
 		w.Header().Set("X-Pid", pid)
+		w.Header().Set("X-Hooks", strconv.Itoa(int(hooks.Load())))
 		w.Header().Set("X-Generation", gen)
 		w.Header().Set("X-Activation", activated)
 		w.Header().Set("X-Drift", drift)
 		fmt.Fprintf(w, "pid %s generation %s\n", pid, gen)
 	})
-	up.Serve(HTTP(&http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, ln))
+	main := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	main.RegisterOnShutdown(func() { hooks.Add(1) })
+	up.Serve(HTTP(main, ln))
 	if path := os.Getenv(envUnix); path != "" {
 		uln, err := up.Listen("sock", "unix", path)
 		if err != nil {
@@ -216,9 +233,31 @@ func serverMain() {
 	if dir := os.Getenv(envPause); dir != "" && up.Generation() > 1 {
 		pauseAt(dir, stageNewStart, 0)
 	}
+	late := os.Getenv(envLate)
+	if late != "" && up.Generation() == 1 {
+		lln, err := up.Listen("late", "tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "server:", err)
+			os.Exit(1)
+		}
+		_ = writeFileAtomic(late, []byte(lln.Addr().String()))
+	}
 	if err := up.Ready(); err != nil {
 		fmt.Fprintln(os.Stderr, "server: ready:", err)
 		os.Exit(1)
+	}
+	if late != "" && up.Generation() > 1 {
+		addr, _ := os.ReadFile(late)
+		outcome := "ok"
+		if _, err := up.Listen("late", "tcp", string(addr)); err != nil {
+			outcome = err.Error()
+		}
+		_ = writeFileAtomic(late+".result", []byte(outcome))
+	}
+	if fault == "no-wait" {
+		// A program that kept its own signal handling and never calls
+		// Wait: the Upgrader drains it all the same.
+		select {}
 	}
 	if fault == "die-serving" {
 		// A new version that dies once it serves: after the duration
@@ -233,6 +272,16 @@ func serverMain() {
 		fmt.Fprintln(os.Stderr, "server: wait:", err)
 		os.Exit(1)
 	}
+}
+
+// appendLine appends line to the file path.
+func appendLine(path, line string) {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return
+	}
+	_, _ = fmt.Fprintln(f, line)
+	_ = f.Close()
 }
 
 // waitExit blocks until pid has exited (it stays a zombie: not reaped).

@@ -41,7 +41,7 @@ func newPlain(cfg Config, fds *fdSet) (*Upgrader, error) {
 	u := &Upgrader{
 		cfg: cfg, log: log, gen: 1, exe: exe, dir: dir, args: os.Args, fds: fds,
 		ctx: ctx, cancel: cancel, startedAt: time.Now(),
-		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1), spell: newSpell(),
+		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1), drained: make(chan struct{}),
 		stopped: make(chan struct{}), cutDelay: make(chan struct{}),
 	}
 	if !cfg.NoSignals {
@@ -79,13 +79,12 @@ func (u *Upgrader) readyPlain() error {
 	if u.phase != phaseStarting {
 		return nil
 	}
-	u.mgr = (*notify.Client)(nil) // no manager: every message is a no-op
-	u.enterLocked(phaseServing)
+	u.mgr = (*notify.Client)(nil)                       // no manager: every message is a no-op
+	if err := u.enterLocked(phaseServing); err != nil { // starts the servers
+		return err
+	}
 	u.writePIDFile()
 	close(u.isMain)
-	for _, s := range u.servers {
-		u.startLocked(s)
-	}
 	u.log.Info("serving", "generation", u.gen, "pid", os.Getpid(), "upgrades", "not supported on "+runtime.GOOS)
 	return nil
 }

@@ -84,7 +84,7 @@ func TestPlainServesAndDrains(t *testing.T) {
 	}
 
 	err = plainUpgrade(u)
-	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), runtime.GOOS) || !strings.Contains(err.Error(), "Linux only") {
+	if !errors.Is(err, ErrNotSupported) || !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), runtime.GOOS) || !strings.Contains(err.Error(), "Linux only") {
 		t.Errorf("Upgrade: %v; want ErrNotSupported naming %s and Linux", err, runtime.GOOS)
 	}
 

@@ -19,8 +19,9 @@ const (
 	// What the upgrade did before it started the successor (the draining
 	// generations it force-closed), for the successor's first STATUS=.
 	envStatus = "BATON_HANDOFF_STATUS"
-	// Set when the predecessor has a watch window (Config.WatchWindow):
-	// a successor that knows SERVE says READY probation.
+	// Set when the predecessor has a watch window (Config.WatchWindow),
+	// to its length ("1" from a release that did not say): a successor on
+	// probation refuses upgrades until it has passed, then waits for MAIN.
 	envWatch = "BATON_HANDOFF_WATCH"
 )
 

@@ -70,7 +70,6 @@ type TCPServer struct {
 	draining bool
 	wg       sync.WaitGroup
 	served   chan struct{}
-	spare    spare // the socket, kept for Renew
 }
 
 // TCP returns a Server that calls handle for each connection accepted on
@@ -124,7 +123,6 @@ func (s *TCPServer) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
 	s.mu.Unlock()
-	s.spare.keep(ctx, s.ln)
 	err := s.ln.Close()
 	<-s.served
 	done := make(chan struct{})

@@ -18,11 +18,11 @@ const (
 	stageStarted                 // predecessor: successor forked and exec'd
 	stageReady                   // predecessor: READY received from the successor
 	stageHandedOver              // predecessor: MAINPID sent (and BARRIER done, with a manager)
-	stageMainSent                // predecessor: the successor told it is main
+	stageMainSent                // predecessor: the successor told it is main (MAIN), or to serve in a watch window (SERVE)
 	stageDrain                   // predecessor: an HTTPServer's drain began, its listener closed
 	stageInit                    // successor: package handoff initialized, main about to run
 	stageReadySent               // successor: READY sent to the predecessor
-	stageMain                    // successor: told it is main
+	stageMain                    // successor: its predecessor paused and told it to serve (SERVE), or main (MAIN, an older predecessor)
 	stageServing                 // successor: its servers started
 	stageAccept                  // successor: first connection accepted by an HTTPServer
 	numStages

@@ -45,7 +45,11 @@ func (u *Upgrader) Status() Status {
 	}
 	var older []procRef
 	if u.phase != phaseHandedOver {
-		older = append(older, u.draining...)
+		for _, p := range u.draining {
+			if p.pid != 1 { // PID 1 stays as the namespace's init: not draining
+				older = append(older, p)
+			}
+		}
 	}
 	u.mu.Unlock()
 	st.Sockets = u.fds.status()
@@ -176,6 +180,9 @@ func (u *Upgrader) watchDrain(pid int) {
 				return
 			}
 			if n > 0 {
+				// Nothing holds the sockets set aside at Ready any more
+				// but this process: they close now (fds_linux.go).
+				u.fds.closeDropped()
 				u.mu.Lock()
 				u.drainSeconds = append(u.drainSeconds, time.Since(since).Seconds())
 				if k := len(u.drainSeconds); k > MaxHistory {

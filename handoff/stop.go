@@ -33,27 +33,27 @@ func (u *Upgrader) Stop() {
 			// keeps serving.
 			_ = u.parent.Close()
 		}
-		u.enterLocked(phaseStopped)
+		_ = u.enterLocked(phaseStopped)
 	case phaseAwaitingMain:
 		// The predecessor's answer is awaited: on MAIN this process
 		// becomes main just to say STOPPING=1 (becomeMain).
-		u.enterLocked(phaseStopped)
+		_ = u.enterLocked(phaseStopped)
 	case phaseProbation:
 		// The predecessor still holds the main PID and rolls back at
-		// once (watch.go).
+		// once (window_linux.go).
 		_, _ = u.parent.Write([]byte(msgStopping))
-		u.enterLocked(phaseStopped)
+		_ = u.enterLocked(phaseStopped)
 	case phaseWatching:
 		// Main but no longer accepting: the window ends without a
-		// rollback, the successor is told to stop (watch.go). When the
+		// rollback, the successor is told to stop (window_linux.go). When the
 		// window's end is handing the main PID over, its outcome is
 		// awaited first.
 		if wait == nil {
-			u.enterLocked(phaseStopped)
+			_ = u.enterLocked(phaseStopped)
 			sayStopping = true
 		}
 	case phaseServing, phaseUpgrading:
-		u.enterLocked(phaseStopping)
+		_ = u.enterLocked(phaseStopping)
 	}
 	u.mu.Unlock()
 	u.cancel()
@@ -63,10 +63,10 @@ func (u *Upgrader) Stop() {
 	u.mu.Lock()
 	switch u.phase {
 	case phaseWatching: // the hand-over at the window's end failed
-		u.enterLocked(phaseStopped)
+		_ = u.enterLocked(phaseStopped)
 		sayStopping = true
 	case phaseServing: // rolled back while the stop waited
-		u.enterLocked(phaseStopping)
+		_ = u.enterLocked(phaseStopping)
 	}
 	serving := u.phase == phaseStopping
 	if serving || sayStopping {
@@ -89,12 +89,12 @@ func (u *Upgrader) Stop() {
 	defer u.mu.Unlock()
 	if serving {
 		u.removePIDFile()
-		u.enterLocked(phaseStopped)
+		_ = u.enterLocked(phaseStopped) // refused: logged and counted
 	}
-	u.endLocked()
 }
 
-// endLocked closes Done once and stops what only the main generation runs.
+// endLocked closes Done once and stops what only the main generation
+// runs; an effect of entering handed over or stopped (enterLocked).
 func (u *Upgrader) endLocked() {
 	select {
 	case <-u.done:
@@ -102,7 +102,6 @@ func (u *Upgrader) endLocked() {
 	default:
 	}
 	close(u.done)
-	u.endSpellLocked(nil)
 	u.stopWatchdog()
 	if u.control != nil && u.phase != phaseHandedOver {
 		// A draining generation keeps answering `baton status` until its
@@ -152,6 +151,11 @@ func (u *Upgrader) Close() error {
 	u.closeOS()
 	u.mu.Unlock()
 	u.wg.Wait()
+	u.mu.Lock()
+	if u.stopDropTimer != nil {
+		u.stopDropTimer()
+	}
+	u.mu.Unlock()
 	u.fds.close()
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/internal/control"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
@@ -37,8 +38,8 @@ func TestStopDelaySecondSignal(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Close {
 		t.Errorf("/healthz during the stop delay = %v, %v; want 503 on an open connection", resp, err)
 	}
-	if _, err := reload(t, s.gen1); !errors.Is(err, ErrStopping) {
-		t.Errorf("reload during the stop delay = %v, want %v", err, ErrStopping)
+	if _, err := reload(t, s.gen1); !errors.Is(err, control.ErrStopping) {
+		t.Errorf("reload during the stop delay = %v, want %v", err, control.ErrStopping)
 	}
 	l.await(t, atStop+200)
 	l.stop()

@@ -1,5 +1,11 @@
 package handoff
 
+// The successor's side of the hand-over: the generation started by an
+// upgrade, which picks up its channel (New), says READY (Ready), serves
+// from SERVE on (probation) and becomes main at MAIN, or claims the main
+// PID when its predecessor dies first. The predecessor's side is
+// predecessor_linux.go.
+
 import (
 	"context"
 	"errors"
@@ -25,7 +31,7 @@ func (u *Upgrader) fromPredecessor() error {
 	proto, hasProto := os.LookupEnv(envProto)
 	draining, hasDraining := os.LookupEnv(envDraining)
 	note := os.Getenv(envStatus)
-	_, watched := os.LookupEnv(envWatch)
+	watch, watched := os.LookupEnv(envWatch)
 	for _, k := range []string{envFD, envGen, envNotify, envBound, envProto, envDraining, envStatus, envHistory, envWatch} {
 		_ = os.Unsetenv(k)
 	}
@@ -90,6 +96,9 @@ func (u *Upgrader) fromPredecessor() error {
 	}
 	u.parent, u.parentPID, u.gen, u.socket, u.statusNote = c.(*net.UnixConn), int(cred.Pid), n, notify, note
 	u.watched = watched
+	if d, err := time.ParseDuration(watch); err == nil && d > 0 {
+		u.watchFor = d // "1" from a release that did not say how long
+	}
 	u.readHistory(hist)
 	return nil
 }
@@ -126,8 +135,16 @@ func (u *Upgrader) Ready() error {
 	// Sockets a generation opened and this one did not take (it no
 	// longer uses them, or moved them to another address) are not passed
 	// on; the predecessor's copies close when it exits.
-	for _, name := range u.fds.dropUnused() {
-		u.log.Info("not passing on an unused socket", "name", name, "generation", u.gen)
+	if dropped := u.fds.dropUnused(); len(dropped) > 0 {
+		for _, name := range dropped {
+			u.log.Info("not passing on an unused socket", "name", name, "generation", u.gen)
+		}
+		// Kept for a Listen after Ready while the predecessor, which
+		// holds them too, drains; closed after its drain's deadline.
+		t := time.AfterFunc(u.cfg.drainTimeout()+exitGrace, u.fds.closeDropped)
+		u.mu.Lock()
+		u.stopDropTimer = func() { t.Stop() }
+		u.mu.Unlock()
 	}
 	// The control socket listens before anyone learns this pid (the
 	// predecessor answers `baton reload` with it); requests wait until
@@ -148,10 +165,10 @@ func (u *Upgrader) Ready() error {
 	if u.parent != nil {
 		err := u.awaitMain()
 		if errors.Is(err, errServe) {
-			// The predecessor watches this generation for its window:
-			// serve now, become main when it says so (watch.go).
-			u.startProbation()
-			return nil
+			// The predecessor has paused: serve now, become main when
+			// it says so: at once, or when its watch window has passed
+			// (Ready returns then at the cut-over).
+			return u.startProbation()
 		}
 		_ = u.parent.Close()
 		switch {
@@ -162,7 +179,7 @@ func (u *Upgrader) Ready() error {
 			claim = true
 		case err != nil:
 			u.Stop()
-			return err
+			return fmt.Errorf("handoff: %w", err)
 		}
 	}
 	return u.becomeMain(claim)
@@ -174,7 +191,7 @@ func (u *Upgrader) Ready() error {
 // after shows it serving.
 func (u *Upgrader) controlStatus(ctx context.Context) any {
 	u.mu.Lock()
-	handing := u.phase == phaseAwaitingMain
+	handing := u.handingLocked()
 	u.mu.Unlock()
 	if handing {
 		t := time.NewTimer(DefaultBarrierTimeout)
@@ -195,7 +212,7 @@ func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
 	u.mu.Lock()
 	ph := u.phase
 	var refused error
-	if ph == phaseHandedOver || ph == phaseProbation {
+	if ph == phaseHandedOver || ph == phaseProbation && !u.handingLocked() {
 		refused = u.upgradeRefusedLocked()
 	}
 	u.mu.Unlock()
@@ -217,20 +234,36 @@ func (u *Upgrader) controlRequest(ctx context.Context) (int, error) {
 
 var errParentGone = errors.New("predecessor gone")
 
+// handingLocked reports whether this generation's predecessor is handing
+// the main PID to it now: it said READY and waits for the answer, or it
+// serves and waits for MAIN, which comes at once without a watch window
+// and when the window has passed with one. Called with u.mu held.
+func (u *Upgrader) handingLocked() bool {
+	if u.phase == phaseAwaitingMain {
+		return true
+	}
+	// On probation, the main PID comes at once without a window, and at
+	// the window's end with one (a reload that comes then waits for it
+	// rather than being refused as in the window).
+	return u.phase == phaseProbation && (!u.watched || u.watchFor > 0 && !time.Now().Before(u.becameMain.Add(u.watchFor)))
+}
+
 func (u *Upgrader) awaitMain() error {
 	// Once READY is out the predecessor decides: from then on a stop
 	// request waits for its answer (see Stop).
 	u.mu.Lock()
-	if u.phase != phaseStarting || !u.enterLocked(phaseAwaitingMain) {
+	if u.phase != phaseStarting {
 		u.mu.Unlock()
 		return errDeclined
 	}
-	u.mu.Unlock()
-	ready := msgReady
-	if u.watched {
-		ready += " " + readyProbation
+	if err := u.enterLocked(phaseAwaitingMain); err != nil {
+		u.mu.Unlock()
+		return err
 	}
-	if _, err := u.parent.Write([]byte(ready)); err != nil {
+	u.mu.Unlock()
+	// This release serves as soon as its predecessor has paused (SERVE),
+	// before the main PID moves: it says so.
+	if _, err := u.parent.Write([]byte(msgReady + " " + readyProbation)); err != nil {
 		return u.channelClosed()
 	}
 	u.stage(stageReadySent)
@@ -306,8 +339,8 @@ func (u *Upgrader) becomeMain(claim bool) error {
 		return nil
 	}
 	onProbation := u.phase == phaseProbation
-	if !u.enterLocked(phaseServing) {
-		return fmt.Errorf("handoff: cannot become main while %s", u.phase)
+	if err := u.enterLocked(phaseServing); err != nil { // starts the servers
+		return err
 	}
 	if !onProbation {
 		u.becameMain = time.Now()
@@ -326,11 +359,6 @@ func (u *Upgrader) becomeMain(claim bool) error {
 	u.storeFDsLocked()
 	u.startWatchdog(mgr)
 	close(u.isMain)
-	if !onProbation {
-		for _, s := range u.servers {
-			u.startLocked(s)
-		}
-	}
 	u.stage(stageServing) // on probation: when it began (the first time counts)
 	// Once serving: replacing a file can take a millisecond (ext4
 	// flushes it on rename).
@@ -385,5 +413,65 @@ func (u *Upgrader) storeFDsLocked() {
 		if err := u.mgr.FDStore(e.name, e.file); err != nil {
 			u.log.Warn("fd store", "name", e.name, "err", err)
 		}
+	}
+}
+
+// startProbation is a successor's answer to SERVE: it starts its servers
+// and waits for MAIN: in the background when the predecessor watches it
+// for a window, otherwise before it returns, so that Ready returns once
+// this generation is main.
+func (u *Upgrader) startProbation() error {
+	u.mu.Lock()
+	if u.phase != phaseAwaitingMain {
+		u.mu.Unlock()
+		if !u.watched {
+			// Stopped meanwhile, and MAIN comes at once: awaited, to
+			// say STOPPING=1 as main (becomeMain), as after READY.
+			return u.probation()
+		}
+		// Stopped meanwhile: the predecessor rolls back.
+		_, _ = u.parent.Write([]byte(msgStopping))
+		_ = u.parent.Close()
+		return nil
+	}
+	if err := u.enterLocked(phaseProbation); err != nil { // starts the servers
+		u.mu.Unlock()
+		_, _ = u.parent.Write([]byte(msgStopping))
+		_ = u.parent.Close()
+		return err
+	}
+	u.becameMain = time.Now() // serving since: the upgrade's duration ends here
+	u.stage(stageServing)
+	u.mu.Unlock()
+	if !u.watched {
+		return u.probation()
+	}
+	u.log.Info("serving on probation", "generation", u.gen, "pid", os.Getpid(), "predecessor", u.parentPID)
+	u.wg.Go(func() {
+		if err := u.probation(); err != nil {
+			u.log.Error("becoming main after probation", "err", err)
+		}
+	})
+	return nil
+}
+
+// probation waits for the predecessor's word: MAIN (the window passed),
+// ABORT (it stops: so does this one), or the end of the channel (it died:
+// this one claims the main PID).
+func (u *Upgrader) probation() error {
+	err := u.readAnswer()
+	_ = u.parent.Close()
+	switch {
+	case err == nil:
+		return u.becomeMain(false)
+	case errors.Is(err, errParentGone):
+		u.log.Warn("predecessor gone before the main PID moved: claiming main", "predecessor", u.parentPID)
+		return u.becomeMain(true)
+	case errors.Is(err, errDeclined):
+		return nil
+	default:
+		u.log.Info("predecessor ended the cut-over: stopping", "generation", u.gen, "why", err)
+		u.Stop()
+		return nil
 	}
 }

@@ -2,7 +2,6 @@ package handoff
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -81,7 +80,7 @@ func New(cfg Config) (*Upgrader, error) {
 	u := &Upgrader{
 		cfg: cfg, log: log, gen: 1, exe: startExe, dir: startDir, args: os.Args, fds: fds,
 		socket: os.Getenv("NOTIFY_SOCKET"), ctx: ctx, cancel: cancel,
-		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1), spell: newSpell(),
+		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1), drained: make(chan struct{}),
 		stopped: make(chan struct{}), cutDelay: make(chan struct{}),
 	}
 	u.selfStart, _ = procStart(os.Getpid())
@@ -144,107 +143,6 @@ func (u *Upgrader) signals(sigs chan os.Signal, quit chan struct{}) {
 	}
 }
 
-// Upgrade starts the executable on disk as the successor generation with
-// this generation's sockets and waits until it is ready, then hands it the
-// main PID and returns its pid; Done is closed and the caller's Wait
-// drains this generation. With Config.WatchWindow it returns at the
-// cut-over instead: the successor serves, this generation drains but keeps
-// the main PID until the window has passed (UpgradeWatched waits for
-// that). On failure the successor is killed and reaped,
-// the manager is told READY=1 with STATUS= giving the reason, this
-// generation keeps serving, and the error is an *UpgradeError. While
-// another upgrade runs it returns an error wrapping ErrInProgress.
-func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
-	pid, _, err := u.upgradeWatch(ctx)
-	return pid, err
-}
-
-// upgradeWatch is Upgrade, with the watch window it started (nil for
-// none).
-func (u *Upgrader) upgradeWatch(ctx context.Context) (int, *window, error) {
-	u.mu.Lock()
-	if err := u.upgradeRefusedLocked(); err != nil {
-		u.mu.Unlock()
-		return 0, nil, err
-	}
-	u.enterLocked(phaseUpgrading)
-	done := make(chan struct{})
-	u.upgradeDone = done
-	u.upgradeStart = time.Now()
-	u.stage(stageUpgrade)
-	mgr := u.mgr
-	u.mu.Unlock()
-
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(u.ctx, cancel)
-	pid, win, err := u.upgrade(ctx, mgr)
-	stop()
-	cancel()
-
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.upgradeDone = nil
-	close(done)
-	stopping := u.phase == phaseStopping
-	if err != nil {
-		var ue *UpgradeError
-		if stopping && !errors.Is(err, ErrStopping) && errors.As(err, &ue) {
-			// The stop raced the failure (under systemd the successor
-			// gets the stop's SIGTERM too): the stop is the outcome.
-			ue.Err = fmt.Errorf("%w: %w", ErrStopping, ue.Err)
-		}
-		u.recordFailure(err)
-		if !stopping {
-			u.enterLocked(phaseServing)
-			if nerr := mgr.Send("READY=1\nSTATUS=" + oneLine("upgrade failed: "+err.Error())); nerr != nil {
-				u.log.Warn("sd_notify", "err", nerr)
-			}
-		}
-		return 0, nil, err
-	}
-	if win != nil && stopping {
-		// The stop came as the successor started serving: it is told to
-		// stop too, and this generation stops as main.
-		u.abandonWindow(win)
-		close(win.done)
-		err = &UpgradeError{Generation: win.gen, PID: pid, Stage: "handover", Err: ErrStopping}
-		u.recordFailure(err)
-		return 0, nil, err
-	}
-	u.successor = pid
-	u.drainSince = time.Now()
-	if win != nil {
-		u.enterLocked(phaseWatching)
-		u.window, u.watchUntil = win, win.until
-		u.endSpellLocked(win)
-		u.wg.Go(func() { u.watchWindow(win, mgr) })
-		return pid, win, nil
-	}
-	u.enterLocked(phaseHandedOver)
-	u.endLocked()
-	return pid, nil, nil
-}
-
-// upgradeRefusedLocked is why an upgrade cannot start now, nil when it
-// can; called with u.mu held.
-func (u *Upgrader) upgradeRefusedLocked() error {
-	switch u.phase {
-	case phaseHandedOver:
-		return fmt.Errorf("%w to pid %d", ErrHandedOver, u.successor)
-	case phaseStopping, phaseStopped:
-		return ErrStopping
-	case phaseStarting, phaseAwaitingMain:
-		return ErrNotReady
-	case phaseUpgrading:
-		return fmt.Errorf("generation %d starting: %w", u.gen+1, ErrInProgress)
-	case phaseWatching:
-		return fmt.Errorf("generation %d in its watch window until %s: %w", u.gen+1, u.watchUntil.Format(time.RFC3339), ErrInProgress)
-	case phaseProbation:
-		return fmt.Errorf("in the watch window of generation %d (pid %d), which holds the main PID: %w", u.gen-1, u.parentPID, ErrInProgress)
-	}
-	return nil
-}
-
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 
 // startEnv is the environment this process started with, taken before
@@ -288,7 +186,7 @@ func (u *Upgrader) successorEnv(gen, fd int, note string) []string {
 		env = append(env, envStatus+"="+note)
 	}
 	if u.cfg.WatchWindow > 0 {
-		env = append(env, envWatch+"=1")
+		env = append(env, envWatch+"="+u.cfg.WatchWindow.String())
 	}
 	return env
 }

@@ -51,6 +51,8 @@ func (u *Upgrader) storeFDs() {}
 
 func (u *Upgrader) serveAsInit() {}
 
+func (u *Upgrader) waitSuccessors() {}
+
 // fdSet binds afresh: nothing is inherited, nothing passed on, so no copy
 // is kept.
 type fdSet struct{}

@@ -75,7 +75,9 @@ func statusOf(t *testing.T, pid int) Status {
 // back". `baton reload` returns at the cut-over with the successor's pid.
 func TestWatchWindowRollback(t *testing.T) {
 	rounds := testproc.Rounds(10, 100)
-	const window = time.Second
+	// The kill comes within killWithin of the reload's answer: the window
+	// leaves room for that answer to be late on a loaded machine.
+	const window, killWithin = 3 * time.Second, 800 * time.Millisecond
 	s := startService(t, serviceOpts{env: []string{envTestWatch + "=" + window.String()}})
 	main := s.gen1
 	_, port, _ := strings.Cut(s.addr, ":")
@@ -91,7 +93,7 @@ func TestWatchWindowRollback(t *testing.T) {
 		}
 		c.track(next)
 		// Within the window, right after the cut-over included.
-		time.Sleep(time.Duration(rand.Int64N(int64(window * 8 / 10))))
+		time.Sleep(time.Duration(rand.Int64N(int64(killWithin))))
 		if killed, _ := c.kill(next, l); !killed {
 			t.Fatalf("round %d: successor %d gone before it was killed", i, next)
 		}
@@ -219,16 +221,16 @@ func TestWatchWindowStops(t *testing.T) {
 	}
 }
 
-// A server that cannot serve again after a rollback makes the upgrade
-// fail before a successor starts; the generation keeps serving.
-func TestWatchWindowNeedsRenewers(t *testing.T) {
+// A watch window needs nothing of the servers: one on a socket the
+// Upgrader cannot pause (UDP) serves on through the window, and the
+// upgrade succeeds (it used to fail for want of a handoff.Renewer).
+func TestWatchWindowAnyServer(t *testing.T) {
 	s := startService(t, serviceOpts{udp: true, env: []string{envTestWatch + "=1s"}})
-	_, err := reload(t, s.gen1)
-	if err == nil || !strings.Contains(err.Error(), "not a handoff.Renewer") {
-		t.Fatalf("reload: %v, want the Renewer error", err)
-	}
-	s.servedBy(s.gen1)
-	s.stop(s.gen1)
+	next := mustReload(t, s.gen1)
+	s.servedBy(next)
+	s.notes.waitFor(t, "the main PID moved after the window", has(s.gen1, "MAINPID="+strconv.Itoa(next)))
+	s.waitExit(s.gen1)
+	s.stop(next)
 }
 
 // The old generation killed in the window (SIGKILL, a crash) once it has

@@ -35,7 +35,8 @@
 // method.
 //
 // baton run supervises one CMD by default and a pool with --workers N
-// (upgraded rolling, at most N+--max-surge CMDs at once; workers that exit
+// (upgraded rolling, at most N+--max-surge CMDs serving or starting at
+// once, the replaced ones draining beside them; workers that exit
 // are started again with a doubling delay; SIGTTIN and SIGTTOU resize it).
 // With --watch-window D one CMD's upgrade keeps the old CMD on standby for
 // D, rolled back to if the new one exits; baton reload returns at the

@@ -50,8 +50,9 @@ named NAME, and --listen NAME=URL the one bound to URL, renamed NAME.
 --max-draining N caps the old CMDs still draining: when an upgrade starts
 and more than N would drain at once, the oldest are killed (SIGKILL, as
 after --drain), logged "force-closed draining generation G (pid P):
-MaxDraining=N" and reported in STATUS=. Their requests in flight are cut;
-by default (0) there is no cap.
+MaxDraining=N" and reported in STATUS=. Their requests in flight are cut.
+0 (the default) means 8 upgrades' worth (8 CMDs, 8 × N with --workers N),
+as in handoff.Config; -1 means no cap.
 
 --watch-window D keeps the old CMD running after the cut-over, still
 accepting on the shared sockets, for D: a new CMD that exits within D is
@@ -68,7 +69,9 @@ gets its SIGTERM at the cut-over. Not with --workers above 1.
 with its own LISTEN_PID and readiness (READY=1 from its own pid, or
 --ready=exec). An upgrade replaces them rolling: each new worker is ready
 before an old one gets its SIGTERM, and no more than N + --max-surge
-(default 1) workers run at once, draining ones included. A new worker
+(default 1) workers serve or start at once; replaced workers drain
+meanwhile and are not waited for (--max-draining bounds them), so a
+roll-out takes about N / --max-surge starts, not N drains. A new worker
 that fails stops the roll-out, and the new workers it started are
 stopped too, so that one version serves: the old workers not replaced
 yet. The places of those replaced stay empty until the next reload or
@@ -177,7 +180,7 @@ func newRunCmd(io stdio) command {
 	c.flags.DurationVar(&c.readyTimeout, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a new CMD has to become ready; with --ready exec, how long it must keep running (default 2s then)")
 	c.flags.DurationVar(&c.drain, "drain", supervisor.DefaultDrain, "how long a replaced CMD has between SIGTERM and SIGKILL")
 	c.flags.DurationVar(&c.stopDelay, "stop-delay", 0, "on SIGTERM or SIGINT, keep CMD serving this long before passing the signal on")
-	c.flags.IntVar(&c.maxDraining, "max-draining", 0, "at most this many replaced CMDs draining at once; the oldest are killed (0: no cap)")
+	c.flags.IntVar(&c.maxDraining, "max-draining", 0, "at most this many replaced CMDs draining at once; the oldest are killed (0: 8 upgrades' worth, -1: no cap)")
 	c.flags.DurationVar(&c.window, "watch-window", 0, "after an upgrade, keep the old CMD running this long and roll back to it if the new one exits (0: none)")
 	c.flags.IntVar(&c.workers, "workers", 1, "run this many copies of CMD on the same sockets, upgraded rolling")
 	c.flags.IntVar(&c.maxSurge, "max-surge", 1, "with --workers: at most this many workers beyond N during a roll-out")
@@ -264,8 +267,8 @@ func (c *runCommand) config(argv []string) (supervisor.Config, error) {
 		return cfg, usagef("run", "durations must be positive")
 	case c.stopDelay < 0:
 		return cfg, usagef("run", "--stop-delay %s: want 0 or more", c.stopDelay)
-	case c.maxDraining < 0:
-		return cfg, usagef("run", "--max-draining %d: want 0 (no cap) or more", c.maxDraining)
+	case c.maxDraining < -1:
+		return cfg, usagef("run", "--max-draining %d: want -1 (no cap), 0 (the default cap) or more", c.maxDraining)
 	case c.window < 0:
 		return cfg, usagef("run", "--watch-window %s: want 0 or more", c.window)
 	case c.workers < 1 || c.maxSurge < 1:

@@ -25,7 +25,7 @@ func TestRunReloadDemoUsage(t *testing.T) {
 		{args: []string{"run", "--listen", "a=http://x", "--", "true"}, code: 2, stderr: "unknown scheme", quietOut: true},
 		{args: []string{"run", "--listen", "a", "--", "true"}, code: 2, stderr: "want NAME=URL", quietOut: true},
 		{args: []string{"run", "--stop-delay", "-1s", "--", "true"}, code: 2, stderr: "--stop-delay -1s", quietOut: true},
-		{args: []string{"run", "--max-draining", "-1", "--", "true"}, code: 2, stderr: "--max-draining -1", quietOut: true},
+		{args: []string{"run", "--max-draining", "-2", "--", "true"}, code: 2, stderr: "--max-draining -2", quietOut: true},
 		{args: []string{"run", "--workers", "0", "--", "true"}, code: 2, stderr: "--workers 0 --max-surge 1: want 1 or more", quietOut: true},
 		{args: []string{"run", "--workers", "2", "--max-surge", "0", "--", "true"}, code: 2, stderr: "--workers 2 --max-surge 0", quietOut: true},
 		{args: []string{"run", "--watch-window", "-1s", "--", "true"}, code: 2, stderr: "--watch-window -1s", quietOut: true},

@@ -80,6 +80,7 @@ type poolStatus struct {
 	Workers      int `json:"workers"`       // the wanted size
 	MaxSurge     int `json:"max_surge"`     //
 	Peak         int `json:"peak"`          // the most CMDs at once, draining ones included
+	PeakServing  int `json:"peak_serving"`  // the most serving or starting at once (at most workers + max surge)
 	WorkerExits  int `json:"worker_exits"`  // outside upgrades
 	Restarts     int `json:"restarts"`      // workers started again after an exit
 	FailedStarts int `json:"failed_starts"` // restarts and resizes that failed
@@ -240,7 +241,7 @@ func runStatus(sup *supervisor.Supervisor, started time.Time, exe string, socks 
 	}
 	if pool {
 		st.Pool = &poolStatus{
-			Workers: stats.Workers, MaxSurge: maxSurge, Peak: stats.Peak,
+			Workers: stats.Workers, MaxSurge: maxSurge, Peak: stats.Peak, PeakServing: stats.PeakLive,
 			WorkerExits: stats.WorkerExits, Restarts: stats.Restarts, FailedStarts: stats.FailedStarts,
 		}
 	}

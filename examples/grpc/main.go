@@ -15,9 +15,9 @@
 // -drain-timeout and no stream ends in a transport reset.
 //
 // -watch-window D keeps the old generation after an upgrade for D, not
-// accepting but holding the main PID: a new version that dies within D is
-// rolled back, the old one serving again with a new grpc.Server on the same
-// socket (handoff.Rebuild).
+// its listener paused (the grpc.Server is not stopped) and holding the main
+// PID: a new version that dies within D is rolled back, the old one's
+// listener resumed.
 //
 // Socket name "grpc" when socket-activated; -listen otherwise.
 package main
@@ -27,7 +27,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"time"
 
@@ -75,26 +74,24 @@ func run(cfg config) error {
 	}
 	self := fmt.Sprintf("generation %d (pid %d)", up.Generation(), os.Getpid())
 	msg := fmt.Sprintf("pid %d generation %d", os.Getpid(), up.Generation())
-	// A grpc.Server serves once: Rebuild makes a new one on the same
-	// socket if a watch window rolls back.
-	up.Serve(handoff.Rebuild(ln, func(ln net.Listener) handoff.Server {
-		// drain ends when the Upgrader starts draining this server.
-		drain, endStreams := context.WithCancel(context.Background())
-		srv := grpc.NewServer(grpc.StreamInterceptor(endAtDrain(drain, self)))
-		hs := health.NewServer()
-		healthpb.RegisterHealthServer(srv, hs)
-		srv.RegisterService(&pidsDesc, &pids{msg: msg})
-		return handoff.ServerFuncs{
-			ServeFunc: func() error { return srv.Serve(ln) },
-			ShutdownFunc: handoff.Graceful(func() {
-				// End the streams, tell health-checking clients to go
-				// elsewhere, then finish the calls in flight.
-				endStreams()
-				hs.Shutdown()
-				srv.GracefulStop()
-			}, srv.Stop),
-		}
-	}))
+	// drain ends when the Upgrader starts draining this server. A watch
+	// window only pauses the listener (a rollback resumes it): the
+	// server is built once.
+	drain, endStreams := context.WithCancel(context.Background())
+	srv := grpc.NewServer(grpc.StreamInterceptor(endAtDrain(drain, self)))
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	srv.RegisterService(&pidsDesc, &pids{msg: msg})
+	up.Serve(handoff.ServerFuncs{
+		ServeFunc: func() error { return srv.Serve(ln) },
+		ShutdownFunc: handoff.Graceful(func() {
+			// End the streams, tell health-checking clients to go
+			// elsewhere, then finish the calls in flight.
+			endStreams()
+			hs.Shutdown()
+			srv.GracefulStop()
+		}, srv.Stop),
+	})
 	if err := up.Ready(); err != nil {
 		return err
 	}

@@ -63,10 +63,9 @@ func awaitServedBy(t *testing.T, addr string, ok func(int) bool) int {
 }
 
 // TestWatchWindowRollback: with -watch-window the old generation, its
-// grpc.Server drained at the cut-over, serves again with a new grpc.Server
-// on the same socket (handoff.Rebuild) when its successor is killed within
-// the window; twice, so that the rebuilt server is itself drained and
-// rebuilt.
+// listener paused at the cut-over (the grpc.Server is not stopped), serves
+// again when its successor is killed within the window; twice, so that
+// the resumed server is itself paused and resumed.
 func TestWatchWindowRollback(t *testing.T) {
 	srv := exampletest.Start(t, exampletest.Config{Helper: "server-watch", Socket: "grpc", Log: true})
 	old := srv.PID()

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/internal/generation"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
@@ -75,7 +76,7 @@ func TestAppendBounded(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := appendBounded(tt.in, 9, tt.limit)
+			got := generation.AppendBounded(tt.in, 9, tt.limit)
 			if len(got) != len(tt.want) {
 				t.Fatalf("got %v, want %v", got, tt.want)
 			}

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/internal/generation"
 	"github.com/batonhq/baton/internal/spawn"
 )
 
@@ -93,6 +94,7 @@ func (s *Supervisor) start(ctx context.Context, slot, version int) (*child, erro
 	}
 	s.byPID[c.pid] = c
 	s.stats.Peak = max(s.stats.Peak, len(s.byPID))
+	s.stats.PeakLive = max(s.stats.PeakLive, s.liveLocked())
 	s.mu.Unlock()
 	s.waitExit(c)
 	s.log.Info("started", "pid", c.pid, "generation", c.n, "path", path)
@@ -241,7 +243,7 @@ func (s *Supervisor) retire(c *child) {
 		}
 		took := time.Since(term)
 		s.mu.Lock()
-		s.stats.ExitAfterTerm = appendBounded(s.stats.ExitAfterTerm, took, ExitHistory)
+		s.stats.ExitAfterTerm = generation.AppendBounded(s.stats.ExitAfterTerm, took, ExitHistory)
 		s.mu.Unlock()
 		s.log.Info("old process exited", "pid", c.pid, "status", c.status.String(), "after", took)
 	}()
@@ -251,16 +253,6 @@ func (s *Supervisor) term(c *child) {
 	if err := c.signal(syscall.SIGTERM); err != nil {
 		s.log.Warn("SIGTERM", "pid", c.pid, "err", err)
 	}
-}
-
-// appendBounded appends v to h and drops the oldest entries beyond limit,
-// reusing h's array.
-func appendBounded[T any](h []T, v T, limit int) []T {
-	if len(h) < limit {
-		return append(h, v)
-	}
-	n := copy(h, h[len(h)-limit+1:])
-	return append(h[:n], v)
 }
 
 // kill sends SIGKILL to a CMD's process group, which holds CMD and what it

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/batonhq/baton/internal/generation"
 )
 
 // Defaults for the zero values of Config.
@@ -78,10 +80,12 @@ type Config struct {
 	// oldest are killed first (SIGKILL to the process group, as after
 	// Drain), logged ("force-closed draining generation G (pid P):
 	// MaxDraining=N"), counted in Stats.ForceClosed and reported in the
-	// STATUS= of the upgrade. Zero or negative: no cap, the default,
-	// unlike handoff's: the supervisor cannot see whether a replaced CMD
-	// still has requests in flight (a CMD with a fixed lame-duck period
-	// looks the same), so killing it is the caller's decision.
+	// STATUS= of the upgrade. Zero means what it means in handoff's
+	// Config: generation.DefaultMaxDraining (8) generations, here of
+	// Workers CMDs each (8 × Workers); negative means no cap. (The
+	// supervisor cannot see whether a replaced CMD still has requests in
+	// flight: a cap kills CMDs that sleep through a lame duck too, in a
+	// storm of more than 8 upgrades within one drain.)
 	MaxDraining int
 	// WatchWindow, when positive, keeps the replaced CMD running, and
 	// accepting on the shared sockets, for this long after an upgrade's
@@ -97,9 +101,11 @@ type Config struct {
 	// upgrade is restarted (RestartDelay); with one, a CMD that exits
 	// ends Run, as it always did.
 	Workers int
-	// MaxSurge is how many workers beyond Workers a roll-out may run at
-	// once, counting the replaced ones still draining; 0 means 1. Only
-	// for Workers above 1.
+	// MaxSurge is how many workers beyond Workers may serve or start at
+	// once during a roll-out; 0 means 1. Replaced workers still draining
+	// are not counted (they accept nothing) and not waited for: a roll-out
+	// takes about Workers/MaxSurge starts, not as many drains; MaxDraining
+	// bounds them. Only for Workers above 1.
 	MaxSurge int
 	// RestartDelay is the first delay before a pool worker that exited is
 	// started again; it doubles at every exit up to MaxRestartDelay, and
@@ -193,4 +199,13 @@ func New(cfg Config) (*Supervisor, error) {
 		trigger: make(chan struct{}, 1),
 		target:  cfg.Workers,
 	}, nil
+}
+
+// maxDraining is the cap MaxDraining means (0: none).
+func (c *Config) maxDraining() int {
+	n := generation.MaxDraining(c.MaxDraining)
+	if c.MaxDraining == 0 {
+		n *= max(c.Workers, 1)
+	}
+	return n
 }

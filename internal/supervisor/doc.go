@@ -89,9 +89,13 @@
 //     own: the SIGTERM of every upgrade would make it serve on.
 //   - MaxDraining caps the replaced CMDs still draining: at an upgrade the
 //     oldest above the cap are killed like a CMD past Drain, which cuts
-//     their connections. There is no cap by default: a CMD that sleeps
-//     through a lame-duck period looks as busy as one with requests in
-//     flight, and in a storm of upgrades a cap would kill it there.
+//     their connections. The default, as in handoff, is 8 upgrades' worth
+//     (8 × Workers CMDs): a CMD that sleeps through a lame-duck period
+//     looks as busy as one with requests in flight, and a storm of more
+//     than 8 upgrades within one drain kills it there; -1 lifts the cap.
+//   - A pool's roll-out does not wait for replaced workers to drain:
+//     MaxSurge bounds the workers serving or starting, not the draining
+//     ones, which MaxDraining bounds.
 //   - The file on disk is the only version the supervisor can start: after
 //     a pool's failed roll-out the places whose old workers were already
 //     replaced stay vacant (Stats.Workers is the wanted size, Children the

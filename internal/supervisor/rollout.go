@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/batonhq/baton/internal/generation"
 )
 
 // UpgradeOptions are the options of UpgradeWith. The zero value is
@@ -42,8 +44,9 @@ func (s *Supervisor) Upgrade(ctx context.Context) (int, error) {
 //
 // In a pool (Config.Workers above 1) every worker is replaced, at most
 // MaxSurge at a time: each new one ready before an old one is stopped, and
-// the next ones started only while no more than Workers+MaxSurge CMDs run,
-// draining ones included. It returns the first worker's pid when the last
+// the next ones started only while no more than Workers+MaxSurge CMDs
+// serve or start; replaced ones drain meanwhile, not waited for (their
+// number is bounded by MaxDraining). It returns the first worker's pid when the last
 // old one is stopped. A new worker that fails stops the roll-out: the
 // other new ones are stopped too, so that one version serves (the old
 // one, in the slots not replaced yet; the replaced ones stay vacant until
@@ -227,35 +230,39 @@ func exitedOf(cs []*child) error {
 	return nil
 }
 
-// room waits until the roll-out may start more CMDs and returns how many
-// (at most want): with one worker, one at once; in a pool, while no more
-// than Workers+MaxSurge CMDs run, draining ones included.
+// room returns how many CMDs the roll-out may start now (at most want):
+// with one worker, one; in a pool, as many as keep the CMDs that serve or
+// start at Workers+MaxSurge at most. Draining CMDs (replaced, SIGTERM
+// sent) are not counted: they accept nothing, and waiting for each one's
+// whole drain made a roll-out of n workers take n drains (idle keep-alive
+// connections hold a drain for seconds). MaxDraining bounds them.
 func (s *Supervisor) room(ctx context.Context, want int) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	if !s.cfg.pool() {
 		return 1, nil
 	}
-	for {
-		s.mu.Lock()
-		free := len(s.slots) + s.cfg.MaxSurge - len(s.byPID)
-		var wait *child
-		for _, c := range s.retired {
-			if !isClosed(c.done) && (wait == nil || c.n < wait.n) {
-				wait = c
-			}
-		}
-		stopping := s.stopping
-		s.mu.Unlock()
-		if free > 0 || wait == nil {
-			return max(1, min(free, want)), nil
-		}
-		select {
-		case <-wait.done:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-stopping:
-			return 0, context.Canceled
+	s.mu.Lock()
+	free := len(s.slots) + s.cfg.MaxSurge - s.liveLocked()
+	stopping := s.isStoppingLocked()
+	s.mu.Unlock()
+	if stopping {
+		return 0, context.Canceled
+	}
+	return max(1, min(free, want)), nil
+}
+
+// liveLocked is how many CMDs run that are not draining: serving, or
+// starting. s.mu is held.
+func (s *Supervisor) liveLocked() int {
+	n := len(s.byPID)
+	for _, c := range s.retired {
+		if _, ok := s.byPID[c.pid]; ok && !isClosed(c.done) {
+			n--
 		}
 	}
+	return n
 }
 
 // startBatch starts k CMDs for the slots from first on, side by side, and
@@ -342,7 +349,7 @@ func (s *Supervisor) unversion(v int) {
 // while they, plus the serving one, would be more than the cap. It returns
 // what it did for STATUS=, "" when nothing.
 func (s *Supervisor) capDraining() string {
-	limit := s.cfg.MaxDraining
+	limit := s.cfg.maxDraining()
 	s.mu.Lock()
 	live := s.retired[:0]
 	for _, c := range s.retired {
@@ -369,11 +376,7 @@ func (s *Supervisor) capDraining() string {
 	return strings.Join(notes, "; ")
 }
 
-// stopRaceGrace is how long an upgrade whose new CMD exited as if stopped
-// waits for the supervisor's own stop before it calls that a failure.
-const stopRaceGrace = 500 * time.Millisecond
-
-// awaitStopRace waits up to stopRaceGrace for Stop when a new CMD ended as
+// awaitStopRace waits up to generation.StopRaceGrace for Stop when a new CMD ended as
 // a stopped process ends (killed by SIGTERM or SIGINT, or exit status 0):
 // a stop of the service signals its whole cgroup, and the new CMD may end
 // before baton's own SIGTERM is handled. The stop is then the outcome.
@@ -384,10 +387,5 @@ func (s *Supervisor) awaitStopRace(st *ExitStatus) {
 	s.mu.Lock()
 	stopping := s.stopping
 	s.mu.Unlock()
-	t := time.NewTimer(stopRaceGrace)
-	defer t.Stop()
-	select {
-	case <-stopping:
-	case <-t.C:
-	}
+	generation.AwaitStop(stopping)
 }

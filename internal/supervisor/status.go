@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/batonhq/baton/internal/generation"
 )
 
 // Stats are counters for reports and tests.
@@ -20,6 +22,7 @@ type Stats struct {
 	ForceClosed    int // draining CMDs killed for Config.MaxDraining
 	Workers        int // the pool's wanted size (Config.Workers, Scale)
 	Peak           int // the most CMDs running at once, draining ones included
+	PeakLive       int // the most CMDs serving or starting at once (at most Workers+MaxSurge)
 	WorkerExits    int // pool workers that exited outside an upgrade
 	Restarts       int // pool workers started again after an exit
 	FailedStarts   int // pool worker starts (restarts, Scale) that failed
@@ -38,9 +41,9 @@ const HistoryLen = 32
 // Outcomes of an upgrade in Outcome.Outcome (handoff's names, and one of
 // its own).
 const (
-	OutcomeOK         = "ok"          // the new CMDs serve
-	OutcomeFailed     = "failed"      // a new CMD failed to start; the old ones serve
-	OutcomeRolledBack = "rolled-back" // the new CMD exited in the watch window; the old one serves again
+	OutcomeOK         = generation.OK         // the new CMDs serve
+	OutcomeFailed     = generation.Failed     // a new CMD failed to start; the old ones serve
+	OutcomeRolledBack = generation.RolledBack // the new CMD exited in the watch window; the old one serves again
 )
 
 // Outcome is one upgrade, for `baton status`.
@@ -55,7 +58,9 @@ type Outcome struct {
 }
 
 // record adds r to the history. s.mu is held.
-func (s *Supervisor) record(r Outcome) { s.history = appendBounded(s.history, r, HistoryLen) }
+func (s *Supervisor) record(r Outcome) {
+	s.history = generation.AppendBounded(s.history, r, HistoryLen)
+}
 
 // History returns the last HistoryLen upgrades that ended, oldest first.
 func (s *Supervisor) History() []Outcome {

@@ -1,12 +1,17 @@
 package handoff
 
+// The predecessor's side of the hand-over: the generation that starts its
+// successor (Upgrade), waits for READY, pauses and tells it to serve
+// (SERVE), and hands it the main PID (MAINPID=, BARRIER=1, MAIN), at once
+// or at the end of a watch window (window_linux.go). The successor's side
+// is successor_linux.go; the phases both go through, generation.go.
+
 import (
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
@@ -14,6 +19,7 @@ import (
 
 	// Also, through its init, what sets LISTEN_PID in a successor before
 	// its main runs.
+	"github.com/batonhq/baton/internal/generation"
 	"github.com/batonhq/baton/internal/spawn"
 )
 
@@ -21,6 +27,101 @@ import (
 // to exit on its own (so its real exit status is reported) before it is
 // killed.
 const exitGrace = time.Second
+
+// Upgrade starts the executable on disk as the successor generation with
+// this generation's sockets and waits until it is ready, then hands it the
+// main PID and returns its pid; Done is closed and the caller's Wait
+// drains this generation. With Config.WatchWindow it returns at the
+// cut-over instead: the successor serves, this generation drains but keeps
+// the main PID until the window has passed (UpgradeWatched waits for
+// that). On failure the successor is killed and reaped,
+// the manager is told READY=1 with STATUS= giving the reason, this
+// generation keeps serving, and the error is an *UpgradeError. While
+// another upgrade runs it returns an error wrapping ErrInProgress.
+func (u *Upgrader) Upgrade(ctx context.Context) (int, error) {
+	pid, _, err := u.upgradeWatch(ctx)
+	return pid, err
+}
+
+// upgradeWatch is Upgrade, with the watch window it started (nil for
+// none).
+func (u *Upgrader) upgradeWatch(ctx context.Context) (int, *window, error) {
+	u.mu.Lock()
+	if err := u.upgradeRefusedLocked(); err != nil {
+		u.mu.Unlock()
+		return 0, nil, err
+	}
+	if err := u.enterLocked(phaseUpgrading); err != nil {
+		u.mu.Unlock()
+		return 0, nil, err
+	}
+	done := make(chan struct{})
+	u.upgradeDone = done
+	u.upgradeStart = time.Now()
+	u.stage(stageUpgrade)
+	mgr := u.mgr
+	u.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(u.ctx, cancel)
+	pid, win, err := u.upgrade(ctx, mgr)
+	stop()
+	cancel()
+
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.upgradeDone = nil
+	close(done)
+	stopping := u.phase == phaseStopping
+	if err != nil {
+		var ue *UpgradeError
+		if stopping && !errors.Is(err, ErrStopping) && errors.As(err, &ue) {
+			// The stop raced the failure (under systemd the successor
+			// gets the stop's SIGTERM too): the stop is the outcome.
+			ue.Err = fmt.Errorf("%w: %w", ErrStopping, ue.Err)
+		}
+		u.recordFailure(err)
+		if !stopping {
+			if terr := u.enterLocked(phaseServing); terr != nil { // resumes accepting
+				err = errors.Join(err, terr)
+			}
+			if nerr := mgr.Send("READY=1\nSTATUS=" + oneLine("upgrade failed: "+err.Error())); nerr != nil {
+				u.log.Warn("sd_notify", "err", nerr)
+			}
+		}
+		return 0, nil, err
+	}
+	u.successor = pid
+	if win != nil {
+		u.window, u.watchUntil = win, win.until
+		u.wg.Go(func() { u.watchWindow(win, mgr) })
+		return pid, win, nil
+	}
+	if err := u.enterLocked(phaseHandedOver); err != nil { // starts the drain
+		return 0, nil, err
+	}
+	return pid, nil, nil
+}
+
+// upgradeRefusedLocked is why an upgrade cannot start now, nil when it
+// can; called with u.mu held.
+func (u *Upgrader) upgradeRefusedLocked() error {
+	switch u.phase {
+	case phaseHandedOver:
+		return fmt.Errorf("%w to pid %d", ErrHandedOver, u.successor)
+	case phaseStopping, phaseStopped:
+		return ErrStopping
+	case phaseStarting, phaseAwaitingMain:
+		return ErrNotReady
+	case phaseUpgrading:
+		return fmt.Errorf("generation %d starting: %w", u.gen+1, ErrInProgress)
+	case phaseWatching:
+		return fmt.Errorf("generation %d in its watch window until %s: %w", u.gen+1, u.watchUntil.Format(time.RFC3339), ErrInProgress)
+	case phaseProbation:
+		return fmt.Errorf("in the watch window of generation %d (pid %d), which holds the main PID: %w", u.gen-1, u.parentPID, ErrInProgress)
+	}
+	return nil
+}
 
 // upgrade runs one upgrade attempt; see Upgrade. With a watch window it
 // returns at the cut-over with the window, which the caller starts.
@@ -30,11 +131,6 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, *window, err
 		return &UpgradeError{Generation: gen, PID: pid, Stage: stage, Err: err}
 	}
 	start := time.Now()
-	if u.cfg.WatchWindow > 0 {
-		if err := u.checkRenewable(); err != nil {
-			return 0, nil, fail("start", 0, err)
-		}
-	}
 	note := u.capDraining()
 	if err := mgr.Reloading(); err != nil {
 		u.log.Warn("sd_notify", "err", err)
@@ -129,17 +225,22 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, *window, err
 		abort(conn, "cancelled")
 		return 0, nil, fail("handover", pid, fmt.Errorf("%w (successor killed: %s)", u.cancelCause(ctx), w.kill()))
 	}
-	if u.cfg.WatchWindow > 0 {
-		if arg == readyProbation {
-			win, err := u.cutOver(conn, w, mgr, gen, pid)
-			if err != nil {
-				return 0, nil, fail("handover", pid, err)
-			}
+	if arg == readyProbation {
+		// Early accept: this generation pauses and the successor serves
+		// at once; the main PID moves after (now, or when the watch
+		// window has passed), and a successor that dies before is
+		// rolled back.
+		if err := u.cutOver(conn, w, pid); err != nil {
+			return 0, nil, fail("handover", pid, err)
+		}
+		if u.cfg.WatchWindow > 0 {
+			win := u.startWindow(conn, w, mgr, gen, pid)
 			kept = true
 			u.stage(stageMainSent)
 			u.log.Info("cut over, watching", "generation", gen, "pid", pid, "took", time.Since(start), "until", win.until)
 			return pid, win, nil
 		}
+	} else if u.cfg.WatchWindow > 0 {
 		u.log.Warn("successor cannot be watched (a release without watch windows): handing over at once", "generation", gen, "pid", pid)
 	}
 	if err := u.handOverMain(conn, w, mgr, pid); err != nil {
@@ -193,11 +294,6 @@ func (u *Upgrader) cancelCause(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// stopRaceGrace is how long an upgrade whose successor exited as if
-// stopped waits for this generation's own stop before it calls that a
-// failure.
-const stopRaceGrace = 500 * time.Millisecond
-
 // exitedErr is the error for a successor that exited by itself (w has
 // exited). A stop of the service signals every process of its cgroup,
 // this one first: a successor that ended as a stopped process does
@@ -206,20 +302,14 @@ const stopRaceGrace = 500 * time.Millisecond
 // this generation's own stop, which is then the outcome: ErrStopping.
 func (u *Upgrader) exitedErr(when string, w *watched) error {
 	st, how := w.reapState(0)
-	if stoppedLike(st) {
-		t := time.NewTimer(stopRaceGrace)
-		defer t.Stop()
-		select {
-		case <-u.ctx.Done():
-			return fmt.Errorf("%w (successor exited %s: %s)", ErrStopping, when, how)
-		case <-t.C:
-		}
+	if stoppedLike(st) && generation.AwaitStop(u.ctx.Done()) {
+		return fmt.Errorf("%w (successor exited %s: %s)", ErrStopping, when, how)
 	}
 	return fmt.Errorf("%w %s: %s", ErrSuccessorExited, when, how)
 }
 
 // stoppedLike reports whether st is how a process ends when it is
-// stopped: killed by SIGTERM or SIGINT, or exit status 0.
+// stopped (generation.StoppedLike).
 func stoppedLike(st *os.ProcessState) bool {
 	if st == nil {
 		return false
@@ -228,77 +318,9 @@ func stoppedLike(st *os.ProcessState) bool {
 	if !ok {
 		return false
 	}
-	if ws.Signaled() {
-		return ws.Signal() == syscall.SIGTERM || ws.Signal() == syscall.SIGINT
-	}
-	return ws.Exited() && ws.ExitStatus() == 0
+	return generation.StoppedLike(ws)
 }
 
 func abort(c *net.UnixConn, why string) {
 	_, _ = c.Write([]byte(msgAbort + " " + why))
 }
-
-// watched is a started successor with a pidfd to see its exit without
-// reaping it.
-type watched struct {
-	p     *os.Process
-	pidfd int
-}
-
-func newWatched(p *os.Process) *watched {
-	fd, err := unix.PidfdOpen(p.Pid, unix.PIDFD_NONBLOCK)
-	if err != nil {
-		fd = -1
-	}
-	return &watched{p: p, pidfd: fd}
-}
-
-func (w *watched) close() {
-	if w.pidfd >= 0 {
-		_ = unix.Close(w.pidfd)
-	}
-}
-
-// exited waits up to d for the process to exit and reports whether it did.
-func (w *watched) wait(d time.Duration) bool {
-	if w.pidfd < 0 {
-		return false
-	}
-	deadline := time.Now().Add(d)
-	for {
-		ms := int(time.Until(deadline) / time.Millisecond)
-		if ms < 0 {
-			ms = 0
-		}
-		fds := []unix.PollFd{{Fd: int32(w.pidfd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, ms)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		return err == nil && n > 0
-	}
-}
-
-func (w *watched) exited() bool { return w.wait(0) }
-
-// reap gives the process up to grace to exit, kills it otherwise, and
-// returns how it ended.
-func (w *watched) reap(grace time.Duration) string {
-	_, how := w.reapState(grace)
-	return how
-}
-
-// reapState is reap with the process's state, nil when Wait failed.
-func (w *watched) reapState(grace time.Duration) (*os.ProcessState, string) {
-	if !w.wait(grace) {
-		_ = w.p.Kill()
-	}
-	st, err := w.p.Wait()
-	if err != nil {
-		return nil, err.Error()
-	}
-	return st, strings.TrimSpace(st.String())
-}
-
-// kill kills and reaps the process.
-func (w *watched) kill() string { return w.reap(0) }

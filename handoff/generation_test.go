@@ -1,6 +1,7 @@
 package handoff
 
 import (
+	"errors"
 	"log/slog"
 	"os"
 	"slices"
@@ -101,19 +102,23 @@ func sorted(ps []phase) []phase {
 	return out
 }
 
-// A move the lifecycle does not have is refused and leaves the phase.
+// A move the lifecycle does not have is refused with an error (errors.Is
+// errTransition), counted, and leaves the phase.
 func TestEnterRefuses(t *testing.T) {
 	u := &Upgrader{log: slog.New(slog.DiscardHandler), phase: phaseServing}
-	if u.enterLocked(phaseProbation) || u.phase != phaseServing {
-		t.Fatalf("serving -> probation taken: phase %s", u.phase)
+	if err := u.enterLocked(phaseProbation); !errors.Is(err, errTransition) || u.phase != phaseServing {
+		t.Fatalf("serving -> probation: %v, phase %s", err, u.phase)
 	}
-	if !u.enterLocked(phaseUpgrading) || u.phase != phaseUpgrading {
-		t.Fatalf("serving -> upgrading refused: phase %s", u.phase)
+	if err := u.enterLocked(phaseUpgrading); err != nil || u.phase != phaseUpgrading {
+		t.Fatalf("serving -> upgrading: %v, phase %s", err, u.phase)
 	}
 	u.phase = phaseHandedOver
 	for p := range phaseNames {
-		if u.enterLocked(phase(p)) {
+		if err := u.enterLocked(phase(p)); err == nil {
 			t.Errorf("handed over -> %s taken", phase(p))
 		}
+	}
+	if want := 1 + len(phaseNames); u.refused != want {
+		t.Errorf("refused %d, want %d", u.refused, want)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/batonhq/baton/internal/generation"
 )
 
 // window is a watch window (Config.WatchWindow) run by the predecessor:
@@ -23,33 +25,41 @@ type window struct {
 	err        error
 }
 
-// checkRenewable refuses a watch window when a server could not serve
-// again after a rollback; called before a successor is started.
-func (u *Upgrader) checkRenewable() error {
+// cutOver pauses this generation's listeners (phaseWatching) and tells
+// the successor, ready, to serve (SERVE): from then on it accepts, and
+// this generation, still the main process, takes no new connection. A
+// stop that came first abandons the upgrade. When SERVE cannot be
+// written the caller's failure path resumes accepting.
+func (u *Upgrader) cutOver(conn *net.UnixConn, w *watched, pid int) error {
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	for _, s := range u.servers {
-		if _, ok := s.(Renewer); !ok {
-			return fmt.Errorf("Config.WatchWindow: server %T %w", s, errNotRenewable)
-		}
+	if u.phase != phaseUpgrading {
+		u.mu.Unlock()
+		abort(conn, "stopping")
+		return fmt.Errorf("%w (successor killed: %s)", ErrStopping, w.kill())
+	}
+	err := u.enterLocked(phaseWatching)
+	u.mu.Unlock()
+	if err != nil {
+		abort(conn, "lifecycle")
+		return fmt.Errorf("%w (successor killed: %s)", err, w.kill())
+	}
+	if _, err := conn.Write([]byte(msgServe)); err != nil {
+		return fmt.Errorf("%w before it could serve: %s", ErrSuccessorExited, w.reap(exitGrace))
 	}
 	return nil
 }
 
-// cutOver starts the watch window: the successor, ready, is told to serve
-// (SERVE) while this generation keeps the main PID. The manager gets
-// READY=1, which ends the reload job, with a STATUS= saying who serves.
-func (u *Upgrader) cutOver(conn *net.UnixConn, w *watched, mgr notifier, gen, pid int) (*window, error) {
-	if _, err := conn.Write([]byte(msgServe)); err != nil {
-		return nil, fmt.Errorf("%w before it could serve: %s", ErrSuccessorExited, w.reap(exitGrace))
-	}
+// startWindow starts the watch window after the cut-over. The manager
+// gets READY=1, which ends the reload job, with a STATUS= saying who
+// serves.
+func (u *Upgrader) startWindow(conn *net.UnixConn, w *watched, mgr notifier, gen, pid int) *window {
 	win := &window{gen: gen, pid: pid, conn: conn, w: w, until: time.Now().Add(u.cfg.WatchWindow), done: make(chan struct{})}
-	status := fmt.Sprintf("serving, generation %d, pid %d, watched until %s; generation %d (pid %d) holds the main PID and drains",
+	status := fmt.Sprintf("serving, generation %d, pid %d, watched until %s; generation %d (pid %d) holds the main PID, paused",
 		gen, pid, win.until.Format(time.RFC3339), u.gen, os.Getpid())
 	if err := mgr.Send("READY=1\nSTATUS=" + oneLine(status)); err != nil {
 		u.log.Warn("sd_notify", "err", err)
 	}
-	return win, nil
+	return win
 }
 
 // watchWindow runs the window: it ends quietly with the main PID handed
@@ -89,8 +99,8 @@ const exitSettle = 100 * time.Millisecond
 // successorEnded says how the successor ended its probation (m is what it
 // said, "" when its channel closed). A successor stopped as the whole
 // service is (SIGTERM to every process of the unit) may have been
-// faster than this generation's own stop: that is given stopRaceGrace to
-// arrive.
+// faster than this generation's own stop: that is given
+// generation.StopRaceGrace to arrive.
 func (u *Upgrader) successorEnded(win *window, m string) error {
 	var why error
 	stopped := false
@@ -106,12 +116,7 @@ func (u *Upgrader) successorEnded(win *window, m string) error {
 		why = fmt.Errorf("successor said %q", m)
 	}
 	if stopped {
-		t := time.NewTimer(stopRaceGrace)
-		defer t.Stop()
-		select {
-		case <-u.ctx.Done():
-		case <-t.C:
-		}
+		generation.AwaitStop(u.ctx.Done())
 	}
 	return why
 }
@@ -146,18 +151,20 @@ func (u *Upgrader) endWindow(win *window, mgr notifier) {
 		u.rollBack(win, mgr, err)
 		return
 	}
-	u.enterLocked(phaseHandedOver)
+	err = u.enterLocked(phaseHandedOver) // starts the drain
 	u.window = nil
-	u.endLocked()
 	u.mu.Unlock()
+	if err != nil {
+		u.log.Error("watch window", "err", err)
+	}
 	_ = win.conn.Close()
 	win.w.close()
 	_ = win.w.p.Release()
 	u.log.Info("handed over after the watch window", "generation", win.gen, "pid", win.pid)
 }
 
-// rollBack makes this generation serve again: its servers are renewed and
-// started, the manager is told (STATUS=) and the history records it. The
+// rollBack makes this generation serve again: its listeners resume
+// accepting, the manager is told (STATUS=) and the history records it. The
 // successor is reaped in the background (a stopped one drains first).
 func (u *Upgrader) rollBack(win *window, mgr notifier, why error) {
 	u.mu.Lock()
@@ -166,28 +173,11 @@ func (u *Upgrader) rollBack(win *window, mgr notifier, why error) {
 		u.abandonWindow(win)
 		return
 	}
-	ran := map[Server]bool{}
-	for _, r := range u.spell.servers {
-		ran[r.s] = true
-	}
-	u.enterLocked(phaseServing)
-	u.spell, u.running = newSpell(), nil
-	for i, s := range u.servers {
-		if !ran[s] {
-			u.startLocked(s)
-			continue
-		}
-		n, err := s.(Renewer).Renew()
-		if err != nil {
-			u.log.Error("rollback: server cannot serve again", "err", err)
-			select {
-			case u.serveErr <- err:
-			default:
-			}
-			continue
-		}
-		u.servers[i] = n
-		u.startLocked(n)
+	if err := u.enterLocked(phaseServing); err != nil { // resumes accepting
+		u.mu.Unlock()
+		u.log.Error("rollback", "err", err)
+		u.abandonWindow(win)
+		return
 	}
 	u.window, u.successor, u.drainSince = nil, 0, time.Time{}
 	ue := &UpgradeError{Generation: win.gen, PID: win.pid, Stage: "watch", Err: fmt.Errorf("%w: %w", ErrRolledBack, why)}
@@ -200,10 +190,10 @@ func (u *Upgrader) rollBack(win *window, mgr notifier, why error) {
 	u.log.Warn("rolled back", "generation", u.gen, "successor", win.pid, "reason", why.Error())
 	win.rolledBack, win.err = true, ue
 	_ = win.conn.Close()
-	go func() {
+	u.successors.Go(func() {
 		win.w.reap(u.cfg.drainTimeout() + exitGrace)
 		win.w.close()
-	}()
+	})
 }
 
 // abandonWindow ends a window because this generation stops: the
@@ -211,10 +201,10 @@ func (u *Upgrader) rollBack(win *window, mgr notifier, why error) {
 func (u *Upgrader) abandonWindow(win *window) {
 	abort(win.conn, "stopping")
 	_ = win.conn.Close()
-	go func() {
+	u.successors.Go(func() {
 		win.w.reap(u.cfg.drainTimeout() + u.cfg.StopDelay + exitGrace)
 		win.w.close()
-	}()
+	})
 }
 
 // UpgradeWatched is Upgrade that returns when the watch window has ended
@@ -242,47 +232,15 @@ func (u *Upgrader) UpgradeWatched(ctx context.Context) (int, error) {
 	return pid, nil
 }
 
-// startProbation is a successor's answer to SERVE: it starts its servers
-// and waits, in the background, for MAIN.
-func (u *Upgrader) startProbation() {
+// waitSuccessors waits until the successors this generation rolled back
+// or told to stop in a watch window have exited (the window's end
+// included, which starts the last reap).
+func (u *Upgrader) waitSuccessors() {
 	u.mu.Lock()
-	if u.phase != phaseAwaitingMain || !u.enterLocked(phaseProbation) {
-		// Stopped meanwhile: the predecessor rolls back.
-		u.mu.Unlock()
-		_, _ = u.parent.Write([]byte(msgStopping))
-		_ = u.parent.Close()
-		return
-	}
-	u.becameMain = time.Now() // serving since: the upgrade's duration ends here
-	for _, s := range u.servers {
-		u.startLocked(s)
-	}
-	u.stage(stageServing)
+	win := u.window
 	u.mu.Unlock()
-	u.log.Info("serving on probation", "generation", u.gen, "pid", os.Getpid(), "predecessor", u.parentPID)
-	go u.probation()
-}
-
-// probation waits for the predecessor's word: MAIN (the window passed),
-// ABORT (it stops: so does this one), or the end of the channel (it died:
-// this one claims the main PID).
-func (u *Upgrader) probation() {
-	err := u.readAnswer()
-	_ = u.parent.Close()
-	switch {
-	case err == nil:
-		err = u.becomeMain(false)
-	case errors.Is(err, errParentGone):
-		u.log.Warn("predecessor gone in its watch window: claiming main", "predecessor", u.parentPID)
-		err = u.becomeMain(true)
-	case errors.Is(err, errDeclined):
-		return
-	default:
-		u.log.Info("predecessor ended the watch window: stopping", "generation", u.gen, "why", err)
-		u.Stop()
-		return
+	if win != nil {
+		<-win.done
 	}
-	if err != nil {
-		u.log.Error("becoming main after probation", "err", err)
-	}
+	u.successors.Wait()
 }
