@@ -51,7 +51,8 @@
 // units` (1), a broken new binary (2), the hardened default units (3),
 // restarts and crashes of a service that keeps its own socket in systemd's
 // fd store (4), the watchdog (5), `baton run` around a go-systemd Go server
-// and a libsystemd C server (6), Type=notify-reload on systemd 254 (7), a
+// and a libsystemd C server, and under the hardened units of `baton units
+// --run` (6), Type=notify-reload on systemd 254 (7), a
 // stop during a reload (8), and 50 reloads of the hardened units each with a
 // seeded random fault: SIGKILL of the successor or of the main process,
 // SIGSTOP/SIGCONT of either, concurrent reloads (9; BATON_CHAOS_SEED
@@ -61,6 +62,12 @@
 // workers upgraded rolling and with a watch window, on systemd 252 and 254
 // (11). The test servers are e2e/internal/sdserver (6, 11) and
 // e2e/testdata/sdserver.c (6).
+//
+// TestFleetAnsible rolls deploy/ansible's playbook across three boxes, each
+// with an address on a bridge in a fourth box (the hub) that runs HAProxy
+// and the clients, reaching them with Ansible's community.docker.nsenter
+// connection; it logs "fleet: hosts=... requests=... failed=... rolled=..."
+// per roll (see docs/fleet.md). Its bad release is e2e/internal/fleetserver.
 //
 // A second systemd version (Debian bookworm-backports' 254, unpacked by
 // .ci/fetch-systemd into BATON_SYSTEMD_TREE, default

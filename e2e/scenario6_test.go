@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -10,25 +11,38 @@ import (
 // TestScenario6BatonRun: `baton run` as ExecStart= around programs that
 // know nothing of baton, a Go one using go-systemd and a C one using
 // libsystemd: 50 reloads under load with zero failed requests, a new
-// serving process each time, baton staying the main process.
+// serving process each time, baton staying the main process. The
+// "hardened" case runs the Go one under the units `baton units --run`
+// writes (sandbox included).
 func TestScenario6BatonRun(t *testing.T) {
 	p := buildProduct(t)
 	for _, tc := range []struct {
-		name string
-		bin  func(t *testing.T) string
+		name     string
+		bin      func(t *testing.T) string
+		hardened bool
 	}{
-		{"go", func(t *testing.T) string { return Build(t, "./e2e/internal/sdserver") }},
-		{"c", func(t *testing.T) string { return BuildC(t, "e2e/testdata/sdserver.c", "-lsystemd") }},
+		{name: "go", bin: func(t *testing.T) string { return Build(t, "./e2e/internal/sdserver") }},
+		{name: "c", bin: func(t *testing.T) string { return BuildC(t, "e2e/testdata/sdserver.c", "-lsystemd") }},
+		{name: "hardened", bin: func(t *testing.T) string { return Build(t, "./e2e/internal/sdserver") }, hardened: true},
 	} {
-		t.Run(tc.name, func(t *testing.T) { batonRun(t, p, tc.bin(t)) })
+		t.Run(tc.name, func(t *testing.T) { batonRun(t, p, tc.bin(t), tc.hardened) })
 	}
 }
 
-func batonRun(t *testing.T, p product, bin string) {
+func batonRun(t *testing.T, p product, bin string, hardened bool) {
 	box := boxWithProduct(t, Config{})
-	box.InstallText(map[string]string{
-		"s6.socket": "[Socket]\nListenStream=127.0.0.1:8080\nFileDescriptorName=http\n",
-		"s6.service": `[Unit]
+	socket := "s6.socket"
+	if hardened {
+		files := p.units(t, "--name", "s6", "--run", "--listen", "http=tcp://127.0.0.1:8080", "--", bin)
+		if svc := files["s6.service"]; !strings.Contains(svc, "ExecStart="+p.baton+" run ") || !strings.Contains(svc, "PrivateNetwork=yes") {
+			t.Fatalf("baton units --run wrote:\n%s", svc)
+		}
+		install(t, box, files)
+		socket = "s6-http.socket"
+	} else {
+		box.InstallText(map[string]string{
+			"s6.socket": "[Socket]\nListenStream=127.0.0.1:8080\nFileDescriptorName=http\n",
+			"s6.service": `[Unit]
 Requires=s6.socket
 After=s6.socket
 
@@ -38,11 +52,15 @@ NotifyAccess=main
 ExecStart=` + p.baton + ` run -- ` + bin + `
 ExecReload=` + p.baton + ` reload --pid $MAINPID
 `,
-	})
-	box.Systemctl("start", "s6.socket", "s6.service")
+		})
+	}
+	box.Systemctl("start", socket, "s6.service")
 	baton := box.MainPID("s6.service")
 
-	const count = 50
+	count := 50
+	if hardened {
+		count = 20 // the sandbox's case: the other two carry the 50
+	}
 	start := time.Now()
 	load := box.StartLoad(t.Context(), LoadConfig{URL: httpURL})
 	load.WaitRequests(100)

@@ -43,7 +43,7 @@
 //  4. Within ReadyTimeout, the current generation checks the successor is
 //     still alive, sends MAINPID=<successor> and READY=1 in one datagram,
 //     waits for BARRIER=1, and writes MAIN on the channel. From then on it
-//     says nothing to the manager (SYSTEMD.md rule 2): it closes Done,
+//     says nothing to the manager (docs/systemd-notes.md, rule 2): it closes Done,
 //     stops accepting and drains; the successor restores NOTIFY_SOCKET,
 //     starts its servers, takes the watchdog (WATCHDOG_PID=self), writes
 //     the PID file and sends STATUS=. (Its control socket was opened before
@@ -196,7 +196,7 @@
 //     closed then, not at the cut-over.
 //
 // Why MAINPID never names a dead process: systemd acts on the death of
-// the main process (SYSTEMD.md: the unit goes down, the control group is
+// the main process (docs/systemd-notes.md: the unit goes down, the control group is
 // killed, Restart= starts the same broken binary), so the main PID moves
 // only when the window has passed. Until then the manager's main process
 // is the old generation, alive throughout; the successor is a process of
@@ -208,7 +208,7 @@
 // that dies after the manager accepted it is the main process dying, as
 // without a window. Under NotifyAccess=main nothing the successor could
 // send reaches the manager before it is main; the old one speaks for the
-// unit until then, and says nothing after (SYSTEMD.md rule 2).
+// unit until then, and says nothing after (docs/systemd-notes.md, rule 2).
 //
 // The old generation killed in the window (SIGKILL, a crash) is the main
 // process dying: the successor sees its channel close and claims the main
@@ -337,7 +337,7 @@
 // close without ABORT, claims the main PID itself (MAINPID=<self>,
 // READY=1, STATUS=) and serves. Without a manager (started by hand, or under
 // a supervisor that reads the PID file) that completes the upgrade. Under
-// systemd the main process's death is what the manager acts on (SYSTEMD.md,
+// systemd the main process's death is what the manager acts on (docs/systemd-notes.md,
 // "parent exits before MAINPID is accepted"): with NotifyAccess=main the
 // successor's message is rejected ("reception only permitted for main
 // PID"), the unit leaves active (Result=signal), the rest of the control

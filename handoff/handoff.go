@@ -47,7 +47,7 @@ type Upgrader struct {
 	stopSignals func()
 
 	// watchMu guards stopWatch: the watchdog runs while this generation is
-	// main and stops before MAINPID is sent (SYSTEMD.md rule 2).
+	// main and stops before MAINPID is sent (docs/systemd-notes.md, rule 2).
 	watchMu   sync.Mutex
 	stopWatch func() // cancels and joins the watchdog goroutine
 

@@ -83,7 +83,7 @@ func (p phase) allowed(next phase) bool {
 }
 
 // main reports whether the manager knows a generation in phase p as its
-// main process: it may talk to the manager (SYSTEMD.md rule 2).
+// main process: it may talk to the manager (docs/systemd-notes.md, rule 2).
 func (p phase) main() bool {
 	switch p {
 	case phaseServing, phaseUpgrading, phaseWatching, phaseStopping:

@@ -46,10 +46,18 @@
 //	CapabilityBoundingSet=
 //	...
 //
-// systemd-analyze security rates the default service 0.2 (SAFE). Three
-// switches relax it: AllowNetwork (with an optional AllowIP list),
-// StateDirectory, User. A service without sockets binds its own and may
+// systemd-analyze security rates the default service 0.2 (SAFE). Its
+// switches relax it: AllowNetwork (with an optional AllowIP list) for
+// connections of its own, StateDirectory and Writable for files it
+// writes, Credentials (LoadCredential=) for root-only files it reads, User
+// for an existing user. A service without sockets binds its own and may
 // reach loopback only unless AllowNetwork is set.
+//
+// Spec.Run writes the units of a program that does not upgrade itself:
+// ExecStart=/usr/local/bin/baton run --ready-timeout 10s --drain 30s --
+// PROGRAM (with ReadyExec, --ready exec for a program that never sends
+// READY=1), Type=notify, KillMode=mixed, no ExecStop= (baton stays the main
+// process and systemd's child).
 //
 // Traps:
 //   - Type=notify-reload (SystemdVersion >= 253) keeps ExecReload=: systemd

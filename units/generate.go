@@ -57,7 +57,7 @@ func (r *resolved) service() File {
 	}
 
 	const svc = "Service"
-	if r.SystemdVersion >= NotifyReloadVersion {
+	if r.SystemdVersion >= NotifyReloadVersion && !r.Run {
 		// The manager follows the upgrade through RELOADING=1 ...
 		// READY=1. It also sends ReloadSignal= to the main process before
 		// it runs ExecReload=: a signal ignored by default, so that only
@@ -70,9 +70,14 @@ func (r *resolved) service() File {
 	// The old main process hands over with MAINPID=<successor> and
 	// READY=1 itself, which the manager accepts from the main process
 	// under any NotifyAccess=; after that the successor is the main
-	// process. Nothing else needs to talk to the manager.
+	// process. Nothing else needs to talk to the manager. Under baton run
+	// the main process is baton, which speaks for its CMDs.
 	o.add(svc, "NotifyAccess", "main")
-	o.add(svc, "ExecStart", execLine(r.Exec))
+	if r.Run {
+		o.add(svc, "ExecStart", execLine(r.runLine()))
+	} else {
+		o.add(svc, "ExecStart", execLine(r.Exec))
+	}
 	// Synchronous: baton reload returns only when the new generation
 	// serves, and fails when the upgrade fails, so systemctl reload
 	// reports it (notify-reload alone has no way to fail a reload).
@@ -82,12 +87,15 @@ func (r *resolved) service() File {
 		reload = []string{r.Baton, "reload", "--wait-window", "--pid"}
 	}
 	o.add(svc, "ExecReload", execLine(reload)+" $MAINPID")
-	// After an upgrade the main process is not the manager's child, and the
-	// manager does not wait for a main process that is not its child: on
-	// stop it would follow SIGTERM with SIGKILL at once. It waits for
-	// ExecStop=, which sends SIGTERM and returns when the process has
-	// drained and exited.
-	o.add(svc, "ExecStop", execLine([]string{r.Baton, "stop", "--pid"})+" $MAINPID")
+	if !r.Run {
+		// After an upgrade the main process is not the manager's child,
+		// and the manager does not wait for a main process that is not
+		// its child: on stop it would follow SIGTERM with SIGKILL at
+		// once. It waits for ExecStop=, which sends SIGTERM and returns
+		// when the process has drained and exited. baton run stays the
+		// main process and the manager's child: it needs none.
+		o.add(svc, "ExecStop", execLine([]string{r.Baton, "stop", "--pid"})+" $MAINPID")
+	}
 	for _, s := range r.sockets {
 		o.add(svc, "Sockets", s.unit)
 	}
@@ -103,7 +111,14 @@ func (r *resolved) service() File {
 	// control-group: on stop every generation, draining ones included,
 	// gets SIGTERM and TimeoutStopSec to finish. mixed would SIGKILL a
 	// draining old generation as soon as the current one exits.
-	o.add(svc, "KillMode", "control-group")
+	// Under baton run, mixed: baton alone gets SIGTERM and passes it on
+	// to its CMDs once (and SIGKILLs a draining one itself after its
+	// drain); every process gets SIGKILL at TimeoutStopSec.
+	if r.Run {
+		o.add(svc, "KillMode", "mixed")
+	} else {
+		o.add(svc, "KillMode", "control-group")
+	}
 	o.add(svc, "Restart", "on-failure")
 	r.hardening(&o)
 
@@ -112,6 +127,24 @@ func (r *resolved) service() File {
 		o.add("Install", "Also", s.unit)
 	}
 	return File{Name: r.serviceName(), Options: o}
+}
+
+// runLine is ExecStart= under baton run: baton's own deadlines are the
+// spec's, and it passes on every socket systemd gives it.
+func (r *resolved) runLine() []string {
+	line := []string{r.Baton, "run"}
+	if r.ReadyExec {
+		line = append(line, "--ready", "exec")
+	}
+	line = append(line, "--ready-timeout", r.ReadyTimeout.String(), "--drain", r.DrainTimeout.String())
+	if r.StopDelay > 0 {
+		line = append(line, "--stop-delay", r.StopDelay.String())
+	}
+	if r.WatchWindow > 0 {
+		line = append(line, "--watch-window", r.WatchWindow.String())
+	}
+	line = append(line, "--")
+	return append(line, r.Exec...)
 }
 
 // hardening adds the sandbox. Every line is there for systemd-analyze
@@ -126,6 +159,16 @@ func (r *resolved) hardening(o *options) {
 	}
 	if r.StateDirectory {
 		o.add(svc, "StateDirectory", r.Name)
+	}
+	if len(r.Writable) > 0 {
+		quoted := make([]string, len(r.Writable))
+		for i, p := range r.Writable {
+			quoted[i] = pathWord(p)
+		}
+		o.add(svc, "ReadWritePaths", strings.Join(quoted, " "))
+	}
+	for _, c := range r.Credentials {
+		o.add(svc, "LoadCredential", escapeSpecifiers(c))
 	}
 	o.add(svc, "UMask", "0077")
 	o.add(svc, "NoNewPrivileges", "yes")
@@ -253,6 +296,18 @@ func execLine(words []string) string {
 		b.WriteString(execWord(w))
 	}
 	return b.String()
+}
+
+// pathWord quotes a path for a space-separated list such as
+// ReadWritePaths=, with "%" literal.
+func pathWord(p string) string {
+	p = escapeSpecifiers(p)
+	if !strings.ContainsAny(p, " \t\"'\\") {
+		return p
+	}
+	p = strings.ReplaceAll(p, `\`, `\\`)
+	p = strings.ReplaceAll(p, `"`, `\"`)
+	return `"` + p + `"`
 }
 
 func execWord(w string) string {

@@ -29,7 +29,10 @@ const (
 	DefaultDrainTimeout = 30 * time.Second
 
 	// DefaultReadyTimeout is how long a new generation may take to become
-	// ready when Spec.ReadyTimeout is 0.
+	// ready when Spec.ReadyTimeout is 0. It sets TimeoutStartSec= (which
+	// also bounds ExecReload=), above handoff's own 5s for a successor;
+	// with Run it is also baton run's --ready-timeout, whose default when
+	// run by hand is systemd's 90s.
 	DefaultReadyTimeout = 10 * time.Second
 
 	// TimeoutSlack is added to the drain and ready timeouts to get
@@ -130,6 +133,34 @@ type Spec struct {
 	// User runs the service as this existing user instead of a dynamic
 	// one. root and nobody are refused.
 	User string
+
+	// Writable lists absolute paths the service may write to
+	// (ReadWritePaths=); the rest of the file system stays read-only.
+	// The paths must exist, and the service's user (a dynamic one unless
+	// User is set) still needs the permission to write there.
+	Writable []string
+
+	// Credentials are "ID:PATH" pairs for LoadCredential=: systemd reads
+	// PATH as root before the service starts and gives the service a
+	// private copy, $CREDENTIALS_DIRECTORY/ID, readable by its user alone.
+	// The way to hand a root-only file (a 0600 config, a key) to a
+	// dynamic user.
+	Credentials []string
+
+	// Run runs Exec under `baton run` (ExecStart=BATON run ... -- Exec),
+	// for a program that does not upgrade itself: baton holds the sockets,
+	// stays the main process, starts the new Exec at each reload and stops
+	// the old one once the new one is ready. ReadyTimeout, DrainTimeout,
+	// StopDelay and WatchWindow become baton run's flags. The service is
+	// then Type=notify whatever SystemdVersion says, KillMode=mixed (baton
+	// passes the stop signal on once) and has no ExecStop= (the main
+	// process stays systemd's child).
+	Run bool
+
+	// ReadyExec, with Run, is for a program that never sends READY=1:
+	// `baton run --ready exec`, ready once it has kept running
+	// ReadyTimeout.
+	ReadyExec bool
 }
 
 // Socket is one named socket of a Spec.
@@ -253,6 +284,9 @@ func (s *Spec) resolve() (*resolved, error) {
 			Reason: "only for a service without socket units (the store would pass a second copy of each socket)",
 		}
 	}
+	if s.ReadyExec && !s.Run {
+		return nil, &SpecError{Field: "ReadyExec", Value: "true", Reason: "needs Run (a program under baton run)"}
+	}
 	if len(s.AllowIP) > 0 && !s.AllowNetwork {
 		return nil, &SpecError{Field: "AllowIP", Value: strings.Join(s.AllowIP, " "), Reason: "needs AllowNetwork"}
 	}
@@ -263,6 +297,16 @@ func (s *Spec) resolve() (*resolved, error) {
 	}
 	if s.User != "" {
 		if err := checkUser(s.User); err != nil {
+			return nil, err
+		}
+	}
+	for i, p := range s.Writable {
+		if err := checkAbsPath(fmt.Sprintf("Writable[%d]", i), p); err != nil {
+			return nil, err
+		}
+	}
+	for i, c := range s.Credentials {
+		if err := checkCredential(fmt.Sprintf("Credentials[%d]", i), c); err != nil {
 			return nil, err
 		}
 	}
@@ -300,6 +344,21 @@ func (s *Spec) resolve() (*resolved, error) {
 
 func isUnitNameChar(c rune) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune(":_.-", c)
+}
+
+// checkCredential checks an "ID:PATH" pair of LoadCredential=.
+func checkCredential(field, c string) error {
+	id, path, ok := strings.Cut(c, ":")
+	switch {
+	case !ok || id == "":
+		return &SpecError{Field: field, Value: c, Reason: "want ID:PATH"}
+	case strings.ContainsAny(id, "/ \t\n") || id == "." || id == "..":
+		return &SpecError{Field: field, Value: c, Reason: fmt.Sprintf("credential ID %q must be a plain file name", id)}
+	}
+	if err := checkText(field, c); err != nil {
+		return err
+	}
+	return checkAbsPath(field, path)
 }
 
 func checkUnitName(field, name, suffix string) error {

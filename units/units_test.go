@@ -101,6 +101,33 @@ var specs = []struct {
 		maxExposure: 1.2,
 	},
 	{
+		name: "run",
+		spec: Spec{
+			Name:        "pyapp",
+			Exec:        []string{"/usr/bin/python3", "/opt/pyapp/server.py", "--port", "8080"},
+			Sockets:     []Socket{{"http", "tcp://127.0.0.1:8080"}},
+			Run:         true,
+			ReadyExec:   true,
+			StopDelay:   2 * time.Second,
+			WatchWindow: 5 * time.Second,
+			// Under baton run the units stay Type=notify: baton speaks
+			// to the manager, with RELOADING=1 around its upgrades.
+			SystemdVersion: 254,
+		},
+		maxExposure: 1.0,
+	},
+	{
+		name: "files",
+		spec: Spec{
+			Name:        "files",
+			Exec:        []string{"/usr/local/bin/files"},
+			Sockets:     []Socket{{"http", "tcp://127.0.0.1:8080"}},
+			Writable:    []string{"/var/log/files", "/srv/my files"},
+			Credentials: []string{"config:/etc/files/config.toml", "tls-key:/etc/ssl/private/files.key"},
+		},
+		maxExposure: 1.0,
+	},
+	{
 		name: "quoting",
 		spec: Spec{
 			Name:    "q",
@@ -190,6 +217,11 @@ func TestSpecErrors(t *testing.T) {
 		{"negative fdstore", ok(func(s *Spec) { s.Sockets = nil; s.FDStoreMax = -1 }), "FDStoreMax", `"-1"`},
 		{"ip without network", ok(func(s *Spec) { s.AllowIP = []string{"10.0.0.0/8"} }), "AllowIP", `"10.0.0.0/8"`},
 		{"bad ip", ok(func(s *Spec) { s.AllowNetwork = true; s.AllowIP = []string{"10.0.0.0/33"} }), "AllowIP[0]", `"10.0.0.0/33"`},
+		{"ready exec without run", ok(func(s *Spec) { s.ReadyExec = true }), "ReadyExec", "needs Run"},
+		{"relative writable", ok(func(s *Spec) { s.Writable = []string{"/var/lib/x", "data"} }), "Writable[1]", `"data"`},
+		{"credential without path", ok(func(s *Spec) { s.Credentials = []string{"config"} }), "Credentials[0]", "want ID:PATH"},
+		{"credential id with slash", ok(func(s *Spec) { s.Credentials = []string{"a/b:/etc/x"} }), "Credentials[0]", "plain file name"},
+		{"credential relative path", ok(func(s *Spec) { s.Credentials = []string{"config:etc/x"} }), "Credentials[0]", "not absolute"},
 		{"root user", ok(func(s *Spec) { s.User = "root" }), "User", `"root"`},
 		{"nobody", ok(func(s *Spec) { s.User = "nobody" }), "User", `"nobody"`},
 		{"bad user", ok(func(s *Spec) { s.User = "-x" }), "User", `"-x"`},

@@ -39,6 +39,7 @@ var commands = []commandInfo{
 		Name: "demo", Summary: "show zero-downtime upgrades of the example server under load", New: newDemoCmd,
 		LinuxOnly: "upgrades are implemented for Linux only",
 	},
+	{Name: "version", Summary: "print baton's version and the revision it was built from", New: newVersionCmd},
 }
 
 // commandInfo names a subcommand and makes it.
@@ -203,6 +204,8 @@ func dispatch(ctx context.Context, args []string, io stdio) error {
 	switch name {
 	case "help", "-h", "-help", "--help":
 		return help(ctx, rest, io)
+	case "-version", "--version":
+		return newVersionCmd(io).Run(ctx, rest)
 	}
 	c, ok := lookup(name)
 	if !ok {

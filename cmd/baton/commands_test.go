@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -55,5 +56,24 @@ func TestLinuxOnlyCommands(t *testing.T) {
 	}
 	if _, stdout, _ = runIn("help"); !strings.Contains(stdout, "(Linux only)") {
 		t.Errorf("baton help does not mark the Linux-only commands:\n%s", stdout)
+	}
+}
+
+// TestDocListsCommands: the package doc (go doc ./cmd/baton) lists every
+// command of the registry, and help, before anything about the code.
+func TestDocListsCommands(t *testing.T) {
+	b, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _, _ := strings.Cut(string(b), "For the code:")
+	names := []string{"help"}
+	for _, c := range commands {
+		names = append(names, c.Name)
+	}
+	for _, name := range names {
+		if !strings.Contains(doc, "//\tbaton "+name+" ") {
+			t.Errorf("doc.go's command list lacks baton %s", name)
+		}
 	}
 }

@@ -1,25 +1,38 @@
-// Package main is the baton command: zero-downtime upgrades for programs
-// that speak systemd's socket activation and sd_notify, and the tools
-// around them.
+// Command baton upgrades servers in place with zero downtime, speaking
+// systemd's own protocols (LISTEN_FDS socket passing, sd_notify), and
+// writes the units that run them under systemd.
 //
-//	baton run     hold sockets and run a program with them; upgrade it in place
-//	baton reload  ask a running baton process to upgrade, and wait for the outcome
-//	baton stop    stop a process gracefully and wait until it has exited (ExecStop=)
-//	baton demo    a live server upgraded under load, in one command
-//	baton units   write the .socket and .service units for a service
-//	baton fds     print the file descriptors this process was handed
-//	baton help    list the commands, or show one command's usage
+// Install:
 //
-// Each subcommand is a type with Run(ctx, args) error and its own
-// flag.FlagSet, in a file of its own, listed once in the registry in
-// commands.go. main only maps the error to an exit status: 0 success (and
-// -h), 1 failure, 2 usage error (a bad flag, argument or spec value); a
-// command may pick another status by returning an error with an
-// ExitCode() int method (baton reload: 3 in progress, 4 permission denied,
-// 5 no baton process or no outcome, 130 interrupted; baton run: its CMD's
-// status). baton reload exits 0 also when the upgrade was abandoned because
-// the service is stopping: systemd counts any other status of ExecReload=
-// as a failure of the unit, and a stop during a reload is not one.
+//	go install github.com/batonhq/baton/cmd/baton@latest
+//	sudo install "$(go env GOPATH)/bin/baton" /usr/local/bin/baton   # where the units look for it
+//
+// Commands:
+//
+//	baton run      hold sockets and run a program with them; upgrade it in place
+//	baton reload   ask a running baton process to upgrade, and wait for the outcome
+//	baton status   show a running baton process's generations and upgrades
+//	baton stop     stop a process gracefully and wait until it has exited (ExecStop=)
+//	baton units    write the .socket and .service units for a service (--run: under baton run)
+//	baton fds      print the file descriptors this process was handed
+//	baton demo     a live server upgraded under load, in one command
+//	baton version  print baton's version and the revision it was built from (also --version)
+//	baton help     list the commands, or show one command's usage
+//
+// 'baton help COMMAND' or 'baton COMMAND -h' prints a command's usage.
+// Exit status: 0 success (and -h), 1 failure, 2 usage error (a bad flag,
+// argument or spec value); baton reload: 3 upgrade in progress, 4
+// permission denied, 5 no baton process or no outcome, 130 interrupted;
+// baton status: 4, 5 as reload; baton run: its CMD's status. baton reload
+// exits 0 also when the upgrade was abandoned because the service is
+// stopping: systemd counts any other status of ExecReload= as a failure
+// of the unit, and a stop during a reload is not one.
+//
+// For the code: each subcommand is a type with Run(ctx, args) error and
+// its own flag.FlagSet, in a file of its own, listed once in the registry
+// in commands.go. main only maps the error to an exit status; a command
+// picks a status of its own by returning an error with an ExitCode() int
+// method.
 //
 // baton run supervises one CMD by default and a pool with --workers N
 // (upgraded rolling, at most N+--max-surge CMDs at once; workers that exit

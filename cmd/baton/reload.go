@@ -46,7 +46,11 @@ service's log.
 Made for ExecReload=, so that 'systemctl reload' waits for the upgrade and
 fails when it fails:
 
-  ExecReload=/usr/bin/baton reload --pid $MAINPID
+  ExecReload=/usr/local/bin/baton reload --pid $MAINPID
+
+systemctl reload itself only says that the job failed ("Job for
+NAME.service failed"); the reason baton reload printed is in 'systemctl
+status NAME' and 'journalctl -u NAME'.
 
 Exit status: 0 serving, or the upgrade abandoned because the service is
 stopping; 1 upgrade failed or rolled back (the old generation serves); 2 bad command

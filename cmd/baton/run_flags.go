@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"strings"
 	"time"
 
@@ -13,6 +14,12 @@ import (
 // controlGrace bounds how long baton run, once its CMD has exited, waits to
 // answer a `baton reload` in flight.
 const controlGrace = 5 * time.Second
+
+// execReadyTimeout is --ready-timeout's default with --ready exec: how
+// long a CMD that never sends READY=1 must keep running to count as
+// ready. supervisor.DefaultReadyTimeout (90s) would hold every upgrade
+// that long.
+const execReadyTimeout = 2 * time.Second
 
 const runUsage = `
 baton run [--listen NAME=URL]... [--watch PATH] [--ready notify|exec]
@@ -77,8 +84,18 @@ the signal. A second SIGTERM or SIGINT ends the delay and goes to CMD at
 once. CMD itself is not told: to fail its health check during the delay,
 give it a way to learn of the stop (or let the endpoint removal do it).
 
---ready=exec is for programs that do not send READY=1: CMD is ready when it
-is still running --ready-timeout after its start (pick a short one).
+Readiness: with --ready notify (the default) CMD is ready when it sends
+READY=1 to its NOTIFY_SOCKET from its own pid; after 5s without it baton
+logs what it is waiting for ("waiting for READY=1", the pid, the socket).
+--ready exec is for programs that never send READY=1: CMD is ready when it
+is still running --ready-timeout after its start (2s by default with
+--ready exec; READY=1 earlier still counts; --ready-timeout 1ms is ready
+once exec'd). The trade-off: the
+sockets are open before CMD starts, so nothing is refused while it starts
+(connections wait in the backlog), but baton cannot tell a CMD that is
+up from one still loading: the old CMD gets its SIGTERM after the
+timeout whether or not the new one accepts yet, and a CMD that dies
+after the timeout is found only by --watch-window. READY=1 is exact.
 
 Under systemd (Type=notify) baton stays the main process: it sends READY=1
 when the first CMD is ready (every worker of a pool), RELOADING=1 and
@@ -93,13 +110,19 @@ it started included. CMD's stdout and stderr are baton's; its stdin is
 
   [Service]
   Type=notify
-  ExecStart=/usr/bin/baton run --listen http=tcp://127.0.0.1:8080 -- /usr/bin/myserver
-  ExecReload=/usr/bin/baton reload --pid $MAINPID
+  ExecStart=/usr/local/bin/baton run --listen http=tcp://127.0.0.1:8080 -- /usr/local/bin/myserver
+  ExecReload=/usr/local/bin/baton reload --pid $MAINPID
   KillMode=mixed
 
 (KillMode=mixed: systemctl stop sends SIGTERM to baton alone, which passes
 it on, so CMD gets it once; SIGKILL still reaches every process at the end
-of TimeoutStopSec=.)
+of TimeoutStopSec=.) 'baton units --run -- CMD [ARG]...' writes such a
+unit, hardened, with its socket units.
+
+--ready-timeout defaults to 90s, systemd's own TimeoutStartSec=, because
+baton run starts programs of every kind; handoff's Config.ReadyTimeout
+(5s) is for a Go successor, and baton units' --ready-timeout (10s) sets
+TimeoutStartSec= (and, with --run, this flag).
 
 Exit status: CMD's, 1 when the first CMD does not become ready, 2 for a bad
 command line.
@@ -129,7 +152,7 @@ func newRunCmd(io stdio) command {
 	c.flags.Var(&c.listen, "listen", "a socket `NAME=URL` to bind (or NAME / NAME=URL to select when socket-activated); repeatable")
 	c.flags.StringVar(&c.watch, "watch", "", "upgrade when this `file` changes (typically CMD's binary)")
 	c.flags.StringVar(&c.ready, "ready", "notify", "readiness: notify (READY=1) or exec (running after --ready-timeout)")
-	c.flags.DurationVar(&c.readyTimeout, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a new CMD has to become ready")
+	c.flags.DurationVar(&c.readyTimeout, "ready-timeout", supervisor.DefaultReadyTimeout, "how long a new CMD has to become ready; with --ready exec, how long it must keep running (default 2s then)")
 	c.flags.DurationVar(&c.drain, "drain", supervisor.DefaultDrain, "how long a replaced CMD has between SIGTERM and SIGKILL")
 	c.flags.DurationVar(&c.stopDelay, "stop-delay", 0, "on SIGTERM or SIGINT, keep CMD serving this long before passing the signal on")
 	c.flags.IntVar(&c.maxDraining, "max-draining", 0, "at most this many replaced CMDs draining at once; the oldest are killed (0: no cap)")
@@ -145,36 +168,68 @@ func newRunCmd(io stdio) command {
 type listenFlags []listenSpec
 
 type listenSpec struct {
+	raw  string // as given
 	name string
 	addr *sockurl.Addr // nil: select by name
+	err  error         // what is wrong with raw: config reports it
 }
 
 func (l *listenFlags) String() string { return "" }
 
+// Set records v; a bad one is reported by config, in the words baton
+// units uses for the same mistake (parseListen), rather than the flag
+// package's.
 func (l *listenFlags) Set(v string) error {
+	spec, err := parseListen(v)
+	spec.err = err
+	*l = append(*l, spec)
+	return nil
+}
+
+// parseListen parses a --listen value, NAME or NAME=URL, for baton run
+// and baton units alike: one mistake, one message.
+func parseListen(v string) (listenSpec, error) {
 	name, u, hasURL := strings.Cut(v, "=")
-	if err := activation.CheckName(name); err != nil {
-		return err
+	spec := listenSpec{raw: v, name: name}
+	if !hasURL && (strings.Contains(v, "://") || strings.HasPrefix(v, "unix:")) {
+		return spec, fmt.Errorf("--listen %q: want NAME=URL, a name first (http=%s)", v, v)
 	}
-	spec := listenSpec{name: name}
+	if err := activation.CheckName(name); err != nil {
+		return spec, fmt.Errorf("--listen %q: %w", v, err)
+	}
 	if hasURL {
 		a, err := sockurl.Parse(u)
 		if err != nil {
-			return err
+			return spec, fmt.Errorf("--listen %q: %w", v, err)
 		}
 		spec.addr = &a
 	}
-	*l = append(*l, spec)
-	return nil
+	return spec, nil
+}
+
+// errListenNoURL is the message for a --listen NAME without =URL where a
+// URL is needed.
+func errListenNoURL(v, why string) error {
+	return fmt.Errorf("--listen %q: want NAME=URL (%s)", v, why)
 }
 
 // config checks the flags and returns the supervisor's configuration.
 func (c *runCommand) config(argv []string) (supervisor.Config, error) {
 	var cfg supervisor.Config
+	for _, l := range c.listen {
+		if l.err != nil {
+			return cfg, usagef("run", "%v", l.err)
+		}
+	}
 	switch c.ready {
 	case "notify":
 	case "exec":
 		cfg.Ready = supervisor.ReadyExec
+		explicit := false
+		c.flags.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "ready-timeout" })
+		if !explicit {
+			c.readyTimeout = execReadyTimeout
+		}
 	default:
 		return cfg, usagef("run", "--ready=%q: want notify or exec", c.ready)
 	}

@@ -127,3 +127,31 @@ func TestRunWatch(t *testing.T) {
 		}
 	}
 }
+
+// TestRunReadyExecTimeout: --ready exec makes a CMD ready after 2s of
+// running unless --ready-timeout says otherwise; --ready notify keeps the
+// 90s default.
+func TestRunReadyExecTimeout(t *testing.T) {
+	tests := []struct {
+		args []string
+		want time.Duration
+	}{
+		{[]string{"--ready", "exec"}, execReadyTimeout},
+		{[]string{"--ready", "exec", "--ready-timeout", "500ms"}, 500 * time.Millisecond},
+		{[]string{"--ready-timeout", "90s", "--ready", "exec"}, 90 * time.Second},
+		{nil, 90 * time.Second},
+	}
+	for _, tt := range tests {
+		c := newRunCmd(stdio{Stdout: new(strings.Builder), Stderr: new(strings.Builder)}).(*runCommand)
+		if err := c.flags.parse(append(tt.args, "--", "true")); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := c.config(c.flags.Args())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.ReadyTimeout != tt.want {
+			t.Errorf("%q: ReadyTimeout %s, want %s", tt.args, cfg.ReadyTimeout, tt.want)
+		}
+	}
+}

@@ -124,7 +124,7 @@ func (c *runCommand) bind() ([]supervisor.Socket, func(), error) {
 	for _, l := range c.listen {
 		if l.addr == nil {
 			release()
-			return nil, nil, usagef("run", "--listen %s: want NAME=URL (not started with sockets)", l.name)
+			return nil, nil, &usageError{cmd: "run", err: errListenNoURL(l.raw, "baton run was started without sockets to select NAME from")}
 		}
 		f, closeFn, err := bindOne(*l.addr)
 		if err != nil {

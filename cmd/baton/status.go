@@ -41,6 +41,10 @@ standby, draining), started, status, and in a pool worker, version,
 restarts}] and, with --workers, pool {workers, max_surge, peak,
 worker_exits, restarts, failed_starts}.
 
+On an error --json prints {"error":...,"code":...} on stdout, as baton
+reload --json does (code denied, no-server, no-reply, timeout or failed),
+and the message on stderr.
+
 Exit status: 0 shown; 1 the process answered with an error; 2 bad command
 line; 4 permission denied; 5 no baton process there, or no answer within
 --timeout.
@@ -96,12 +100,20 @@ func (c *statusCommand) Run(ctx context.Context, args []string) error {
 	defer cancel()
 	raw, err := control.Status(ctx, pid)
 	if err != nil {
-		code := exitFailure
+		code, name := exitFailure, control.CodeFailed
 		switch {
 		case errors.Is(err, control.ErrDenied):
-			code, err = exitDenied, fmt.Errorf("permission denied: %w", err)
-		case errors.Is(err, control.ErrNoServer), errors.Is(err, control.ErrNoReply), errors.Is(err, context.DeadlineExceeded):
-			code = exitNoServer
+			code, name, err = exitDenied, control.CodeDenied, fmt.Errorf("permission denied: %w", err)
+		case errors.Is(err, control.ErrNoServer):
+			code, name = exitNoServer, "no-server"
+		case errors.Is(err, control.ErrNoReply):
+			code, name = exitNoServer, "no-reply"
+		case errors.Is(err, context.DeadlineExceeded):
+			code, name = exitNoServer, "timeout"
+		}
+		if c.json {
+			// As baton reload --json: a machine reading stdout gets the error too.
+			_ = json.NewEncoder(c.io.Stdout).Encode(reloadJSON{Error: err.Error(), Code: name})
 		}
 		return &exitError{code: code, err: err}
 	}

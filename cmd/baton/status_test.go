@@ -164,3 +164,19 @@ func TestRunSocketsBlocking(t *testing.T) {
 		t.Errorf("CMD's fd 3: %q, want blocking", b)
 	}
 }
+
+// TestStatusJSONError: baton status --json prints an error object on
+// stdout, as baton reload --json does, when no baton process answers.
+func TestStatusJSONError(t *testing.T) {
+	for _, cmd := range []string{"status", "reload"} {
+		// The test process has no control socket.
+		r := baton(t, cmd, "--pid", strconv.Itoa(os.Getpid()), "--json")
+		var got struct{ Error, Code string }
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+			t.Errorf("baton %s --json: stdout %q is not a JSON object: %v", cmd, r.stdout, err)
+		}
+		if r.code != exitNoServer || got.Code != "no-server" || got.Error == "" || !strings.Contains(r.stderr, got.Error) {
+			t.Errorf("baton %s --json: exit status %d, stdout %q, stderr %q; want %d, code no-server and the error on both", cmd, r.code, r.stdout, r.stderr, exitNoServer)
+		}
+	}
+}

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,11 +14,11 @@ import (
 	"github.com/batonhq/baton/units"
 )
 
-// The README's example names units.DefaultBaton, which need not be
+// docs/units.md's example names units.DefaultBaton, which need not be
 // installed where the tests run: their stderr is the warning about it, or
 // nothing (batonWarning; TestUnitsBatonWarning checks it).
 
-// exampleArgs is the README's example.
+// exampleArgs is docs/units.md's example.
 var exampleArgs = []string{
 	"units", "--name", "myapp", "--exec", "/usr/local/bin/myapp -config /etc/myapp.toml",
 	"--listen", "http=tcp://:8080", "--listen", "admin=unix:/run/myapp/admin.sock",
@@ -25,7 +27,7 @@ var exampleArgs = []string{
 
 func TestUnitsStdout(t *testing.T) {
 	r := baton(t, exampleArgs...)
-	if r.code != 0 || r.stderr != batonWarning(units.DefaultBaton) {
+	if r.code != 0 || withoutNotes(r.stderr) != batonWarning(units.DefaultBaton) {
 		t.Fatalf("exit status %d, stderr:\n%s", r.code, r.stderr)
 	}
 	path := filepath.Join("testdata", "units-example.golden")
@@ -41,12 +43,22 @@ func TestUnitsStdout(t *testing.T) {
 	if diff := cmp.Diff(string(want), r.stdout); diff != "" {
 		t.Errorf("baton units output differs from %s (-want +got):\n%s", path, diff)
 	}
+	// docs/units.md shows the same output.
+	doc, err := os.ReadFile("../../docs/units.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, shown, _ := strings.Cut(string(doc), "```ini\n")
+	shown, _, _ = strings.Cut(shown, "```")
+	if diff := cmp.Diff(r.stdout, shown); diff != "" {
+		t.Errorf("docs/units.md's first ini block is not baton units' output (-output +docs):\n%s", diff)
+	}
 }
 
 func TestUnitsOut(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "new", "dir")
 	r := baton(t, append(exampleArgs, "--out", dir)...)
-	if r.code != 0 || r.stderr != batonWarning(units.DefaultBaton) {
+	if r.code != 0 || withoutNotes(r.stderr) != batonWarning(units.DefaultBaton) {
 		t.Fatalf("exit status %d, stderr:\n%s", r.code, r.stderr)
 	}
 	names := []string{"myapp.service", "myapp-http.socket", "myapp-admin.socket"}
@@ -156,7 +168,7 @@ func TestUnitsBadSpec(t *testing.T) {
 func TestUnitsStopDelay(t *testing.T) {
 	plain := baton(t, exampleArgs...)
 	r := baton(t, append(exampleArgs, "--stop-delay", "10s")...)
-	if r.code != 0 || r.stderr != batonWarning(units.DefaultBaton) {
+	if r.code != 0 || withoutNotes(r.stderr) != batonWarning(units.DefaultBaton) {
 		t.Fatalf("exit status %d, stderr:\n%s", r.code, r.stderr)
 	}
 	// The example drains for 1m: 60s + 10s + 5s.
@@ -244,7 +256,7 @@ func TestUnitsBatonWarning(t *testing.T) {
 				}
 			}
 			if tt.why == "" {
-				if r.stderr != "" {
+				if withoutNotes(r.stderr) != "" {
 					t.Errorf("stderr for an executable baton:\n%s", r.stderr)
 				}
 				return
@@ -252,7 +264,7 @@ func TestUnitsBatonWarning(t *testing.T) {
 			for _, want := range []string{
 				"baton units: warning: ExecReload= and ExecStop= run " + tt.baton + ", which is not executable here: " + tt.why + ";",
 				"systemctl reload and stop would fail",
-				"go build -o " + tt.baton + " ./cmd/baton",
+				"go install github.com/batonhq/baton/cmd/baton@latest",
 				"or pass --baton PATH.",
 			} {
 				if !strings.Contains(r.stderr, want) {
@@ -260,5 +272,129 @@ func TestUnitsBatonWarning(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// withoutNotes is baton units' stderr without its three sandbox lines.
+func withoutNotes(stderr string) string {
+	var b strings.Builder
+	for line := range strings.Lines(stderr) {
+		if !strings.HasPrefix(line, "baton units: sandbox: ") {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// TestUnitsSandboxNotes: baton units says on stderr, in three lines, what
+// the sandbox denies and which flags relax it, and the lines follow the
+// flags given.
+func TestUnitsSandboxNotes(t *testing.T) {
+	base := []string{"units", "--name", "app", "--exec", "/usr/local/bin/app", "--listen", "http=tcp://127.0.0.1:8080"}
+	tests := []struct {
+		name string
+		args []string
+		want []string // the network, files and user lines contain these
+	}{
+		{"default", nil, []string{"not even to localhost (PrivateNetwork=yes", "relax: --state-dir, --writable PATH", "relax: --credential ID:PATH, --user USER"}},
+		{
+			"relaxed",
+			[]string{"--allow-network", "--allow-ip", "localhost", "--writable", "/var/log/app", "--state-dir", "--user", "app"},
+			[]string{"to localhost only (IPAddressAllow=)", "read-only but /var/lib/app, /var/log/app", "runs as app"},
+		},
+		{"credential", []string{"--credential", "config:/etc/app.toml"}, []string{"PrivateNetwork=yes", "ProtectSystem=strict", "$CREDENTIALS_DIRECTORY"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := baton(t, append(slices.Clone(base), tt.args...)...)
+			if r.code != 0 {
+				t.Fatalf("exit status %d, stderr:\n%s", r.code, r.stderr)
+			}
+			var notes []string
+			for line := range strings.Lines(r.stderr) {
+				if strings.HasPrefix(line, "baton units: sandbox: ") {
+					notes = append(notes, line)
+				}
+			}
+			if len(notes) != 3 {
+				t.Fatalf("%d sandbox lines, want 3:\n%s", len(notes), r.stderr)
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(notes[i], w) {
+					t.Errorf("line %d lacks %q: %s", i+1, w, notes[i])
+				}
+			}
+		})
+	}
+}
+
+// TestUnitsRun: baton units --run -- CMD writes units whose ExecStart= is
+// baton run with the units' own deadlines, and refuses --exec with it.
+func TestUnitsRun(t *testing.T) {
+	r := baton(t, "units", "--name", "py", "--run", "--listen", "http=tcp://127.0.0.1:8080", "--ready-timeout", "20s",
+		"--", "/usr/bin/python3", "/srv/app.py", "--port", "8080")
+	if r.code != 0 {
+		t.Fatalf("exit status %d, stderr:\n%s", r.code, r.stderr)
+	}
+	for _, line := range []string{
+		"ExecStart=/usr/local/bin/baton run --ready-timeout 20s --drain 30s -- /usr/bin/python3 /srv/app.py --port 8080\n",
+		"ExecReload=/usr/local/bin/baton reload --pid $MAINPID\n",
+		"KillMode=mixed\n",
+		"Type=notify\n",
+		"TimeoutStartSec=25s\n",
+	} {
+		if !strings.Contains(r.stdout, line) {
+			t.Errorf("units lack %q:\n%s", line, r.stdout)
+		}
+	}
+	// --ready exec: as baton run's, 2s unless --ready-timeout is given.
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ready", "exec"}, "ExecStart=/usr/local/bin/baton run --ready exec --ready-timeout 2s --drain 30s -- /usr/bin/node /srv/app.js\n"},
+		{[]string{"--ready", "exec", "--ready-timeout", "5s"}, "ExecStart=/usr/local/bin/baton run --ready exec --ready-timeout 5s --drain 30s -- /usr/bin/node /srv/app.js\n"},
+	} {
+		args := append([]string{"units", "--name", "node", "--run", "--listen", "http=tcp://127.0.0.1:8080"}, tt.args...)
+		r := baton(t, append(args, "--", "/usr/bin/node", "/srv/app.js")...)
+		if r.code != 0 || !strings.Contains(r.stdout, tt.want) {
+			t.Errorf("%q: exit status %d, stderr %q; units lack %q:\n%s", tt.args, r.code, r.stderr, tt.want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "ExecStop=") {
+		t.Errorf("baton run stays the main process: no ExecStop= wanted:\n%s", r.stdout)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"units", "--name", "py", "--run", "--exec", "/bin/x", "--", "/bin/y"}, "--exec with --run"},
+		{[]string{"units", "--name", "py", "--run"}, "--run: no command"},
+		{[]string{"units", "--name", "py", "--run", "--", "python3"}, `--run CMD: Exec[0] "python3": program path is not absolute`},
+		{[]string{"units", "--name", "py", "--exec", "/bin/x", "--ready", "exec"}, "--ready exec needs --run"},
+		{[]string{"units", "--name", "py", "--run", "--ready", "maybe", "--", "/bin/y"}, `--ready="maybe"`},
+	} {
+		if r := baton(t, tt.args...); r.code != exitUsage || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("%q: exit status %d, stderr %q; want %d and %q", tt.args, r.code, r.stderr, exitUsage, tt.want)
+		}
+	}
+}
+
+// TestListenMessages: one --listen mistake, one message, in baton run and
+// baton units.
+func TestListenMessages(t *testing.T) {
+	for _, v := range []string{"http=tcp://127.0.0.1:0x", "ht:p=tcp://127.0.0.1:80", "a=http://x", "http"} {
+		run := baton(t, "run", "--listen", v, "--", "true")
+		un := baton(t, "units", "--name", "a", "--exec", "/bin/a", "--listen", v)
+		first := func(s, prefix string) string {
+			line, _, _ := strings.Cut(s, "\n")
+			line, _, _ = strings.Cut(strings.TrimPrefix(line, prefix), " (")
+			return line
+		}
+		want := fmt.Sprintf("--listen %q: ", v)
+		r, u := first(run.stderr, "baton run: "), first(un.stderr, "baton units: ")
+		if run.code != exitUsage || un.code != exitUsage || r != u || !strings.HasPrefix(r, want) {
+			t.Errorf("--listen %q: run (status %d) %q, units (status %d) %q; want status 2 and the same message starting %q", v, run.code, r, un.code, u, want)
+		}
 	}
 }

@@ -1,6 +1,6 @@
 module github.com/batonhq/baton/examples/websocket
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/batonhq/baton v0.0.0

@@ -87,23 +87,38 @@ func (s *Supervisor) start(ctx context.Context, slot, version int) (*child, erro
 
 	timer := time.NewTimer(s.cfg.ReadyTimeout)
 	defer timer.Stop()
+	// A program that never sends READY=1 would otherwise wait out the
+	// whole ReadyTimeout in silence.
+	var hint <-chan time.Time
+	if s.cfg.Ready == ReadyNotify && s.cfg.ReadyHint > 0 && s.cfg.ReadyHint < s.cfg.ReadyTimeout {
+		ht := time.NewTimer(s.cfg.ReadyHint)
+		defer ht.Stop()
+		hint = ht.C
+	}
 	var fail error
-	select {
-	case <-c.ready:
-		return s.readied(c), nil
-	case <-c.done:
-		st := c.status
-		return nil, &StartError{Path: path, PID: c.pid, Status: &st, Err: ErrExited}
-	case <-timer.C:
-		if s.cfg.Ready == ReadyExec {
-			c.markReady()
+	for fail == nil {
+		select {
+		case <-hint:
+			hint = nil
+			s.log.Warn("waiting for READY=1", "pid", c.pid, "generation", c.n,
+				"notify_socket", s.notify.Socket(), "waited", s.cfg.ReadyHint, "ready_timeout", s.cfg.ReadyTimeout,
+				"hint", "CMD must send READY=1 to NOTIFY_SOCKET from its own pid (sd_notify); for a program that never does, use --ready exec")
+		case <-c.ready:
 			return s.readied(c), nil
+		case <-c.done:
+			st := c.status
+			return nil, &StartError{Path: path, PID: c.pid, Status: &st, Err: ErrExited}
+		case <-timer.C:
+			if s.cfg.Ready == ReadyExec {
+				c.markReady()
+				return s.readied(c), nil
+			}
+			fail = &StartError{Path: path, PID: c.pid, Timeout: s.cfg.ReadyTimeout, Err: ErrNotReady}
+		case <-ctx.Done():
+			fail = &StartError{Path: path, PID: c.pid, Err: ctx.Err()}
+		case <-s.stopping:
+			fail = &StartError{Path: path, PID: c.pid, Err: context.Canceled}
 		}
-		fail = &StartError{Path: path, PID: c.pid, Timeout: s.cfg.ReadyTimeout, Err: ErrNotReady}
-	case <-ctx.Done():
-		fail = &StartError{Path: path, PID: c.pid, Err: ctx.Err()}
-	case <-s.stopping:
-		fail = &StartError{Path: path, PID: c.pid, Err: context.Canceled}
 	}
 	s.terminate(c)
 	return nil, fail

@@ -17,6 +17,7 @@ const (
 	DefaultWatchInterval   = time.Second
 	DefaultRestartDelay    = 100 * time.Millisecond
 	DefaultMaxRestartDelay = 30 * time.Second
+	DefaultReadyHint       = 5 * time.Second
 )
 
 // ReadyMode says when a started CMD counts as ready.
@@ -53,6 +54,11 @@ type Config struct {
 	// Ready, ReadyTimeout: see ReadyMode; 0 means DefaultReadyTimeout.
 	Ready        ReadyMode
 	ReadyTimeout time.Duration
+	// ReadyHint is how long a started CMD may stay silent before the
+	// supervisor logs what it waits for (READY=1 on NOTIFY_SOCKET from
+	// the CMD's pid), and how to do without it; 0 means
+	// DefaultReadyHint, negative never. Only with ReadyNotify.
+	ReadyHint time.Duration
 	// Drain is how long a replaced CMD has between SIGTERM (to its pid)
 	// and SIGKILL (to its process group); 0 means DefaultDrain.
 	Drain time.Duration
@@ -146,6 +152,9 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	if cfg.Drain <= 0 {
 		cfg.Drain = DefaultDrain
+	}
+	if cfg.ReadyHint == 0 {
+		cfg.ReadyHint = DefaultReadyHint
 	}
 	if cfg.WatchInterval <= 0 {
 		cfg.WatchInterval = DefaultWatchInterval

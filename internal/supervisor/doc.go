@@ -47,8 +47,8 @@
 //	[Service]
 //	Type=notify
 //	NotifyAccess=main
-//	ExecStart=/usr/bin/baton run --listen http=tcp://:8080 -- /usr/bin/myserver
-//	ExecReload=/usr/bin/baton reload --pid $MAINPID
+//	ExecStart=/usr/local/bin/baton run --listen http=tcp://:8080 -- /usr/local/bin/myserver
+//	ExecReload=/usr/local/bin/baton reload --pid $MAINPID
 //	KillMode=mixed
 //
 // NOTES

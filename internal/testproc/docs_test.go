@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -80,5 +81,48 @@ func moduleRoot(t *testing.T) string {
 			t.Fatal("repository root (go.mod beside tools/) not found")
 		}
 		dir = parent
+	}
+}
+
+// mdRef is a Markdown file named in a comment: "docs/systemd-notes.md".
+var mdRef = regexp.MustCompile(`[A-Za-z0-9_][A-Za-z0-9_./-]*\.md\b`)
+
+// TestCommentsCiteRepoFiles fails for each comment of a Go file that
+// names a Markdown file the repository does not have (relative to its
+// root or to the Go file): users read the comments with go doc, and a
+// cited file must be there for them.
+func TestCommentsCiteRepoFiles(t *testing.T) {
+	root := moduleRoot(t)
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "vendor") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		for _, cg := range f.Comments {
+			for _, ref := range mdRef.FindAllString(cg.Text(), -1) {
+				_, errRoot := os.Stat(filepath.Join(root, ref))
+				_, errHere := os.Stat(filepath.Join(filepath.Dir(path), ref))
+				if errRoot != nil && errHere != nil {
+					rel, _ := filepath.Rel(root, path)
+					t.Errorf("%s: a comment cites %s, which is not in the repository", rel, ref)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
