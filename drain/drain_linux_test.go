@@ -3,21 +3,14 @@
 package drain
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/batonhq/baton/internal/testproc"
 )
 
 // shutdownAsync starts s's drain and returns its result channel.
@@ -112,81 +105,6 @@ func TestHTTPDrainPartialRequest(t *testing.T) {
 	}
 	_ = resp.Body.Close()
 	drained(t, shut, served)
-}
-
-// TestHTTPTLS: with srv.TLSConfig set, HTTP serves TLS with HTTP/2 and
-// HTTP/1.1 by ALPN; a TLS handshake that starts late in the drain counts
-// as a new connection and is answered.
-func TestHTTPTLS(t *testing.T) {
-	checkLeaks(t)
-	cert, pool := testCert(t)
-	s, addr, served := serveHTTP(t, &http.Server{
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.WriteString(w, r.Proto)
-		}),
-	})
-	client := func(protos ...string) *tls.Conn {
-		raw, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tls.Client(raw, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: protos})
-	}
-	for _, tc := range []struct{ alpn, want string }{{"h2", "h2"}, {"http/1.1", "http/1.1"}} {
-		c := client(tc.alpn)
-		if err := c.Handshake(); err != nil {
-			t.Fatal(err)
-		}
-		if got := c.ConnectionState().NegotiatedProtocol; got != tc.want {
-			t.Errorf("ALPN %s: negotiated %q", tc.alpn, got)
-		}
-		_ = c.Close()
-	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr}).Get("https://" + addr + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if string(body) != "HTTP/2.0" {
-		t.Errorf("served %q, want HTTP/2.0", body)
-	}
-
-	late := client("http/1.1") // connected now, handshake after the drain began
-	defer late.Close()
-	waitConns(t, s, 2) // late and the Transport's HTTP/2 connection
-	shut := shutdownAsync(s, 10*time.Second)
-	time.Sleep(4 * s.IdleGrace)
-	if _, err := io.WriteString(late, "GET / HTTP/1.1\r\nHost: t\r\n\r\n"); err != nil {
-		t.Fatalf("late TLS handshake: %v", err)
-	}
-	resp, err = http.ReadResponse(bufio.NewReader(late), nil)
-	if err != nil {
-		t.Fatalf("late TLS request: %v", err)
-	}
-	_ = resp.Body.Close()
-	if !resp.Close {
-		t.Error("late TLS request answered without Connection: close")
-	}
-	// The HTTP/2 connection got GOAWAY and closed by itself.
-	drained(t, shut, served)
-}
-
-// TestHTTPTLSNoCertificate: a TLSConfig without a certificate is an error
-// from Serve, not a plaintext server.
-func TestHTTPTLSNoCertificate(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	s := New(&http.Server{TLSConfig: &tls.Config{}})
-	if err := s.Serve(ln); !errors.Is(err, ErrNoCertificate) {
-		t.Errorf("Serve = %v, want %v", err, ErrNoCertificate)
-	}
 }
 
 // TestHTTPDrainSignals: handlers see the drain start (Draining, the
@@ -438,54 +356,6 @@ func waitConns(t *testing.T, s *Server, n int64) {
 	}
 }
 
-// testCert returns a self-signed ECDSA P-256 certificate for 127.0.0.1
-// and a pool that trusts it.
-func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) { return testproc.Cert(t) }
-
-// TestHTTPH2C: unencrypted HTTP/2 (srv.Protocols) is served and drained:
-// a stream open when the drain starts finishes, then the connection,
-// told GOAWAY, closes by itself before the deadline.
-func TestHTTPH2C(t *testing.T) {
-	checkLeaks(t)
-	var protos http.Protocols
-	protos.SetHTTP1(true)
-	protos.SetUnencryptedHTTP2(true)
-	in, release := make(chan struct{}, 1), make(chan struct{})
-	srv := &http.Server{Protocols: &protos, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			in <- struct{}{}
-			<-release
-		}
-		_, _ = io.WriteString(w, r.Proto)
-	})}
-	s, addr, served := serveHTTP(t, srv)
-	var cp http.Protocols
-	cp.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{Protocols: &cp}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
-	url := "http://" + addr
-	got := make(chan string, 1)
-	go func() {
-		resp, err := client.Get(url + "/slow")
-		if err != nil {
-			got <- err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		got <- string(b)
-	}()
-	<-in
-	shut := shutdownAsync(s, 10*time.Second)
-	time.Sleep(4 * s.IdleGrace) // past IdleGrace: an HTTP/2 stream is never cut
-	close(release)
-	if g := <-got; g != "HTTP/2.0" {
-		t.Errorf("stream open across the drain: %q, want HTTP/2.0", g)
-	}
-	drained(t, shut, served)
-}
-
 // drainServer serves h on a fresh listener through HTTP.
 func drainServer(t *testing.T, h http.Handler) (*Server, string, chan error) {
 	t.Helper()
@@ -686,150 +556,5 @@ func BenchmarkHTTPServe(b *testing.B) {
 			_ = c.Close()
 			_ = shutdown(context.Background())
 		})
-	}
-}
-
-// TestHTTPDrainSpread: with SpreadWindow, the drain's "Connection: close"
-// (busy keep-alive connections) and idle closes are spread over the
-// window, not all at its start; no request fails, and the window is cut
-// to half of what the deadline leaves, so the drain ends before it.
-func TestHTTPDrainSpread(t *testing.T) {
-	testproc.CheckFDs(t)
-	testproc.CheckGoroutines(t)
-	const busy, idle = 100, 100
-	s, addr, served := drainServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	// Long enough that a busy client, which waits 5 ms between its
-	// requests, is never idle that long, even on a loaded machine.
-	s.IdleGrace = 400 * time.Millisecond
-	s.SpreadWindow = time.Minute // cut to half of the 4 s deadline
-	const timeout = 4 * time.Second
-	window := timeout / 2
-
-	var (
-		mu       sync.Mutex
-		failures []string
-		ends     []time.Duration // busy: the "Connection: close" answer; idle: EOF
-		idleEnds []time.Duration
-	)
-	fail := func(err error) {
-		mu.Lock()
-		failures = append(failures, err.Error())
-		mu.Unlock()
-	}
-	var drainStart time.Time
-	started := make(chan struct{})
-	var wg sync.WaitGroup
-	conns := make([]*httpConn, 0, busy+idle)
-	for range busy + idle {
-		c, err := dialHTTP("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if _, err := c.do("/"); err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-	}
-	waitConns(t, s, busy+idle)
-	for i, c := range conns {
-		wg.Go(func() {
-			if i >= busy {
-				// Idle: the drain closes it; nothing may arrive first.
-				<-started
-				if b, err := c.br.ReadByte(); !errors.Is(err, io.EOF) {
-					fail(fmt.Errorf("idle connection: read %q, %w; want EOF", b, err))
-					return
-				}
-				mu.Lock()
-				idleEnds = append(idleEnds, time.Since(drainStart))
-				mu.Unlock()
-				return
-			}
-			for n := 0; ; n++ {
-				h, err := c.do("/")
-				if err != nil {
-					fail(fmt.Errorf("busy connection, request %d: %w", n, err))
-					return
-				}
-				if h.Get("Connection") == "close" {
-					select {
-					case <-started:
-					default:
-						fail(errors.New("busy connection: Connection: close before the drain"))
-						return
-					}
-					mu.Lock()
-					ends = append(ends, time.Since(drainStart))
-					mu.Unlock()
-					return
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		})
-	}
-	time.Sleep(50 * time.Millisecond) // the busy clients are going
-	drainStart = time.Now()
-	shut := shutdownAsync(s, timeout)
-	close(started)
-	wg.Wait()
-	drained(t, shut, served)
-
-	if len(failures) > 0 {
-		t.Fatalf("%d failures, first: %s", len(failures), failures[0])
-	}
-	if len(ends) != busy || len(idleEnds) != idle {
-		t.Fatalf("%d busy and %d idle connections ended, want %d and %d", len(ends), len(idleEnds), busy, idle)
-	}
-	// A slow machine delays closes, never brings them forward: without
-	// the spread every busy connection ends in the window's first tenth
-	// (its next answer), and every idle one at IdleGrace.
-	for _, g := range []struct {
-		name string
-		d    []time.Duration
-	}{{"busy", ends}, {"idle", idleEnds}} {
-		early, late := 0, 0
-		for _, d := range g.d {
-			if d < window/10 {
-				early++
-			}
-			if d >= window/2 {
-				late++
-			}
-		}
-		t.Logf("%s: %d of %d ended in the window's first tenth, %d in its second half or later", g.name, early, len(g.d), late)
-		if early > len(g.d)/2 {
-			t.Errorf("%s: %d of %d connections ended in the first tenth of the spread's window", g.name, early, len(g.d))
-		}
-		if late < len(g.d)/4 {
-			t.Errorf("%s: %d of %d connections ended in the second half of the spread's window or later, want a quarter at least", g.name, late, len(g.d))
-		}
-	}
-}
-
-// TestSpreadWindow: the window's default, its bounds and its overrides.
-func TestSpreadWindow(t *testing.T) {
-	bg := context.Background()
-	dl, cancel := context.WithTimeout(bg, time.Second)
-	defer cancel()
-	for _, c := range []struct {
-		ctx     context.Context
-		set     time.Duration
-		n       int64
-		wantMin time.Duration
-		wantMax time.Duration
-	}{
-		{bg, 0, 10, 0, 0}, // few connections: none
-		{bg, 0, 1000, 100 * time.Millisecond, 100 * time.Millisecond}, // proportional
-		{bg, 0, 100000, DefaultSpreadMax, DefaultSpreadMax},           // bounded
-		{bg, -1, 100000, 0, 0}, // disabled
-		{bg, 3 * time.Second, 10, 3 * time.Second, 3 * time.Second}, // set
-		{bg, 3 * time.Second, 1, 0, 0},                              // nothing to spread
-		{dl, time.Minute, 10, 1, 500 * time.Millisecond},            // half of what the deadline leaves
-	} {
-		s := &Server{SpreadWindow: c.set}
-		if got := s.spreadWindow(c.ctx, c.n); got < c.wantMin || got > c.wantMax {
-			t.Errorf("SpreadWindow %v, %d connections: window %v, want %v to %v", c.set, c.n, got, c.wantMin, c.wantMax)
-		}
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // TestLameDuckReversible: the lame duck answers with "Connection: close"
@@ -214,5 +216,66 @@ func TestHijackedContextCancelled(t *testing.T) {
 	if got := waitingChildren() - before; got > 0 {
 		t.Errorf("%d of %d ended hijacked connections' contexts never cancelled", got, n)
 	}
+	drained(t, shutdownAsync(s, wait), served)
+}
+
+// TestLameDuckHTTP2: in the lame duck an idle HTTP/2 connection is told to
+// go away (GOAWAY), and a request on one gets its answer; after
+// LeaveLameDuck a new HTTP/2 connection is kept.
+func TestLameDuckHTTP2(t *testing.T) {
+	checkLeaks(t)
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &protos, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.Proto)
+	})}
+	s, addr, served := serveHTTP(t, srv)
+	dialH2 := func() *http2.ClientConn {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		cc, err := (&http2.Transport{AllowHTTP: true}).NewClientConn(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cc.Close() })
+		return cc
+	}
+	get := func(cc *http2.ClientConn) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+		resp, err := cc.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("request: %v", err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil || string(b) != "HTTP/2.0" {
+			t.Fatalf("answer %q, %v; want HTTP/2.0", b, err)
+		}
+	}
+	cc := dialH2()
+	get(cc)
+	s.EnterLameDuck()
+	deadline := time.Now().Add(wait)
+	for cc.CanTakeNewRequest() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if cc.CanTakeNewRequest() {
+		t.Fatal("idle HTTP/2 connection in the lame duck: no GOAWAY")
+	}
+	s.LeaveLameDuck()
+	kept := dialH2()
+	get(kept)
+	time.Sleep(4 * s.idleGrace())
+	if !kept.CanTakeNewRequest() {
+		t.Error("HTTP/2 connection told to go away after LeaveLameDuck")
+	}
+	get(kept)
+	_ = kept.Close()
 	drained(t, shutdownAsync(s, wait), served)
 }

@@ -26,7 +26,8 @@ type lameDuck struct {
 // request and closes no connection that has not sent its first request:
 // the Server keeps accepting and answering, and the clients move
 // elsewhere as their connections end. It does nothing when the lame duck
-// is on or Shutdown was called.
+// is on or Shutdown was called. Its goroutine ends at LeaveLameDuck or
+// Shutdown: call one of them.
 func (s *Server) EnterLameDuck() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -132,9 +133,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		err := s.force(ctx)
-		<-done
-		return err
+		// A goingAway function still running is the user's: Shutdown
+		// returns at its deadline all the same.
+		return s.force(ctx)
 	}
 	// Nothing is left: Shutdown returns at once and marks the server done.
 	if err := s.srv.Shutdown(ctx); err != nil {
