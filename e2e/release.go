@@ -62,12 +62,7 @@ func (r Release) BuildC(t testing.TB, src string) string {
 // fails the test under CI=true.
 func Releases(t testing.TB) []Release {
 	t.Helper()
-	out, err := exec.Command(filepath.Join("/", systemdBin), "--version").Output()
-	testproc.Require(t, err == nil, "needs systemd at "+systemdBin)
-	var rels []Release
-	if v := majorVersion(string(out)); v > 0 {
-		rels = append(rels, Release{Version: v})
-	}
+	rels := []Release{Machine(t)}
 	if tree := testproc.SystemdTree(); tree != "" {
 		rels = append(rels, Release{Version: testproc.TreeVersion(tree), Tree: tree})
 	} else {
@@ -83,6 +78,15 @@ func Releases(t testing.TB) []Release {
 		rels = append(rels, Release{Version: v, Suite: suite, Root: root})
 	}
 	return rels
+}
+
+// Machine returns the machine's own systemd release.
+func Machine(t testing.TB) Release {
+	t.Helper()
+	out, err := exec.Command(systemdBin, "--version").Output()
+	v := majorVersion(string(out))
+	testproc.Require(t, err == nil && v > 0, "needs systemd at "+systemdBin)
+	return Release{Version: v}
 }
 
 // missing logs a release that cannot run here, failing under CI=true.
@@ -110,4 +114,21 @@ func forReleases(t *testing.T, f func(t *testing.T, r Release)) {
 	for _, r := range Releases(t) {
 		t.Run(r.String(), func(t *testing.T) { f(t, r) })
 	}
+}
+
+// Rounds scales a scenario's count of reloads for the release: the full
+// count on the machine's systemd and the overlaid 254, a quarter (at least
+// 6) on the roots, whose boxes run the same code paths under a newer
+// systemd and would otherwise double CI's time.
+func (r Release) Rounds(full int) int {
+	if r.Root == "" {
+		return full
+	}
+	return max(full/4, min(full, 6))
+}
+
+// UnitsFlags returns `baton units` flags for the release (its version:
+// Type=notify-reload from 253 on), then extra.
+func (r Release) UnitsFlags(extra ...string) []string {
+	return append([]string{"--systemd-version", strconv.Itoa(r.Version)}, extra...)
 }

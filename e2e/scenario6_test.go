@@ -13,19 +13,23 @@ import (
 // serving process each time, baton staying the main process.
 func TestScenario6BatonRun(t *testing.T) {
 	p := buildProduct(t)
-	for _, tc := range []struct {
-		name string
-		bin  func(t *testing.T) string
-	}{
-		{"go", func(t *testing.T) string { return Build(t, "./e2e/internal/sdserver") }},
-		{"c", func(t *testing.T) string { return BuildC(t, "e2e/testdata/sdserver.c", "-lsystemd") }},
-	} {
-		t.Run(tc.name, func(t *testing.T) { batonRun(t, p, tc.bin(t)) })
-	}
+	forReleases(t, func(t *testing.T, rel Release) {
+		for _, tc := range []struct {
+			name string
+			bin  func(t *testing.T) string
+		}{
+			{"go", func(t *testing.T) string { return Build(t, "./e2e/internal/sdserver") }},
+			// Linked against the release's own libsystemd: from 258 on,
+			// its sd_listen_fds checks LISTEN_PIDFDID.
+			{"c", func(t *testing.T) string { return rel.BuildC(t, "e2e/testdata/sdserver.c") }},
+		} {
+			t.Run(tc.name, func(t *testing.T) { batonRun(t, p, rel, tc.bin(t)) })
+		}
+	})
 }
 
-func batonRun(t *testing.T, p product, bin string) {
-	box := boxWithProduct(t, Config{})
+func batonRun(t *testing.T, p product, rel Release, bin string) {
+	box := boxWithProduct(t, rel.Config(Config{}))
 	box.InstallText(map[string]string{
 		"s6.socket": "[Socket]\nListenStream=127.0.0.1:8080\nFileDescriptorName=http\n",
 		"s6.service": `[Unit]
@@ -42,7 +46,7 @@ ExecReload=` + p.baton + ` reload --pid $MAINPID
 	box.Systemctl("start", "s6.socket", "s6.service")
 	baton := box.MainPID("s6.service")
 
-	const count = 50
+	count := rel.Rounds(50)
 	start := time.Now()
 	load := box.StartLoad(t.Context(), LoadConfig{URL: httpURL})
 	load.WaitRequests(100)
@@ -63,7 +67,7 @@ ExecReload=` + p.baton + ` reload --pid $MAINPID
 	}
 	load.WaitRequests(20)
 	res := load.Stop()
-	scenarioReport(t, 6, res, count, start)
+	scenarioReport(t, 6, rel, res, count, start)
 	if main := box.MainPID("s6.service"); main != baton {
 		t.Errorf("MainPID %d, want baton run (%d) throughout", main, baton)
 	}
