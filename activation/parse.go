@@ -73,8 +73,8 @@ func parse(env environ, self int, id selfID) (n int, names []string, err error) 
 			return 0, nil, &EnvError{Var: EnvPIDFDID, Value: env.pidfdID, Err: err}
 		}
 		if own, ok := id(); ok && own != want {
-			return 0, nil, fmt.Errorf("%w: %s=%d is another process's pidfd (this process's is %d; LISTEN_PID=%d was reused)",
-				ErrNotActivated, EnvPIDFDID, want, own, pid)
+			return 0, nil, fmt.Errorf("%w: %s=%d is another process's pidfd (this process's is %d)",
+				ErrNotActivated, EnvPIDFDID, want, own)
 		}
 	}
 	if !env.hasFDs {

@@ -351,7 +351,7 @@ var pidfdidInputs = []struct {
 	{"PIDFDID own", withPIDFDID(set("4242", "1", "a"), "77"), "", ""},
 	{
 		"PIDFDID another process's", withPIDFDID(set("4242", "1", "a"), "78"), "",
-		`activation: not socket-activated: LISTEN_PIDFDID=78 is another process's pidfd (this process's is 77; LISTEN_PID=4242 was reused)`,
+		`activation: not socket-activated: LISTEN_PIDFDID=78 is another process's pidfd (this process's is 77)`,
 	},
 	{
 		"PIDFDID with LISTEN_PID foreign", withPIDFDID(set("1", "1", "a"), "77"), "",
@@ -366,7 +366,7 @@ var pidfdidInputs = []struct {
 	{
 		// The id decides before LISTEN_FDS is read.
 		"PIDFDID another process's, LISTEN_FDS malformed", withPIDFDID(set("4242", "x", "a"), "78"), "",
-		`activation: not socket-activated: LISTEN_PIDFDID=78 is another process's pidfd (this process's is 77; LISTEN_PID=4242 was reused)`,
+		`activation: not socket-activated: LISTEN_PIDFDID=78 is another process's pidfd (this process's is 77)`,
 	},
 	{"PIDFDID empty", withPIDFDID(set("4242", "1", "a"), ""), EnvPIDFDID, `activation: LISTEN_PIDFDID="": empty`},
 	{"PIDFDID letters", withPIDFDID(set("4242", "1", "a"), "abc"), EnvPIDFDID, `activation: LISTEN_PIDFDID="abc": not a decimal number`},

@@ -14,12 +14,11 @@ import (
 // set and is not the inode number of a pidfd of this process (checked
 // where the kernel has pidfs, Linux 6.9 and later, as libsystemd 258 does;
 // below that it is parsed but not compared), or LISTEN_FDS is not set, it
-// returns
-// an error that errors.Is ErrNotActivated, and a nil *Set (an empty one):
-// the process was not socket-activated. A malformed variable gives an
-// *EnvError; a failing system call on an fd an *FDError. On an error no fd
-// was wrapped or closed (close-on-exec may have been set on some), since
-// the count is not to be trusted.
+// returns an error that errors.Is ErrNotActivated, and a nil *Set (an
+// empty one): the process was not socket-activated. A malformed variable
+// gives an *EnvError; a failing system call on an fd an *FDError. On an
+// error no fd was wrapped or closed (close-on-exec may have been set on
+// some), since the count is not to be trusted.
 //
 // On success every fd from 3 to 3+LISTEN_FDS-1 has close-on-exec set and
 // is classified; an fd that duplicates an earlier one (same device, inode
