@@ -44,12 +44,12 @@ func TestScenario10WatchWindow(t *testing.T) {
 		v := strconv.Itoa(rel.Version)
 		extra := []string{}
 		// Type=notify-reload with ExecReload=baton reload --wait-window on
-		// 254 and 257. On 262 the reload job whose window passed (READY=1
-		// at the cut-over, MAINPID= with READY=1 at the window's end, then
-		// ExecReload= exits) is not ended: systemd waits for another
-		// READY=1 until "Reload operation timed out". Until that is
-		// resolved, 258+ runs the Type=notify units that every release
-		// supports.
+		// 254 and 257. On 262 a reload job that gets a second READY=1
+		// while ExecReload= runs (the handoff sends one at the cut-over
+		// and one with MAINPID= at the window's end) is never ended:
+		// "Reload operation timed out" (MAINPID= alone at the end works).
+		// Until the handoff sends it so, 258+ runs the Type=notify units
+		// that every release supports.
 		waitWindow := rel.NotifyReload() && rel.Version < 258
 		if waitWindow {
 			extra = append(extra, "--systemd-version", v, "--watch-window", watchWindow.String())
