@@ -4,9 +4,9 @@
 // new process's own pid and LISTEN_PIDFDID to the inode number of its own
 // pidfd when its code starts running, so sd_listen_fds(3) (libsystemd of
 // any version) and go-systemd's activation package in that process accept
-// the fds. Nothing
-// else leaks into the child: stdin, stdout and stderr are what the caller
-// gives (or /dev/null), fds 3.. are exactly Files then Extra.
+// the fds. Nothing else leaks into the child: stdin, stdout and stderr are
+// what the caller gives (or /dev/null), fds 3.. are exactly Files then
+// Extra.
 //
 // # The variables, and when they are set
 //
@@ -24,7 +24,8 @@
 // its own, which names the wrong process in any child (libsystemd 258+ in
 // the child would refuse the sockets). Without Files none of them is set.
 // The parent cannot know the child's pid or pidfd before fork, so both
-// are set in the child, by the trampoline or the target's init (SelfFix):
+// are set in the child, by the trampoline or the target's init (SelfFix),
+// as described next.
 //
 // # LISTEN_PID
 //
@@ -35,7 +36,8 @@
 //     go-systemd, anything): the child first runs /proc/self/exe (the
 //     calling binary, which imports this package) with a marker variable;
 //     this package's init sees the marker, removes it, sets
-//     LISTEN_PID=getpid() and execve(2)s the real target. Cost: one more
+//     LISTEN_PID=getpid() (and LISTEN_PIDFDID) and execve(2)s the real
+//     target, which keeps the pid and the pidfs inode. Cost: one more
 //     execve and one Go runtime start-up of the calling binary.
 //   - SelfFix: the child is the target itself with LISTEN_PID set to a
 //     placeholder (the parent's pid, so a child that does not fix it simply
