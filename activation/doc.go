@@ -8,7 +8,9 @@
 //
 // A process is started with fds 3 .. 3+n-1 open and three variables:
 // LISTEN_PID (the pid they are for), LISTEN_FDS (n) and LISTEN_FDNAMES
-// (n names joined by ':'). Receive reads and unsets the variables, checks
+// (n names joined by ':'); systemd 258 and later add a fourth,
+// LISTEN_PIDFDID (the inode number of a pidfd of that process, which
+// unlike a pid is never reused). Receive reads and unsets the variables, checks
 // every fd, sets close-on-exec on each, classifies it (TCP, UDP, unix
 // stream, datagram or seqpacket, FIFO, netlink, message queue, other; its
 // local address; whether it listens), drops fd-store duplicates, and
@@ -63,10 +65,11 @@
 // # Errors
 //
 // Not being activated is not a failure: Receive returns an error matching
-// ErrNotActivated (LISTEN_PID unset or another process's, or LISTEN_FDS
-// unset) and the program opens its own sockets. A malformed variable is an
-// *EnvError naming the variable and its value: LISTEN_PID or LISTEN_FDS
-// that is not plain decimal (letters, blanks, '+', "0x", a leading zero),
+// ErrNotActivated (LISTEN_PID unset or another process's, LISTEN_PIDFDID
+// another process's pidfd, or LISTEN_FDS unset) and the program opens its
+// own sockets. A malformed variable is an
+// *EnvError naming the variable and its value: LISTEN_PID, LISTEN_PIDFDID
+// or LISTEN_FDS that is not plain decimal (letters, blanks, '+', "0x", a leading zero),
 // out of range, zero or negative; fds that are not open or lie past the fd
 // table, or that this process opened itself after exec (a LISTEN_FDS
 // larger than what was passed reaches the Go runtime's own files: since Go
@@ -113,21 +116,30 @@
 //   - systemd's Accept=yes names the connection "connection";
 //     systemd-socket-activate --accept (252) names it after --fdname, or
 //     leaves it "unknown".
+//   - LISTEN_PIDFDID is compared only where the kernel has pidfs (Linux
+//     6.9 and later): below, every pidfd shares one anonymous inode, and
+//     the value is parsed but not compared, as libsystemd does. A process
+//     that passes sockets on must set it for the receiver or leave it
+//     unset, never forward its own (internal/spawn does this for handoff
+//     and `baton run`).
 //   - Only Linux receives fds; elsewhere Receive says ErrNotActivated or
 //     errors.ErrUnsupported.
 //
 // # Compared with libsystemd and go-systemd
 //
-// The tests run libsystemd's sd_listen_fds_with_names and
-// github.com/coreos/go-systemd/v22/activation side by side with Receive.
+// The tests run libsystemd's sd_listen_fds_with_names (the machine's, and
+// that of a Debian release with systemd 258 or later for LISTEN_PIDFDID)
+// and github.com/coreos/go-systemd/v22/activation side by side with Receive.
 // Every input libsystemd refuses, Receive refuses; where all accept, the
 // fds and names agree. Receive is stricter than libsystemd in two ways:
 // numbers must be plain decimal (libsystemd's strtol takes " 1", "+1",
-// "0x1", and reads "010" as 8 where go-systemd reads 10), and names must be
+// "0x1", and reads "010" as 8 where go-systemd reads 10; LISTEN_PIDFDID=0
+// names no process and is refused), and names must be
 // valid fd names (libsystemd hands out any; systemd never sets an invalid
 // one).
 //
 // go-systemd differs more:
+//   - it ignores LISTEN_PIDFDID (and leaves it set);
 //   - it accepts a LISTEN_FDNAMES whose count is not LISTEN_FDS, and never
 //     checks that the fds are open;
 //   - it names an fd without a name "LISTEN_FD_<fd>" (libsystemd and

@@ -16,6 +16,7 @@ import (
 	sdactivation "github.com/coreos/go-systemd/v22/activation"
 	"golang.org/x/sys/unix"
 
+	"github.com/batonhq/baton/internal/pidfs"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
@@ -28,6 +29,10 @@ func TestMain(m *testing.M) {
 // envSelfPID asks a helper to set LISTEN_PID to its own pid before reading
 // it (the parent cannot know the pid before the start).
 const envSelfPID = "BATON_TEST_LISTEN_PID_SELF"
+
+// envSelfPIDFDID asks a helper to set LISTEN_PIDFDID to the pidfs inode
+// number of its own process, as systemd 258+ does.
+const envSelfPIDFDID = "BATON_TEST_LISTEN_PIDFDID_SELF"
 
 // probeFDs is how far the helpers look for open fds.
 const probeFDs = 64
@@ -112,7 +117,7 @@ func addrString(a net.Addr) string {
 
 func leftEnv() []string {
 	var left []string
-	for _, v := range []string{EnvPID, EnvFDs, EnvNames} {
+	for _, v := range []string{EnvPID, "LISTEN_PIDFDID", EnvFDs, EnvNames} {
 		if val, ok := os.LookupEnv(v); ok {
 			left = append(left, v+"="+val)
 		}
@@ -143,6 +148,14 @@ func initPoller() {
 func setSelfPID() {
 	if os.Getenv(envSelfPID) == "1" {
 		_ = os.Setenv(EnvPID, strconv.Itoa(os.Getpid()))
+	}
+	if os.Getenv(envSelfPIDFDID) == "1" {
+		id, ok := pidfs.Self()
+		if !ok {
+			fmt.Fprintln(os.Stderr, "no pidfs: cannot set LISTEN_PIDFDID")
+			os.Exit(3)
+		}
+		_ = os.Setenv("LISTEN_PIDFDID", strconv.FormatUint(id, 10))
 	}
 }
 

@@ -13,6 +13,9 @@ const (
 	EnvPID   = "LISTEN_PID"
 	EnvFDs   = "LISTEN_FDS"
 	EnvNames = "LISTEN_FDNAMES"
+	// EnvPIDFDID is the inode number of a pidfd of the process the fds
+	// are for (systemd 258 and later): unlike a pid, it is never reused.
+	EnvPIDFDID = "LISTEN_PIDFDID"
 )
 
 // Names systemd gives fds it has no FileDescriptorName= for.
@@ -32,20 +35,28 @@ const (
 	MaxNameLen = 255
 )
 
-// environ is what the three variables held: set reports presence, as an
-// empty value is not an absent one.
+// environ is what the variables held: has* reports presence, as an empty
+// value is not an absent one.
 type environ struct {
-	pid, fds, names          string
-	hasPID, hasFDs, hasNames bool
+	pid, pidfdID, fds, names             string
+	hasPID, hasPIDFDID, hasFDs, hasNames bool
 }
+
+// selfID returns the inode number of a pidfd of this process, and false
+// when the kernel cannot tell it (no pidfd_open, or pidfds without pidfs:
+// before Linux 6.9): then LISTEN_PIDFDID is not checked, as in libsystemd.
+type selfID func() (uint64, bool)
 
 // parse decides from the variables alone, without touching an fd, whether
 // they are for process self, and returns the fd count and one name per fd,
 // or nil names when LISTEN_FDNAMES is not set (every name is then
 // NameUnknown; the slice is not built here, as the count may be huge before
-// the fds are checked). Its order follows sd_listen_fds_with_names: LISTEN_PID first (absent or
-// another process: not activated), then LISTEN_FDS, then the names.
-func parse(env environ, self int) (n int, names []string, err error) {
+// the fds are checked). Its order follows sd_listen_fds_with_names:
+// LISTEN_PID first (absent or another process: not activated), then
+// LISTEN_PIDFDID when set (another process's pidfd: not activated), then
+// LISTEN_FDS, then the names. id is only called when LISTEN_PIDFDID is set
+// and LISTEN_PID is this process's.
+func parse(env environ, self int, id selfID) (n int, names []string, err error) {
 	if !env.hasPID {
 		return 0, nil, fmt.Errorf("%w: %s is not set", ErrNotActivated, EnvPID)
 	}
@@ -55,6 +66,16 @@ func parse(env environ, self int) (n int, names []string, err error) {
 	}
 	if pid != int64(self) {
 		return 0, nil, fmt.Errorf("%w: %s=%d is another process (this is %d)", ErrNotActivated, EnvPID, pid, self)
+	}
+	if env.hasPIDFDID {
+		want, err := parseInode(env.pidfdID)
+		if err != nil {
+			return 0, nil, &EnvError{Var: EnvPIDFDID, Value: env.pidfdID, Err: err}
+		}
+		if own, ok := id(); ok && own != want {
+			return 0, nil, fmt.Errorf("%w: %s=%d is another process's pidfd (this process's is %d)",
+				ErrNotActivated, EnvPIDFDID, want, own)
+		}
 	}
 	if !env.hasFDs {
 		return 0, nil, fmt.Errorf("%w: %s=%d but %s is not set", ErrNotActivated, EnvPID, pid, EnvFDs)
@@ -122,6 +143,25 @@ func parsePID(s string) (int64, error) {
 		return 0, fmt.Errorf("not a process id: above %d", math.MaxInt32)
 	}
 	return v, nil
+}
+
+// parseInode reads an inode number: plain decimal, 1 to 2^64-1 (pidfs
+// never gives inode 0).
+func parseInode(s string) (uint64, error) {
+	v, err := parseDecimal(s)
+	switch {
+	case err != nil:
+		return 0, err
+	case s[0] == '-':
+		return 0, errors.New("negative, not an inode number")
+	case v == 0:
+		return 0, errors.New("zero, not an inode number")
+	}
+	u, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, errors.New("above 18446744073709551615, not an inode number")
+	}
+	return u, nil
 }
 
 func parseCount(s string) (int, error) {

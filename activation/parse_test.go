@@ -36,7 +36,7 @@ func TestParse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n, names, err := parse(tt.env, self)
+			n, names, err := parse(tt.env, self, selfIDOf(77))
 			if err != nil {
 				t.Fatalf("parse: %v", err)
 			}
@@ -215,7 +215,7 @@ var badInputs = []struct {
 func TestParseBadInput(t *testing.T) {
 	for _, tt := range badInputs {
 		t.Run(tt.name, func(t *testing.T) {
-			n, names, err := parse(tt.env, self)
+			n, names, err := parse(tt.env, self, selfIDOf(77))
 			if err == nil {
 				t.Fatalf("parse = %d, %q; want error %s", n, names, tt.want)
 			}
@@ -258,7 +258,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("4242", "2", "", true, true, false)
 	f.Fuzz(func(t *testing.T, pid, fds, names string, hasPID, hasFDs, hasNames bool) {
 		env := environ{pid: pid, fds: fds, names: names, hasPID: hasPID, hasFDs: hasFDs, hasNames: hasNames}
-		n, got, err := parse(env, self)
+		n, got, err := parse(env, self, selfIDOf(77))
 		if err != nil {
 			if n != 0 || got != nil {
 				t.Fatalf("error %v with a result %d %q", err, n, got)
@@ -325,5 +325,109 @@ func TestCheckName(t *testing.T) {
 		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrBadName)) {
 			t.Errorf("CheckName(%q) = %v, want ok %v", tt.name, err, tt.ok)
 		}
+	}
+}
+
+// selfIDOf is a selfID that knows this process's pidfd inode number: id.
+func selfIDOf(id uint64) selfID { return func() (uint64, bool) { return id, true } }
+
+// noPidfs is the selfID of a kernel without pidfs.
+func noPidfs() (uint64, bool) { return 0, false }
+
+// withPIDFDID is set(...) with LISTEN_PIDFDID=id too.
+func withPIDFDID(env environ, id string) environ {
+	env.pidfdID, env.hasPIDFDID = id, true
+	return env
+}
+
+// pidfdidInputs are the LISTEN_PIDFDID cases, for a process whose pid is
+// 4242 and whose pidfd inode number is 77.
+var pidfdidInputs = []struct {
+	name    string
+	env     environ
+	wantVar string // "" and want "": accepted; "" and want set: not activated
+	want    string
+}{
+	{"PIDFDID own", withPIDFDID(set("4242", "1", "a"), "77"), "", ""},
+	{
+		"PIDFDID another process's", withPIDFDID(set("4242", "1", "a"), "78"), "",
+		`activation: not socket-activated: LISTEN_PIDFDID=78 is another process's pidfd (this process's is 77)`,
+	},
+	{
+		"PIDFDID with LISTEN_PID foreign", withPIDFDID(set("1", "1", "a"), "77"), "",
+		`activation: not socket-activated: LISTEN_PID=1 is another process (this is 4242)`,
+	},
+	{
+		// LISTEN_PID decides first: a bad id for another process is
+		// not this process's business.
+		"PIDFDID malformed, LISTEN_PID foreign", withPIDFDID(set("1", "1", "a"), "x"), "",
+		`activation: not socket-activated: LISTEN_PID=1 is another process (this is 4242)`,
+	},
+	{
+		// The id decides before LISTEN_FDS is read.
+		"PIDFDID another process's, LISTEN_FDS malformed", withPIDFDID(set("4242", "x", "a"), "78"), "",
+		`activation: not socket-activated: LISTEN_PIDFDID=78 is another process's pidfd (this process's is 77)`,
+	},
+	{"PIDFDID empty", withPIDFDID(set("4242", "1", "a"), ""), EnvPIDFDID, `activation: LISTEN_PIDFDID="": empty`},
+	{"PIDFDID letters", withPIDFDID(set("4242", "1", "a"), "abc"), EnvPIDFDID, `activation: LISTEN_PIDFDID="abc": not a decimal number`},
+	{"PIDFDID plus sign", withPIDFDID(set("4242", "1", "a"), "+77"), EnvPIDFDID, `activation: LISTEN_PIDFDID="+77": not a decimal number`},
+	{"PIDFDID with space", withPIDFDID(set("4242", "1", "a"), " 77"), EnvPIDFDID, `activation: LISTEN_PIDFDID=" 77": not a decimal number`},
+	{
+		"PIDFDID leading zero", withPIDFDID(set("4242", "1", "a"), "077"), EnvPIDFDID,
+		`activation: LISTEN_PIDFDID="077": leading zero (octal to libsystemd, decimal to others)`,
+	},
+	{"PIDFDID negative", withPIDFDID(set("4242", "1", "a"), "-77"), EnvPIDFDID, `activation: LISTEN_PIDFDID="-77": negative, not an inode number`},
+	{"PIDFDID zero", withPIDFDID(set("4242", "1", "a"), "0"), EnvPIDFDID, `activation: LISTEN_PIDFDID="0": zero, not an inode number`},
+	{
+		"PIDFDID above 64 bits", withPIDFDID(set("4242", "1", "a"), "18446744073709551616"), EnvPIDFDID,
+		`activation: LISTEN_PIDFDID="18446744073709551616": above 18446744073709551615, not an inode number`,
+	},
+}
+
+func TestParsePIDFDID(t *testing.T) {
+	for _, tt := range pidfdidInputs {
+		t.Run(tt.name, func(t *testing.T) {
+			n, _, err := parse(tt.env, self, selfIDOf(77))
+			switch {
+			case tt.want == "":
+				if err != nil || n != 1 {
+					t.Fatalf("parse: %d, %v; want 1 fd", n, err)
+				}
+				return
+			case err == nil:
+				t.Fatalf("parse: %d fds, want %s", n, tt.want)
+			case err.Error() != tt.want:
+				t.Errorf("error\n got %s\nwant %s", err, tt.want)
+			}
+			var envErr *EnvError
+			if tt.wantVar == "" {
+				if !errors.Is(err, ErrNotActivated) || errors.As(err, &envErr) {
+					t.Errorf("%v: want not activated", err)
+				}
+			} else if !errors.As(err, &envErr) || envErr.Var != tt.wantVar || envErr.Value != tt.env.pidfdID {
+				t.Errorf("%v: want an EnvError for %s", err, tt.wantVar)
+			}
+		})
+	}
+}
+
+// TestParsePIDFDIDWithoutPidfs: a kernel that cannot name this process by a
+// pidfd inode (before Linux 6.9) accepts any well-formed LISTEN_PIDFDID
+// and still refuses a malformed one, as libsystemd does.
+func TestParsePIDFDIDWithoutPidfs(t *testing.T) {
+	if n, _, err := parse(withPIDFDID(set("4242", "1", "a"), "78"), self, noPidfs); err != nil || n != 1 {
+		t.Errorf("another id without pidfs: %d, %v; want the fd", n, err)
+	}
+	var envErr *EnvError
+	if _, _, err := parse(withPIDFDID(set("4242", "1", "a"), "x"), self, noPidfs); !errors.As(err, &envErr) {
+		t.Errorf("malformed id without pidfs: %v; want an EnvError", err)
+	}
+	called := false
+	id := func() (uint64, bool) { called = true; return 77, true }
+	if _, _, _ = parse(set("4242", "1", "a"), self, id); called {
+		t.Error("own id looked up without LISTEN_PIDFDID")
+	}
+	if _, _, _ = parse(withPIDFDID(set("1", "1", "a"), "77"), self, id); called {
+		t.Error("own id looked up for another pid")
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/batonhq/baton/internal/pidfs"
 )
 
 // sys is the seam between Receive and the kernel: tests replace single
@@ -18,6 +20,7 @@ type sys struct {
 	getenv      func(string) (string, bool)
 	unsetenv    func(string) error
 	getpid      func() int
+	pidfdID     selfID
 	fdLimit     func() (int, bool) // the highest possible fd number + 1, if known
 	fcntl       func(fd, cmd, arg int) (int, error)
 	fstat       func(fd int, st *unix.Stat_t) error
@@ -32,6 +35,7 @@ var osSys = sys{
 	getenv:      os.LookupEnv,
 	unsetenv:    os.Unsetenv,
 	getpid:      os.Getpid,
+	pidfdID:     pidfs.Self,
 	fdLimit:     nrOpen,
 	fcntl:       func(fd, cmd, arg int) (int, error) { return unix.FcntlInt(uintptr(fd), cmd, arg) },
 	fstat:       unix.Fstat,
@@ -66,7 +70,7 @@ func receive(sys *sys) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, names, err := parse(env, sys.getpid())
+	n, names, err := parse(env, sys.getpid(), sys.pidfdID)
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,9 @@ func receive(sys *sys) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := parse(env, sys.getpid()); errors.Is(err, ErrNotActivated) {
+	// Without pidfds, LISTEN_PIDFDID is parsed but not compared.
+	noID := func() (uint64, bool) { return 0, false }
+	if _, _, err := parse(env, sys.getpid(), noID); errors.Is(err, ErrNotActivated) {
 		return nil, err
 	}
 	return nil, fmt.Errorf("activation: receiving sockets on %s: %w", runtime.GOOS, errors.ErrUnsupported)

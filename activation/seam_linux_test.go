@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -90,6 +91,7 @@ func (k *fakeKernel) sys() *sys {
 			return nil
 		},
 		getpid:  func() int { return 4242 },
+		pidfdID: selfIDOf(77),
 		fdLimit: func() (int, bool) { return k.limit, k.limit > 0 },
 		fcntl: func(fd, cmd, arg int) (int, error) {
 			name := map[int]string{unix.F_GETFD: "F_GETFD", unix.F_SETFD: "F_SETFD", unix.F_GETFL: "F_GETFL"}[cmd]
@@ -296,6 +298,8 @@ func TestReceiveSeamUnsetWhateverTheOutcome(t *testing.T) {
 		{},
 		{EnvPID: "1", EnvFDs: "x", EnvNames: "y"},
 		{EnvPID: "4242", EnvFDs: "x"},
+		{EnvPID: "4242", EnvPIDFDID: "78", EnvFDs: "1"},
+		{EnvPID: "4242", EnvPIDFDID: "x", EnvFDs: "1"},
 		{EnvFDs: "1", EnvNames: "a"},
 		{EnvPID: "4242", EnvFDs: "1", EnvNames: "a:b"},
 	} {
@@ -309,4 +313,30 @@ func TestReceiveSeamUnsetWhateverTheOutcome(t *testing.T) {
 			t.Errorf("variables left set: %v", k.env)
 		}
 	}
+}
+
+// TestReceiveSeamPIDFDID: sockets for another process's pidfd are not
+// touched (no fd system call at all), and every variable is unset.
+func TestReceiveSeamPIDFDID(t *testing.T) {
+	k := newFakeKernel(t, tcpListenerFD(10, 80))
+	k.env[EnvPIDFDID] = "78"
+	set, err := receive(k.sys())
+	if !errors.Is(err, ErrNotActivated) || set != nil {
+		t.Fatalf("receive: %v, %v; want not activated", set, err)
+	}
+	for _, c := range k.calls {
+		if !strings.HasPrefix(c, "unsetenv ") {
+			t.Errorf("system call %q on fds meant for another process", c)
+		}
+	}
+	if len(k.env) > 0 {
+		t.Errorf("variables left set: %v", k.env)
+	}
+	k = newFakeKernel(t, tcpListenerFD(10, 80))
+	k.env[EnvPIDFDID] = "77"
+	set, err = receive(k.sys())
+	if err != nil || len(set.Files()) != 1 {
+		t.Fatalf("receive with its own pidfd id: %v", err)
+	}
+	_ = set.Close()
 }

@@ -52,6 +52,13 @@ type Config struct {
 	// SystemdTree is a directory holding a usr/ tree of another systemd
 	// version (see SystemdTree), overlaid read-only on the box's /usr.
 	SystemdTree string
+	// Root is a whole Debian root of another release (see Releases,
+	// .ci/systemd-tree): the box boots it as its / (a copy-on-write
+	// overlay: the tree is never written), with that release's systemd,
+	// C library and tools; the host's /usr is not seen. Binaries built on
+	// the host run there when their directory is in Share (a Go binary
+	// links only the C library, which is backward compatible).
+	Root string
 	// Share lists host directories that must be visible at the same path
 	// in the box although the box's tmpfs on /run, /tmp or /var/tmp would
 	// hide them (a build directory, a test's temporary directory).
@@ -117,8 +124,8 @@ func Boot(t testing.TB, cfg Config) *Box {
 	t.Helper()
 	testproc.RequireRoot(t)
 	testproc.LookPath(t, "nsenter")
-	if _, err := os.Stat(systemdBin); err != nil {
-		testproc.Require(t, false, "needs systemd at "+systemdBin)
+	if _, err := os.Stat(filepath.Join(cfg.Root, systemdBin)); err != nil {
+		testproc.Require(t, false, "needs systemd at "+filepath.Join(cfg.Root, systemdBin))
 	}
 	if cfg.BootTimeout <= 0 {
 		cfg.BootTimeout = DefaultBootTimeout
@@ -232,7 +239,7 @@ func (b *Box) start() error {
 	}
 	defer unix.Close(cgfd)
 
-	spec, err := json.Marshal(initSpec{Name: b.name, State: b.state, Tree: b.cfg.SystemdTree, Share: b.cfg.Share})
+	spec, err := json.Marshal(initSpec{Name: b.name, State: b.state, Tree: b.cfg.SystemdTree, Root: b.cfg.Root, Share: b.cfg.Share})
 	if err != nil {
 		return err
 	}

@@ -125,9 +125,16 @@ func Build(t testing.TB, pkg string) string {
 // returns the binary's path in BuildDir: NAME.c gives NAME-c.
 func BuildC(t testing.TB, src string, args ...string) string {
 	t.Helper()
+	return buildC(t, src, "", args...)
+}
+
+// buildC is BuildC with a suffix for the binary's name (NAME-c-SUFFIX), so
+// that builds of one source with other arguments do not clash.
+func buildC(t testing.TB, src, suffix string, args ...string) string {
+	t.Helper()
 	gcc := testproc.LookPath(t, "gcc")
 	dir := BuildDir(t)
-	e := builds.entry("c:" + src)
+	e := builds.entry("c:" + src + suffix)
 	e.once.Do(func() {
 		root, err := moduleRoot()
 		if err != nil {
@@ -136,7 +143,7 @@ func BuildC(t testing.TB, src string, args ...string) string {
 		}
 		base := filepath.Base(src)
 		// sdserver.c gives sdserver-c: the name never clashes with a Go build.
-		out := filepath.Join(dir, strings.TrimSuffix(base, filepath.Ext(base))+"-c")
+		out := filepath.Join(dir, strings.TrimSuffix(base, filepath.Ext(base))+"-c"+suffix)
 		cmd := exec.Command(gcc, append([]string{"-O2", "-Wall", "-o", out, src}, args...)...)
 		cmd.Dir = root
 		e.path, e.err = out, run(cmd)

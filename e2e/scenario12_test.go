@@ -55,7 +55,7 @@ KillMode=mixed
 	}
 	load.WaitRequests(20)
 	res := load.Stop()
-	scenarioReport(t, 12, res, count, start)
+	scenarioReport(t, 12, Machine(t), res, count, start)
 	if main := box.MainPID("s12.service"); main != baton {
 		t.Errorf("MainPID %d, want baton run (%d) throughout", main, baton)
 	}

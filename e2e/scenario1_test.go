@@ -30,7 +30,7 @@ func (p product) httpUnits(t *testing.T, name string, extra ...string) map[strin
 // what a user checks: zero failed requests, a new MainPID after each reload
 // that is the process serving, no restart, still active, and no notify
 // error in the journal.
-func reloadScenario(t *testing.T, n int, box *Box, name string, count int) {
+func reloadScenario(t *testing.T, n int, rel Release, box *Box, name string, count int) {
 	t.Helper()
 	unit := name + ".service"
 	box.Systemctl("start", name+"-http.socket")
@@ -39,18 +39,22 @@ func reloadScenario(t *testing.T, n int, box *Box, name string, count int) {
 	load.WaitRequests(100) // the first request starts the service
 	mains := reloadLoop(t, box, unit, count, load)
 	res := load.Stop()
-	scenarioReport(t, n, res, count, start)
+	scenarioReport(t, n, rel, res, count, start)
 	checkServedBy(t, box, res, mains)
 	checkJournal(t, box, unit)
 }
 
 // TestScenario1ReloadUnderLoad: units from `baton units` for examples/http
-// (with --allow-network), 100 reloads under load.
+// (with --allow-network, for the release: Type=notify-reload from 253 on),
+// 100 reloads under load on the machine's systemd, fewer on the others
+// (Release.Rounds).
 func TestScenario1ReloadUnderLoad(t *testing.T) {
 	p := buildProduct(t)
-	box := boxWithProduct(t, Config{})
-	install(t, box, p.httpUnits(t, "s1", "--allow-network"))
-	reloadScenario(t, 1, box, "s1", reloads)
+	forReleases(t, func(t *testing.T, rel Release) {
+		box := boxWithProduct(t, rel.Config(Config{}))
+		install(t, box, p.httpUnits(t, "s1", rel.UnitsFlags("--allow-network")...))
+		reloadScenario(t, 1, rel, box, "s1", rel.Rounds(reloads))
+	})
 }
 
 // TestScenario3Hardened: the default units (hardened: a dynamic user, no
@@ -58,8 +62,12 @@ func TestScenario1ReloadUnderLoad(t *testing.T) {
 // exactly as in scenario 1 (50 reloads).
 func TestScenario3Hardened(t *testing.T) {
 	p := buildProduct(t)
-	box := boxWithProduct(t, Config{})
-	install(t, box, p.httpUnits(t, "s3"))
+	forReleases(t, func(t *testing.T, rel Release) { hardened(t, p, rel) })
+}
+
+func hardened(t *testing.T, p product, rel Release) {
+	box := boxWithProduct(t, rel.Config(Config{}))
+	install(t, box, p.httpUnits(t, "s3", rel.UnitsFlags()...))
 
 	out := box.Run("systemd-analyze", "security", "--no-pager", "s3.service")
 	exposure := -1.0
@@ -71,7 +79,7 @@ func TestScenario3Hardened(t *testing.T) {
 			}
 		}
 	}
-	Report(t, "scenario 3: exposure=%.1f", exposure)
+	Report(t, "scenario 3: %s exposure=%.1f", rel, exposure)
 	if exposure < 0 || exposure > 1.0 {
 		t.Errorf("exposure %.1f, want <= 1.0:\n%s", exposure, out)
 	}
@@ -79,5 +87,5 @@ func TestScenario3Hardened(t *testing.T) {
 	if props["PrivateNetwork"] != "yes" || props["DynamicUser"] != "yes" {
 		t.Errorf("s3.service: %v, want PrivateNetwork=yes DynamicUser=yes", props)
 	}
-	reloadScenario(t, 3, box, "s3", reloads/2)
+	reloadScenario(t, 3, rel, box, "s3", rel.Rounds(reloads/2))
 }

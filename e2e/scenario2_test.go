@@ -19,13 +19,17 @@ import (
 // reload works.
 func TestScenario2BrokenBinary(t *testing.T) {
 	p := buildProduct(t)
+	forReleases(t, func(t *testing.T, rel Release) { brokenBinary(t, p, rel) })
+}
+
+func brokenBinary(t *testing.T, p product, rel Release) {
 	bin := privateCopy(t, p.http)
 	good, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	box := boxWithProduct(t, Config{})
-	units := product{baton: p.baton, http: bin}.httpUnits(t, "s2", "--ready-timeout", "2s")
+	box := boxWithProduct(t, rel.Config(Config{}))
+	units := product{baton: p.baton, http: bin}.httpUnits(t, "s2", rel.UnitsFlags("--ready-timeout", "2s")...)
 	install(t, box, units)
 	box.Systemctl("start", "s2-http.socket")
 
@@ -86,6 +90,6 @@ func TestScenario2BrokenBinary(t *testing.T) {
 	mains = append(mains, main)
 	load.WaitRequests(100)
 	res := load.Stop()
-	scenarioReport(t, 2, res, failedReloads+1, start)
+	scenarioReport(t, 2, rel, res, failedReloads+1, start)
 	checkServedBy(t, box, res, mains)
 }

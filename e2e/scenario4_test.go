@@ -89,8 +89,8 @@ func TestScenario4FDStore(t *testing.T) {
 	}
 	res := load.Stop()
 	inFlight := killedInFlight(res, kills)
-	Report(t, "scenario 4: requests=%d failed=%d (in flight at a kill -9: %d) reloads=%d restarts=%d kills=%d duration=%v failures=%v",
-		res.Requests, res.Failed, inFlight, reloads+3, restarts+3, len(kills), time.Since(start).Round(time.Millisecond), res.Failures)
+	Report(t, "scenario 4: %s requests=%d failed=%d (in flight at a kill -9: %d) reloads=%d restarts=%d kills=%d duration=%v failures=%v",
+		Machine(t), res.Requests, res.Failed, inFlight, reloads+3, restarts+3, len(kills), time.Since(start).Round(time.Millisecond), res.Failures)
 	if res.Failed != int64(inFlight) {
 		t.Errorf("scenario 4: %d of %d requests failed, %d of them in flight at a kill: %v",
 			res.Failed, res.Requests, inFlight, res.Samples)

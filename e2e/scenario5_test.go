@@ -33,7 +33,7 @@ func TestScenario5Watchdog(t *testing.T) {
 	// Outlive the watchdog interval after the last hand-over.
 	time.Sleep(3 * time.Second)
 	res := load.Stop()
-	scenarioReport(t, 5, res, count, start)
+	scenarioReport(t, 5, Machine(t), res, count, start)
 	checkServedBy(t, box, res, mains)
 	checkJournal(t, box, "s5.service")
 	if n := box.Show("s5.service", "NRestarts")["NRestarts"]; n != "0" {

@@ -16,21 +16,30 @@ import (
 // writes (sandbox included).
 func TestScenario6BatonRun(t *testing.T) {
 	p := buildProduct(t)
-	for _, tc := range []struct {
-		name     string
-		bin      func(t *testing.T) string
-		hardened bool
-	}{
-		{name: "go", bin: func(t *testing.T) string { return Build(t, "./e2e/internal/sdserver") }},
-		{name: "c", bin: func(t *testing.T) string { return BuildC(t, "e2e/testdata/sdserver.c", "-lsystemd") }},
-		{name: "hardened", bin: func(t *testing.T) string { return Build(t, "./e2e/internal/sdserver") }, hardened: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) { batonRun(t, p, tc.bin(t), tc.hardened) })
-	}
+	forReleases(t, func(t *testing.T, rel Release) {
+		type binary struct {
+			name     string
+			bin      func(t *testing.T) string
+			hardened bool
+		}
+		cases := []binary{
+			{name: "go", bin: func(t *testing.T) string { return Build(t, "./e2e/internal/sdserver") }},
+			// Linked against the release's own libsystemd: from 258 on,
+			// its sd_listen_fds checks LISTEN_PIDFDID.
+			{name: "c", bin: func(t *testing.T) string { return rel.BuildC(t, "e2e/testdata/sdserver.c") }},
+		}
+		if rel.Tree == "" && rel.Root == "" {
+			// The sandbox of `baton units --run` on the machine's systemd.
+			cases = append(cases, binary{name: "hardened", bin: func(t *testing.T) string { return Build(t, "./e2e/internal/sdserver") }, hardened: true})
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) { batonRun(t, p, rel, tc.bin(t), tc.hardened) })
+		}
+	})
 }
 
-func batonRun(t *testing.T, p product, bin string, hardened bool) {
-	box := boxWithProduct(t, Config{})
+func batonRun(t *testing.T, p product, rel Release, bin string, hardened bool) {
+	box := boxWithProduct(t, rel.Config(Config{}))
 	socket := "s6.socket"
 	if hardened {
 		files := p.units(t, "--name", "s6", "--run", "--listen", "http=tcp://127.0.0.1:8080", "--", bin)
@@ -57,7 +66,7 @@ ExecReload=` + p.baton + ` reload --pid $MAINPID
 	box.Systemctl("start", socket, "s6.service")
 	baton := box.MainPID("s6.service")
 
-	count := 50
+	count := rel.Rounds(50)
 	if hardened {
 		count = 20 // the sandbox's case: the other two carry the 50
 	}
@@ -81,7 +90,7 @@ ExecReload=` + p.baton + ` reload --pid $MAINPID
 	}
 	load.WaitRequests(20)
 	res := load.Stop()
-	scenarioReport(t, 6, res, count, start)
+	scenarioReport(t, 6, rel, res, count, start)
 	if main := box.MainPID("s6.service"); main != baton {
 		t.Errorf("MainPID %d, want baton run (%d) throughout", main, baton)
 	}

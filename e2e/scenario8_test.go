@@ -66,8 +66,8 @@ func TestScenario8StopDuringReload(t *testing.T) {
 	box.Systemctl("stop", "s8.service")
 	stopTook := time.Since(t0)
 	slowRes := slow.Stop()
-	Report(t, "scenario 8: requests=%d failed=%d reloads=1 duration=%v stop=%v failures=%v slow=%v",
-		res.Requests+slowRes.Requests, res.Failed+slowRes.Failed, time.Since(start).Round(time.Millisecond),
+	Report(t, "scenario 8: %s requests=%d failed=%d reloads=1 duration=%v stop=%v failures=%v slow=%v",
+		Machine(t), res.Requests+slowRes.Requests, res.Failed+slowRes.Failed, time.Since(start).Round(time.Millisecond),
 		stopTook.Round(time.Millisecond), res.Failures, slowRes)
 	if res.Failed != 0 || slowRes.Failed != 0 {
 		t.Errorf("failed requests: %v %v; slow: %v %v", res, res.Samples, slowRes, slowRes.Samples)

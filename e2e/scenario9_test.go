@@ -114,8 +114,8 @@ func TestScenario9Chaos(t *testing.T) {
 	}
 	slices.Sort(outcomes)
 	restarts, _ := strconv.Atoi(box.Show(c.unit, "NRestarts")["NRestarts"])
-	Report(t, "scenario 9: seed=%d requests=%d failed=%d lost_killed=%d reloads=%d restarts=%d faults=%s outcomes=%s duration=%v failures=%v",
-		seed, res.Requests, res.Failed, res.Lost, c.reloads, restarts, strings.Join(kinds, ","), strings.Join(outcomes, ","),
+	Report(t, "scenario 9: %s seed=%d requests=%d failed=%d lost_killed=%d reloads=%d restarts=%d faults=%s outcomes=%s duration=%v failures=%v",
+		Machine(t), seed, res.Requests, res.Failed, res.Lost, c.reloads, restarts, strings.Join(kinds, ","), strings.Join(outcomes, ","),
 		time.Since(start).Round(time.Millisecond), res.Failures)
 	if res.Failed != 0 {
 		t.Errorf("scenario 9: %d of %d requests failed (not counting %d on killed processes): %v", res.Failed, res.Requests, res.Lost, res.Samples)

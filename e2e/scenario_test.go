@@ -100,11 +100,12 @@ func privateCopy(t *testing.T, bin string) string {
 	return dst
 }
 
-// scenarioReport logs a scenario's numbers in one fixed format.
-func scenarioReport(t *testing.T, n int, res LoadResult, reloads int, start time.Time) {
+// scenarioReport logs a scenario's numbers in one fixed format, naming the
+// systemd release it ran under.
+func scenarioReport(t *testing.T, n int, rel Release, res LoadResult, reloads int, start time.Time) {
 	t.Helper()
-	Report(t, "scenario %d: requests=%d failed=%d reloads=%d duration=%v failures=%v",
-		n, res.Requests, res.Failed, reloads, time.Since(start).Round(time.Millisecond), res.Failures)
+	Report(t, "scenario %d: %s requests=%d failed=%d reloads=%d duration=%v failures=%v",
+		n, rel, res.Requests, res.Failed, reloads, time.Since(start).Round(time.Millisecond), res.Failures)
 	if res.Failed != 0 {
 		t.Errorf("scenario %d: %d of %d requests failed: %v", n, res.Failed, res.Requests, res.Samples)
 	}

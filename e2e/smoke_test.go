@@ -183,3 +183,24 @@ func TestSystemdTree(t *testing.T) {
 		t.Errorf("systemctl show -.mount: Id=%q", v)
 	}
 }
+
+// TestReleases boots every release the scenarios run under, each with its
+// own systemd (and, for a root, its own C library), and runs the C test
+// server built against its libsystemd inside it.
+func TestReleases(t *testing.T) {
+	forReleases(t, func(t *testing.T, r Release) {
+		bin := r.BuildC(t, "e2e/testdata/sdserver.c")
+		box := Boot(t, r.Config(Config{Share: []string{BuildDir(t)}}))
+		out := box.Systemctl("--version")
+		if majorVersion(out) != r.Version {
+			t.Errorf("systemctl --version in the box:\n%s\nwant systemd %d", out, r.Version)
+		}
+		if r.Root != "" {
+			lib := box.Run("/bin/sh", "-c", "ldd "+bin+" | grep -E 'libsystemd|libc\\.'")
+			t.Logf("%s: %s", r, lib)
+			if strings.Contains(lib, "not found") {
+				t.Errorf("%s in the box:\n%s", bin, lib)
+			}
+		}
+	})
+}

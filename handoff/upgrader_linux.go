@@ -158,7 +158,7 @@ func (u *Upgrader) successorEnv(gen, fd int, note string) []string {
 		switch {
 		case k == "NOTIFY_SOCKET" || k == "WATCHDOG_PID" || strings.HasPrefix(k, "BATON_HANDOFF_"):
 			continue
-		case k == "LISTEN_PID" || k == "LISTEN_FDS" || k == "LISTEN_FDNAMES":
+		case k == "LISTEN_PID" || k == "LISTEN_PIDFDID" || k == "LISTEN_FDS" || k == "LISTEN_FDNAMES":
 			// The manager's, read by New: the successor gets its own.
 			continue
 		}

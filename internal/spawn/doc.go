@@ -1,10 +1,31 @@
-// Package spawn starts a process the way systemd starts a socket-activated
-// service: the given files at fds 3, 4, ... in order, LISTEN_FDS and
-// LISTEN_FDNAMES describing them, and LISTEN_PID equal to the new process's
-// own pid when its code starts running, so sd_listen_fds(3) (libsystemd) and
-// go-systemd's activation package in that process accept the fds. Nothing
-// else leaks into the child: stdin, stdout and stderr are what the caller
-// gives (or /dev/null), fds 3.. are exactly Files then Extra.
+// Package spawn starts a process the way systemd (258 and later) starts a
+// socket-activated service: the given files at fds 3, 4, ... in order,
+// LISTEN_FDS and LISTEN_FDNAMES describing them, LISTEN_PID equal to the
+// new process's own pid and LISTEN_PIDFDID to the inode number of its own
+// pidfd when its code starts running, so sd_listen_fds(3) (libsystemd of
+// any version) and go-systemd's activation package in that process accept
+// the fds. Nothing else leaks into the child: stdin, stdout and stderr are
+// what the caller gives (or /dev/null), fds 3.. are exactly Files then
+// Extra.
+//
+// # The variables, and when they are set
+//
+// Every process that baton starts with sockets (handoff's successors,
+// `baton run`'s CMDs and pool workers) is started here, and sees:
+//
+//	LISTEN_FDS=n            the count of Files, at fds 3 .. 3+n-1
+//	LISTEN_FDNAMES=a:b:...  one name per file, when Names is set
+//	LISTEN_PID=pid          its own pid, set before its code runs (below)
+//	LISTEN_PIDFDID=ino      its own pidfs inode number, set with LISTEN_PID,
+//	                        only where the kernel has pidfs (Linux 6.9+)
+//
+// Whatever of these the caller's environment (Config.Env) holds is
+// dropped first: a process started by systemd 258+ has LISTEN_PIDFDID of
+// its own, which names the wrong process in any child (libsystemd 258+ in
+// the child would refuse the sockets). Without Files none of them is set.
+// The parent cannot know the child's pid or pidfd before fork, so both
+// are set in the child, by the trampoline or the target's init (SelfFix),
+// as described next.
 //
 // # LISTEN_PID
 //
@@ -15,7 +36,8 @@
 //     go-systemd, anything): the child first runs /proc/self/exe (the
 //     calling binary, which imports this package) with a marker variable;
 //     this package's init sees the marker, removes it, sets
-//     LISTEN_PID=getpid() and execve(2)s the real target. Cost: one more
+//     LISTEN_PID=getpid() (and LISTEN_PIDFDID) and execve(2)s the real
+//     target, which keeps the pid and the pidfs inode. Cost: one more
 //     execve and one Go runtime start-up of the calling binary.
 //   - SelfFix: the child is the target itself with LISTEN_PID set to a
 //     placeholder (the parent's pid, so a child that does not fix it simply

@@ -60,7 +60,8 @@ type Config struct {
 	// Dir is the working directory; empty means the caller's.
 	Dir string
 	// Env is the environment; nil means the caller's. LISTEN_PID,
-	// LISTEN_FDS, LISTEN_FDNAMES and this package's markers are replaced.
+	// LISTEN_PIDFDID, LISTEN_FDS, LISTEN_FDNAMES and this package's
+	// markers are replaced.
 	Env []string
 	// Files are passed at fds 3, 4, ... and counted in LISTEN_FDS. When
 	// Files is empty no LISTEN_ variables are set.
@@ -102,7 +103,10 @@ func (c *Config) env(self int) ([]string, error) {
 			return nil, fmt.Errorf("spawn: fd name %q contains ':'", n)
 		}
 	}
-	env := EnvWithout(c.Env, "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", EnvExec, EnvFix, EnvStrays)
+	// LISTEN_PIDFDID of the caller (or of the manager that started it) is
+	// never passed on: the child's own is set by its init or the
+	// trampoline, the only places that can know it.
+	env := EnvWithout(c.Env, "LISTEN_PID", "LISTEN_PIDFDID", "LISTEN_FDS", "LISTEN_FDNAMES", EnvExec, EnvFix, EnvStrays)
 	anchor := "-"
 	if c.Anchor != nil {
 		i := slices.Index(c.Extra, c.Anchor)

@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/batonhq/baton/internal/pidfs"
 )
 
 func init() {
@@ -26,7 +28,7 @@ func init() {
 		if m, ok := parseMarker(v, false); ok && ours(m.ppid, m.anchor) {
 			closeStrays(3+m.keep, strays)
 			if os.Getenv("LISTEN_PID") == strconv.Itoa(m.ppid) {
-				_ = os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+				setListenPID()
 			}
 		}
 	}
@@ -146,11 +148,26 @@ func ours(ppid, anchor int) bool {
 	return err == nil && int(cred.Pid) == ppid
 }
 
+// setListenPID names this process as the one the fds are for, as systemd
+// names a service it starts: LISTEN_PID, and LISTEN_PIDFDID where the
+// kernel has pidfs (a receiver that follows libsystemd 258+ refuses fds
+// whose LISTEN_PIDFDID is another process's; one that predates it ignores
+// the variable). The parent never sets LISTEN_PIDFDID (it cannot know the
+// child's), so without pidfs it stays unset.
+func setListenPID() {
+	_ = os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+	if id, ok := pidfs.Self(); ok {
+		_ = os.Setenv("LISTEN_PIDFDID", strconv.FormatUint(id, 10))
+	}
+}
+
 // trampoline sets LISTEN_PID and replaces the process with path. It only
 // returns on an exec error, which it reports like a shell and exits 127.
 func trampoline(path string) {
 	if _, ok := os.LookupEnv("LISTEN_FDS"); ok {
-		_ = os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+		// execve keeps the pid and the pidfs inode: both are the
+		// target's.
+		setListenPID()
 	}
 	err := unix.Exec(path, os.Args, os.Environ())
 	fmt.Fprintf(os.Stderr, "spawn: exec %s: %v\n", path, err)

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/batonhq/baton/internal/pidfs"
 	"github.com/batonhq/baton/internal/testproc"
 )
 
@@ -27,6 +28,16 @@ func report() {
 	fmt.Printf("pid_ok=%t\n", os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()))
 	fmt.Printf("fds=%s\n", os.Getenv("LISTEN_FDS"))
 	fmt.Printf("names=%s\n", os.Getenv("LISTEN_FDNAMES"))
+	// LISTEN_PIDFDID as libsystemd 258+ checks it: "own", "unset", or
+	// the value when it names another process.
+	pidfdid := "unset"
+	if v, ok := os.LookupEnv("LISTEN_PIDFDID"); ok {
+		pidfdid = v
+		if own, ok := pidfs.Self(); ok && strconv.FormatUint(own, 10) == v {
+			pidfdid = "own"
+		}
+	}
+	fmt.Printf("pidfdid=%s\n", pidfdid)
 	_, exec := os.LookupEnv(EnvExec)
 	_, fix := os.LookupEnv(EnvFix)
 	fmt.Printf("markers=%t\n", exec || fix)
@@ -127,9 +138,19 @@ func TestStart(t *testing.T) {
 		{name: "trampoline group", mode: Trampoline, files: []*os.File{lf}, names: []string{"http"}, group: true, wantFDs: "1"},
 		{name: "selffix group", mode: SelfFix, files: []*os.File{lf}, names: []string{"http"}, group: true, wantFDs: "1"},
 	}
+	// The caller's own LISTEN_PIDFDID, as systemd 258+ gave it (a
+	// successor's or `baton run`'s environment still holds it): stale for
+	// any child.
+	stale := "LISTEN_PIDFDID=424242"
+	wantPIDFDID := "unset"
+	if own, ok := pidfs.Self(); ok {
+		stale = "LISTEN_PIDFDID=" + strconv.FormatUint(own, 10)
+		wantPIDFDID = "own"
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := helperConfig(t, "report")
+			c.Env = append(c.Env, stale)
 			c.Mode, c.Files, c.Names, c.Extra = tt.mode, tt.files, tt.names, tt.extra
 			c.NewProcessGroup = tt.group
 			kv := run(t, c)
@@ -142,6 +163,12 @@ func TestStart(t *testing.T) {
 			}
 			if len(tt.files) > 0 && kv["pid_ok"] != "true" {
 				t.Errorf("LISTEN_PID is not the child's pid: %v", kv)
+			}
+			// Where the kernel has pidfs, the child's own pidfd inode
+			// number, as systemd 258+ passes it; without pidfs, none.
+			// Without files, no LISTEN_ variable at all.
+			if want := map[bool]string{true: wantPIDFDID, false: "unset"}[len(tt.files) > 0]; kv["pidfdid"] != want {
+				t.Errorf("LISTEN_PIDFDID in the child: %s, want %s (the caller's was %s)", kv["pidfdid"], want, stale)
 			}
 			if kv["fds"] != tt.wantFDs || kv["names"] != strings.Join(tt.names, ":") {
 				t.Errorf("LISTEN_FDS=%q LISTEN_FDNAMES=%q, want %q %q", kv["fds"], kv["names"], tt.wantFDs, strings.Join(tt.names, ":"))

@@ -5,8 +5,9 @@
 //
 // The model: at any moment there is one serving CMD (or a pool of Workers
 // serving CMDs) and possibly some draining ones. The sockets belong to the
-// supervisor; every CMD gets them at fd 3.. with LISTEN_FDS, LISTEN_FDNAMES
-// and LISTEN_PID set to its own pid, exactly as systemd would start it, plus
+// supervisor; every CMD gets them at fd 3.. with LISTEN_FDS, LISTEN_FDNAMES,
+// LISTEN_PID set to its own pid and LISTEN_PIDFDID to its own pidfd inode
+// (where the kernel has pidfs), exactly as systemd 258+ would start it, plus
 // a NOTIFY_SOCKET of the supervisor's own. An upgrade starts a new CMD, waits
 // for its READY=1, makes it the serving one, then sends SIGTERM to the old
 // one, which has Drain to finish before SIGKILL. A new CMD that exits, is
@@ -55,7 +56,9 @@
 //   - LISTEN_PID must be the pid of the process that receives the sockets,
 //     and Go cannot run code between fork and exec: CMD is started through
 //     internal/spawn's trampoline (the supervisor's own executable, whose
-//     init sets LISTEN_PID and execs CMD in place). A binary that embeds the
+//     init sets LISTEN_PID and LISTEN_PIDFDID and execs CMD in place; the
+//     supervisor's own LISTEN_PIDFDID, from the systemd that started it,
+//     never reaches CMD). A binary that embeds the
 //     supervisor imports internal/spawn through it, which is all it needs.
 //   - The sockets are put in blocking mode once, before the first CMD, as
 //     systemd hands them over (a C server may rely on it); the mode belongs

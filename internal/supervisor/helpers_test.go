@@ -229,10 +229,23 @@ func (l *load) waitRequests(n int64) {
 // buildC compiles testdata/child.c against libsystemd.
 func buildC(t *testing.T) string {
 	t.Helper()
+	return buildCWith(t, "")
+}
+
+// buildCWith builds testdata/child.c; with libDir, against the
+// libsystemd.so.0 there (another release's, whose C library is resolved
+// when the child runs).
+func buildCWith(t *testing.T, libDir string) string {
+	t.Helper()
 	gcc := testproc.LookPath(t, "gcc")
 	pc := testproc.LookPath(t, "pkg-config")
 	flags, err := exec.Command(pc, "--cflags", "--libs", "libsystemd").Output()
 	testproc.Require(t, err == nil, "needs libsystemd-dev (pkg-config libsystemd)")
+	if libDir != "" {
+		flags, err = exec.Command(pc, "--cflags", "libsystemd").Output()
+		testproc.Require(t, err == nil, "needs libsystemd-dev (pkg-config libsystemd)")
+		flags = append(flags, " -L"+libDir+" -Wl,--allow-shlib-undefined -l:libsystemd.so.0"...)
+	}
 	out := filepath.Join(t.TempDir(), "child")
 	args := slices.Concat([]string{"-O2", "-Wall", "-o", out, filepath.Join("testdata", "child.c")}, strings.Fields(string(flags)))
 	if b, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {

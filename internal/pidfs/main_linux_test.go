@@ -1,0 +1,9 @@
+package pidfs
+
+import (
+	"testing"
+
+	"github.com/batonhq/baton/internal/testproc"
+)
+
+func TestMain(m *testing.M) { testproc.Main(m) }
