@@ -2,7 +2,6 @@ package generation
 
 import (
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -11,24 +10,6 @@ func TestMaxDraining(t *testing.T) {
 	for _, tt := range []struct{ in, want int }{{3, 3}, {0, DefaultMaxDraining}, {-1, 0}} {
 		if got := MaxDraining(tt.in); got != tt.want {
 			t.Errorf("MaxDraining(%d) = %d, want %d", tt.in, got, tt.want)
-		}
-	}
-}
-
-func TestStoppedLike(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		ws   syscall.WaitStatus
-		want bool
-	}{
-		{"SIGTERM", syscall.WaitStatus(syscall.SIGTERM), true},
-		{"SIGINT", syscall.WaitStatus(syscall.SIGINT), true},
-		{"SIGKILL", syscall.WaitStatus(syscall.SIGKILL), false},
-		{"exit 0", syscall.WaitStatus(0), true},
-		{"exit 1", syscall.WaitStatus(1 << 8), false},
-	} {
-		if got := StoppedLike(tt.ws); got != tt.want {
-			t.Errorf("%s: StoppedLike = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }
