@@ -78,7 +78,12 @@ func (s *Server) tlsNextProto(m map[string]func(*http.Server, *tls.Conn, http.Ha
 		out[proto] = func(hs *http.Server, c *tls.Conn, h http.Handler) {
 			var key net.Conn = c
 			if proto == "unencrypted_http2" {
-				key = c.NetConn() // h2c: net/http tracks the plain connection
+				// h2c: net/http tracks the plain connection, which it
+				// passes in a *tls.Conn of its own.
+				key = c.NetConn()
+				if u, ok := key.(interface{ UnencryptedNetConn() net.Conn }); ok {
+					key = u.UnencryptedNetConn()
+				}
 			}
 			if v, ok := s.conns.Load(key); ok {
 				v.(*connInfo).h2.Store(true)

@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // TestLameDuckReversible: the lame duck answers with "Connection: close"
@@ -219,9 +217,10 @@ func TestHijackedContextCancelled(t *testing.T) {
 	drained(t, shutdownAsync(s, wait), served)
 }
 
-// TestLameDuckHTTP2: in the lame duck an idle HTTP/2 connection is told to
-// go away (GOAWAY), and a request on one gets its answer; after
-// LeaveLameDuck a new HTTP/2 connection is kept.
+// TestLameDuckHTTP2: an h2c connection (prior knowledge) is known as
+// HTTP/2 (before, it was taken for an idle HTTP/1 connection and closed
+// without GOAWAY); in the lame duck an idle HTTP/2 connection is told to
+// go away (GOAWAY); after LeaveLameDuck a new one is kept.
 func TestLameDuckHTTP2(t *testing.T) {
 	checkLeaks(t)
 	var protos http.Protocols
@@ -231,21 +230,22 @@ func TestLameDuckHTTP2(t *testing.T) {
 		_, _ = io.WriteString(w, r.Proto)
 	})}
 	s, addr, served := serveHTTP(t, srv)
-	dialH2 := func() *http2.ClientConn {
+	var cp http.Protocols
+	cp.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &cp}
+	dialH2 := func() *http.ClientConn {
 		t.Helper()
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		cc, err := (&http2.Transport{AllowHTTP: true}).NewClientConn(c)
+		// One connection, used directly: nothing is retried.
+		cc, err := tr.NewClientConn(t.Context(), "http", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = cc.Close() })
 		return cc
 	}
-	get := func(cc *http2.ClientConn) {
+	// usable: the connection takes new requests (no GOAWAY yet).
+	usable := func(cc *http.ClientConn) bool { return cc.Err() == nil && cc.Available() > 0 }
+	get := func(cc *http.ClientConn) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
 		resp, err := cc.RoundTrip(req)
@@ -260,19 +260,30 @@ func TestLameDuckHTTP2(t *testing.T) {
 	}
 	cc := dialH2()
 	get(cc)
+	// The drain knows it for HTTP/2, which it never closes (GOAWAY does).
+	h2 := 0
+	s.conns.Range(func(_, v any) bool {
+		if v.(*connInfo).h2.Load() {
+			h2++
+		}
+		return true
+	})
+	if h2 != 1 {
+		t.Fatalf("%d connections known as HTTP/2, want 1 (h2c)", h2)
+	}
 	s.EnterLameDuck()
 	deadline := time.Now().Add(wait)
-	for cc.CanTakeNewRequest() && time.Now().Before(deadline) {
+	for usable(cc) && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if cc.CanTakeNewRequest() {
+	if usable(cc) {
 		t.Fatal("idle HTTP/2 connection in the lame duck: no GOAWAY")
 	}
 	s.LeaveLameDuck()
 	kept := dialH2()
 	get(kept)
 	time.Sleep(4 * s.idleGrace())
-	if !kept.CanTakeNewRequest() {
+	if !usable(kept) {
 		t.Error("HTTP/2 connection told to go away after LeaveLameDuck")
 	}
 	get(kept)
