@@ -43,14 +43,12 @@ func TestScenario10WatchWindow(t *testing.T) {
 	forReleases(t, func(t *testing.T, rel Release) {
 		v := strconv.Itoa(rel.Version)
 		extra := []string{}
-		// Type=notify-reload with ExecReload=baton reload --wait-window on
-		// 254 and 257. On 262 a reload job that gets a second READY=1
-		// while ExecReload= runs (the handoff sends one at the cut-over
-		// and one with MAINPID= at the window's end) is never ended:
-		// "Reload operation timed out" (MAINPID= alone at the end works).
-		// Until the handoff sends it so, 258+ runs the Type=notify units
-		// that every release supports.
-		waitWindow := rel.NotifyReload() && rel.Version < 258
+		// Type=notify-reload with ExecReload=baton reload --wait-window
+		// from 253 on. On 262 a reload job that gets a second READY=1
+		// while ExecReload= runs is never ended ("Reload operation timed
+		// out"): the handoff sends READY=1 at the cut-over and MAINPID=
+		// alone at the window's end.
+		waitWindow := rel.NotifyReload()
 		if waitWindow {
 			extra = append(extra, "--systemd-version", v, "--watch-window", watchWindow.String())
 		}

@@ -243,7 +243,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, *window, err
 	} else if u.cfg.WatchWindow > 0 {
 		u.log.Warn("successor cannot be watched (a release without watch windows): handing over at once", "generation", gen, "pid", pid)
 	}
-	if err := u.handOverMain(conn, w, mgr, pid); err != nil {
+	if err := u.handOverMain(conn, w, mgr, pid, mgr.HandOver); err != nil {
 		return 0, nil, fail("handover", pid, err)
 	}
 	u.log.Info("handed over", "generation", gen, "pid", pid, "took", time.Since(start))
@@ -252,11 +252,12 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, *window, err
 }
 
 // handOverMain makes the successor pid the manager's main process:
-// MAINPID=pid and READY=1, BARRIER=1, then MAIN on the channel. On failure
-// the successor is killed and this generation is main again.
-func (u *Upgrader) handOverMain(conn *net.UnixConn, w *watched, mgr notifier, pid int) error {
+// tell(pid) (MAINPID=pid, with READY=1 unless the manager has had it
+// already), BARRIER=1, then MAIN on the channel. On failure the successor
+// is killed and this generation is main again.
+func (u *Upgrader) handOverMain(conn *net.UnixConn, w *watched, mgr notifier, pid int, tell func(pid int) error) error {
 	u.stopWatchdog()
-	if err := mgr.HandOver(pid); err != nil {
+	if err := tell(pid); err != nil {
 		u.startWatchdog(mgr)
 		abort(conn, "manager")
 		return fmt.Errorf("%w (successor killed: %s)", err, w.kill())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/batonhq/baton/internal/generation"
@@ -141,7 +142,13 @@ func (u *Upgrader) endWindow(win *window, mgr notifier) {
 	if win.w.exited() {
 		err = fmt.Errorf("%w at the end of the watch window: %s", ErrSuccessorExited, win.w.reap(0))
 	} else {
-		err = u.handOverMain(win.conn, win.w, mgr, win.pid)
+		// MAINPID= alone: the manager had READY=1 at the window's start,
+		// and systemd 258 and later leave a reload job (ExecReload=
+		// baton reload --wait-window, still running) waiting for ever
+		// after a second READY=1.
+		err = u.handOverMain(win.conn, win.w, mgr, win.pid, func(pid int) error {
+			return mgr.Send("MAINPID=" + strconv.Itoa(pid))
+		})
 	}
 	u.mu.Lock()
 	u.upgradeDone = nil
