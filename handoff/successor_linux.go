@@ -244,9 +244,28 @@ func (u *Upgrader) handingLocked() bool {
 	}
 	// On probation, the main PID comes at once without a window, and at
 	// the window's end with one (a reload that comes then waits for it
-	// rather than being refused as in the window).
-	return u.phase == phaseProbation && (!u.watched || u.watchFor > 0 && !time.Now().Before(u.becameMain.Add(u.watchFor)))
+	// rather than being refused as in the window). The predecessor's
+	// clock started when it wrote SERVE, this one's after its servers
+	// started: the end seen from here is late by that much, so a reload
+	// within windowEndSlack of it waits too (for MAIN, or for the
+	// predecessor's rollback, which stops this generation).
+	if u.phase != phaseProbation {
+		return false
+	}
+	if !u.watched {
+		return true
+	}
+	if u.watchFor <= 0 {
+		return false
+	}
+	slack := min(windowEndSlack, u.watchFor/2)
+	return !time.Now().Before(u.becameMain.Add(u.watchFor - slack))
 }
+
+// windowEndSlack is how long before the end of its predecessor's watch
+// window, as seen from a successor, a reload waits for the main PID
+// instead of being refused.
+const windowEndSlack = 250 * time.Millisecond
 
 func (u *Upgrader) awaitMain() error {
 	// Once READY is out the predecessor decides: from then on a stop
