@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"testing"
-	"time"
 )
 
 // TestScenario12BatonRunFront: `baton run --front` as ExecStart= around a
@@ -35,26 +34,7 @@ KillMode=mixed
 	baton := box.MainPID("s12.service")
 
 	const count = 30
-	start := time.Now()
-	load := box.StartLoad(t.Context(), LoadConfig{URL: httpURL})
-	load.WaitRequests(100)
-	served := []int{probe(t, box)}
-	for i := range count {
-		load.WaitRequests(20)
-		box.Systemctl("reload", "s12.service")
-		p := box.Show("s12.service", "MainPID", "ActiveState", "SubState", "NRestarts")
-		if p["ActiveState"] != "active" || p["SubState"] != "running" || p["NRestarts"] != "0" {
-			t.Fatalf("after reload %d: %v", i+1, p)
-		}
-		prev := served[len(served)-1]
-		pid := probeUntil(t, box, func(pid int) bool { return pid != prev })
-		if pid == prev {
-			t.Fatalf("after reload %d: still served by pid %d", i+1, pid)
-		}
-		served = append(served, pid)
-	}
-	load.WaitRequests(20)
-	res := load.Stop()
+	res, start := reloadsUnderLoad(t, box, "s12.service", count)
 	scenarioReport(t, 12, Machine(t), res, count, start)
 	if main := box.MainPID("s12.service"); main != baton {
 		t.Errorf("MainPID %d, want baton run (%d) throughout", main, baton)

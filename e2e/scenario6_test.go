@@ -70,14 +70,27 @@ ExecReload=` + p.baton + ` reload --pid $MAINPID
 	if hardened {
 		count = 20 // the sandbox's case: the other two carry the 50
 	}
+	res, start := reloadsUnderLoad(t, box, "s6.service", count)
+	scenarioReport(t, 6, rel, res, count, start)
+	if main := box.MainPID("s6.service"); main != baton {
+		t.Errorf("MainPID %d, want baton run (%d) throughout", main, baton)
+	}
+	checkJournal(t, box, "s6.service")
+}
+
+// reloadsUnderLoad reloads unit count times under load, each time checking
+// that the unit stays active and running, never restarted, and that a new
+// process serves; it returns the load's result and when it started.
+func reloadsUnderLoad(t *testing.T, box *Box, unit string, count int) (LoadResult, time.Time) {
+	t.Helper()
 	start := time.Now()
 	load := box.StartLoad(t.Context(), LoadConfig{URL: httpURL})
 	load.WaitRequests(100)
 	served := []int{probe(t, box)}
 	for i := range count {
 		load.WaitRequests(20)
-		box.Systemctl("reload", "s6.service")
-		p := box.Show("s6.service", "MainPID", "ActiveState", "SubState", "NRestarts")
+		box.Systemctl("reload", unit)
+		p := box.Show(unit, "MainPID", "ActiveState", "SubState", "NRestarts")
 		if p["ActiveState"] != "active" || p["SubState"] != "running" || p["NRestarts"] != "0" {
 			t.Fatalf("after reload %d: %v", i+1, p)
 		}
@@ -89,10 +102,5 @@ ExecReload=` + p.baton + ` reload --pid $MAINPID
 		served = append(served, pid)
 	}
 	load.WaitRequests(20)
-	res := load.Stop()
-	scenarioReport(t, 6, rel, res, count, start)
-	if main := box.MainPID("s6.service"); main != baton {
-		t.Errorf("MainPID %d, want baton run (%d) throughout", main, baton)
-	}
-	checkJournal(t, box, "s6.service")
+	return load.Stop(), start
 }
