@@ -34,6 +34,7 @@ type listener struct {
 	paused  bool
 	resumed chan struct{} // closed by resume; a new one at each pause
 	epoch   uint64        // counts pauses: an Accept that saw one began retries
+	parked  int           // Accepts waiting for a resume
 	closed  chan struct{}
 	once    sync.Once
 }
@@ -61,13 +62,18 @@ func (l *listener) Accept() (net.Conn, error) {
 		l.mu.Lock()
 		for l.paused {
 			ch := l.resumed
+			l.parked++
 			l.mu.Unlock()
 			select {
 			case <-ch:
 			case <-l.closed:
+				l.mu.Lock()
+				l.parked--
+				l.mu.Unlock()
 				return nil, &net.OpError{Op: "accept", Net: l.Addr().Network(), Addr: l.Addr(), Err: net.ErrClosed}
 			}
 			l.mu.Lock()
+			l.parked--
 		}
 		epoch := l.epoch
 		l.mu.Unlock()

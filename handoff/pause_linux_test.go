@@ -61,8 +61,22 @@ func TestListenerPauseResume(t *testing.T) {
 		t.Errorf("accepted %d connections, want %d", n, rounds/2)
 	}
 
-	// Paused: a connection waits in the backlog until the resume.
+	// Paused: a connection waits in the backlog until the resume. An
+	// Accept already past the socket's deadline check when the pause came
+	// may take one more connection, as documented; the dial waits until
+	// the Accept is parked, so that this asserts the pause itself.
 	l.pause()
+	for deadline := time.Now().Add(wait); ; time.Sleep(time.Millisecond) {
+		l.mu.Lock()
+		parked := l.parked
+		l.mu.Unlock()
+		if parked == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Accept not parked in the pause after %v", wait)
+		}
+	}
 	c, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
