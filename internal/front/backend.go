@@ -19,25 +19,28 @@ type backend struct {
 	name  string
 	path  string
 	file  *os.File // the listening socket, the CMD's copy at its fd
-	tr    *http.Transport
+	up    *http.Transport // Upgrade requests
+	tr    *transport
 	proxy *httputil.ReverseProxy
 }
 
 // maxIdlePerCMD bounds the idle connections kept to one private socket:
 // above the client connections a busy front has in flight at once, so that
-// a request seldom dials (ReverseProxy's default transport keeps 2).
+// a request seldom dials (net/http's default transport keeps 2).
 const maxIdlePerCMD = 1024
 
 func newBackend(f *Front, g *gen, name, path string, file *os.File) *backend {
 	b := &backend{f: f, g: g, name: name, path: path, file: file}
-	b.tr = &http.Transport{
-		DialContext:         b.dial,
-		MaxIdleConnsPerHost: maxIdlePerCMD,
-		IdleConnTimeout:     90 * time.Second,
+	b.up = &http.Transport{ // upgraded connections are never pooled
+		DialContext: b.dial,
 		// The client's Accept-Encoding goes through as sent; the
 		// transport must not ask for gzip and unpack it itself.
 		DisableCompression: true,
 		// Proxy is nil: no HTTP_PROXY from the environment.
+	}
+	b.tr = &transport{
+		dial:    func(ctx context.Context) (net.Conn, error) { return b.dial(ctx, "unix", b.path) },
+		upgrade: b.up,
 	}
 	b.proxy = &httputil.ReverseProxy{
 		Rewrite:      b.rewrite,
@@ -108,7 +111,8 @@ func (b *backend) check(ctx context.Context) error {
 }
 
 func (b *backend) close() {
-	b.tr.CloseIdleConnections()
+	b.tr.close()
+	b.up.CloseIdleConnections()
 	_ = b.file.Close()
 	_ = os.Remove(b.path)
 }

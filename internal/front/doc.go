@@ -44,11 +44,13 @@
 // for the requests in flight, before the CMDs get their signal.
 //
 // NOTES
-//   - The proxy's costs are cut where ReverseProxy's defaults are dear: a
-//     transport per private socket keeping up to 1024 idle connections
-//     (the default keeps 2, so 32 clients would dial for most requests),
-//     a pool of copy buffers, no gzip of its own (DisableCompression),
-//     no proxy from the environment.
+//   - The proxy's costs are cut where ReverseProxy's defaults are dear:
+//     a transport of its own per private socket (transport.go) that
+//     writes each request and reads its response on the goroutine
+//     serving the client, with no goroutine hand-off, and keeps up to
+//     1024 idle connections; a pool of copy buffers; no gzip of its own;
+//     no proxy from the environment. Upgrade requests go through
+//     net/http's Transport, which hands the connection over.
 //   - The CMD sees the client's Host header, and X-Forwarded-For,
 //     X-Forwarded-Host and X-Forwarded-Proto set by the front; its
 //     RemoteAddr is the unix socket's. TLS is not terminated here.

@@ -5,7 +5,9 @@ package front
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -86,4 +88,34 @@ func checkStream(f *os.File) error {
 		return fmt.Errorf("%w: not listening", ErrNotStream)
 	}
 	return nil
+}
+
+// usable reports whether an idle connection to a CMD can carry a request:
+// it is open, the CMD has not closed its end and has sent nothing unasked.
+// It peeks without waiting.
+func usable(c net.Conn) bool {
+	if tc, ok := c.(*trackedConn); ok {
+		c = tc.Conn
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	idle := false
+	err = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		for {
+			_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			if err == unix.EINTR {
+				continue
+			}
+			idle = err == unix.EAGAIN // else EOF, data or an error
+			return true
+		}
+	})
+	return err == nil && idle
 }

@@ -4,6 +4,7 @@ package front
 
 import (
 	"errors"
+	"net"
 	"os"
 )
 
@@ -16,3 +17,5 @@ func listenUnix(string) (*os.File, error) { return nil, errUnsupported }
 func hasPending(*os.File) (bool, error) { return false, errUnsupported }
 
 func checkStream(*os.File) error { return errUnsupported }
+
+func usable(net.Conn) bool { return true }
