@@ -18,7 +18,7 @@ type backend struct {
 	g     *gen
 	name  string
 	path  string
-	file  *os.File // the listening socket, the CMD's copy at its fd
+	file  *os.File        // the listening socket, the CMD's copy at its fd
 	up    *http.Transport // Upgrade requests
 	tr    *transport
 	proxy *httputil.ReverseProxy
