@@ -45,11 +45,12 @@ const (
 //   - faultKillNewStart: the successor is SIGKILLed before Ready (paused
 //     at stageNewStart). The reload fails (control.ErrFailed) with
 //     "successor exited before ready: signal: killed"; the old one serves.
-//   - faultKillNewReady: the successor said READY, the old generation is
-//     paused before its liveness check (stageOldReady); the successor is
-//     SIGKILLed and has exited when the old one goes on. The reload fails
-//     with "successor exited after ready, before hand-over: signal: killed";
-//     the old one serves.
+//   - faultKillNewReady: the successor said READY (it accepts from then
+//     on, beside the old generation), the old generation is paused before
+//     its liveness check (stageOldReady); the successor is SIGKILLed, with
+//     what it accepted, and has exited when the old one goes on. The
+//     reload fails with "successor exited after ready, before hand-over:
+//     signal: killed"; the old one serves.
 //   - faultKillNewHandOver: the old generation paused, the successor
 //     serves (SERVE), and the old one sent MAINPID= and BARRIER=1 and is
 //     paused before it writes MAIN (stageOldHandOver); the successor is
@@ -466,10 +467,9 @@ func (c *chaos) kill(pid int, l *chaosLoad) (killed bool, conns int) {
 }
 
 // killSuccessor kills a successor that has not been handed the main PID.
-// Before its predecessor paused (serving false) it has not accepted a
-// connection; after (early accept: it serves from SERVE on, before the
-// main PID moves) what it accepted is lost with it, as on any killed
-// process.
+// Before READY (serving false) it has not accepted a connection; after
+// (early accept: it accepts from READY on, before the main PID moves)
+// what it accepted is lost with it, as on any killed process.
 func (c *chaos) killSuccessor(pid int, l *chaosLoad, serving bool) {
 	c.t.Helper()
 	killed, conns := c.kill(pid, l)
@@ -659,8 +659,8 @@ func (c *chaos) upgrade(rng *rand.Rand, kind string, l *chaosLoad) {
 		c.pauseNext(stage)
 		pending := reloadAsync(t, old)
 		p := c.waitPause(stage)
-		c.killSuccessor(p.successor, l, kind == faultKillNewHandOver)
-		c.waitGone(p.successor) // before the old generation goes on
+		c.killSuccessor(p.successor, l, true) // it accepts from READY on
+		c.waitGone(p.successor)               // before the old generation goes on
 		c.resume(old)
 		c.expectFailed(<-pending, want)
 		if kind == faultKillNewHandOver {

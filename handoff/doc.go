@@ -41,22 +41,24 @@
 //     nothing in it talks to the manager too early. BATON_HANDOFF_DRAINING
 //     lists the generations still draining, this one last (see "Draining
 //     generations").
-//  3. The successor initialises and calls Ready, which writes READY on the
-//     channel and waits. Its servers (Serve) are not started yet: a
-//     successor that fails before never accepted a connection.
+//  3. The successor initialises and calls Ready, which starts its servers
+//     on its listeners paused, writes READY on the channel, resumes them
+//     and waits: it accepts from READY on (early accept), and a successor
+//     that fails before READY never accepted a connection.
 //  4. Within ReadyTimeout, the current generation checks the successor is
 //     still alive, pauses accepting (every listener Listen returned: an
-//     Accept waits, connections stay in the shared socket's backlog;
-//     nothing is closed) and writes
-//     SERVE on the channel: the successor starts its servers and accepts
-//     at once (early accept). Then it sends MAINPID=<successor> and
+//     Accept waits, connections stay in the shared socket's backlog,
+//     which the successor drains; nothing is closed; between READY and
+//     this pause both generations accept, both ready) and writes SERVE
+//     on the channel: the successor serves on probation. Then it sends
+//     MAINPID=<successor> and
 //     READY=1 in one datagram, waits for BARRIER=1, and writes MAIN. From
 //     then on it says nothing to the manager (docs/systemd-notes.md, rule 2): it
 //     closes Done and drains; the successor restores NOTIFY_SOCKET, takes
 //     the watchdog (WATCHDOG_PID=self), writes the PID file and sends
 //     STATUS=. (Its control socket was opened before READY, so the pid the
 //     predecessor reports can be reloaded at once.) A successor that dies
-//     between SERVE and MAIN is rolled back: the current generation
+//     between READY and MAIN is rolled back: the current generation
 //     resumes accepting and keeps the main PID; what the successor had
 //     accepted is lost with it, as with any crash.
 //  5. On any failure (cannot start, missing binary, exits early, not ready
@@ -241,7 +243,8 @@
 // A generation is in one phase at a time (generation.go); every change
 // goes through one transition function that refuses a move this table does
 // not have (an error to its caller, logged, counted) and runs the move's
-// effects: into probation or serving the servers start; into watching the
+// effects: into awaiting main the servers start on listeners held until
+// READY is written; into probation or serving the others start; into watching the
 // listeners pause; from watching into serving they resume; into handed
 // over or stopped Done is closed and the drain starts, there and nowhere
 // else (Wait only waits for it):
@@ -250,7 +253,7 @@
 //	starting       no    no       awaiting main      a successor's Ready writes READY
 //	                              serving            generation 1's Ready
 //	                              stopped            Stop before Ready (a successor declines)
-//	awaiting main  no    no       serving            MAIN from an older release, or the predecessor died (claim)
+//	awaiting main  no    yes      serving            MAIN from an older release, or the predecessor died (claim)
 //	                              probation          SERVE (the predecessor paused)
 //	                              stopped            Stop (the answer is awaited: STOPPING=1 on MAIN)
 //	probation      no    yes      serving            MAIN (at once, or after the window), or the predecessor died

@@ -23,8 +23,8 @@ const (
 	// phaseStarting: New returned, Ready has not made it main (or is
 	// waiting to be told in a successor that has not said READY yet).
 	phaseStarting phase = iota
-	// phaseAwaitingMain: a successor told its predecessor READY and waits
-	// for its answer (SERVE, MAIN or ABORT).
+	// phaseAwaitingMain: a successor told its predecessor READY, accepts
+	// from then on, and waits for its answer (SERVE, MAIN or ABORT).
 	phaseAwaitingMain
 	// phaseProbation: a successor serving while its predecessor, paused,
 	// still holds the main PID (the cut-over, and the watch window when
@@ -112,7 +112,7 @@ func (p phase) main() bool {
 // run and its listeners are not paused.
 func (p phase) accepting() bool {
 	switch p {
-	case phaseProbation, phaseServing, phaseUpgrading, phaseStopping:
+	case phaseAwaitingMain, phaseProbation, phaseServing, phaseUpgrading, phaseStopping:
 		return true
 	}
 	return false
@@ -129,8 +129,12 @@ var errTransition = errors.New("lifecycle: transition refused")
 // (Status), and the error returned.
 //
 // The effects, one place for each:
+//   - into awaiting main: the listeners pause and the servers accepting
+//     on them start (holdLocked, in awaitMain), to resume once READY is
+//     written;
 //   - into probation or serving (from starting or awaiting main): the
-//     registered servers start;
+//     listeners still held resume and the registered servers not started
+//     yet start;
 //   - into watching: every listener Listen returned is paused;
 //   - from watching into serving (a rollback): they are resumed, and
 //     servers registered meanwhile start;
@@ -151,11 +155,13 @@ func (u *Upgrader) enterLocked(next phase) error {
 	u.phase = next
 	switch next {
 	case phaseProbation:
+		u.releaseLocked()
 		u.startServersLocked()
 	case phaseServing:
 		if from == phaseWatching {
 			u.resumeLocked()
 		}
+		u.releaseLocked()
 		u.startServersLocked()
 	case phaseWatching:
 		u.pauseLocked()
@@ -168,9 +174,17 @@ func (u *Upgrader) enterLocked(next phase) error {
 
 // startServersLocked starts the registered servers not started yet;
 // called with u.mu held.
-func (u *Upgrader) startServersLocked() {
+func (u *Upgrader) startServersLocked() { u.startServersWhileLocked(nil) }
+
+// startServersWhileLocked starts the registered servers not started yet,
+// in order, as long as ok (nil: all) says so of the next; called with
+// u.mu held.
+func (u *Upgrader) startServersWhileLocked(ok func(Server) bool) {
 	for ; u.started < len(u.servers); u.started++ {
 		s := u.servers[u.started]
+		if ok != nil && !ok(s) {
+			return
+		}
 		r := &running{s: s, done: make(chan struct{})}
 		u.running = append(u.running, r)
 		go func() {

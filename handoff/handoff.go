@@ -57,8 +57,11 @@ type Upgrader struct {
 	// as far as this one knows (from its predecessor, pruned and capped
 	// at each upgrade); selfStart is this process's start time. Both are
 	// used by the one upgrade in flight only.
-	draining  []procRef
-	selfStart uint64
+	draining      []procRef
+	selfStart     uint64
+	selfStartRead chan struct{} // closed once selfStart is set
+	// notified is closed once the signals are caught (New).
+	notified chan struct{}
 	// statusNote is what the predecessor's upgrade reports (generations
 	// it force-closed), added to this generation's first STATUS= line.
 	statusNote string
@@ -82,6 +85,9 @@ type Upgrader struct {
 	// listeners are those Listen returned: paused while a successor
 	// serves and this generation holds the main PID (phaseWatching).
 	listeners []*listener
+	// held: a successor's listeners are paused and its servers started
+	// from READY until SERVE (holdLocked).
+	held bool
 	// The drain: started on entering handed over or stopped, once;
 	// drained is closed when it has ended, with drainErr.
 	drainStarted bool
@@ -176,7 +182,7 @@ func (u *Upgrader) Listen(name, network, addr string) (net.Listener, error) {
 	u.mu.Lock()
 	if l, ok := ln.(*listener); ok {
 		u.listeners = append(u.listeners, l)
-		if u.phase == phaseWatching {
+		if u.phase == phaseWatching || u.held {
 			l.pause()
 		}
 	}

@@ -109,6 +109,8 @@ func (s *HTTPServer) Shutdown(ctx context.Context) error {
 	return err
 }
 
+func (s *HTTPServer) acceptsOn() net.Listener { return s.ln }
+
 // Draining returns a channel that is closed when the drain starts.
 func (s *HTTPServer) Draining() <-chan struct{} { return s.d.Draining() }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -200,5 +201,44 @@ func (u *Upgrader) resumeLocked() {
 		if p, ok := r.s.(pauser); ok {
 			p.resumeServing()
 		}
+	}
+}
+
+// acceptor is a server that accepts on one listener and says which:
+// when that is a listener Listen returned, the server can start before its
+// generation accepts, held on the paused listener.
+type acceptor interface{ acceptsOn() net.Listener }
+
+// holdLocked, in a successor about to say READY, pauses every listener
+// Listen returned and starts the registered servers that accept on one of
+// them (in order, up to the first that does not): at SERVE, accepting is
+// a resume (releaseLocked), with no server's start-up on the hand-over's
+// path. Called with u.mu held.
+func (u *Upgrader) holdLocked() {
+	if u.held {
+		return
+	}
+	u.held = true
+	for _, l := range u.listeners {
+		l.pause()
+	}
+	u.startServersWhileLocked(func(s Server) bool {
+		a, ok := s.(acceptor)
+		if !ok {
+			return false
+		}
+		l, ok := a.acceptsOn().(*listener)
+		return ok && slices.Contains(u.listeners, l)
+	})
+}
+
+// releaseLocked undoes holdLocked. Called with u.mu held.
+func (u *Upgrader) releaseLocked() {
+	if !u.held {
+		return
+	}
+	u.held = false
+	for _, l := range u.listeners {
+		l.resume()
 	}
 }

@@ -212,7 +212,8 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, *window, err
 		return 0, nil, fail("ready", pid, fmt.Errorf("unexpected message %q (killed: %s)", buf[:n], w.kill()))
 	}
 	u.stage(stageReady)
-	u.log.Info("successor ready", "generation", gen, "pid", pid, "took", time.Since(start))
+	readyAfter := time.Since(start)
+	logReady := func() { u.log.Info("successor ready", "generation", gen, "pid", pid, "took", readyAfter) }
 
 	// Hand-over.
 	if u.beforeHandOver != nil {
@@ -230,7 +231,9 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, *window, err
 		// at once; the main PID moves after (now, or when the watch
 		// window has passed), and a successor that dies before is
 		// rolled back.
-		if err := u.cutOver(conn, w, pid); err != nil {
+		err := u.cutOver(conn, w, pid)
+		logReady() // after the pause, off the hand-over's path
+		if err != nil {
 			return 0, nil, fail("handover", pid, err)
 		}
 		if u.cfg.WatchWindow > 0 {
@@ -240,7 +243,7 @@ func (u *Upgrader) upgrade(ctx context.Context, mgr notifier) (int, *window, err
 			u.log.Info("cut over, watching", "generation", gen, "pid", pid, "took", time.Since(start), "until", win.until)
 			return pid, win, nil
 		}
-	} else if u.cfg.WatchWindow > 0 {
+	} else if logReady(); u.cfg.WatchWindow > 0 {
 		u.log.Warn("successor cannot be watched (a release without watch windows): handing over at once", "generation", gen, "pid", pid)
 	}
 	if err := u.handOverMain(conn, w, mgr, pid, mgr.HandOver); err != nil {

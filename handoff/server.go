@@ -78,6 +78,8 @@ func TCP(ln net.Listener, handle func(net.Conn)) *TCPServer {
 	return &TCPServer{ln: ln, handle: handle, conns: map[net.Conn]struct{}{}, served: make(chan struct{})}
 }
 
+func (s *TCPServer) acceptsOn() net.Listener { return s.ln }
+
 // Serve accepts until Shutdown.
 func (s *TCPServer) Serve() error {
 	defer close(s.served)

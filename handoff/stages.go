@@ -48,8 +48,8 @@ func init() { markStage(stageInit) }
 // stage records s, and logs the stages at debug level once the upgrade's
 // side of this process is complete: for the predecessor when the
 // successor is told it is main (and its drain's start in a line of its
-// own), for a successor at its first connection accepted by an
-// HTTPServer.
+// own), for a successor once it serves and an HTTPServer has accepted its
+// first connection.
 func (u *Upgrader) stage(s stage) {
 	stages.log.Store(u.log)
 	switch s {
@@ -67,9 +67,25 @@ func (u *Upgrader) stage(s stage) {
 		if !stages.t[s].CompareAndSwap(0, monotonicNS()) {
 			return
 		}
-		if s == stageMainSent {
+		switch s {
+		case stageMainSent:
 			logStages("predecessor", stageSignal, stageMainSent, u.gen)
+		case stageServing:
+			logSuccessor()
 		}
+	}
+}
+
+// successorLogged: the successor's stages are logged once, when both its
+// first accept (from READY on) and its serving stage are recorded.
+var successorLogged atomic.Bool
+
+func logSuccessor() {
+	if stages.t[stageAccept].Load() == 0 || stages.t[stageServing].Load() == 0 {
+		return
+	}
+	if successorLogged.CompareAndSwap(false, true) {
+		logStages("successor", stageInit, stageAccept, 0)
 	}
 }
 
@@ -80,7 +96,7 @@ func markStage(s stage) {
 	var after stage
 	switch s {
 	case stageAccept:
-		after = stageMain
+		after = stageReadySent // a successor accepts from READY on
 	case stageDrain:
 		after = stageMainSent
 	default:
@@ -94,7 +110,7 @@ func markStage(s stage) {
 		return
 	}
 	if s == stageAccept {
-		logStages("successor", stageInit, stageAccept, 0)
+		logSuccessor()
 	} else {
 		logStages("predecessor", stageDrain, stageDrain, 0)
 	}

@@ -169,6 +169,11 @@ func (u *Upgrader) readHistory(v string) {
 func (u *Upgrader) watchDrain(pid int) {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			// Gone (and reaped) already: nothing holds the sockets set
+			// aside at Ready but this process.
+			u.fds.closeDropped()
+		}
 		return
 	}
 	since := time.Now()

@@ -121,7 +121,9 @@ func (u *Upgrader) fromPredecessor() error {
 //
 // Register the servers (Serve) before calling Ready: Ready starts them
 // when this process becomes main, before it tells the manager. Meanwhile
-// connections wait in the sockets' backlog.
+// connections wait in the sockets' backlog. In a successor, the servers
+// that accept on listeners from Listen start just before READY, on those
+// listeners paused, and accept from the moment the predecessor has paused.
 func (u *Upgrader) Ready() error {
 	u.trapsAtReady()
 	u.mu.Lock()
@@ -279,16 +281,25 @@ func (u *Upgrader) awaitMain() error {
 		u.mu.Unlock()
 		return err
 	}
+	u.holdLocked()
 	u.mu.Unlock()
-	// This release serves as soon as its predecessor has paused (SERVE),
-	// before the main PID moves: it says so.
+	// This release accepts from READY on, its servers started on its
+	// held listeners (holdLocked), and serves on probation from SERVE,
+	// before the main PID moves: it says so. The predecessor pauses when
+	// it reads READY; until then both accept, both ready.
 	if _, err := u.parent.Write([]byte(msgReady + " " + readyProbation)); err != nil {
 		return u.channelClosed()
 	}
 	u.stage(stageReadySent)
-	if u.afterReadySent != nil {
+	if u.afterReadySent != nil { // tests: what happens at READY
 		u.afterReadySent()
 	}
+	u.mu.Lock()
+	if u.phase == phaseAwaitingMain { // not stopped meanwhile
+		u.releaseLocked()
+	}
+	u.mu.Unlock()
+	<-u.notified // the signals are caught from here on (New)
 	err := u.readAnswer()
 	u.stage(stageMain) // MAIN, or SERVE in a watch window
 	return err

@@ -72,9 +72,35 @@ func New(cfg Config) (*Upgrader, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	// The first signal.Notify of a process starts a thread of the
+	// runtime's and waits for it (a few hundred microseconds on a small
+	// machine): it runs in a goroutine of its own. Generation 1 waits for
+	// it before New returns; a successor only once it has written READY
+	// (Ready), so that it says READY, and accepts, that much sooner. A
+	// signal that reaches a successor before has the default action: it
+	// ends a process that has accepted nothing, and the predecessor,
+	// which sees its channel close, goes on serving.
+	var sigs chan os.Signal
+	notified := make(chan struct{})
+	if cfg.NoSignals {
+		close(notified)
+	} else {
+		sigs = make(chan os.Signal, 4)
+		go func() {
+			signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+			close(notified)
+		}()
+	}
+	fail := func(err error) (*Upgrader, error) {
+		<-notified
+		if sigs != nil {
+			signal.Stop(sigs)
+		}
+		return nil, fmt.Errorf("handoff: %w", err)
+	}
 	fds, err := receive()
 	if err != nil {
-		return nil, fmt.Errorf("handoff: %w", err)
+		return fail(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	u := &Upgrader{
@@ -83,19 +109,26 @@ func New(cfg Config) (*Upgrader, error) {
 		done: make(chan struct{}), isMain: make(chan struct{}), serveErr: make(chan error, 1), drained: make(chan struct{}),
 		stopped: make(chan struct{}), cutDelay: make(chan struct{}),
 	}
-	u.selfStart, _ = procStart(os.Getpid())
+	u.selfStartRead = make(chan struct{})
+	go func() { // read from /proc, needed at the first upgrade only
+		u.selfStart, _ = procStart(os.Getpid())
+		close(u.selfStartRead)
+	}()
 	u.startedAt = time.Now()
 	if err := u.fromPredecessor(); err != nil {
 		cancel()
 		fds.close()
-		return nil, fmt.Errorf("handoff: %w", err)
+		return fail(err)
 	}
-	if !cfg.NoSignals {
-		sigs := make(chan os.Signal, 4)
-		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	u.notified = notified
+	if u.parent == nil {
+		<-notified
+	}
+	if sigs != nil {
 		quit := make(chan struct{})
 		u.wg.Go(func() { u.signals(sigs, quit) })
 		u.stopSignals = func() { // called by closeOS, with u.mu held
+			<-notified // not to be undone by a Notify after
 			if u.phase == phaseHandedOver {
 				// Its work is done and the service's signals are its
 				// successor's: one that reaches it now (a PID 1 init
@@ -175,6 +208,7 @@ func (u *Upgrader) successorEnv(gen, fd int, note string) []string {
 	if u.socket != "" {
 		env = append(env, envNotify+"="+u.socket)
 	}
+	<-u.selfStartRead
 	if u.selfStart != 0 {
 		// Without a start time of its own (no /proc) this generation
 		// cannot be told from a later process with its pid: nothing is
