@@ -48,7 +48,7 @@ var (
 )
 
 // prefix begins the abstract name of every control socket; the rest is
-// random (rand.Text: 128 bits), so nobody can bind it in advance, and a
+// random (128 bits from getrandom(2)), so nobody can bind it in advance, and a
 // client finds it among the sockets the process holds (find).
 const prefix = "@baton/control/"
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"io"
@@ -18,11 +19,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// randomName is 26 base32 characters from 128 bits of the kernel's
+// random generator, read with getrandom(2): in a process that starts
+// (a successor about to say READY), crypto/rand's first call sets up its
+// state first, which costs tens of microseconds more. It falls back on
+// crypto/rand.
+func randomName() string {
+	var b [16]byte
+	if n, err := unix.Getrandom(b[:], 0); err != nil || n != len(b) {
+		return rand.Text()
+	}
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
+}
+
 // listen binds a listening socket under a fresh random name. A name in use
 // cannot have been guessed: it is taken by chance, and another is tried.
 func listen() (*net.UnixListener, error) {
 	for i := 0; ; i++ {
-		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: prefix + rand.Text(), Net: "unix"})
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: prefix + randomName(), Net: "unix"})
 		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || i == 2 {
 			return ln, err
 		}
