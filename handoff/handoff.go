@@ -60,6 +60,11 @@ type Upgrader struct {
 	draining      []procRef
 	selfStart     uint64
 	selfStartRead chan struct{} // closed once selfStart is set
+	// The predecessor's history, parsed in the background (readHistory)
+	// until histParsed is closed, then taken (takeHistoryLocked).
+	histParsed chan struct{}
+	histIn     history
+	histStart  time.Time
 	// notified is closed once the signals are caught (New).
 	notified chan struct{}
 	// statusNote is what the predecessor's upgrade reports (generations

@@ -57,6 +57,7 @@ func (u *Upgrader) upgradeWatch(ctx context.Context) (int, *window, error) {
 	}
 	done := make(chan struct{})
 	u.upgradeDone = done
+	u.takeHistoryLocked()
 	u.upgradeStart = time.Now()
 	u.stage(stageUpgrade)
 	mgr := u.mgr

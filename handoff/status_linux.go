@@ -19,6 +19,7 @@ import (
 // over its control socket (a quarter second at most each).
 func (u *Upgrader) Status() Status {
 	u.mu.Lock()
+	u.takeHistoryLocked()
 	st := Status{
 		PID:         os.Getpid(),
 		Generation:  u.gen,
@@ -95,6 +96,7 @@ func drainStatus(list []procRef) []DrainStatus {
 // recordFailure adds a failed or abandoned upgrade to the history; called
 // with u.mu held.
 func (u *Upgrader) recordFailure(err error) {
+	u.takeHistoryLocked()
 	r := UpgradeRecord{Generation: u.gen + 1, Outcome: OutcomeFailed, Reason: err.Error(), Started: u.upgradeStart, Duration: time.Since(u.upgradeStart)}
 	switch {
 	case errors.Is(err, ErrStopping):
@@ -112,6 +114,7 @@ func (u *Upgrader) recordFailure(err error) {
 // recordHandOver adds this generation's own upgrade, from its request in
 // the predecessor to now, the hand-over; called with u.mu held.
 func (u *Upgrader) recordHandOver(self int) {
+	u.takeHistoryLocked()
 	r := UpgradeRecord{Generation: u.gen, PID: self, Outcome: OutcomeOK, Started: u.upgradeStart}
 	if !u.upgradeStart.IsZero() {
 		r.Duration = u.becameMain.Sub(u.upgradeStart)
@@ -121,6 +124,7 @@ func (u *Upgrader) recordHandOver(self int) {
 
 // servingStatus is the STATUS= line of a generation that became main.
 func (u *Upgrader) servingStatus(self int) string {
+	u.takeHistoryLocked()
 	if u.parent == nil || u.upgradeStart.IsZero() {
 		return fmt.Sprintf("serving, generation %d, pid %d", u.gen, self)
 	}
@@ -131,6 +135,7 @@ func (u *Upgrader) servingStatus(self int) string {
 func (u *Upgrader) historyEnv() string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	u.takeHistoryLocked()
 	b, err := json.Marshal(struct {
 		history
 		Started int64 `json:"started_ns"`
@@ -142,26 +147,47 @@ func (u *Upgrader) historyEnv() string {
 }
 
 // readHistory takes the predecessor's history. It is information only: a
-// value that does not parse is logged and dropped, not an error.
+// value that does not parse is logged and dropped, not an error. It is
+// parsed in the background (encoding/json's first use costs a starting
+// process a few hundred microseconds, which would come before READY) and
+// taken by takeHistoryLocked.
 func (u *Upgrader) readHistory(v string) {
 	if v == "" {
 		return
 	}
-	var h struct {
-		history
-		Started int64 `json:"started_ns"`
-	}
-	if err := json.Unmarshal([]byte(v), &h); err != nil {
-		u.log.Warn("upgrade history from the predecessor dropped", "err", err)
+	done := make(chan struct{})
+	u.histParsed = done
+	go func() {
+		defer close(done)
+		var h struct {
+			history
+			Started int64 `json:"started_ns"`
+		}
+		if err := json.Unmarshal([]byte(v), &h); err != nil {
+			u.log.Warn("upgrade history from the predecessor dropped", "err", err)
+			return
+		}
+		if n := len(h.Upgrades); n > MaxHistory {
+			h.Upgrades = h.Upgrades[n-MaxHistory:]
+		}
+		u.histIn = h.history
+		if h.Started > 0 {
+			u.histStart = time.Unix(0, h.Started)
+		}
+	}()
+}
+
+// takeHistoryLocked waits for the predecessor's history (readHistory) and
+// makes it this generation's, once: everything that reads or writes hist
+// or upgradeStart calls it first, with u.mu held.
+func (u *Upgrader) takeHistoryLocked() {
+	if u.histParsed == nil {
 		return
 	}
-	if n := len(h.Upgrades); n > MaxHistory {
-		h.Upgrades = h.Upgrades[n-MaxHistory:]
-	}
-	u.hist = h.history
-	if h.Started > 0 {
-		u.upgradeStart = time.Unix(0, h.Started)
-	}
+	<-u.histParsed
+	u.histParsed = nil
+	u.hist, u.upgradeStart = u.histIn, u.histStart
+	u.histIn = history{}
 }
 
 // watchDrain records how long the predecessor pid drains: from now, the
