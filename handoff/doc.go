@@ -49,10 +49,11 @@
 //     still alive, pauses accepting (every listener Listen returned: an
 //     Accept waits, connections stay in the shared socket's backlog,
 //     which the successor drains; nothing is closed; between READY and
-//     this pause both generations accept, both ready) and writes SERVE
-//     on the channel: the successor serves on probation. Then it sends
-//     MAINPID=<successor> and
-//     READY=1 in one datagram, waits for BARRIER=1, and writes MAIN. From
+//     this pause both generations accept, both ready), turns its HTTP
+//     servers' lame duck on (responses say "Connection: close", so that
+//     keep-alive clients start moving) and writes SERVE on the channel:
+//     the successor serves on probation. Then it sends
+//     MAINPID=<successor> and READY=1 in one datagram, waits for BARRIER=1, and writes MAIN. From
 //     then on it says nothing to the manager (docs/systemd-notes.md, rule 2): it
 //     closes Done and drains; the successor restores NOTIFY_SOCKET, takes
 //     the watchdog (WATCHDOG_PID=self), writes the PID file and sends

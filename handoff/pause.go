@@ -175,12 +175,9 @@ func (u *Upgrader) pauseLocked() {
 	for _, l := range u.listeners {
 		l.pause()
 	}
-	if u.cfg.WatchWindow <= 0 {
-		// The main PID moves at once and the drain follows within
-		// milliseconds: a lame duck of its own would only add a second
-		// transition for the connections.
-		return
-	}
+	// The lame duck also without a window: the drain follows within
+	// milliseconds, but keep-alive clients start moving to the successor
+	// from the pause on.
 	ctx := u.drainContext(context.Background())
 	for _, r := range u.running {
 		if p, ok := r.s.(pauser); ok {
@@ -193,9 +190,6 @@ func (u *Upgrader) pauseLocked() {
 func (u *Upgrader) resumeLocked() {
 	for _, l := range u.listeners {
 		l.resume()
-	}
-	if u.cfg.WatchWindow <= 0 {
-		return
 	}
 	for _, r := range u.running {
 		if p, ok := r.s.(pauser); ok {
