@@ -11,7 +11,7 @@ import (
 type Status struct {
 	PID        int    `json:"pid"`
 	Generation int    `json:"generation"`
-	State      string `json:"state"` // StateStarting, StateServing, StateDraining, StateStopping
+	State      string `json:"state"` // StateStarting, StateServing, StateWatching, StateDraining, StateStopping
 	// Started is when this process started (New).
 	Started time.Time `json:"started"`
 	Exe     string    `json:"exe"`
@@ -51,6 +51,7 @@ const (
 	StateStarting = "starting" // before Ready made it the main process
 	StateServing  = "serving"  // the main process
 	StateDraining = "draining" // handed over to its successor
+	StateWatching = "watching" // main but paused: its successor serves on probation in a watch window
 	StateStopping = "stopping" // a stop was requested (SIGTERM, Stop)
 )
 
@@ -207,8 +208,10 @@ func (s *TCPServer) Connections() int {
 
 func (u *Upgrader) stateLocked() string {
 	switch u.phase {
-	case phaseHandedOver, phaseWatching:
+	case phaseHandedOver:
 		return StateDraining
+	case phaseWatching:
+		return StateWatching
 	case phaseStopping, phaseStopped:
 		if u.successor != 0 {
 			return StateDraining

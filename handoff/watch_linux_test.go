@@ -167,7 +167,7 @@ func TestWatchWindowQuiet(t *testing.T) {
 			t.Errorf("reload of %d in the window: %v, want in progress", pid, err)
 		}
 	}
-	if st := statusOf(t, s.gen1); st.State != StateDraining || st.Watch == nil || st.Watch.Role != "watching" || st.Watch.PID != next || st.Watch.Until.IsZero() {
+	if st := statusOf(t, s.gen1); st.State != StateWatching || st.Watch == nil || st.Watch.Role != "watching" || st.Watch.PID != next || st.Watch.Until.IsZero() {
 		t.Errorf("old generation in the window: state %q, watch %+v", st.State, st.Watch)
 	}
 	if st := statusOf(t, next); st.State != StateServing || st.Watch == nil || st.Watch.Role != "probation" || st.Watch.PID != s.gen1 {
@@ -187,8 +187,8 @@ func TestWatchWindowQuiet(t *testing.T) {
 	}
 	// Its own upgrade is in its history; the third's is the third's once
 	// its window has passed.
-	if st := statusOf(t, next); st.Counters.UpgradesOK != 1 || st.State != StateDraining {
-		t.Errorf("status of %d: %d upgrades ok, state %q; want 1, %q", next, st.Counters.UpgradesOK, st.State, StateDraining)
+	if st := statusOf(t, next); st.Counters.UpgradesOK != 1 || st.State != StateWatching {
+		t.Errorf("status of %d: %d upgrades ok, state %q; want 1, %q", next, st.Counters.UpgradesOK, st.State, StateWatching)
 	}
 }
 
