@@ -60,13 +60,13 @@ type Upgrader struct {
 	draining      []procRef
 	selfStart     uint64
 	selfStartRead chan struct{} // closed once selfStart is set
+	// notified is closed once the signals are caught (New).
+	notified chan struct{}
 	// The predecessor's history, parsed in the background (readHistory)
 	// until histParsed is closed, then taken (takeHistoryLocked).
 	histParsed chan struct{}
 	histIn     history
 	histStart  time.Time
-	// notified is closed once the signals are caught (New).
-	notified chan struct{}
 	// statusNote is what the predecessor's upgrade reports (generations
 	// it force-closed), added to this generation's first STATUS= line.
 	statusNote string

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -74,17 +75,31 @@ func New(cfg Config) (*Upgrader, error) {
 	}
 	// The first signal.Notify of a process starts a thread of the
 	// runtime's and waits for it (a few hundred microseconds on a small
-	// machine): it runs in a goroutine of its own. Generation 1 waits for
-	// it before New returns; a successor only once it has written READY
-	// (Ready), so that it says READY, and accepts, that much sooner. A
-	// signal that reaches a successor before has the default action: it
-	// ends a process that has accepted nothing, and the predecessor,
-	// which sees its channel close, goes on serving.
+	// machine). In a successor it was started at package init
+	// (earlySignals) and is waited for once READY is written (Ready),
+	// so that it says READY, and accepts, that much sooner: a signal
+	// that reaches it before the handler is in place has the default
+	// action, which ends a process that has accepted nothing (the
+	// predecessor, whose channel closes, goes on serving). In
+	// generation 1 it runs beside the rest of New, which waits for it.
 	var sigs chan os.Signal
 	notified := make(chan struct{})
-	if cfg.NoSignals {
+	e := earlySignals.Swap(nil)
+	switch {
+	case cfg.NoSignals:
+		if e != nil {
+			// Caught for nothing: let go, and what came meanwhile
+			// comes again, to the program's own handling.
+			<-e.done
+			signal.Stop(e.c)
+			for len(e.c) > 0 {
+				_ = unix.Kill(os.Getpid(), (<-e.c).(syscall.Signal))
+			}
+		}
 		close(notified)
-	} else {
+	case e != nil:
+		sigs, notified = e.c, e.done
+	default:
 		sigs = make(chan os.Signal, 4)
 		go func() {
 			signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
@@ -177,6 +192,30 @@ func (u *Upgrader) signals(sigs chan os.Signal, quit chan struct{}) {
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+// earlySignals, in a successor (started by a predecessor's upgrade with
+// BATON_HANDOFF_FD: a program that calls New), catches the Upgrader's
+// signals from package init on, in a goroutine, so that the first
+// signal.Notify's runtime thread starts beside the rest of the start-up
+// instead of before READY. New takes the channel.
+var earlySignals atomic.Pointer[caught]
+
+type caught struct {
+	c    chan os.Signal
+	done chan struct{} // closed once Notify has returned
+}
+
+func init() {
+	if _, ok := os.LookupEnv(envFD); !ok {
+		return
+	}
+	e := &caught{c: make(chan os.Signal, 4), done: make(chan struct{})}
+	earlySignals.Store(e)
+	go func() {
+		signal.Notify(e.c, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+		close(e.done)
+	}()
+}
 
 // startEnv is the environment this process started with, taken before
 // main runs. Successors get it, not the environment as the program changed
