@@ -63,8 +63,10 @@ func invokedPath(dir string) string {
 
 // New takes this process's sockets from the environment (LISTEN_FDS from
 // the manager or the predecessor) and, unless Config says otherwise,
-// handles SIGHUP (upgrade), SIGTERM and SIGINT (stop). Call it once, early
-// in main.
+// handles SIGHUP (upgrade), SIGTERM and SIGINT (stop): from its return in
+// generation 1, from READY on at the latest in a successor (until then a
+// signal may end it by its default action; it has accepted nothing). Call
+// it once, early in main.
 func New(cfg Config) (*Upgrader, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
