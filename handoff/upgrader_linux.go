@@ -199,7 +199,9 @@ func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
 // BATON_HANDOFF_FD: a program that calls New), catches the Upgrader's
 // signals from package init on, in a goroutine, so that the first
 // signal.Notify's runtime thread starts beside the rest of the start-up
-// instead of before READY. New takes the channel.
+// instead of before READY. New takes the channel. A successor stuck before
+// New therefore does not die of SIGTERM: its predecessor kills it
+// (SIGKILL) when Config.ReadyTimeout has passed.
 var earlySignals atomic.Pointer[caught]
 
 type caught struct {
