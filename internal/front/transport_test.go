@@ -57,21 +57,18 @@ func serveCMD(t *testing.T, f *Front, n int, h http.Handler, conns *atomic.Int64
 
 const wait = 10 * time.Second
 
-// client is one keep-alive client connection that never retries.
+// client is a poster's connection for any method, failing the test on
+// an error; it never retries.
 type client struct {
-	t    *testing.T
-	conn net.Conn
-	br   *bufio.Reader
+	t *testing.T
+	*poster
 }
 
 func dialClient(t *testing.T, addr string) *client {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return &client{t: t, conn: conn, br: bufio.NewReader(conn)}
+	p := dialPoster(t, addr)
+	t.Cleanup(func() { _ = p.conn.Close() })
+	return &client{t: t, poster: p}
 }
 
 // do sends one request and reads the response's head; the body is read
